@@ -1,0 +1,1 @@
+//! Shared harness for resile's benches: threads kept alive across samples, started together.

@@ -1,0 +1,2 @@
+//! loom models of the sliding windows.
+#![cfg(resile_loom)]

@@ -1,0 +1,1 @@
+//! (placeholder: see the issue that builds this module)
