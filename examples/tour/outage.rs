@@ -1,0 +1,5 @@
+//! The breaker scenario (added with the breaker).
+
+use crate::Report;
+
+pub(crate) fn run(_report: &mut Report) {}
