@@ -186,3 +186,4 @@ mod tests {
 }
 
 pub mod floor;
+pub mod window;
