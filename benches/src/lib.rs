@@ -186,10 +186,12 @@ mod tests {
 }
 
 pub mod floor;
+pub mod window;
 
 /// Every case of every suite, in report order (the scaling binary runs them all).
 pub fn all_cases() -> Vec<Case> {
     let mut v = Vec::new();
     v.extend(floor::cases());
+    v.extend(window::cases());
     v
 }
