@@ -185,4 +185,5 @@ mod tests {
     }
 }
 
+pub mod drain;
 pub mod floor;
