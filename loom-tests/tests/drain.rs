@@ -34,7 +34,10 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 }
 
 fn drainer() -> Drainer<ManualClock> {
-    Drainer::builder().clock(ManualClock::new()).build().unwrap()
+    Drainer::builder()
+        .clock(ManualClock::new())
+        .build()
+        .unwrap()
 }
 
 /// enter racing start_draining: either the enter is refused, or the drain waiter returns only
@@ -61,7 +64,10 @@ fn enter_racing_start_draining() {
         let work_was_done = done.load(Ordering::Relaxed);
         let admitted = worker.join().unwrap();
         if admitted {
-            assert!(work_was_done, "the waiter returned while an admitted guard lived");
+            assert!(
+                work_was_done,
+                "the waiter returned while an admitted guard lived"
+            );
         }
         assert_eq!(d.phase(), Phase::Drained);
         let m = d.metrics();
