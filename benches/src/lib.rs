@@ -185,6 +185,7 @@ mod tests {
     }
 }
 
+pub mod drain;
 pub mod floor;
 pub mod window;
 
@@ -193,5 +194,6 @@ pub fn all_cases() -> Vec<Case> {
     let mut v = Vec::new();
     v.extend(floor::cases());
     v.extend(window::cases());
+    v.extend(drain::cases());
     v
 }
