@@ -186,3 +186,10 @@ mod tests {
 }
 
 pub mod floor;
+
+/// Every case of every suite, in report order (the scaling binary runs them all).
+pub fn all_cases() -> Vec<Case> {
+    let mut v = Vec::new();
+    v.extend(floor::cases());
+    v
+}

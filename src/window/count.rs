@@ -1,13 +1,153 @@
 //! The count-based window: the outcomes of the last N calls.
 //!
-//! PLACEHOLDER IMPLEMENTATION (a mutex around a ring). The lock-free ring described in
-//! DESIGN.md replaces it; the public API below is the contract the breaker codes against.
+//! # Implementation details
+//!
+//! A ring of `size` one-byte slots, a claim cursor and one packed totals word, each hot word on
+//! its own cache line:
+//!
+//! ```text
+//! cursor: CachePadded<AtomicU64>    claims; slot = cursor % size
+//! totals: CachePadded<AtomicU64>    biased counts of the ring's contents (layout below)
+//! slots:  Box<[AtomicU8]>           EMPTY or an outcome code
+//! ```
+//!
+//! `record(o)`:
+//! 1. (fast path) if `o` is a plain success and the totals say "full of plain successes", the
+//!    new outcome would replace a plain success with a plain success: nothing changes, so return
+//!    the totals having written nothing (a healthy breaker writes no shared cache line);
+//! 2. `i = cursor.fetch_add(1) % size`; `old = slots[i].swap(code(o))`;
+//! 3. `totals.fetch_add(enc(o) - enc(old))` (wrapping, field by field; see [`TOTALS_BIAS`]).
+//!
+//! Every change to a slot is a `swap` whose caller applies exactly `enc(new) - enc(old)` to the
+//! totals, so for each slot the deltas telescope to `enc(final contents)`: once every recorder
+//! has returned, the totals equal the sum over the ring's contents, whatever the interleaving.
+//! Two claims that map to the same slot (the cursor lapped the ring while a recorder was between
+//! its claim and its swap) both land in that slot, and the later swap evicts the earlier outcome:
+//! under such a race the ring may keep the second-newest of two outcomes for one lap. Nothing is
+//! invented and the counts always describe the ring's actual contents.
+//!
+//! [`reset`](CountWindow::reset) swaps every slot to `EMPTY` and subtracts what it removed, so it
+//! keeps the same telescoping invariant while racing recorders.
 
 use super::{Outcome, Tally};
 use crate::error::ConfigError;
-use crate::sync::{Mutex, lock};
+use crate::sync::{AtomicU8, AtomicU64, Ordering};
+use crossbeam_utils::CachePadded;
+use std::fmt;
+
+/// Bits per field of the totals word.
+///
+/// ```text
+///  63  62          42 41          21 20           0
+/// +---+--------------+--------------+--------------+
+/// | 0 | slow + BIAS  | fail + BIAS  | calls + BIAS |
+/// +---+--------------+--------------+--------------+
+/// ```
+///
+/// | field    | meaning                                   | written by                       |
+/// |----------|-------------------------------------------|----------------------------------|
+/// | calls    | non-empty slots                           | every recorder (`fetch_add`), `reset` |
+/// | failures | slots holding `Failure` / `SlowFailure`   | same                             |
+/// | slow     | slots holding `SlowSuccess` / `SlowFailure` | same                           |
+///
+/// Orderings: every access is `Relaxed`. The window publishes nothing but its counts: each
+/// count is one atomic location whose read-modify-writes are totally ordered, so no update is
+/// lost; a reader that needs "the counts after these calls" gets it from whatever synchronised it
+/// with those calls (a join, the breaker's own state word).
+const FIELD_BITS: u32 = 21;
+const FIELD_MASK: u64 = (1 << FIELD_BITS) - 1;
+const CALLS_SHIFT: u32 = 0;
+const FAILURES_SHIFT: u32 = FIELD_BITS;
+const SLOW_SHIFT: u32 = 2 * FIELD_BITS;
+
+/// Each field holds `count + BIAS`. Between a recorder's `swap` and its `fetch_add` the totals may
+/// lag the ring, so a field can dip below its true count by up to one per recorder in flight (and
+/// rise above by as much). The bias keeps such a dip from borrowing from the field above: it
+/// allows 2^20 concurrent recorders, and `MAX_SIZE + 2^20 < 2^21` allows them above. Readers
+/// subtract the bias and clamp to `0..=size` (failures and slow to `0..=calls`).
+const BIAS: u64 = 1 << (FIELD_BITS - 1);
+/// The totals word of an empty window.
+pub(crate) const TOTALS_BIAS: u64 =
+    (BIAS << CALLS_SHIFT) | (BIAS << FAILURES_SHIFT) | (BIAS << SLOW_SHIFT);
+
+/// Slot codes: `EMPTY`, or `PRESENT | FAILED? | SLOW?`.
+const EMPTY: u8 = 0;
+const PRESENT: u8 = 1;
+const FAILED: u8 = 2;
+const SLOW: u8 = 4;
+
+/// What each slot code contributes to the (unbiased) totals word.
+const ENC: [u64; 8] = {
+    let mut t = [0u64; 8];
+    let mut code = 0;
+    while code < 8 {
+        if code & PRESENT as usize != 0 {
+            t[code] = (1 << CALLS_SHIFT)
+                | (((code & FAILED as usize != 0) as u64) << FAILURES_SHIFT)
+                | (((code & SLOW as usize != 0) as u64) << SLOW_SHIFT);
+        }
+        code += 1;
+    }
+    t
+};
+
+#[inline]
+const fn code(o: Outcome) -> u8 {
+    match o {
+        Outcome::Success => PRESENT,
+        Outcome::Failure => PRESENT | FAILED,
+        Outcome::SlowSuccess => PRESENT | SLOW,
+        Outcome::SlowFailure => PRESENT | FAILED | SLOW,
+    }
+}
+
+/// The outcome a slot code stands for (`None` for an empty slot).
+#[inline]
+const fn outcome_of(code: u8) -> Option<Outcome> {
+    if code & PRESENT == 0 {
+        None
+    } else {
+        Some(Outcome::new(code & FAILED != 0, code & SLOW != 0))
+    }
+}
+
+/// The change to the totals word when a slot goes from `old` to `new` (wrapping per field).
+#[inline]
+const fn delta(old: u8, new: u8) -> u64 {
+    ENC[(new & 7) as usize].wrapping_sub(ENC[(old & 7) as usize])
+}
+
+/// Decodes a (biased) totals word, clamping transient under- and overshoot.
+#[inline]
+fn decode(word: u64, size: u32) -> Tally {
+    let field = |shift: u32, max: u32| -> u32 {
+        let biased = (word >> shift) & FIELD_MASK;
+        // `max` <= 2^16 < BIAS, so the clamp keeps the result in `0..=max`.
+        biased.saturating_sub(BIAS).min(u64::from(max)) as u32
+    };
+    let calls = field(CALLS_SHIFT, size);
+    Tally {
+        calls,
+        failures: field(FAILURES_SHIFT, calls),
+        slow: field(SLOW_SHIFT, calls),
+    }
+}
+
+/// The totals word of a window full of plain successes.
+#[inline]
+const fn full_of_successes(size: u32) -> u64 {
+    TOTALS_BIAS + ((size as u64) << CALLS_SHIFT)
+}
 
 /// The outcomes of the last `size` calls, with running totals.
+///
+/// Lock-free: [`record`](Self::record) is at most one `fetch_add` on a cursor, one `swap` of a
+/// byte and one `fetch_add` on the totals, and only a load when it records a plain success into
+/// a window already full of plain successes. Nothing allocates after [`new`](Self::new).
+///
+/// Under concurrent recording the totals are exact at every quiescent point (every call to
+/// `record` has returned): they equal the ring's contents. While records are in flight a reader
+/// may see a total off by at most one per in-flight recorder; reads clamp to `0..=size`.
 ///
 /// ```
 /// use resile::window::{CountWindow, Outcome};
@@ -17,17 +157,26 @@ use crate::sync::{Mutex, lock};
 /// let t = w.record(Outcome::Success); // the failure falls out
 /// assert_eq!((t.calls, t.failures), (2, 0));
 /// ```
-#[derive(Debug)]
 pub struct CountWindow {
+    /// The packed totals (see [`FIELD_BITS`]); read on every record, written on most.
+    totals: CachePadded<AtomicU64>,
+    /// The claim cursor; never wraps in practice (2^64 claims).
+    cursor: CachePadded<AtomicU64>,
+    slots: Box<[AtomicU8]>,
     size: u32,
-    inner: Mutex<(Vec<Option<Outcome>>, usize, Tally)>,
 }
 
 impl CountWindow {
-    /// The largest window this type can hold.
+    /// The largest window this type can hold (65,536 slots; the totals' 21-bit fields leave room
+    /// for the bias, see the module docs).
     pub const MAX_SIZE: u32 = 1 << 16;
 
     /// A window of the last `size` calls, `1..=MAX_SIZE`.
+    ///
+    /// ```
+    /// use resile::window::CountWindow;
+    /// assert_eq!(CountWindow::new(0).unwrap_err().field(), "window_size");
+    /// ```
     pub fn new(size: u32) -> Result<Self, ConfigError> {
         if size == 0 || size > Self::MAX_SIZE {
             return Err(ConfigError::new(
@@ -37,44 +186,302 @@ impl CountWindow {
             ));
         }
         Ok(Self {
+            totals: CachePadded::new(AtomicU64::new(TOTALS_BIAS)),
+            cursor: CachePadded::new(AtomicU64::new(0)),
+            slots: (0..size).map(|_| AtomicU8::new(EMPTY)).collect(),
             size,
-            inner: Mutex::new((vec![None; size as usize], 0, Tally::default())),
         })
     }
 
     /// The number of slots.
+    #[inline]
     pub fn size(&self) -> u32 {
         self.size
     }
 
     /// Records one outcome, evicting the oldest once full; returns the totals just after.
+    #[inline]
     pub fn record(&self, outcome: Outcome) -> Tally {
-        let mut g = lock(&self.inner);
-        let (ring, pos, tally) = &mut *g;
-        if let Some(old) = ring[*pos].replace(outcome) {
-            let o = old.tally();
-            tally.calls -= o.calls;
-            tally.failures -= o.failures;
-            tally.slow -= o.slow;
+        if let Outcome::Success = outcome {
+            // Relaxed: see the totals' ordering note.
+            if self.totals.load(Ordering::Relaxed) == full_of_successes(self.size) {
+                // The ring holds only plain successes: replacing the oldest by a plain success
+                // changes neither the counts nor (as a multiset) the contents.
+                return Tally {
+                    calls: self.size,
+                    failures: 0,
+                    slow: 0,
+                };
+            }
         }
-        let n = outcome.tally();
-        tally.calls += n.calls;
-        tally.failures += n.failures;
-        tally.slow += n.slow;
-        *pos = (*pos + 1) % ring.len();
-        *tally
+        self.record_slow(outcome)
+    }
+
+    #[inline]
+    fn record_slow(&self, outcome: Outcome) -> Tally {
+        let new = code(outcome);
+        // Relaxed: the cursor only spreads claims over the slots; correctness of the counts rests
+        // on each slot's swap, not on the cursor.
+        let claim = self.cursor.fetch_add(1, Ordering::Relaxed);
+        let i = (claim % u64::from(self.size)) as usize;
+        // Relaxed: the swap's total order per slot is all the telescoping argument needs.
+        let old = match self.slots.get(i) {
+            Some(slot) => slot.swap(new, Ordering::Relaxed),
+            None => return self.snapshot(), // unreachable: i < size == slots.len()
+        };
+        let d = delta(old, new);
+        let before = self.totals.fetch_add(d, Ordering::Relaxed);
+        decode(before.wrapping_add(d), self.size)
     }
 
     /// The current totals.
+    #[inline]
     pub fn snapshot(&self) -> Tally {
-        lock(&self.inner).2
+        decode(self.totals.load(Ordering::Relaxed), self.size)
     }
 
-    /// Empties the window.
+    /// The ring's contents, oldest first as far as the cursor tells (for tests and debugging; it
+    /// reads every slot, so it is not atomic with concurrent records).
+    pub fn outcomes(&self) -> Vec<Outcome> {
+        let start = self.cursor.load(Ordering::Relaxed) % u64::from(self.size);
+        let n = self.slots.len();
+        (0..n)
+            .filter_map(|k| {
+                let i = (start as usize + k) % n;
+                outcome_of(self.slots[i].load(Ordering::Relaxed))
+            })
+            .collect()
+    }
+
+    /// Empties the window. Outcomes recorded concurrently with a reset may survive it; the
+    /// totals still equal the ring's contents once both have returned.
     pub fn reset(&self) {
-        let mut g = lock(&self.inner);
-        g.0.iter_mut().for_each(|s| *s = None);
-        g.1 = 0;
-        g.2 = Tally::default();
+        let mut removed = 0u64;
+        for slot in self.slots.iter() {
+            let old = slot.swap(EMPTY, Ordering::Relaxed);
+            removed = removed.wrapping_add(ENC[(old & 7) as usize]);
+        }
+        self.totals.fetch_sub(removed, Ordering::Relaxed);
+    }
+}
+
+impl fmt::Debug for CountWindow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CountWindow")
+            .field("size", &self.size)
+            .field("totals", &self.snapshot())
+            .finish()
+    }
+}
+
+#[cfg(all(test, not(resile_loom)))]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    const ALL: [Outcome; 4] = [
+        Outcome::Success,
+        Outcome::Failure,
+        Outcome::SlowSuccess,
+        Outcome::SlowFailure,
+    ];
+
+    /// The plain sequential model: the last `size` outcomes.
+    struct Model {
+        size: usize,
+        ring: VecDeque<Outcome>,
+    }
+
+    impl Model {
+        fn new(size: u32) -> Self {
+            Self {
+                size: size as usize,
+                ring: VecDeque::new(),
+            }
+        }
+        fn record(&mut self, o: Outcome) -> Tally {
+            if self.ring.len() == self.size {
+                self.ring.pop_front();
+            }
+            self.ring.push_back(o);
+            self.tally()
+        }
+        fn tally(&self) -> Tally {
+            let mut t = Tally::default();
+            for o in &self.ring {
+                t.calls += 1;
+                t.failures += o.is_failure() as u32;
+                t.slow += o.is_slow() as u32;
+            }
+            t
+        }
+    }
+
+    fn sorted(mut v: Vec<Outcome>) -> Vec<u8> {
+        let mut c: Vec<u8> = v.drain(..).map(code).collect();
+        c.sort_unstable();
+        c
+    }
+
+    /// A small deterministic generator (xorshift), so the test needs no dependency.
+    fn rng(seed: u64) -> impl FnMut() -> u64 {
+        let mut x = seed | 1;
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
+    #[test]
+    fn matches_sequential_model() {
+        for size in [1, 2, 3, 7, 64, 1000] {
+            let w = CountWindow::new(size).unwrap();
+            let mut m = Model::new(size);
+            let mut next = rng(u64::from(size));
+            for step in 0..5000 {
+                let r = next();
+                if r % 97 == 0 {
+                    w.reset();
+                    m.ring.clear();
+                } else {
+                    // Bias towards successes so the fast path runs often.
+                    let o = if r % 3 == 0 {
+                        ALL[(r >> 8) as usize % 4]
+                    } else {
+                        Outcome::Success
+                    };
+                    assert_eq!(w.record(o), m.record(o), "size {size} step {step}");
+                }
+                assert_eq!(w.snapshot(), m.tally());
+                assert_eq!(
+                    sorted(w.outcomes()),
+                    sorted(m.ring.iter().copied().collect())
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn evicts_the_oldest_outcome() {
+        let w = CountWindow::new(3).unwrap();
+        let mut m = Model::new(3);
+        for o in [
+            Outcome::SlowFailure,
+            Outcome::Failure,
+            Outcome::SlowSuccess,
+            Outcome::Success,
+            Outcome::Success,
+            Outcome::Success,
+        ] {
+            assert_eq!(w.record(o), m.record(o));
+        }
+        assert_eq!(
+            w.snapshot(),
+            Tally {
+                calls: 3,
+                failures: 0,
+                slow: 0
+            }
+        );
+    }
+
+    #[test]
+    fn full_of_successes_records_without_writing() {
+        let w = CountWindow::new(4).unwrap();
+        for _ in 0..4 {
+            w.record(Outcome::Success);
+        }
+        let cursor = w.cursor.load(Ordering::Relaxed);
+        let totals = w.totals.load(Ordering::Relaxed);
+        for _ in 0..10 {
+            assert_eq!(
+                w.record(Outcome::Success),
+                Tally {
+                    calls: 4,
+                    failures: 0,
+                    slow: 0
+                }
+            );
+        }
+        assert_eq!(w.cursor.load(Ordering::Relaxed), cursor);
+        assert_eq!(w.totals.load(Ordering::Relaxed), totals);
+        // A failure still lands and then ages out after `size` successes.
+        assert_eq!(w.record(Outcome::Failure).failures, 1);
+        for _ in 0..3 {
+            assert_eq!(w.record(Outcome::Success).failures, 1);
+        }
+        assert_eq!(w.record(Outcome::Success).failures, 0);
+    }
+
+    #[test]
+    fn config_errors_name_field_and_range() {
+        for bad in [0, CountWindow::MAX_SIZE + 1, u32::MAX] {
+            let e = CountWindow::new(bad).unwrap_err();
+            assert_eq!(e.field(), "window_size");
+            assert_eq!(e.allowed(), format!("1..={}", CountWindow::MAX_SIZE));
+        }
+        const { assert!(CountWindow::MAX_SIZE >= 1024) };
+        let w = CountWindow::new(CountWindow::MAX_SIZE).unwrap();
+        assert_eq!(w.size(), CountWindow::MAX_SIZE);
+    }
+
+    #[test]
+    fn biased_fields_never_borrow() {
+        // A transient negative in one field leaves the neighbours intact.
+        let word = TOTALS_BIAS.wrapping_add(delta(PRESENT | FAILED, EMPTY));
+        assert_eq!(decode(word, 4), Tally::default());
+        let word = word.wrapping_add(delta(EMPTY, PRESENT | FAILED));
+        assert_eq!(word, TOTALS_BIAS);
+        assert_eq!(
+            decode(full_of_successes(9), 9),
+            Tally {
+                calls: 9,
+                failures: 0,
+                slow: 0
+            }
+        );
+    }
+
+    #[test]
+    fn concurrent_records_are_exact_after_join() {
+        use std::sync::Arc;
+        for size in [1, 3, 64] {
+            let w = Arc::new(CountWindow::new(size).unwrap());
+            let handles: Vec<_> = (0..4u64)
+                .map(|t| {
+                    let w = w.clone();
+                    std::thread::spawn(move || {
+                        let mut next = rng(t + 11);
+                        for _ in 0..20_000 {
+                            let r = next();
+                            let o = if r % 4 == 0 {
+                                ALL[(r >> 8) as usize % 4]
+                            } else {
+                                Outcome::Success
+                            };
+                            w.record(o);
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap();
+            }
+            let contents = w.outcomes();
+            assert_eq!(contents.len(), size as usize);
+            let mut expect = Tally::default();
+            for o in &contents {
+                expect.calls += 1;
+                expect.failures += o.is_failure() as u32;
+                expect.slow += o.is_slow() as u32;
+            }
+            assert_eq!(w.snapshot(), expect);
+            // The raw word carries no transient residue once quiescent.
+            let raw = w.totals.load(Ordering::Relaxed);
+            let unbiased = raw.wrapping_sub(TOTALS_BIAS);
+            assert_eq!(unbiased & FIELD_MASK, u64::from(expect.calls));
+        }
     }
 }

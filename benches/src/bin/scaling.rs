@@ -1,0 +1,328 @@
+//! The scaling report: every benchmark case at 1, 2, 4, ... N threads, interleaved round by
+//! round so that drift of the host hits every implementation alike, printed as Markdown tables of
+//! ns/op and ratios, with an SVG chart of throughput against threads per operation.
+//!
+//! ```text
+//! cargo run --release -p resile-benches --bin scaling -- --max-threads 4 --svg benches/results
+//! ```
+//!
+//! Options: `--max-threads N` (powers of two up to N, and N itself), `--threads 1,2,8` (an explicit
+//! list), `--ms M` (target milliseconds per run, default 100), `--rounds R` (default 5),
+//! `--filter TEXT` (only operations whose name contains TEXT), `--svg DIR` (write one chart per
+//! operation). The binary needs nothing installed: build it with
+//! `RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -p resile-benches --bin scaling
+//! --target x86_64-unknown-linux-gnu` and copy it to any x86-64 Linux machine.
+
+use resile_benches::{Case, Pool, Role, all_cases};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+struct Options {
+    threads: Vec<usize>,
+    ms: u64,
+    rounds: usize,
+    filter: Option<String>,
+    svg: Option<String>,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut o = Options {
+        threads: vec![1, 2, 4],
+        ms: 100,
+        rounds: 5,
+        filter: None,
+        svg: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--max-threads" => {
+                let n: usize = val()?.parse().map_err(|e| format!("--max-threads: {e}"))?;
+                if n == 0 {
+                    return Err("--max-threads must be at least 1".into());
+                }
+                let mut t: Vec<usize> = (0..usize::BITS)
+                    .map(|i| 1usize << i)
+                    .take_while(|&p| p <= n)
+                    .collect();
+                if t.last() != Some(&n) {
+                    t.push(n);
+                }
+                o.threads = t;
+            }
+            "--threads" => {
+                o.threads = val()?
+                    .split(',')
+                    .map(|s| s.trim().parse::<usize>().map_err(|e| format!("--threads: {e}")))
+                    .collect::<Result<_, _>>()?;
+                if o.threads.contains(&0) || o.threads.is_empty() {
+                    return Err("--threads: each count must be at least 1".into());
+                }
+            }
+            "--ms" => o.ms = val()?.parse().map_err(|e| format!("--ms: {e}"))?,
+            "--rounds" => o.rounds = val()?.parse().map_err(|e| format!("--rounds: {e}"))?,
+            "--filter" => o.filter = Some(val()?),
+            "--svg" => o.svg = Some(val()?),
+            "-h" | "--help" => {
+                println!(
+                    "usage: scaling [--max-threads N | --threads 1,2,4] [--ms 100] [--rounds 5] \
+                     [--filter TEXT] [--svg DIR]"
+                );
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if o.rounds == 0 || o.ms == 0 {
+        return Err("--rounds and --ms must be at least 1".into());
+    }
+    Ok(o)
+}
+
+/// Operations per thread so that one run lasts about `ms`.
+fn calibrate(pool: &Pool, case: &Case, threads: usize, ms: u64) -> u64 {
+    let target = Duration::from_millis(ms);
+    let mut iters = 256u64;
+    loop {
+        let t = (case.run)(pool, threads, iters);
+        if t >= target / 8 || iters >= 1 << 34 {
+            let scale = target.as_secs_f64() / t.as_secs_f64().max(1e-9);
+            return ((iters as f64 * scale) as u64).max(1);
+        }
+        iters *= 4;
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn role_label(r: Role) -> &'static str {
+    match r {
+        Role::Resile => "resile",
+        Role::StdMutex => "std Mutex",
+        Role::ParkingLot => "parking_lot Mutex",
+        Role::Peer => "peer",
+        Role::Floor => "floor",
+    }
+}
+
+fn main() {
+    let o = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("scaling: {e}");
+            std::process::exit(2);
+        }
+    };
+    let cases: Vec<Case> = all_cases()
+        .into_iter()
+        .filter(|c| o.filter.as_ref().is_none_or(|f| c.group.contains(f.as_str())))
+        .collect();
+    let max_t = *o.threads.iter().max().unwrap_or(&1);
+    let pool = Pool::new(max_t);
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+
+    // Calibrate every (case, threads) first, then run the rounds over all of them, alternating
+    // direction, so slow drift of the host hits every implementation alike.
+    let mut plan: Vec<(usize, usize, u64)> = Vec::new();
+    for (ci, c) in cases.iter().enumerate() {
+        for &t in &o.threads {
+            plan.push((ci, t, calibrate(&pool, c, t, o.ms)));
+        }
+    }
+    let mut samples: BTreeMap<(usize, usize), Vec<f64>> = BTreeMap::new();
+    for round in 0..o.rounds {
+        let order: Vec<&(usize, usize, u64)> = if round % 2 == 0 {
+            plan.iter().collect()
+        } else {
+            plan.iter().rev().collect()
+        };
+        for &&(ci, t, iters) in &order {
+            let wall = (cases[ci].run)(&pool, t, iters);
+            // Aggregate cost: wall time over all operations of all threads.
+            let ns = wall.as_nanos() as f64 / (iters as f64 * t as f64);
+            samples.entry((ci, t)).or_default().push(ns);
+        }
+        eprintln!("round {}/{} done", round + 1, o.rounds);
+    }
+    let med: BTreeMap<(usize, usize), f64> = samples
+        .into_iter()
+        .map(|(k, mut v)| (k, median(&mut v)))
+        .collect();
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "scaling: {cpus} CPUs available, threads {:?}, {} interleaved rounds of ~{} ms; \
+         median aggregate ns/op (wall time / all operations of all threads; lower is better)\n",
+        o.threads, o.rounds, o.ms
+    );
+    let mut groups: Vec<&'static str> = cases.iter().map(|c| c.group).collect();
+    groups.dedup();
+    for g in &groups {
+        let rows: Vec<usize> = (0..cases.len()).filter(|&i| cases[i].group == *g).collect();
+        let _ = writeln!(out, "### {g}\n");
+        let mut head = String::from("| implementation | role |");
+        let mut rule = String::from("|---|---|");
+        for t in &o.threads {
+            let _ = write!(head, " {t}t ns/op |");
+            rule.push_str("---:|");
+        }
+        let _ = writeln!(out, "{head}\n{rule}");
+        for &i in &rows {
+            let _ = write!(out, "| {} | {} |", cases[i].name, role_label(cases[i].role));
+            for &t in &o.threads {
+                let _ = write!(out, " {:.2} |", med[&(i, t)]);
+            }
+            let _ = writeln!(out);
+        }
+        // Ratios: how many times resile's throughput is the best of each other role.
+        let resile: Vec<usize> = rows
+            .iter()
+            .copied()
+            .filter(|&i| cases[i].role == Role::Resile)
+            .collect();
+        for &r in &resile {
+            for role in [Role::Peer, Role::ParkingLot, Role::StdMutex] {
+                let others: Vec<usize> = rows
+                    .iter()
+                    .copied()
+                    .filter(|&i| cases[i].role == role)
+                    .collect();
+                if others.is_empty() {
+                    continue;
+                }
+                let _ = write!(
+                    out,
+                    "\n{} vs best {}: ",
+                    cases[r].name,
+                    role_label(role)
+                );
+                for &t in &o.threads {
+                    let best = others
+                        .iter()
+                        .map(|&i| med[&(i, t)])
+                        .fold(f64::INFINITY, f64::min);
+                    let _ = write!(out, "{t}t {:.2}x  ", best / med[&(r, t)]);
+                }
+            }
+        }
+        let _ = writeln!(out, "\n");
+        if let Some(dir) = &o.svg {
+            let series: Vec<(String, Vec<f64>)> = rows
+                .iter()
+                .map(|&i| {
+                    let mops = o.threads.iter().map(|&t| 1e3 / med[&(i, t)]).collect();
+                    (cases[i].name.to_string(), mops)
+                })
+                .collect();
+            let svg = chart(g, &o.threads, &series);
+            let file = format!(
+                "{dir}/{}.svg",
+                g.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+            );
+            if let Err(e) = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&file, svg))
+            {
+                eprintln!("scaling: cannot write {file}: {e}");
+            }
+        }
+    }
+    print!("{out}");
+}
+
+/// A line chart of throughput (Mops/s, all threads) against threads, one line per implementation.
+fn chart(title: &str, threads: &[usize], series: &[(String, Vec<f64>)]) -> String {
+    const W: f64 = 720.0;
+    const H: f64 = 420.0;
+    const L: f64 = 70.0;
+    const R: f64 = 230.0;
+    const T: f64 = 40.0;
+    const B: f64 = 50.0;
+    const COLORS: [&str; 10] = [
+        "#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+        "#bcbd22", "#17becf",
+    ];
+    let ymax = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .fold(0.0f64, f64::max)
+        .max(1e-9)
+        * 1.1;
+    let n = threads.len().max(2) as f64 - 1.0;
+    let x = |i: usize| L + (W - L - R) * (i as f64 / n);
+    let y = |v: f64| T + (H - T - B) * (1.0 - v / ymax);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="22" font-size="15" text-anchor="middle">{} — throughput (Mops/s, all threads)</text>"#,
+        (W - R + L) / 2.0,
+        xml(title)
+    );
+    for k in 0..=5 {
+        let v = ymax * k as f64 / 5.0;
+        let (x2, yy, lx, ly) = (W - R, y(v), L - 6.0, y(v) + 4.0);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{L}" x2="{x2}" y1="{yy:.1}" y2="{yy:.1}" stroke="#ddd"/><text x="{lx}" y="{ly:.1}" text-anchor="end">{v:.0}</text>"##
+        );
+    }
+    for (i, t) in threads.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{}" text-anchor="middle">{t}</text>"#,
+            x(i),
+            H - B + 18.0
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="middle">threads</text>"#,
+        (W - R + L) / 2.0,
+        H - 12.0
+    );
+    for (k, (name, v)) in series.iter().enumerate() {
+        let c = COLORS[k % COLORS.len()];
+        let pts: Vec<String> = v
+            .iter()
+            .enumerate()
+            .map(|(i, &m)| format!("{:.1},{:.1}", x(i), y(m)))
+            .collect();
+        let _ = writeln!(
+            s,
+            r#"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/>"#,
+            pts.join(" ")
+        );
+        let ly = T + 18.0 * k as f64;
+        let _ = writeln!(
+            s,
+            r#"<rect x="{}" y="{:.1}" width="12" height="12" fill="{c}"/><text x="{}" y="{:.1}">{}</text>"#,
+            W - R + 12.0,
+            ly,
+            W - R + 30.0,
+            ly + 10.0,
+            xml(name)
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
