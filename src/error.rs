@@ -74,6 +74,77 @@ impl std::error::Error for ConfigError {}
 // Circuit breaker
 // ---------------------------------------------------------------------------------------------
 
+/// Why a circuit breaker refused a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// The breaker is open: the dependency failed recently.
+    Open,
+    /// The breaker is half-open and every probe slot is taken.
+    HalfOpen,
+    /// The breaker was forced open by hand; only a reset lets calls through.
+    ForcedOpen,
+}
+
+/// A circuit breaker refused the call without running it.
+///
+/// Carries how long until the breaker will admit a probe (`None` when it was forced open, which
+/// lasts until someone resets it) and which state refused.
+///
+/// ```
+/// use resile::breaker::CircuitBreaker;
+/// use resile::error::Refusal;
+///
+/// let breaker = CircuitBreaker::builder().build().unwrap();
+/// breaker.force_open();
+/// let err = breaker.try_acquire().unwrap_err();
+/// assert_eq!(err.refusal(), Refusal::ForcedOpen);
+/// assert_eq!(err.retry_after(), None);
+/// assert_eq!(err.to_string(), "circuit breaker forced open: call refused");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CircuitOpen {
+    retry_after: Option<std::time::Duration>,
+    refusal: Refusal,
+}
+
+impl CircuitOpen {
+    /// A refusal by `refusal`, with `retry_after` until a probe may be admitted.
+    pub fn new(refusal: Refusal, retry_after: Option<std::time::Duration>) -> Self {
+        Self {
+            retry_after,
+            refusal,
+        }
+    }
+
+    /// How long until the breaker admits a probe; `None` when forced open.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.retry_after
+    }
+
+    /// The state that refused.
+    pub fn refusal(&self) -> Refusal {
+        self.refusal
+    }
+}
+
+impl fmt::Display for CircuitOpen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.refusal, self.retry_after) {
+            (Refusal::ForcedOpen, _) => f.write_str("circuit breaker forced open: call refused"),
+            (Refusal::Open, Some(d)) => {
+                write!(f, "circuit breaker open: call refused, retry after {d:?}")
+            }
+            (Refusal::HalfOpen, Some(d)) => write!(
+                f,
+                "circuit breaker half-open with every probe taken: call refused, retry after {d:?}"
+            ),
+            (_, None) => f.write_str("circuit breaker open: call refused"),
+        }
+    }
+}
+
+impl std::error::Error for CircuitOpen {}
+
 // (end of circuit breaker section)
 //
 // ---------------------------------------------------------------------------------------------

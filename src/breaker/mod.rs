@@ -1,1 +1,693 @@
-//! (placeholder: see the issue that builds this module)
+//! A lock-free circuit breaker with resilience4j's rules.
+//!
+//! A breaker guards calls to a dependency. While the dependency is healthy the breaker is
+//! **closed**: calls pass and their outcomes go into a sliding window. When the window shows the
+//! dependency failing, the breaker **opens**: calls are refused at once, with the time until it
+//! will try again, instead of waiting on a dead dependency. After the open period it lets a few
+//! **half-open** probes through; their results close it or open it again.
+//!
+//! ```text
+//!              failure rate >= threshold, or slow-call rate >= threshold,
+//!              or failures >= count (never below minimum_calls)
+//!   +--------+ ----------------------------------------------------------> +------+
+//!   | CLOSED |                                                            | OPEN | refuse, with
+//!   +--------+ <---+                                            +-------> +------+ retry_after
+//!       ^          | probes healthy        probes breach, or no |            |
+//!       |          |                       decision in time     |            | open_for passed
+//!       |          |                                            |            | (first caller)
+//!       |          +-------------------- +-----------+ ---------+            |
+//!       |                                | HALF-OPEN | <---------------------+
+//!       |                                +-----------+  at most half_open_probes calls;
+//!       |                                               decide after min(minimum_calls, probes)
+//!       | reset()                                       results
+//!   +-------------+   +----------+
+//!   | FORCED-OPEN |   | DISABLED |   force_open() / disable(): every call refused / passed,
+//!   +-------------+   +----------+   until reset()
+//! ```
+//!
+//! The rules, precisely (resilience4j's, with the fixes its issue tracker asked for):
+//! - The window is [count-based](Builder::count_window) or [time-based](Builder::time_window).
+//!   Thresholds compare with `>=`; a call is slow when it takes strictly longer than the slow
+//!   threshold. They are evaluated after every recorded outcome, successes included, and never
+//!   before `minimum_calls` calls are in the window. A breach makes exactly one transition however
+//!   many threads see it.
+//! - Open refuses every call with [`CircuitOpen`], whose
+//!   [`retry_after`](CircuitOpen::retry_after) says when a probe will be admitted. The open period
+//!   may [grow](Builder::open_for_growth) with each consecutive re-open, capped.
+//! - Half-open admits at most `half_open_probes` calls. A probe permit dropped without a result
+//!   gives its slot back. A half-open breaker that has not decided within its
+//!   [timeout](Builder::half_open_timeout) re-opens. A result from a call admitted in an earlier
+//!   state never counts as a probe.
+//! - Transitions out of open and half-open happen lazily, in [`try_acquire`]: [`state`] reports
+//!   the state as last moved.
+//!
+//! [`try_acquire`]: CircuitBreaker::try_acquire
+//! [`state`]: CircuitBreaker::state
+//!
+//! # Three ways to call
+//!
+//! The split form: take a [`Permit`], run the call, report the outcome. A permit dropped without
+//! a report is released unrecorded (or recorded as a failure if the thread is panicking).
+//!
+//! ```
+//! use resile::breaker::CircuitBreaker;
+//! use resile::clock::ManualClock;
+//! use std::time::Duration;
+//!
+//! let clock = ManualClock::new();
+//! let breaker = CircuitBreaker::builder()
+//!     .clock(clock.clone())
+//!     .count_window(4)
+//!     .minimum_calls(4)
+//!     .failure_rate_threshold(0.5)
+//!     .open_for(Duration::from_secs(5))
+//!     .build()
+//!     .unwrap();
+//!
+//! for ok in [true, false, true, false] {
+//!     let permit = breaker.try_acquire().expect("closed");
+//!     if ok { permit.success() } else { permit.failure() }
+//! }
+//! // 2 failures of 4 calls = 50%: open.
+//! let refused = breaker.try_acquire().unwrap_err();
+//! assert!(refused.retry_after().unwrap() >= Duration::from_secs(5));
+//! ```
+//!
+//! The wrapped form: [`call`](CircuitBreaker::call) runs a closure and classifies its `Err` as a
+//! failure ([`call_with`](CircuitBreaker::call_with) lets you say, per error, failure, ignored or
+//! success).
+//!
+//! ```
+//! use resile::breaker::{CallError, CircuitBreaker, ErrorClass};
+//!
+//! let breaker = CircuitBreaker::builder().build().unwrap();
+//! let v: Result<u32, CallError<&str>> = breaker.call(|| Ok(7));
+//! assert_eq!(v.unwrap(), 7);
+//! // A "not found" is the caller's problem, not the dependency's: don't count it.
+//! let r = breaker.call_with(
+//!     |e: &&str| if *e == "not found" { ErrorClass::Ignore } else { ErrorClass::Failure },
+//!     || Err::<u32, _>("not found"),
+//! );
+//! assert!(matches!(r, Err(CallError::Inner("not found"))));
+//! assert_eq!(breaker.metrics().calls, 1);
+//! ```
+//!
+//! The async form: [`call_async`](CircuitBreaker::call_async) wraps a future, on any executor.
+//! Dropping the future before it finishes releases its permit unrecorded.
+//!
+//! ```
+//! use resile::breaker::CircuitBreaker;
+//!
+//! let breaker = CircuitBreaker::builder().build().unwrap();
+//! let fut = breaker.call_async(async { Ok::<_, std::io::Error>("pong") });
+//! assert_eq!(futures::executor::block_on(fut).unwrap(), "pong");
+//! ```
+//!
+//! # Cost
+//!
+//! A closed breaker with a count window reads no clock. Once its window is full of successes, a
+//! successful call is two loads of one shared word and no write at all: nothing needs recording
+//! when a success replaces a success. A refusal reads the clock once; with a
+//! [`CoarseClock`](crate::clock::CoarseClock) that is a few nanoseconds. No call path allocates.
+//! The packed word and its orderings are documented in the source of `breaker/state.rs`.
+
+mod config;
+mod state;
+
+pub use crate::error::{CircuitOpen, Refusal};
+pub use config::{Builder, MAX_COUNT, MAX_DURATION};
+pub use state::State;
+
+use crate::clock::{Clock, SystemClock};
+use crate::sync::{AtomicU64, Ordering};
+use crate::window::{Outcome, Tally};
+use config::{Hook, Window};
+use crossbeam_utils::CachePadded;
+use state::{Params, Step, Verdict};
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::mem::ManuallyDrop;
+use std::time::Duration;
+
+/// One tick of the breaker's deadlines (`2^20` ns, about 1.05 ms): open periods and half-open
+/// timeouts are rounded up to whole ticks.
+pub const TICK: Duration = Duration::from_nanos(state::TICK_NANOS);
+
+/// A transition, as the [state-change hook](Builder::on_state_change) sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StateChange {
+    /// The state before.
+    pub from: State,
+    /// The state after.
+    pub to: State,
+}
+
+/// How the caller classifies an error of a [`call_with`](CircuitBreaker::call_with).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// The dependency failed: record a failure.
+    Failure,
+    /// Not the dependency's fault: release the permit, record nothing.
+    Ignore,
+    /// Counts as a success (e.g. an expected "not found").
+    Success,
+}
+
+/// The error of a wrapped call: refused by the breaker, or the call's own error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CallError<E> {
+    /// The breaker refused; the call did not run.
+    Refused(CircuitOpen),
+    /// The call ran and returned this error.
+    Inner(E),
+}
+
+impl<E: fmt::Display> fmt::Display for CallError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Refused(e) => e.fmt(f),
+            CallError::Inner(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for CallError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CallError::Refused(e) => Some(e),
+            CallError::Inner(e) => Some(e),
+        }
+    }
+}
+
+/// A snapshot of a breaker's counters.
+///
+/// `calls`, `failures` and `slow_calls` (and the rates) describe the closed window: kept while
+/// open and half-open, emptied when the breaker closes again or is reset.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Metrics {
+    /// The state.
+    pub state: State,
+    /// `failures / calls`, or 0 with no calls.
+    pub failure_rate: f64,
+    /// `slow_calls / calls`, or 0 with no calls.
+    pub slow_call_rate: f64,
+    /// Calls in the window.
+    pub calls: u32,
+    /// Failed calls in the window.
+    pub failures: u32,
+    /// Slow calls in the window.
+    pub slow_calls: u32,
+    /// Calls refused since the breaker was built.
+    pub refused: u64,
+    /// Time since the last transition (or since the breaker was built).
+    pub since_last_transition: Duration,
+}
+
+/// A circuit breaker: see the [module documentation](self).
+///
+/// ```
+/// use resile::breaker::{CircuitBreaker, State};
+/// let breaker = CircuitBreaker::builder().name("payments").build().unwrap();
+/// assert_eq!(breaker.state(), State::Closed);
+/// ```
+pub struct CircuitBreaker<C: Clock = SystemClock> {
+    word: CachePadded<AtomicU64>,
+    refused: CachePadded<AtomicU64>,
+    changed_at: AtomicU64,
+    window: Window,
+    pub(crate) params: Params,
+    slow_nanos: Option<u64>,
+    clock: C,
+    name: Cow<'static, str>,
+    hook: Option<Hook>,
+}
+
+impl<C: Clock> fmt::Debug for CircuitBreaker<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("name", &self.name)
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CircuitBreaker<SystemClock> {
+    /// A builder with resilience4j's defaults (see [`Builder`]).
+    pub fn builder() -> Builder<SystemClock> {
+        Builder::new()
+    }
+}
+
+impl<C: Clock> CircuitBreaker<C> {
+    pub(crate) fn from_parts(
+        clock: C,
+        name: Cow<'static, str>,
+        window: Window,
+        params: Params,
+        slow_nanos: Option<u64>,
+        hook: Option<Hook>,
+    ) -> Self {
+        let now = clock.now();
+        Self {
+            word: CachePadded::new(AtomicU64::new(state::CLOSED)),
+            refused: CachePadded::new(AtomicU64::new(0)),
+            changed_at: AtomicU64::new(now),
+            window,
+            params,
+            slow_nanos,
+            clock,
+            name,
+            hook,
+        }
+    }
+
+    /// The name given to the builder.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The state as last moved (open and half-open move on in `try_acquire`).
+    pub fn state(&self) -> State {
+        State::of(self.word.load(Ordering::Acquire))
+    }
+
+    /// Asks to make a call: a [`Permit`] to report its outcome on, or the refusal.
+    ///
+    /// ```
+    /// use resile::breaker::CircuitBreaker;
+    /// let breaker = CircuitBreaker::builder().build().unwrap();
+    /// match breaker.try_acquire() {
+    ///     Ok(permit) => permit.success(),
+    ///     Err(refused) => panic!("closed breaker refused: {refused}"),
+    /// }
+    /// ```
+    #[inline]
+    pub fn try_acquire(&self) -> Result<Permit<'_, C>, CircuitOpen> {
+        let w = self.word.load(Ordering::Acquire);
+        let s = state::state_bits(w);
+        if s == state::CLOSED || s == state::DISABLED {
+            let start = if self.slow_nanos.is_some() {
+                self.clock.now()
+            } else {
+                0
+            };
+            return Ok(Permit::new(self, state::generation(w), start));
+        }
+        self.acquire_slow(w)
+    }
+
+    #[cold]
+    fn acquire_slow(&self, mut w: u64) -> Result<Permit<'_, C>, CircuitOpen> {
+        let now = if state::state_bits(w) == state::FORCED_OPEN {
+            0
+        } else {
+            self.clock.now()
+        };
+        loop {
+            let step = state::acquire(w, now, &self.params);
+            if step.next != w {
+                if let Err(seen) = self.cas(w, step.next) {
+                    w = seen;
+                    continue;
+                }
+                self.transitioned(&step, now);
+            }
+            return match step.verdict {
+                Verdict::Admit => Ok(Permit::new(self, state::generation(step.next), now)),
+                Verdict::Refuse { retry_after, state } => {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                    let refusal = match state {
+                        State::HalfOpen => Refusal::HalfOpen,
+                        State::ForcedOpen => Refusal::ForcedOpen,
+                        _ => Refusal::Open,
+                    };
+                    Err(CircuitOpen::new(
+                        refusal,
+                        retry_after.map(Duration::from_nanos),
+                    ))
+                }
+            };
+        }
+    }
+
+    /// Runs `f` through the breaker; every `Err` counts as a failure. A panic in `f` is recorded
+    /// as a failure and then continues unwinding.
+    ///
+    /// ```
+    /// use resile::breaker::{CallError, CircuitBreaker};
+    /// let breaker = CircuitBreaker::builder().build().unwrap();
+    /// let r: Result<(), CallError<&str>> = breaker.call(|| Err("timeout"));
+    /// assert_eq!(r, Err(CallError::Inner("timeout")));
+    /// assert_eq!(breaker.metrics().failures, 1);
+    /// ```
+    pub fn call<T, E>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, CallError<E>> {
+        self.call_with(|_| ErrorClass::Failure, f)
+    }
+
+    /// Runs `f` through the breaker; `classify` says what each `Err` counts as.
+    ///
+    /// ```
+    /// use resile::breaker::{CircuitBreaker, ErrorClass};
+    /// let breaker = CircuitBreaker::builder().build().unwrap();
+    /// let _ = breaker.call_with(|_: &&str| ErrorClass::Success, || Err::<(), _>("404"));
+    /// assert_eq!((breaker.metrics().calls, breaker.metrics().failures), (1, 0));
+    /// ```
+    pub fn call_with<T, E>(
+        &self,
+        classify: impl FnOnce(&E) -> ErrorClass,
+        f: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, CallError<E>> {
+        let permit = self.try_acquire().map_err(CallError::Refused)?;
+        let r = f();
+        permit.resolve(&r, classify);
+        r.map_err(CallError::Inner)
+    }
+
+    /// Wraps a future: it is admitted when first polled, and its output is recorded (every `Err`
+    /// a failure). Dropping it unfinished releases the permit unrecorded.
+    ///
+    /// ```
+    /// use resile::breaker::{CallError, CircuitBreaker};
+    /// let breaker = CircuitBreaker::builder().build().unwrap();
+    /// breaker.force_open();
+    /// let r = futures::executor::block_on(breaker.call_async(async { Ok::<_, ()>(1) }));
+    /// assert!(matches!(r, Err(CallError::Refused(_))));
+    /// ```
+    pub async fn call_async<T, E, F>(&self, fut: F) -> Result<T, CallError<E>>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        self.call_async_with(|_: &E| ErrorClass::Failure, fut).await
+    }
+
+    /// [`call_async`](Self::call_async) with a classification of errors.
+    ///
+    /// ```
+    /// use resile::breaker::{CircuitBreaker, ErrorClass};
+    /// let breaker = CircuitBreaker::builder().build().unwrap();
+    /// let fut = breaker.call_async_with(|_: &()| ErrorClass::Ignore, async { Err::<u8, ()>(()) });
+    /// assert!(futures::executor::block_on(fut).is_err());
+    /// assert_eq!(breaker.metrics().calls, 0);
+    /// ```
+    pub async fn call_async_with<T, E, F, K>(&self, classify: K, fut: F) -> Result<T, CallError<E>>
+    where
+        F: Future<Output = Result<T, E>>,
+        K: FnOnce(&E) -> ErrorClass,
+    {
+        let permit = self.try_acquire().map_err(CallError::Refused)?;
+        let r = fut.await;
+        permit.resolve(&r, classify);
+        r.map_err(CallError::Inner)
+    }
+
+    /// Forces the breaker open: every call is refused until [`reset`](Self::reset) (or
+    /// [`disable`](Self::disable)).
+    pub fn force_open(&self) {
+        self.manual(State::ForcedOpen);
+    }
+
+    /// Disables the breaker: every call passes and nothing is recorded, until
+    /// [`reset`](Self::reset) (or [`force_open`](Self::force_open)).
+    pub fn disable(&self) {
+        self.manual(State::Disabled);
+    }
+
+    /// Back to closed with an empty window, from any state.
+    ///
+    /// ```
+    /// use resile::breaker::{CircuitBreaker, State};
+    /// let breaker = CircuitBreaker::builder().build().unwrap();
+    /// breaker.force_open();
+    /// breaker.reset();
+    /// assert_eq!(breaker.state(), State::Closed);
+    /// ```
+    pub fn reset(&self) {
+        self.manual(State::Closed);
+    }
+
+    /// The counters now.
+    ///
+    /// ```
+    /// use resile::breaker::{CircuitBreaker, State};
+    /// let breaker = CircuitBreaker::builder().build().unwrap();
+    /// breaker.try_acquire().unwrap().failure();
+    /// let m = breaker.metrics();
+    /// assert_eq!((m.state, m.calls, m.failures, m.failure_rate), (State::Closed, 1, 1, 1.0));
+    /// ```
+    pub fn metrics(&self) -> Metrics {
+        let w = self.word.load(Ordering::Acquire);
+        let now = self.clock.now();
+        let t = match &self.window {
+            Window::Count(c) => c.snapshot(),
+            Window::Time(tw) => tw.tally(now),
+        };
+        Metrics {
+            state: State::of(w),
+            failure_rate: t.failure_rate(),
+            slow_call_rate: t.slow_rate(),
+            calls: t.calls,
+            failures: t.failures,
+            slow_calls: t.slow,
+            refused: self.refused.load(Ordering::Relaxed),
+            since_last_transition: Duration::from_nanos(
+                now.saturating_sub(self.changed_at.load(Ordering::Relaxed)),
+            ),
+        }
+    }
+
+    #[inline]
+    fn cas(&self, current: u64, new: u64) -> Result<u64, u64> {
+        self.word
+            .compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
+    }
+
+    /// Runs after a winning CAS that made `step.change` (if any): empties the window on a move to
+    /// closed, then clears `HOLD`, then stamps the time and runs the hook.
+    fn transitioned(&self, step: &Step, now: u64) {
+        let Some((from, to)) = step.change else {
+            return;
+        };
+        if to == State::Closed {
+            match &self.window {
+                Window::Count(c) => c.reset(),
+                Window::Time(t) => t.reset(),
+            }
+            let g = state::generation(step.next);
+            let mut w = step.next;
+            while let Some(next) = state::clear_hold(w, g) {
+                match self.cas(w, next) {
+                    Ok(_) => break,
+                    Err(seen) => w = seen,
+                }
+            }
+        }
+        self.changed_at.fetch_max(now, Ordering::Relaxed);
+        if let Some(hook) = &self.hook {
+            hook(&StateChange { from, to });
+        }
+    }
+
+    fn manual(&self, to: State) {
+        let now = self.clock.now();
+        let mut w = self.word.load(Ordering::Acquire);
+        while let Some(step) = state::manual(w, to) {
+            match self.cas(w, step.next) {
+                Ok(_) => {
+                    self.transitioned(&step, now);
+                    return;
+                }
+                Err(seen) => w = seen,
+            }
+        }
+    }
+
+    /// Records an outcome of a permit of `generation` taken at `start`.
+    #[inline]
+    fn record(&self, generation: u32, start: u64, failed: bool) {
+        let w = self.word.load(Ordering::Acquire);
+        if state::generation(w) != generation {
+            return;
+        }
+        match state::state_bits(w) {
+            state::CLOSED => {
+                if w & state::HOLD != 0 {
+                    return;
+                }
+                if !failed && self.slow_nanos.is_none() && w & state::CLEAN != 0 {
+                    // A fast success into a window full of fast successes changes nothing.
+                    return;
+                }
+                self.record_closed(w, generation, start, failed);
+            }
+            state::HALF_OPEN => self.record_probe(w, generation, start, failed),
+            _ => {}
+        }
+    }
+
+    fn is_slow(&self, start: u64, now: u64) -> bool {
+        self.slow_nanos
+            .is_some_and(|t| now.saturating_sub(start) > t)
+    }
+
+    #[cold]
+    fn record_closed(&self, w0: u64, generation: u32, start: u64, failed: bool) {
+        let timed = self.slow_nanos.is_some() || matches!(self.window, Window::Time(_));
+        let mut now = if timed { Some(self.clock.now()) } else { None };
+        let outcome = Outcome::new(failed, now.is_some_and(|n| self.is_slow(start, n)));
+        if outcome == Outcome::Success && w0 & state::CLEAN != 0 {
+            return;
+        }
+        let (tally, full_size) = match &self.window {
+            Window::Count(c) => (c.record(outcome), Some(c.size())),
+            Window::Time(t) => (t.record(now.unwrap_or(0), outcome), None),
+        };
+        let breach = state::closed_breach(tally, &self.params);
+        let dirty = full_size.is_some() && outcome != Outcome::Success;
+        if breach || dirty {
+            let now = *now.get_or_insert_with(|| self.clock.now());
+            let mut w = self.word.load(Ordering::Acquire);
+            while let Some(step) =
+                state::closed_after(w, generation, breach, dirty, now, &self.params)
+            {
+                match self.cas(w, step.next) {
+                    Ok(_) => {
+                        self.transitioned(&step, now);
+                        return;
+                    }
+                    Err(seen) => w = seen,
+                }
+            }
+        } else if full_size == Some(tally.calls) && tally == clean_tally(tally.calls) {
+            // The window is full of fast successes: mark it, but only over the very word seen
+            // before recording, so a failure recorded since (which bumps SEQ) wins.
+            let _ = self.cas(w0, w0 | state::CLEAN);
+        }
+    }
+
+    #[cold]
+    fn record_probe(&self, mut w: u64, generation: u32, start: u64, failed: bool) {
+        let now = self.clock.now();
+        let outcome = Outcome::new(failed, self.is_slow(start, now));
+        while let Some(step) = state::probe_result(w, generation, outcome, now, &self.params) {
+            match self.cas(w, step.next) {
+                Ok(_) => {
+                    self.transitioned(&step, now);
+                    return;
+                }
+                Err(seen) => w = seen,
+            }
+        }
+    }
+
+    #[cold]
+    fn release(&self, generation: u32) {
+        let mut w = self.word.load(Ordering::Acquire);
+        while let Some(next) = state::release(w, generation) {
+            match self.cas(w, next) {
+                Ok(_) => return,
+                Err(seen) => w = seen,
+            }
+        }
+    }
+}
+
+fn clean_tally(calls: u32) -> Tally {
+    Tally {
+        calls,
+        failures: 0,
+        slow: 0,
+    }
+}
+
+/// Leave to make one call through a [`CircuitBreaker`]; report its outcome by consuming it.
+///
+/// Dropped without a report it is released unrecorded (a half-open probe slot is given back),
+/// or, when the thread is panicking, recorded as a failure.
+///
+/// ```
+/// use resile::breaker::CircuitBreaker;
+/// let breaker = CircuitBreaker::builder().build().unwrap();
+/// breaker.try_acquire().unwrap().failure();
+/// breaker.try_acquire().unwrap().ignore();
+/// drop(breaker.try_acquire().unwrap());
+/// assert_eq!((breaker.metrics().calls, breaker.metrics().failures), (1, 1));
+/// ```
+#[must_use = "a permit reports the call's outcome: call success(), failure() or ignore()"]
+pub struct Permit<'a, C: Clock = SystemClock> {
+    breaker: &'a CircuitBreaker<C>,
+    generation: u32,
+    start: u64,
+}
+
+impl<C: Clock> fmt::Debug for Permit<'_, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("breaker", &self.breaker.name)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, C: Clock> Permit<'a, C> {
+    #[inline]
+    fn new(breaker: &'a CircuitBreaker<C>, generation: u32, start: u64) -> Self {
+        Self {
+            breaker,
+            generation,
+            start,
+        }
+    }
+
+    #[inline]
+    fn take(self) -> (&'a CircuitBreaker<C>, u32, u64) {
+        let this = ManuallyDrop::new(self);
+        (this.breaker, this.generation, this.start)
+    }
+
+    /// The call succeeded.
+    #[inline]
+    pub fn success(self) {
+        let (b, g, s) = self.take();
+        b.record(g, s, false);
+    }
+
+    /// The call failed.
+    #[inline]
+    pub fn failure(self) {
+        let (b, g, s) = self.take();
+        b.record(g, s, true);
+    }
+
+    /// The outcome says nothing about the dependency: release the permit, record nothing.
+    #[inline]
+    pub fn ignore(self) {
+        let (b, g, _) = self.take();
+        b.release(g);
+    }
+
+    fn resolve<T, E>(self, r: &Result<T, E>, classify: impl FnOnce(&E) -> ErrorClass) {
+        match r {
+            Ok(_) => self.success(),
+            Err(e) => match classify(e) {
+                ErrorClass::Failure => self.failure(),
+                ErrorClass::Ignore => self.ignore(),
+                ErrorClass::Success => self.success(),
+            },
+        }
+    }
+}
+
+impl<C: Clock> Drop for Permit<'_, C> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.breaker.record(self.generation, self.start, true);
+        } else {
+            self.breaker.release(self.generation);
+        }
+    }
+}
+
+#[cfg(all(test, not(resile_loom)))]
+mod tests;

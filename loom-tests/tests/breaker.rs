@@ -1,0 +1,174 @@
+//! loom models of the circuit breaker: the races its research note lists.
+#![cfg(resile_loom)]
+
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::thread;
+use resile::breaker::{CircuitBreaker, State, StateChange};
+use resile::clock::ManualClock;
+use std::time::Duration;
+
+const OPEN_FOR: Duration = Duration::from_secs(1);
+
+struct Counts {
+    to_open: AtomicUsize,
+    to_half_open: AtomicUsize,
+    to_closed: AtomicUsize,
+}
+
+/// A breaker over a count window of 2 that trips at 2 calls and 50 %, with `probes` probes
+/// deciding after `min(2, probes)` results; the hook counts transitions by target.
+fn breaker(probes: u32) -> (Arc<CircuitBreaker<ManualClock>>, ManualClock, Arc<Counts>) {
+    let clock = ManualClock::new();
+    let counts = Arc::new(Counts {
+        to_open: AtomicUsize::new(0),
+        to_half_open: AtomicUsize::new(0),
+        to_closed: AtomicUsize::new(0),
+    });
+    let c = counts.clone();
+    let b = CircuitBreaker::builder()
+        .clock(clock.clone())
+        .count_window(2)
+        .minimum_calls(2)
+        .failure_rate_threshold(0.5)
+        .open_for(OPEN_FOR)
+        .half_open_probes(probes)
+        .on_state_change(move |s: &StateChange| {
+            let n = match s.to {
+                State::Open => &c.to_open,
+                State::HalfOpen => &c.to_half_open,
+                State::Closed => &c.to_closed,
+                _ => return,
+            };
+            n.fetch_add(1, Ordering::Relaxed);
+        })
+        .build()
+        .unwrap();
+    (Arc::new(b), clock, counts)
+}
+
+/// Trips the breaker and moves the clock past its open period.
+fn trip_and_wait(b: &CircuitBreaker<ManualClock>, clock: &ManualClock) {
+    b.try_acquire().unwrap().failure();
+    b.try_acquire().unwrap().failure();
+    assert_eq!(b.state(), State::Open);
+    clock.advance(OPEN_FOR + Duration::from_millis(2));
+}
+
+#[test]
+fn half_open_never_holds_more_than_the_probe_limit() {
+    resile_loom_tests::model(|| {
+        let (b, clock, _) = breaker(2);
+        trip_and_wait(&b, &clock);
+        let held = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..3)
+            .map(|_| {
+                let (b, held) = (b.clone(), held.clone());
+                thread::spawn(move || {
+                    if let Ok(p) = b.try_acquire() {
+                        let now = held.fetch_add(1, Ordering::SeqCst) + 1;
+                        assert!(now <= 2, "{now} probes held at once");
+                        held.fetch_sub(1, Ordering::SeqCst);
+                        drop(p); // released unrecorded: the slot goes back
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(b.state(), State::HalfOpen);
+    });
+}
+
+#[test]
+fn open_to_half_open_has_one_winner_and_one_hook_call() {
+    resile_loom_tests::model(|| {
+        let (b, clock, counts) = breaker(1);
+        trip_and_wait(&b, &clock);
+        let admitted = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (b, admitted) = (b.clone(), admitted.clone());
+                thread::spawn(move || {
+                    if let Ok(p) = b.try_acquire() {
+                        admitted.fetch_add(1, Ordering::Relaxed);
+                        std::mem::forget(p); // keep the slot
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(counts.to_half_open.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            admitted.load(Ordering::Relaxed),
+            1,
+            "one probe slot, one admission"
+        );
+    });
+}
+
+#[test]
+fn concurrent_failures_trip_exactly_once() {
+    resile_loom_tests::model(|| {
+        let (b, _, counts) = breaker(1);
+        let threads: Vec<_> = (0..3)
+            .map(|_| {
+                let b = b.clone();
+                thread::spawn(move || {
+                    if let Ok(p) = b.try_acquire() {
+                        p.failure();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(b.state(), State::Open);
+        assert_eq!(counts.to_open.load(Ordering::Relaxed), 1);
+    });
+}
+
+#[test]
+fn a_late_result_from_the_previous_generation_never_counts_as_a_probe() {
+    resile_loom_tests::model(|| {
+        let (b, clock, counts) = breaker(1);
+        let late = b.try_acquire().unwrap(); // admitted while closed
+        trip_and_wait(&b, &clock);
+        let b2 = b.clone();
+        let prober = thread::spawn(move || {
+            let p = b2.try_acquire().expect("the only caller gets the probe");
+            p.success();
+        });
+        late.failure(); // races the probe: must be ignored
+        prober.join().unwrap();
+        // The probe alone decided (min(2, 1) = 1 result): closed, never re-opened.
+        assert_eq!(b.state(), State::Closed);
+        assert_eq!(counts.to_open.load(Ordering::Relaxed), 1);
+        assert_eq!(counts.to_closed.load(Ordering::Relaxed), 1);
+    });
+}
+
+#[test]
+fn a_permit_dropped_unresolved_returns_its_slot() {
+    resile_loom_tests::model(|| {
+        let (b, clock, _) = breaker(1);
+        trip_and_wait(&b, &clock);
+        let b2 = b.clone();
+        let t = thread::spawn(move || {
+            if let Ok(p) = b2.try_acquire() {
+                drop(p);
+            }
+        });
+        let mine = b.try_acquire().ok();
+        drop(mine);
+        t.join().unwrap();
+        // Every slot came back: a new probe is admitted and decides.
+        let p = b.try_acquire().expect("slot returned");
+        p.success();
+        assert_eq!(b.state(), State::Closed);
+    });
+}

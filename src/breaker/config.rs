@@ -1,0 +1,443 @@
+//! The builder: every setting, its default, and the validation that keeps every limit inside
+//! the packed word.
+
+use super::state::{MAX_ATTEMPTS, MAX_PROBES, MAX_TICKS, Params, TICK_NANOS};
+use super::{CircuitBreaker, StateChange};
+use crate::clock::{Clock, SystemClock, duration_to_nanos};
+use crate::error::ConfigError;
+use crate::window::{CountWindow, TimeWindow};
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+/// The longest open period, half-open timeout or growth cap the breaker's word can hold:
+/// `2^24 - 2` ticks of `2^20` ns, about 4 h 53 min.
+pub const MAX_DURATION: Duration = Duration::from_nanos(MAX_TICKS * TICK_NANOS);
+
+/// The largest `minimum_calls` and `failure_count_threshold` (the largest count a window lane
+/// holds).
+pub const MAX_COUNT: u32 = TimeWindow::MAX_LANE;
+
+pub(crate) type Hook = Box<dyn Fn(&StateChange) + Send + Sync + 'static>;
+
+#[derive(Clone, Copy, Debug)]
+enum WindowSpec {
+    Count(u32),
+    Time(Duration, u32),
+}
+
+/// The window a built breaker records into.
+#[derive(Debug)]
+pub(crate) enum Window {
+    Count(CountWindow),
+    Time(TimeWindow),
+}
+
+/// Configures a [`CircuitBreaker`]; [`build`](Builder::build) validates every setting.
+///
+/// Defaults follow resilience4j: a count window of 100 calls, `minimum_calls` 100, failure-rate
+/// threshold 50 %, no slow-call rule, no absolute failure count, open for 60 s (no growth),
+/// 10 half-open probes. resilience4j has no half-open timeout by default; here it is 60 s, so a
+/// half-open breaker whose probes never report cannot stay stuck.
+///
+/// ```
+/// use resile::breaker::CircuitBreaker;
+/// use std::time::Duration;
+///
+/// // The guide's breaker: open after 5 failures in 60 s once 10 calls were seen; test again
+/// // after 60 s.
+/// let breaker = CircuitBreaker::builder()
+///     .name("database")
+///     .time_window(Duration::from_secs(60), 60)
+///     .minimum_calls(10)
+///     .failure_rate_threshold(None)
+///     .failure_count_threshold(5)
+///     .open_for(Duration::from_secs(60))
+///     .build()
+///     .unwrap();
+/// assert_eq!(breaker.name(), "database");
+///
+/// let err = CircuitBreaker::builder().half_open_probes(0).build().unwrap_err();
+/// assert_eq!(err.field(), "half_open_probes");
+/// ```
+pub struct Builder<C: Clock = SystemClock> {
+    clock: C,
+    name: Cow<'static, str>,
+    window: WindowSpec,
+    minimum_calls: u32,
+    failure_rate: Option<f64>,
+    failure_count: Option<u32>,
+    slow: Option<(Duration, f64)>,
+    open_for: Duration,
+    growth: Option<(f64, Duration)>,
+    probes: u32,
+    half_open_timeout: Duration,
+    hook: Option<Hook>,
+}
+
+impl<C: Clock + fmt::Debug> fmt::Debug for Builder<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("clock", &self.clock)
+            .field("name", &self.name)
+            .field("window", &self.window)
+            .field("minimum_calls", &self.minimum_calls)
+            .field("failure_rate", &self.failure_rate)
+            .field("failure_count", &self.failure_count)
+            .field("slow", &self.slow)
+            .field("open_for", &self.open_for)
+            .field("growth", &self.growth)
+            .field("probes", &self.probes)
+            .field("half_open_timeout", &self.half_open_timeout)
+            .field("hook", &self.hook.is_some())
+            .finish()
+    }
+}
+
+impl Builder<SystemClock> {
+    pub(crate) fn new() -> Self {
+        Builder {
+            clock: SystemClock::new(),
+            name: Cow::Borrowed("circuit-breaker"),
+            window: WindowSpec::Count(100),
+            minimum_calls: 100,
+            failure_rate: Some(0.5),
+            failure_count: None,
+            slow: None,
+            open_for: Duration::from_secs(60),
+            growth: None,
+            probes: 10,
+            half_open_timeout: Duration::from_secs(60),
+            hook: None,
+        }
+    }
+}
+
+impl<C: Clock> Builder<C> {
+    /// Uses `clock` for every time reading (a [`ManualClock`](crate::clock::ManualClock) in
+    /// tests, a [`CoarseClock`](crate::clock::CoarseClock) for cheaper readings).
+    pub fn clock<D: Clock>(self, clock: D) -> Builder<D> {
+        Builder {
+            clock,
+            name: self.name,
+            window: self.window,
+            minimum_calls: self.minimum_calls,
+            failure_rate: self.failure_rate,
+            failure_count: self.failure_count,
+            slow: self.slow,
+            open_for: self.open_for,
+            growth: self.growth,
+            probes: self.probes,
+            half_open_timeout: self.half_open_timeout,
+            hook: self.hook,
+        }
+    }
+
+    /// A name for logs and the `Debug` output.
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Decide on the last `calls` outcomes (`1..=65536`). A count window needs no clock reading
+    /// on the closed path (unless slow calls are detected).
+    pub fn count_window(mut self, calls: u32) -> Self {
+        self.window = WindowSpec::Count(calls);
+        self
+    }
+
+    /// Decide on the outcomes of the last `span`, kept in `buckets` buckets (`1..=1024`; `span`
+    /// must divide into whole-nanosecond buckets). Every record reads the clock.
+    pub fn time_window(mut self, span: Duration, buckets: u32) -> Self {
+        self.window = WindowSpec::Time(span, buckets);
+        self
+    }
+
+    /// No decision before the window holds this many calls (`1..=MAX_COUNT`). A count window
+    /// caps it at its size, as resilience4j does; a time window does not.
+    pub fn minimum_calls(mut self, calls: u32) -> Self {
+        self.minimum_calls = calls;
+        self
+    }
+
+    /// Trip when failures / calls `>=` `rate`, in `(0, 1]` (compared in millionths); `None`
+    /// turns the rule off.
+    pub fn failure_rate_threshold(mut self, rate: impl Into<Option<f64>>) -> Self {
+        self.failure_rate = rate.into();
+        self
+    }
+
+    /// Also trip when the window holds at least `failures` failures (`1..=MAX_COUNT`). In
+    /// half-open the count is `min(failures, decision point)`.
+    pub fn failure_count_threshold(mut self, failures: u32) -> Self {
+        self.failure_count = Some(failures);
+        self
+    }
+
+    /// Count a call as slow when it takes strictly longer than `threshold`, and trip when slow
+    /// calls / calls `>=` `rate` (in `(0, 1]`). Off by default, because it reads the clock when a
+    /// permit is taken and when it reports.
+    pub fn slow_calls(mut self, threshold: Duration, rate: f64) -> Self {
+        self.slow = Some((threshold, rate));
+        self
+    }
+
+    /// How long the breaker stays open before admitting a probe (`0..=MAX_DURATION`), rounded up
+    /// to a whole tick of about 1.05 ms.
+    pub fn open_for(mut self, duration: Duration) -> Self {
+        self.open_for = duration;
+        self
+    }
+
+    /// Each consecutive re-open (from half-open, without a close between) multiplies the open
+    /// period by `multiplier` (`1.0..=1000.0`), up to `max` (`open_for..=MAX_DURATION`).
+    pub fn open_for_growth(mut self, multiplier: f64, max: Duration) -> Self {
+        self.growth = Some((multiplier, max));
+        self
+    }
+
+    /// At most this many calls pass while half-open (`1..=31`); the decision comes after
+    /// `min(minimum_calls, probes)` results.
+    pub fn half_open_probes(mut self, probes: u32) -> Self {
+        self.probes = probes;
+        self
+    }
+
+    /// A half-open breaker that has not decided within `timeout` (`1ns..=MAX_DURATION`) re-opens
+    /// on the next acquire.
+    pub fn half_open_timeout(mut self, timeout: Duration) -> Self {
+        self.half_open_timeout = timeout;
+        self
+    }
+
+    /// Runs `hook` once per state transition, on the thread that made it, after the transition.
+    pub fn on_state_change(mut self, hook: impl Fn(&StateChange) + Send + Sync + 'static) -> Self {
+        self.hook = Some(Box::new(hook));
+        self
+    }
+
+    /// Validates the settings and builds the breaker.
+    pub fn build(self) -> Result<CircuitBreaker<C>, ConfigError> {
+        let window = match self.window {
+            WindowSpec::Count(n) => Window::Count(CountWindow::new(n)?),
+            WindowSpec::Time(span, buckets) => Window::Time(TimeWindow::new(span, buckets)?),
+        };
+        if self.minimum_calls == 0 || self.minimum_calls > MAX_COUNT {
+            return Err(ConfigError::new(
+                "minimum_calls",
+                self.minimum_calls,
+                format!("1..={MAX_COUNT}"),
+            ));
+        }
+        let failure_rate_ppm = match self.failure_rate {
+            None => 0,
+            Some(r) => ppm("failure_rate_threshold", r)?,
+        };
+        let failure_count = match self.failure_count {
+            None => 0,
+            Some(n) if (1..=MAX_COUNT).contains(&n) => n,
+            Some(n) => {
+                return Err(ConfigError::new(
+                    "failure_count_threshold",
+                    n,
+                    format!("1..={MAX_COUNT}"),
+                ));
+            }
+        };
+        let (slow_nanos, slow_rate_ppm) = match self.slow {
+            None => (None, 0),
+            Some((d, r)) => (
+                Some(duration_to_nanos(d)),
+                ppm("slow_call_rate_threshold", r)?,
+            ),
+        };
+        if self.probes == 0 || self.probes > MAX_PROBES {
+            return Err(ConfigError::new(
+                "half_open_probes",
+                self.probes,
+                format!("1..={MAX_PROBES}"),
+            ));
+        }
+        let open = fits("open_for", self.open_for, Duration::ZERO)?;
+        let half_open_nanos = fits(
+            "half_open_timeout",
+            self.half_open_timeout,
+            Duration::from_nanos(1),
+        )?;
+        let mut open_nanos = [open; MAX_ATTEMPTS as usize + 1];
+        if let Some((mult, max)) = self.growth {
+            if !(1.0..=1000.0).contains(&mult) {
+                return Err(ConfigError::new("open_for_growth", mult, "1.0..=1000.0"));
+            }
+            let max = fits("open_for_growth", max, self.open_for)?;
+            for (k, d) in open_nanos.iter_mut().enumerate().skip(1) {
+                let grown = open as f64 * mult.powi(k as i32 - 1);
+                *d = if grown >= max as f64 {
+                    max
+                } else {
+                    (grown as u64).min(max)
+                };
+            }
+        }
+        let min_calls = match &window {
+            Window::Count(w) => self.minimum_calls.min(w.size()),
+            Window::Time(_) => self.minimum_calls,
+        };
+        let params = Params {
+            min_calls,
+            failure_rate_ppm,
+            slow_rate_ppm,
+            failure_count,
+            probes: self.probes,
+            needed: self.minimum_calls.min(self.probes),
+            open_nanos,
+            half_open_nanos,
+        };
+        if failure_rate_ppm == 0 && slow_rate_ppm == 0 && failure_count == 0 {
+            return Err(ConfigError::new(
+                "failure_rate_threshold",
+                "None",
+                "a rate in (0, 1] unless a failure count or slow-call rule is set",
+            ));
+        }
+        Ok(CircuitBreaker::from_parts(
+            self.clock, self.name, window, params, slow_nanos, self.hook,
+        ))
+    }
+}
+
+fn ppm(field: &'static str, rate: f64) -> Result<u32, ConfigError> {
+    if rate > 0.0 && rate <= 1.0 {
+        Ok(((rate * 1e6).round() as u32).max(1))
+    } else {
+        Err(ConfigError::new(field, rate, "(0, 1]"))
+    }
+}
+
+fn fits(field: &'static str, d: Duration, min: Duration) -> Result<u64, ConfigError> {
+    if d < min || d > MAX_DURATION {
+        return Err(ConfigError::new(
+            field,
+            d,
+            format!("{min:?}..={MAX_DURATION:?}"),
+        ));
+    }
+    Ok(duration_to_nanos(d))
+}
+
+#[cfg(all(test, not(resile_loom)))]
+mod tests {
+    use super::*;
+
+    fn field_of<C: Clock>(b: Builder<C>) -> &'static str {
+        b.build().unwrap_err().field()
+    }
+
+    #[test]
+    fn every_out_of_range_setting_is_refused_by_name() {
+        let b = CircuitBreaker::builder;
+        assert_eq!(
+            field_of(b().failure_rate_threshold(0.0)),
+            "failure_rate_threshold"
+        );
+        assert_eq!(
+            field_of(b().failure_rate_threshold(1.01)),
+            "failure_rate_threshold"
+        );
+        assert_eq!(
+            field_of(b().failure_rate_threshold(f64::NAN)),
+            "failure_rate_threshold"
+        );
+        assert_eq!(
+            field_of(b().slow_calls(Duration::from_secs(1), -0.1)),
+            "slow_call_rate_threshold"
+        );
+        assert_eq!(field_of(b().count_window(0)), "window_size");
+        assert_eq!(field_of(b().count_window(1 << 17)), "window_size");
+        assert_eq!(field_of(b().time_window(Duration::ZERO, 10)), "window");
+        assert_eq!(
+            field_of(b().time_window(Duration::from_secs(1), 0)),
+            "buckets"
+        );
+        assert_eq!(field_of(b().minimum_calls(0)), "minimum_calls");
+        assert_eq!(field_of(b().minimum_calls(MAX_COUNT + 1)), "minimum_calls");
+        assert_eq!(
+            field_of(b().failure_count_threshold(0)),
+            "failure_count_threshold"
+        );
+        assert_eq!(field_of(b().half_open_probes(0)), "half_open_probes");
+        assert_eq!(
+            field_of(b().half_open_probes(MAX_PROBES + 1)),
+            "half_open_probes"
+        );
+        assert_eq!(
+            field_of(b().open_for(MAX_DURATION + Duration::from_nanos(1))),
+            "open_for"
+        );
+        assert_eq!(field_of(b().open_for(Duration::MAX)), "open_for");
+        assert_eq!(
+            field_of(b().half_open_timeout(Duration::ZERO)),
+            "half_open_timeout"
+        );
+        assert_eq!(
+            field_of(b().half_open_timeout(Duration::MAX)),
+            "half_open_timeout"
+        );
+        assert_eq!(
+            field_of(b().open_for_growth(0.5, Duration::from_secs(600))),
+            "open_for_growth"
+        );
+        assert_eq!(
+            field_of(b().open_for_growth(f64::INFINITY, Duration::from_secs(600))),
+            "open_for_growth"
+        );
+        assert_eq!(
+            field_of(b().open_for_growth(2.0, Duration::from_secs(1))),
+            "open_for_growth"
+        );
+        assert_eq!(
+            field_of(b().failure_rate_threshold(None)),
+            "failure_rate_threshold"
+        );
+        let e = b().half_open_probes(32).build().unwrap_err();
+        assert_eq!(e.allowed(), "1..=31");
+    }
+
+    #[test]
+    fn limits_at_the_edge_are_accepted() {
+        let b = CircuitBreaker::builder;
+        assert!(b().failure_rate_threshold(1.0).build().is_ok());
+        assert!(b().failure_rate_threshold(1e-12).build().is_ok());
+        assert!(
+            b().open_for(MAX_DURATION)
+                .half_open_timeout(MAX_DURATION)
+                .build()
+                .is_ok()
+        );
+        assert!(b().open_for(Duration::ZERO).build().is_ok());
+        assert!(b().half_open_probes(MAX_PROBES).build().is_ok());
+        assert!(b().minimum_calls(MAX_COUNT).build().is_ok());
+        assert!(b().open_for_growth(1000.0, MAX_DURATION).build().is_ok());
+        assert!(
+            b().failure_rate_threshold(None)
+                .failure_count_threshold(MAX_COUNT)
+                .build()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn growth_table_is_capped() {
+        let br = CircuitBreaker::builder()
+            .open_for(Duration::from_secs(1))
+            .open_for_growth(2.0, Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let secs: Vec<u64> = br.params.open_nanos[1..6]
+            .iter()
+            .map(|n| n / 1_000_000_000)
+            .collect();
+        assert_eq!(secs, vec![1, 2, 4, 5, 5]);
+        assert_eq!(MAX_TICKS * TICK_NANOS, duration_to_nanos(MAX_DURATION));
+    }
+}

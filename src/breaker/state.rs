@@ -1,0 +1,804 @@
+//! # Implementation details: the packed state word and its pure transition functions.
+//!
+//! The whole state a decision needs lives in one `u64`. Every function in this module is pure:
+//! `(word, now, params) -> next word (+ verdict)`. The CAS loops that apply them live in
+//! `mod.rs`; these functions are unit-tested alone (below) and fuzzed through the breaker.
+//!
+//! ## Bit layout
+//!
+//! ```text
+//!  63                       39 38        29 28   24 23   19 18   14 13    9 8      5   4     3    2  0
+//! +---------------------------+------------+-------+-------+-------+-------+--------+------+-----+-----+
+//! | DEADLINE (25 bits, ticks) | GEN (10)   | SLOW  | FAIL  | RES   | ADM   |ATTEMPTS| HOLD |CLEAN|STATE|
+//! +---------------------------+------------+-------+-------+-------+-------+--------+------+-----+-----+
+//!                                          |<-------- AUX (20 bits) ------>|
+//! ```
+//!
+//! - `STATE` (3 bits): [`CLOSED`], [`OPEN`], [`HALF_OPEN`], [`FORCED_OPEN`], [`DISABLED`].
+//! - `CLEAN` (closed only): the count window is full and holds only fast successes, so a fast
+//!   success changes nothing (every slot already holds one) and is not written anywhere. This is
+//!   what keeps the healthy closed path free of shared writes.
+//! - `HOLD` (closed only): the winner of a transition into closed is emptying the window;
+//!   results are not recorded until it clears the bit, so a stale tally can never trip the fresh
+//!   closed period.
+//! - `ATTEMPTS` (4 bits, saturating at 15): consecutive opens without a close; picks the open
+//!   duration (growing per re-open, capped). Zero in closed, disabled and forced-open.
+//! - `AUX` (20 bits), by state:
+//!   - half-open: four 5-bit counters: `ADM` probes admitted and not given back, `RES` probe
+//!     results, `FAIL` failed probe results, `SLOW` slow probe results (`SLOW, FAIL <= RES <= ADM
+//!     <= probes <= 31`).
+//!   - closed: `SEQ`, a 20-bit wrapping sequence bumped by every failed or slow record into a
+//!     count window, so a thread that saw a clean window cannot set `CLEAN` over a failure that
+//!     landed after its look (see `closed_after`).
+//!   - otherwise zero.
+//! - `GEN` (10 bits, wrapping): bumped by every transition. A permit carries the generation it
+//!   was admitted in; a result is counted only while the word still has that generation and the
+//!   state it was admitted in, so a result from an earlier state is never a probe (resilience4j
+//!   #1090, #1432). A permit would have to outlive 1024 transitions to be mistaken.
+//! - `DEADLINE` (25 bits): in open, the tick at which a probe may be admitted; in half-open, the
+//!   tick at which an undecided half-open re-opens. A tick is `2^20` ns (about 1.05 ms).
+//!
+//! ## State table
+//!
+//! | from \ to   | closed            | open                  | half-open         | forced-open | disabled  |
+//! |-------------|-------------------|-----------------------|-------------------|-------------|-----------|
+//! | closed      | `reset`           | trip (recording thread) | -               | `force_open`| `disable` |
+//! | open        | `reset`           | -                     | first acquirer after the deadline | `force_open` | `disable` |
+//! | half-open   | decision: healthy, or `reset` | decision: breach, or timeout (acquirer) | - | `force_open` | `disable` |
+//! | forced-open | `reset`           | -                     | -                 | -           | `disable` |
+//! | disabled    | `reset`           | -                     | -                 | `force_open`| -         |
+//!
+//! Every transition bumps `GEN` and is one successful CAS; only its winner runs the hook, so each
+//! transition is reported once however many threads raced for it. Counter updates (probe
+//! admission, release, result; `SEQ`; `CLEAN`; clearing `HOLD`) keep `GEN`.
+//!
+//! ## Orderings
+//!
+//! Loads of the word are `Acquire` and CASes `AcqRel` (failure `Acquire`). The word publishes
+//! nothing but itself except in one place: the thread that moves to closed empties the window
+//! *before* it clears `HOLD` (a `Release` through the CAS), and a recorder reads `HOLD` clear with
+//! `Acquire` before it records, so it records into the emptied window. The window is itself
+//! linearizable, and the `CLEAN`/`SEQ` argument needs only the single total order of
+//! modifications of the word plus program order (a failure's window record precedes its `SEQ`
+//! bump; a `CLEAN` setter's load precedes its window record), which `AcqRel` RMWs on one location
+//! give.
+//!
+//! ## Time and wrap-around
+//!
+//! The deadline is stored as a tick count modulo `2^25`. Durations are refused by the builder
+//! unless they fit in [`MAX_TICKS`] (`2^24 - 2` ticks, about 4.9 hours), so a live deadline is
+//! always less than `2^24` ticks ahead of now. [`remaining`] takes the wrapped difference
+//! `deadline - now` modulo `2^25`: between 1 and `2^24 - 1` means "that many ticks to go";
+//! anything else means the deadline has passed. That holds across the field's wrap (tested with a
+//! clock just below it). The one limit: a breaker left untouched in open for more than `2^24`
+//! ticks (4.9 hours) past its deadline may see its deadline as up to one open period ahead again,
+//! and so refuse for at most one more open period.
+
+use crate::window::{Outcome, Tally};
+
+/// `STATE` field mask.
+pub(crate) const STATE_MASK: u64 = 0b111;
+/// Closed: calls pass and are recorded in the window.
+pub(crate) const CLOSED: u64 = 0;
+/// Open: calls are refused until the deadline.
+pub(crate) const OPEN: u64 = 1;
+/// Half-open: a few probes are admitted; their results decide.
+pub(crate) const HALF_OPEN: u64 = 2;
+/// Forced open: every call refused until `reset` or `disable`.
+pub(crate) const FORCED_OPEN: u64 = 3;
+/// Disabled: every call passes, nothing is recorded.
+pub(crate) const DISABLED: u64 = 4;
+
+/// Closed only: the count window is full of fast successes.
+pub(crate) const CLEAN: u64 = 1 << 3;
+/// Closed only: the window is being emptied; results are dropped.
+pub(crate) const HOLD: u64 = 1 << 4;
+
+const ATTEMPTS_SHIFT: u32 = 5;
+/// The largest `ATTEMPTS` value; further re-opens saturate here.
+pub(crate) const MAX_ATTEMPTS: u64 = 15;
+
+const FIELD_MAX: u64 = 31;
+const ADM_SHIFT: u32 = 9;
+const RES_SHIFT: u32 = 14;
+const FAIL_SHIFT: u32 = 19;
+const SLOW_SHIFT: u32 = 24;
+const SEQ_SHIFT: u32 = 9;
+const SEQ_MASK: u64 = (1 << 20) - 1;
+
+const GEN_SHIFT: u32 = 29;
+const GEN_MASK: u64 = (1 << 10) - 1;
+
+const DEADLINE_SHIFT: u32 = 39;
+const DEADLINE_MASK: u64 = (1 << 25) - 1;
+/// A live deadline is always less than this many ticks ahead.
+const HORIZON: u64 = 1 << 24;
+
+/// log2 of the tick in nanoseconds.
+pub(crate) const TICK_SHIFT: u32 = 20;
+/// One tick in nanoseconds (1 048 576 ns).
+pub(crate) const TICK_NANOS: u64 = 1 << TICK_SHIFT;
+/// The longest duration the word can hold, in ticks.
+pub(crate) const MAX_TICKS: u64 = HORIZON - 2;
+/// The largest number of half-open probes the word can count.
+pub(crate) const MAX_PROBES: u32 = FIELD_MAX as u32;
+
+/// A breaker's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Calls pass; their outcomes are recorded and may trip the breaker.
+    Closed,
+    /// Calls are refused until the open period ends.
+    Open,
+    /// A limited number of probe calls pass; their results close or re-open the breaker.
+    HalfOpen,
+    /// Every call is refused until [`reset`](super::CircuitBreaker::reset).
+    ForcedOpen,
+    /// Every call passes and nothing is recorded, until [`reset`](super::CircuitBreaker::reset).
+    Disabled,
+}
+
+impl State {
+    /// The state encoded in `word`.
+    #[inline]
+    pub(crate) fn of(word: u64) -> State {
+        match word & STATE_MASK {
+            CLOSED => State::Closed,
+            OPEN => State::Open,
+            HALF_OPEN => State::HalfOpen,
+            FORCED_OPEN => State::ForcedOpen,
+            _ => State::Disabled,
+        }
+    }
+
+    fn bits(self) -> u64 {
+        match self {
+            State::Closed => CLOSED,
+            State::Open => OPEN,
+            State::HalfOpen => HALF_OPEN,
+            State::ForcedOpen => FORCED_OPEN,
+            State::Disabled => DISABLED,
+        }
+    }
+}
+
+/// What the pure functions need from the configuration, precomputed by the builder.
+#[derive(Clone, Debug)]
+pub(crate) struct Params {
+    /// Closed: no decision below this many calls (already capped at a count window's size).
+    pub(crate) min_calls: u32,
+    /// Failure-rate threshold in millionths; 0 = off.
+    pub(crate) failure_rate_ppm: u32,
+    /// Slow-call-rate threshold in millionths; 0 = off.
+    pub(crate) slow_rate_ppm: u32,
+    /// Absolute failure count that trips; 0 = off.
+    pub(crate) failure_count: u32,
+    /// Half-open probe limit, `1..=MAX_PROBES`.
+    pub(crate) probes: u32,
+    /// Half-open decides after this many results: `min(minimum_calls, probes)`.
+    pub(crate) needed: u32,
+    /// Open duration in ns for `ATTEMPTS = k` at index `k` (index 0 unused), each `<= MAX_TICKS`.
+    pub(crate) open_nanos: [u64; MAX_ATTEMPTS as usize + 1],
+    /// Half-open timeout in ns.
+    pub(crate) half_open_nanos: u64,
+}
+
+/// What an acquire decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Admit the call.
+    Admit,
+    /// Refuse it: `retry_after` ns until a probe may be admitted (`None` in forced-open), and the
+    /// state that refused.
+    Refuse {
+        retry_after: Option<u64>,
+        state: State,
+    },
+}
+
+/// One step of a CAS loop: the word to install (equal to the old one when nothing changes), what
+/// the caller is told, and the transition the install makes, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Step {
+    pub(crate) next: u64,
+    pub(crate) verdict: Verdict,
+    pub(crate) change: Option<(State, State)>,
+}
+
+#[inline]
+pub(crate) fn state_bits(w: u64) -> u64 {
+    w & STATE_MASK
+}
+
+/// The generation in `w`.
+#[inline]
+pub(crate) fn generation(w: u64) -> u32 {
+    ((w >> GEN_SHIFT) & GEN_MASK) as u32
+}
+
+#[inline]
+fn attempts(w: u64) -> u64 {
+    (w >> ATTEMPTS_SHIFT) & 0xF
+}
+
+#[inline]
+fn field(w: u64, shift: u32) -> u64 {
+    (w >> shift) & FIELD_MAX
+}
+
+/// Half-open counters `(admitted, results, failures, slow)`.
+#[inline]
+pub(crate) fn probes(w: u64) -> (u32, u32, u32, u32) {
+    (
+        field(w, ADM_SHIFT) as u32,
+        field(w, RES_SHIFT) as u32,
+        field(w, FAIL_SHIFT) as u32,
+        field(w, SLOW_SHIFT) as u32,
+    )
+}
+
+fn make(state: u64, generation: u64, attempts: u64, deadline: u64) -> u64 {
+    state
+        | (attempts.min(MAX_ATTEMPTS) << ATTEMPTS_SHIFT)
+        | ((generation & GEN_MASK) << GEN_SHIFT)
+        | ((deadline & DEADLINE_MASK) << DEADLINE_SHIFT)
+}
+
+#[inline]
+fn next_gen(w: u64) -> u64 {
+    ((w >> GEN_SHIFT) + 1) & GEN_MASK
+}
+
+/// The deadline tick (masked) for `d` ns after `now`, rounded up to a whole tick: the breaker
+/// waits at least `d` and less than `d` + one tick.
+#[inline]
+pub(crate) fn deadline_after(now: u64, d: u64) -> u64 {
+    now.saturating_add(d).div_ceil(TICK_NANOS) & DEADLINE_MASK
+}
+
+/// Nanoseconds from `now` to the deadline in `w`, or `None` when it has passed.
+#[inline]
+pub(crate) fn remaining(w: u64, now: u64) -> Option<u64> {
+    let deadline = (w >> DEADLINE_SHIFT) & DEADLINE_MASK;
+    let now_tick = (now >> TICK_SHIFT) & DEADLINE_MASK;
+    let ahead = deadline.wrapping_sub(now_tick) & DEADLINE_MASK;
+    if ahead == 0 || ahead >= HORIZON {
+        None
+    } else {
+        Some((ahead << TICK_SHIFT) - (now & (TICK_NANOS - 1)))
+    }
+}
+
+/// Whether counts `(calls, failures, slow)` breach a threshold, with `count_limit` as the
+/// absolute failure count (0 = off). Rates compare in millionths with `>=`.
+#[inline]
+pub(crate) fn breached(calls: u32, failures: u32, slow: u32, count_limit: u32, p: &Params) -> bool {
+    let calls = u64::from(calls);
+    (p.failure_rate_ppm != 0
+        && u64::from(failures) * 1_000_000 >= u64::from(p.failure_rate_ppm) * calls)
+        || (p.slow_rate_ppm != 0
+            && u64::from(slow) * 1_000_000 >= u64::from(p.slow_rate_ppm) * calls)
+        || (count_limit != 0 && failures >= count_limit)
+}
+
+/// Whether a closed window's totals trip the breaker.
+#[inline]
+pub(crate) fn closed_breach(t: Tally, p: &Params) -> bool {
+    t.calls >= p.min_calls
+        && t.calls > 0
+        && breached(t.calls, t.failures, t.slow, p.failure_count, p)
+}
+
+fn open_word(w: u64, now: u64, attempts: u64, p: &Params) -> u64 {
+    let attempts = attempts.clamp(1, MAX_ATTEMPTS);
+    make(
+        OPEN,
+        next_gen(w),
+        attempts,
+        deadline_after(now, p.open_nanos[attempts as usize]),
+    )
+}
+
+fn closed_word(w: u64) -> u64 {
+    make(CLOSED, next_gen(w), 0, 0) | HOLD
+}
+
+fn refuse(w: u64, retry_after: Option<u64>, state: State) -> Step {
+    Step {
+        next: w,
+        verdict: Verdict::Refuse { retry_after, state },
+        change: None,
+    }
+}
+
+/// `try_acquire` at `now`.
+pub(crate) fn acquire(w: u64, now: u64, p: &Params) -> Step {
+    match state_bits(w) {
+        CLOSED | DISABLED => Step {
+            next: w,
+            verdict: Verdict::Admit,
+            change: None,
+        },
+        FORCED_OPEN => refuse(w, None, State::ForcedOpen),
+        OPEN => match remaining(w, now) {
+            Some(left) => refuse(w, Some(left), State::Open),
+            None => Step {
+                next: make(
+                    HALF_OPEN,
+                    next_gen(w),
+                    attempts(w),
+                    deadline_after(now, p.half_open_nanos),
+                ) | (1 << ADM_SHIFT),
+                verdict: Verdict::Admit,
+                change: Some((State::Open, State::HalfOpen)),
+            },
+        },
+        _ => {
+            // HALF_OPEN
+            let Some(left) = remaining(w, now) else {
+                // No decision within the half-open timeout: re-open.
+                let next = open_word(w, now, attempts(w) + 1, p);
+                return Step {
+                    next,
+                    verdict: Verdict::Refuse {
+                        retry_after: Some(remaining(next, now).unwrap_or(0)),
+                        state: State::Open,
+                    },
+                    change: Some((State::HalfOpen, State::Open)),
+                };
+            };
+            let (admitted, ..) = probes(w);
+            if admitted < p.probes {
+                Step {
+                    next: w + (1 << ADM_SHIFT),
+                    verdict: Verdict::Admit,
+                    change: None,
+                }
+            } else {
+                refuse(w, Some(left), State::HalfOpen)
+            }
+        }
+    }
+}
+
+/// A probe result of generation `generation`; `None` if it does not count (not half-open, or an
+/// earlier generation).
+pub(crate) fn probe_result(
+    w: u64,
+    generation_: u32,
+    outcome: Outcome,
+    now: u64,
+    p: &Params,
+) -> Option<Step> {
+    if state_bits(w) != HALF_OPEN || generation(w) != generation_ {
+        return None;
+    }
+    let (admitted, results, failures, slow) = probes(w);
+    if results >= admitted {
+        // Every admitted probe already reported: a defensive refusal to overflow into ADM.
+        return None;
+    }
+    let results = results + 1;
+    let failures = failures + u32::from(outcome.is_failure());
+    let slow = slow + u32::from(outcome.is_slow());
+    if results < p.needed {
+        let mut next = w + (1 << RES_SHIFT);
+        if outcome.is_failure() {
+            next += 1 << FAIL_SHIFT;
+        }
+        if outcome.is_slow() {
+            next += 1 << SLOW_SHIFT;
+        }
+        return Some(Step {
+            next,
+            verdict: Verdict::Admit,
+            change: None,
+        });
+    }
+    let count_limit = if p.failure_count == 0 {
+        0
+    } else {
+        p.failure_count.min(p.needed)
+    };
+    let (next, to) = if breached(results, failures, slow, count_limit, p) {
+        (open_word(w, now, attempts(w) + 1, p), State::Open)
+    } else {
+        (closed_word(w), State::Closed)
+    };
+    Some(Step {
+        next,
+        verdict: Verdict::Admit,
+        change: Some((State::HalfOpen, to)),
+    })
+}
+
+/// A permit of `generation` given back without a result: frees its half-open slot, if it holds
+/// one.
+pub(crate) fn release(w: u64, generation_: u32) -> Option<u64> {
+    if state_bits(w) != HALF_OPEN || generation(w) != generation_ {
+        return None;
+    }
+    let (admitted, results, ..) = probes(w);
+    (admitted > results).then(|| w - (1 << ADM_SHIFT))
+}
+
+/// After a closed result of `generation` went into the window: trip on `breach`, else bump `SEQ`
+/// (and clear `CLEAN`) when the record was `dirty` (failed or slow, count window). `None` when the
+/// word no longer is that closed period, or nothing needs writing.
+pub(crate) fn closed_after(
+    w: u64,
+    generation_: u32,
+    breach: bool,
+    dirty: bool,
+    now: u64,
+    p: &Params,
+) -> Option<Step> {
+    if state_bits(w) != CLOSED || generation(w) != generation_ || w & HOLD != 0 {
+        return None;
+    }
+    if breach {
+        return Some(Step {
+            next: open_word(w, now, 1, p),
+            verdict: Verdict::Admit,
+            change: Some((State::Closed, State::Open)),
+        });
+    }
+    if dirty {
+        let seq = (((w >> SEQ_SHIFT) & SEQ_MASK) + 1) & SEQ_MASK;
+        let next = (w & !(SEQ_MASK << SEQ_SHIFT) & !CLEAN) | (seq << SEQ_SHIFT);
+        return Some(Step {
+            next,
+            verdict: Verdict::Admit,
+            change: None,
+        });
+    }
+    None
+}
+
+/// A manual move to `to` (closed = `reset`, which always happens; forced-open and disabled are
+/// no-ops when already there).
+pub(crate) fn manual(w: u64, to: State) -> Option<Step> {
+    let from = State::of(w);
+    let next = match to {
+        State::Closed => closed_word(w),
+        State::ForcedOpen | State::Disabled if from == to => return None,
+        State::ForcedOpen | State::Disabled => make(to.bits(), next_gen(w), 0, 0),
+        State::Open | State::HalfOpen => return None,
+    };
+    Some(Step {
+        next,
+        verdict: Verdict::Admit,
+        change: Some((from, to)),
+    })
+}
+
+/// Clears `HOLD` set by the transition into closed of `generation`, if the word is still there.
+pub(crate) fn clear_hold(w: u64, generation_: u32) -> Option<u64> {
+    (state_bits(w) == CLOSED && generation(w) == generation_ && w & HOLD != 0).then_some(w & !HOLD)
+}
+
+#[cfg(all(test, not(resile_loom)))]
+mod tests {
+    use super::*;
+
+    const T: u64 = TICK_NANOS;
+
+    fn params() -> Params {
+        Params {
+            min_calls: 4,
+            failure_rate_ppm: 500_000,
+            slow_rate_ppm: 0,
+            failure_count: 0,
+            probes: 3,
+            needed: 2,
+            open_nanos: [10 * T; 16],
+            half_open_nanos: 20 * T,
+        }
+    }
+
+    fn growing() -> Params {
+        let mut p = params();
+        for (k, d) in p.open_nanos.iter_mut().enumerate() {
+            *d = ((10 * T) << k.min(3)).min(50 * T);
+        }
+        p
+    }
+
+    #[test]
+    fn fields_do_not_overlap_and_fill_the_word() {
+        let masks = [
+            STATE_MASK,
+            CLEAN,
+            HOLD,
+            0xF << ATTEMPTS_SHIFT,
+            FIELD_MAX << ADM_SHIFT,
+            FIELD_MAX << RES_SHIFT,
+            FIELD_MAX << FAIL_SHIFT,
+            FIELD_MAX << SLOW_SHIFT,
+            GEN_MASK << GEN_SHIFT,
+            DEADLINE_MASK << DEADLINE_SHIFT,
+        ];
+        let mut all = 0u64;
+        for m in masks {
+            assert_eq!(all & m, 0, "overlap at {m:#x}");
+            all |= m;
+        }
+        assert_eq!(all, u64::MAX);
+        // SEQ (closed) reuses exactly the four half-open counters.
+        assert_eq!(
+            SEQ_MASK << SEQ_SHIFT,
+            (FIELD_MAX << ADM_SHIFT)
+                | (FIELD_MAX << RES_SHIFT)
+                | (FIELD_MAX << FAIL_SHIFT)
+                | (FIELD_MAX << SLOW_SHIFT)
+        );
+    }
+
+    #[test]
+    fn closed_admits_without_writing() {
+        let s = acquire(0, 123, &params());
+        assert_eq!(s.next, 0);
+        assert_eq!(s.verdict, Verdict::Admit);
+    }
+
+    #[test]
+    fn trip_opens_with_next_generation_and_deadline() {
+        let p = params();
+        let s = closed_after(0, 0, true, true, 5 * T, &p).unwrap();
+        assert_eq!(State::of(s.next), State::Open);
+        assert_eq!(generation(s.next), 1);
+        assert_eq!(s.change, Some((State::Closed, State::Open)));
+        assert_eq!(remaining(s.next, 5 * T), Some(10 * T));
+        // Refused until the deadline, with the exact wait.
+        let r = acquire(s.next, 14 * T + 5, &p);
+        assert_eq!(
+            r.verdict,
+            Verdict::Refuse {
+                retry_after: Some(T - 5),
+                state: State::Open
+            }
+        );
+        // The deadline admits a probe and moves to half-open.
+        let h = acquire(s.next, 15 * T, &p);
+        assert_eq!(h.verdict, Verdict::Admit);
+        assert_eq!(h.change, Some((State::Open, State::HalfOpen)));
+        assert_eq!(probes(h.next), (1, 0, 0, 0));
+        assert_eq!(generation(h.next), 2);
+    }
+
+    #[test]
+    fn deadlines_round_up_to_a_tick() {
+        let p = params();
+        let s = closed_after(0, 0, true, false, 7, &p).unwrap();
+        // Opened at 7 ns for 10 ticks: still open at 10 T + 6, not at 11 T.
+        assert!(remaining(s.next, 10 * T + 6).is_some());
+        assert_eq!(remaining(s.next, 11 * T), None);
+    }
+
+    #[test]
+    fn stale_results_do_not_count() {
+        let p = params();
+        let open = closed_after(0, 0, true, false, 0, &p).unwrap().next;
+        let half = acquire(open, 10 * T, &p).next;
+        assert!(closed_after(half, 0, true, true, 10 * T, &p).is_none());
+        assert!(probe_result(half, 0, Outcome::Failure, 10 * T, &p).is_none());
+        assert!(probe_result(half, 1, Outcome::Failure, 10 * T, &p).is_none());
+        assert!(release(half, 1).is_none());
+        assert!(probe_result(half, 2, Outcome::Failure, 10 * T, &p).is_some());
+    }
+
+    #[test]
+    fn half_open_admits_at_most_the_probe_limit_and_release_returns_a_slot() {
+        let p = params();
+        let open = closed_after(0, 0, true, false, 0, &p).unwrap().next;
+        let mut w = acquire(open, 10 * T, &p).next;
+        for _ in 1..3 {
+            let s = acquire(w, 10 * T, &p);
+            assert_eq!(s.verdict, Verdict::Admit);
+            w = s.next;
+        }
+        let full = acquire(w, 10 * T, &p);
+        assert_eq!(
+            full.verdict,
+            Verdict::Refuse {
+                retry_after: Some(20 * T),
+                state: State::HalfOpen
+            }
+        );
+        let g = generation(w);
+        w = release(w, g).unwrap();
+        assert_eq!(probes(w).0, 2);
+        assert_eq!(acquire(w, 10 * T, &p).verdict, Verdict::Admit);
+    }
+
+    #[test]
+    fn half_open_decides_after_needed_results() {
+        let p = params();
+        let open = closed_after(0, 0, true, false, 0, &p).unwrap().next;
+        let mut w = acquire(open, 10 * T, &p).next;
+        w = acquire(w, 10 * T, &p).next;
+        let g = generation(w);
+        let s = probe_result(w, g, Outcome::Success, 10 * T, &p).unwrap();
+        assert_eq!(s.change, None);
+        assert_eq!(probes(s.next), (2, 1, 0, 0));
+        // 1 failure of 2 = 50% >= 50%: re-open, with the second attempt's duration.
+        let o = probe_result(s.next, g, Outcome::Failure, 11 * T, &p).unwrap();
+        assert_eq!(o.change, Some((State::HalfOpen, State::Open)));
+        assert_eq!(attempts(o.next), 2);
+        // Both successes: close, with HOLD set and a fresh generation.
+        let c = probe_result(s.next, g, Outcome::Success, 11 * T, &p).unwrap();
+        assert_eq!(c.change, Some((State::HalfOpen, State::Closed)));
+        assert_eq!(c.next & HOLD, HOLD);
+        assert_eq!(attempts(c.next), 0);
+        assert_eq!(clear_hold(c.next, generation(c.next)), Some(c.next & !HOLD));
+        assert_eq!(clear_hold(c.next, g), None);
+    }
+
+    #[test]
+    fn open_duration_grows_per_reopen_and_is_capped() {
+        let p = growing();
+        let mut w = closed_after(0, 0, true, false, 0, &p).unwrap().next;
+        let mut now = 0;
+        let mut seen = vec![];
+        for _ in 0..6 {
+            let left = remaining(w, now).unwrap();
+            seen.push(left / T);
+            now += left;
+            let h = acquire(w, now, &p);
+            assert_eq!(h.change, Some((State::Open, State::HalfOpen)));
+            // The probe fails: re-open.
+            let g = generation(h.next);
+            w = probe_result(h.next, g, Outcome::Failure, now, &{
+                let mut q = p.clone();
+                q.needed = 1;
+                q
+            })
+            .unwrap()
+            .next;
+        }
+        assert_eq!(seen, vec![20, 40, 50, 50, 50, 50]);
+    }
+
+    #[test]
+    fn half_open_times_out_to_open() {
+        let p = params();
+        let open = closed_after(0, 0, true, false, 0, &p).unwrap().next;
+        let half = acquire(open, 10 * T, &p).next;
+        let s = acquire(half, 30 * T, &p);
+        assert_eq!(s.change, Some((State::HalfOpen, State::Open)));
+        assert_eq!(
+            s.verdict,
+            Verdict::Refuse {
+                retry_after: Some(10 * T),
+                state: State::Open
+            }
+        );
+    }
+
+    #[test]
+    fn deadline_survives_the_tick_field_wrapping() {
+        let p = params();
+        // Three ticks before the 25-bit tick field wraps.
+        let start = (DEADLINE_MASK - 2) * T;
+        let open = closed_after(0, 0, true, false, start, &p).unwrap().next;
+        for k in 0..10 {
+            assert_eq!(
+                remaining(open, start + k * T),
+                Some((10 - k) * T),
+                "k = {k}"
+            );
+        }
+        assert_eq!(remaining(open, start + 10 * T), None);
+        assert_eq!(
+            acquire(open, start + 10 * T, &p).change,
+            Some((State::Open, State::HalfOpen))
+        );
+        // And near the top of the u64 clock.
+        let top = u64::MAX - 3 * T;
+        let open = closed_after(0, 0, true, false, top, &p).unwrap().next;
+        // (The u64 clock saturates at its top, 584 years in: there the deadline stays ahead.)
+        assert_eq!(remaining(open, top), Some(3 * T + 1));
+    }
+
+    #[test]
+    fn seq_bump_clears_clean_and_wraps_inside_its_field() {
+        let p = params();
+        let w = CLEAN | (SEQ_MASK << SEQ_SHIFT) | (5 << GEN_SHIFT);
+        let s = closed_after(w, 5, false, true, 0, &p).unwrap();
+        assert_eq!(s.next, 5 << GEN_SHIFT);
+        assert!(closed_after(w | HOLD, 5, true, true, 0, &p).is_none());
+        assert!(closed_after(w, 5, false, false, 0, &p).is_none());
+    }
+
+    #[test]
+    fn thresholds_compare_with_greater_or_equal() {
+        let mut p = params();
+        assert!(!closed_breach(
+            Tally {
+                calls: 3,
+                failures: 3,
+                slow: 0
+            },
+            &p
+        ));
+        assert!(closed_breach(
+            Tally {
+                calls: 4,
+                failures: 2,
+                slow: 0
+            },
+            &p
+        ));
+        assert!(!closed_breach(
+            Tally {
+                calls: 5,
+                failures: 2,
+                slow: 0
+            },
+            &p
+        ));
+        p.failure_rate_ppm = 0;
+        p.slow_rate_ppm = 1_000_000;
+        assert!(closed_breach(
+            Tally {
+                calls: 4,
+                failures: 0,
+                slow: 4
+            },
+            &p
+        ));
+        assert!(!closed_breach(
+            Tally {
+                calls: 4,
+                failures: 0,
+                slow: 3
+            },
+            &p
+        ));
+        p.slow_rate_ppm = 0;
+        p.failure_count = 3;
+        assert!(!closed_breach(
+            Tally {
+                calls: 9,
+                failures: 2,
+                slow: 0
+            },
+            &p
+        ));
+        assert!(closed_breach(
+            Tally {
+                calls: 9,
+                failures: 3,
+                slow: 0
+            },
+            &p
+        ));
+    }
+
+    #[test]
+    fn manual_moves() {
+        let f = manual(0, State::ForcedOpen).unwrap();
+        assert_eq!(f.change, Some((State::Closed, State::ForcedOpen)));
+        assert!(manual(f.next, State::ForcedOpen).is_none());
+        assert_eq!(
+            acquire(f.next, 0, &params()).verdict,
+            Verdict::Refuse {
+                retry_after: None,
+                state: State::ForcedOpen
+            }
+        );
+        let d = manual(f.next, State::Disabled).unwrap();
+        assert_eq!(acquire(d.next, 0, &params()).verdict, Verdict::Admit);
+        let r = manual(d.next, State::Closed).unwrap();
+        assert_eq!(State::of(r.next), State::Closed);
+        assert_eq!(generation(r.next), 3);
+    }
+
+    #[test]
+    fn generation_wraps_inside_its_field() {
+        let w = GEN_MASK << GEN_SHIFT;
+        let s = manual(w, State::Disabled).unwrap();
+        assert_eq!(generation(s.next), 0);
+        assert_eq!(s.next, DISABLED);
+    }
+}

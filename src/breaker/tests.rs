@@ -1,0 +1,525 @@
+//! Unit tests of the breaker's rules, with a `ManualClock`.
+
+use super::*;
+use crate::clock::ManualClock;
+use std::sync::{Arc, Mutex};
+
+const SEC: Duration = Duration::from_secs(1);
+
+/// A breaker over a count window of `size`, `min` calls, 50 % failure rate, open 5 s, 2 probes
+/// deciding after 2 results, half-open timeout 10 s; plus its clock and a log of transitions.
+fn breaker(size: u32, min: u32) -> (CircuitBreaker<ManualClock>, ManualClock, Log) {
+    let clock = ManualClock::new();
+    let log = Log::default();
+    let b = CircuitBreaker::builder()
+        .clock(clock.clone())
+        .count_window(size)
+        .minimum_calls(min)
+        .failure_rate_threshold(0.5)
+        .open_for(5 * SEC)
+        .half_open_probes(2)
+        .half_open_timeout(10 * SEC)
+        .on_state_change(log.hook())
+        .build()
+        .unwrap();
+    (b, clock, log)
+}
+
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<(State, State)>>>);
+
+impl Log {
+    fn hook(&self) -> impl Fn(&StateChange) + Send + Sync + 'static {
+        let l = self.0.clone();
+        move |c| l.lock().unwrap().push((c.from, c.to))
+    }
+    fn take(&self) -> Vec<(State, State)> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+use State::{Closed, Disabled, ForcedOpen, HalfOpen, Open};
+
+fn outcomes<C: Clock>(b: &CircuitBreaker<C>, pattern: &str) {
+    for c in pattern.chars() {
+        let p = b.try_acquire().expect("admitted");
+        match c {
+            'S' => p.success(),
+            'F' => p.failure(),
+            _ => unreachable!(),
+        }
+    }
+}
+
+/// Moves a tripped breaker (opened at clock reading `opened_at`) past its open period.
+fn past_open(clock: &ManualClock, opened_at: u64, open_for: Duration) {
+    let d = crate::clock::duration_to_nanos(open_for);
+    let deadline = (opened_at + d).div_ceil(state::TICK_NANOS) * state::TICK_NANOS;
+    clock.set(deadline);
+}
+
+#[test]
+fn trips_at_the_failure_rate_and_not_before_minimum_calls() {
+    let (b, _, log) = breaker(10, 4);
+    outcomes(&b, "FFF");
+    assert_eq!(
+        b.state(),
+        Closed,
+        "3 failures, but fewer than minimum_calls"
+    );
+    outcomes(&b, "S");
+    // The 4th call, a success, brings the window to minimum_calls at 75 %: successes are
+    // evaluated too.
+    assert_eq!(b.state(), Open);
+    assert_eq!(log.take(), vec![(Closed, Open)]);
+}
+
+#[test]
+fn rate_is_compared_with_greater_or_equal() {
+    let (b, _, _) = breaker(4, 4);
+    outcomes(&b, "SSSF");
+    assert_eq!(b.state(), Closed);
+    outcomes(&b, "F"); // window S S F F: exactly 50 %
+    assert_eq!(b.state(), Open);
+}
+
+#[test]
+fn count_window_caps_minimum_calls_at_its_size() {
+    let (b, _, _) = breaker(2, 100);
+    outcomes(&b, "SF");
+    assert_eq!(b.state(), Open);
+}
+
+#[test]
+fn the_window_slides() {
+    let (b, _, _) = breaker(4, 4);
+    outcomes(&b, "FSSS");
+    // F S S S then S: the F falls out; then F F: S S F F = 50 %.
+    outcomes(&b, "SSS");
+    assert_eq!(b.metrics().failures, 0);
+    outcomes(&b, "F");
+    assert_eq!(b.state(), Closed);
+    outcomes(&b, "F");
+    assert_eq!(b.state(), Open);
+}
+
+#[test]
+fn a_window_full_of_successes_still_counts_what_follows() {
+    // The healthy path writes nothing once the window is full of successes; the window's
+    // counts must stay exact through it.
+    let (b, _, _) = breaker(4, 4);
+    outcomes(&b, &"S".repeat(50));
+    assert_eq!((b.metrics().calls, b.metrics().failures), (4, 0));
+    outcomes(&b, "F");
+    assert_eq!((b.metrics().calls, b.metrics().failures), (4, 1));
+    outcomes(&b, "SSS"); // the F slides out after 4 more records
+    assert_eq!(b.metrics().failures, 1);
+    outcomes(&b, "S");
+    assert_eq!(b.metrics().failures, 0);
+    outcomes(&b, "SSFF");
+    assert_eq!(b.state(), Open);
+}
+
+#[test]
+fn slow_calls_trip_and_slow_means_strictly_longer() {
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder()
+        .clock(clock.clone())
+        .count_window(4)
+        .minimum_calls(4)
+        .slow_calls(Duration::from_millis(100), 0.5)
+        .build()
+        .unwrap();
+    for d in [100, 100, 100, 101] {
+        let p = b.try_acquire().unwrap();
+        clock.advance(Duration::from_millis(d));
+        p.success();
+    }
+    let m = b.metrics();
+    assert_eq!((m.calls, m.slow_calls, m.state), (4, 1, Closed));
+    let p = b.try_acquire().unwrap();
+    clock.advance(Duration::from_millis(500));
+    p.success(); // 2 slow of the last 4 = 50 %
+    assert_eq!(b.state(), Open);
+    assert_eq!(b.metrics().slow_call_rate, 0.5);
+}
+
+#[test]
+fn the_guides_absolute_count_over_a_time_window() {
+    // Open after 5 failures in 60 s, once 10 calls were seen.
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder()
+        .clock(clock.clone())
+        .time_window(60 * SEC, 60)
+        .minimum_calls(10)
+        .failure_rate_threshold(None)
+        .failure_count_threshold(5)
+        .build()
+        .unwrap();
+    outcomes(&b, "FFFFF");
+    assert_eq!(b.state(), Closed, "5 failures but only 5 calls");
+    outcomes(&b, "SSSS");
+    assert_eq!(b.state(), Closed);
+    // 50 s later, the 10th call trips: 5 failures among 10 calls in the last 60 s.
+    clock.advance(50 * SEC);
+    outcomes(&b, "S");
+    assert_eq!(b.state(), Open);
+
+    // Failures older than the window do not count.
+    b.reset();
+    clock.advance(100 * SEC);
+    outcomes(&b, "FFFF");
+    outcomes(&b, &"S".repeat(10));
+    clock.advance(61 * SEC);
+    outcomes(&b, "F");
+    assert_eq!(b.metrics().failures, 1);
+    assert_eq!(b.state(), Closed);
+}
+
+#[test]
+fn one_breach_one_transition() {
+    let (b, _, log) = breaker(4, 2);
+    let permits: Vec<_> = (0..6).map(|_| b.try_acquire().unwrap()).collect();
+    for p in permits {
+        p.failure();
+    }
+    assert_eq!(log.take(), vec![(Closed, Open)]);
+}
+
+#[test]
+fn open_refuses_with_retry_after_then_the_first_caller_probes() {
+    let (b, clock, log) = breaker(2, 2);
+    clock.set(3 * SEC.as_nanos() as u64);
+    outcomes(&b, "FF");
+    let opened = clock.now();
+    let e = b.try_acquire().unwrap_err();
+    assert_eq!(e.refusal(), Refusal::Open);
+    let wait = e.retry_after().unwrap();
+    assert!(wait >= 5 * SEC && wait < 5 * SEC + TICK, "{wait:?}");
+    clock.advance(2 * SEC);
+    assert_eq!(
+        b.try_acquire().unwrap_err().retry_after(),
+        Some(wait - 2 * SEC)
+    );
+    assert_eq!(b.metrics().refused, 2);
+    past_open(&clock, opened, 5 * SEC);
+    clock.set(clock.now() - 1);
+    assert!(b.try_acquire().is_err(), "one nanosecond early");
+    clock.advance(Duration::from_nanos(1));
+    let probe = b.try_acquire().expect("first caller after open_for");
+    assert_eq!(b.state(), HalfOpen);
+    assert_eq!(log.take(), vec![(Closed, Open), (Open, HalfOpen)]);
+    drop(probe);
+}
+
+#[test]
+fn half_open_admits_at_most_probes_and_decides_after_enough_results() {
+    let (b, clock, log) = breaker(2, 5);
+    outcomes(&b, "FF");
+    past_open(&clock, 0, 5 * SEC);
+    let p1 = b.try_acquire().unwrap();
+    let p2 = b.try_acquire().unwrap();
+    let e = b.try_acquire().unwrap_err();
+    assert_eq!(e.refusal(), Refusal::HalfOpen);
+    assert!(e.retry_after().unwrap() < 10 * SEC + TICK);
+    p1.success();
+    assert_eq!(
+        b.state(),
+        HalfOpen,
+        "min(minimum_calls 5, probes 2) = 2 results needed"
+    );
+    assert!(b.try_acquire().is_err(), "a reported probe keeps its slot");
+    p2.success();
+    assert_eq!(b.state(), Closed);
+    assert_eq!(b.metrics().calls, 0, "closing empties the window");
+    assert_eq!(
+        log.take(),
+        vec![(Closed, Open), (Open, HalfOpen), (HalfOpen, Closed)]
+    );
+    outcomes(&b, "S");
+    assert_eq!(b.metrics().calls, 1);
+}
+
+#[test]
+fn half_open_breach_reopens_and_open_for_grows() {
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder()
+        .clock(clock.clone())
+        .count_window(1)
+        .minimum_calls(1)
+        .open_for(SEC)
+        .open_for_growth(2.0, 3 * SEC)
+        .half_open_probes(1)
+        .build()
+        .unwrap();
+    outcomes(&b, "F");
+    let mut waits = vec![];
+    for _ in 0..4 {
+        let w = b.try_acquire().unwrap_err().retry_after().unwrap();
+        waits.push(w.as_secs_f64().round() as u64);
+        clock.advance(w);
+        b.try_acquire().expect("probe").failure();
+        assert_eq!(b.state(), Open);
+    }
+    assert_eq!(waits, vec![1, 2, 3, 3]);
+    // A close resets the growth.
+    clock.advance(3 * SEC + TICK);
+    b.try_acquire().unwrap().success();
+    assert_eq!(b.state(), Closed);
+    outcomes(&b, "F");
+    let w = b.try_acquire().unwrap_err().retry_after().unwrap();
+    assert!(w <= SEC + TICK);
+}
+
+#[test]
+fn a_dropped_probe_gives_its_slot_back() {
+    let (b, clock, _) = breaker(2, 2);
+    outcomes(&b, "FF");
+    past_open(&clock, 0, 5 * SEC);
+    let p1 = b.try_acquire().unwrap();
+    let p2 = b.try_acquire().unwrap();
+    assert!(b.try_acquire().is_err());
+    drop(p1);
+    let p3 = b.try_acquire().expect("slot returned");
+    p2.ignore();
+    let p4 = b
+        .try_acquire()
+        .expect("ignored probe returned its slot too");
+    p3.success();
+    p4.success();
+    assert_eq!(b.state(), Closed);
+}
+
+#[test]
+fn half_open_without_a_decision_reopens() {
+    let (b, clock, log) = breaker(2, 2);
+    outcomes(&b, "FF");
+    past_open(&clock, 0, 5 * SEC);
+    let stuck = b.try_acquire().unwrap();
+    let _stuck2 = b.try_acquire().unwrap();
+    let entered = clock.now();
+    clock.set(entered + 10 * 1_000_000_000 - 1);
+    assert_eq!(b.try_acquire().unwrap_err().refusal(), Refusal::HalfOpen);
+    past_open(&clock, entered, 10 * SEC);
+    let e = b.try_acquire().unwrap_err();
+    assert_eq!(e.refusal(), Refusal::Open);
+    assert_eq!(b.state(), Open);
+    // The stuck probe finally reports: too late, it counts for nothing.
+    stuck.success();
+    assert_eq!(b.state(), Open);
+    log.take();
+    clock.advance(e.retry_after().unwrap());
+    b.try_acquire().unwrap().success();
+    b.try_acquire().unwrap().success();
+    assert_eq!(b.state(), Closed);
+    assert_eq!(log.take(), vec![(Open, HalfOpen), (HalfOpen, Closed)]);
+}
+
+#[test]
+fn results_of_calls_admitted_earlier_never_count_as_probes() {
+    let (b, clock, _) = breaker(2, 2);
+    let late = b.try_acquire().unwrap(); // admitted while closed
+    outcomes(&b, "FF");
+    past_open(&clock, 0, 5 * SEC);
+    let probe = b.try_acquire().unwrap();
+    late.failure(); // from the closed generation: ignored
+    probe.success();
+    let probe2 = b.try_acquire().unwrap();
+    probe2.success();
+    assert_eq!(b.state(), Closed, "the late failure did not count");
+    // And a late drop does not free a probe slot either.
+    let (b, clock, _) = breaker(2, 2);
+    let late = b.try_acquire().unwrap();
+    outcomes(&b, "FF");
+    past_open(&clock, 0, 5 * SEC);
+    let _p1 = b.try_acquire().unwrap();
+    let _p2 = b.try_acquire().unwrap();
+    drop(late);
+    assert!(b.try_acquire().is_err());
+}
+
+#[test]
+fn ignored_errors_record_nothing_and_success_classified_errors_count_as_successes() {
+    let (b, _, _) = breaker(4, 4);
+    for _ in 0..10 {
+        let r = b.call_with(
+            |_: &&str| ErrorClass::Ignore,
+            || Err::<(), _>("bad request"),
+        );
+        assert_eq!(r, Err(CallError::Inner("bad request")));
+    }
+    assert_eq!(b.metrics().calls, 0);
+    let _ = b.call_with(|_: &&str| ErrorClass::Success, || Err::<(), _>("not found"));
+    let _ = b.call(|| Err::<(), _>("boom"));
+    let m = b.metrics();
+    assert_eq!((m.calls, m.failures), (2, 1));
+    assert_eq!(b.call(|| Ok::<_, ()>(3)), Ok(3));
+}
+
+#[test]
+fn call_refused_while_open_does_not_run_the_closure() {
+    let (b, _, _) = breaker(2, 2);
+    outcomes(&b, "FF");
+    let mut ran = false;
+    let r = b.call(|| {
+        ran = true;
+        Ok::<_, ()>(())
+    });
+    assert!(matches!(r, Err(CallError::Refused(e)) if e.refusal() == Refusal::Open));
+    assert!(!ran);
+}
+
+#[test]
+fn a_panic_inside_call_is_a_failure_and_keeps_unwinding() {
+    let (b, _, _) = breaker(4, 2);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = b.call(|| -> Result<(), ()> { panic!("inside") });
+    }));
+    let payload = r.expect_err("the panic was resumed");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"inside"));
+    assert_eq!((b.metrics().calls, b.metrics().failures), (1, 1));
+    // A panicking probe is a failed probe; its slot is used, not leaked.
+    let (b, clock, _) = breaker(2, 1);
+    outcomes(&b, "F");
+    past_open(&clock, 0, 5 * SEC);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = b.call(|| -> Result<(), ()> { panic!("probe") });
+    }));
+    assert!(r.is_err());
+    assert_eq!(
+        b.state(),
+        Open,
+        "needed min(1, 2) = 1 result: the panic re-opened it"
+    );
+}
+
+#[test]
+fn forced_open_disabled_and_reset() {
+    let (b, _, log) = breaker(2, 2);
+    outcomes(&b, "F");
+    b.force_open();
+    b.force_open();
+    let e = b.try_acquire().unwrap_err();
+    assert_eq!((e.refusal(), e.retry_after()), (Refusal::ForcedOpen, None));
+    b.disable();
+    assert_eq!(b.state(), Disabled);
+    outcomes(&b, "FFFFFF");
+    assert_eq!(b.state(), Disabled);
+    assert_eq!(b.metrics().failures, 1, "disabled records nothing");
+    b.reset();
+    assert_eq!(b.state(), Closed);
+    assert_eq!(b.metrics().calls, 0, "reset empties the window");
+    assert_eq!(
+        log.take(),
+        vec![
+            (Closed, ForcedOpen),
+            (ForcedOpen, Disabled),
+            (Disabled, Closed)
+        ]
+    );
+    // A permit from before the reset reports into nothing.
+    let old = b.try_acquire().unwrap();
+    b.reset();
+    old.failure();
+    assert_eq!(b.metrics().calls, 0);
+}
+
+#[test]
+fn metrics_report_the_window_refusals_and_time_since_the_last_transition() {
+    let (b, clock, _) = breaker(4, 4);
+    clock.advance(7 * SEC);
+    let m = b.metrics();
+    assert_eq!(m.since_last_transition, 7 * SEC);
+    outcomes(&b, "SFSF");
+    clock.advance(SEC);
+    let _ = b.try_acquire();
+    let _ = b.try_acquire();
+    let m = b.metrics();
+    assert_eq!(m.state, Open);
+    assert_eq!((m.calls, m.failures, m.slow_calls, m.refused), (4, 2, 0, 2));
+    assert_eq!(m.failure_rate, 0.5);
+    assert_eq!(m.since_last_transition, SEC);
+}
+
+#[test]
+fn deadlines_survive_the_tick_field_wrapping() {
+    // The deadline field holds 25 bits of ticks: start a few ticks below its wrap.
+    let start = ((1u64 << 25) - 3) * state::TICK_NANOS;
+    for base in [start, u64::MAX / 2 + start, u64::MAX - 40 * 1_000_000_000] {
+        let clock = ManualClock::starting_at(base);
+        let b = CircuitBreaker::builder()
+            .clock(clock.clone())
+            .count_window(1)
+            .minimum_calls(1)
+            .open_for(5 * SEC)
+            .half_open_probes(1)
+            .half_open_timeout(10 * SEC)
+            .build()
+            .unwrap();
+        outcomes(&b, "F");
+        let wait = b.try_acquire().unwrap_err().retry_after().unwrap();
+        assert!(wait >= 5 * SEC && wait < 5 * SEC + TICK);
+        clock.advance(wait - Duration::from_nanos(1));
+        assert!(b.try_acquire().is_err());
+        clock.advance(Duration::from_nanos(1));
+        let probe = b.try_acquire().expect("open period over across the wrap");
+        // The half-open timeout across the wrap too.
+        clock.advance(10 * SEC + TICK);
+        assert_eq!(b.try_acquire().unwrap_err().refusal(), Refusal::Open);
+        probe.success();
+        assert_eq!(b.state(), Open);
+    }
+}
+
+#[test]
+fn async_wrapper_records_and_a_dropped_future_releases_its_probe() {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Waker};
+    let (b, clock, _) = breaker(2, 2);
+    let r = futures::executor::block_on(b.call_async(async { Err::<(), _>("down") }));
+    assert_eq!(r, Err(CallError::Inner("down")));
+    let r = futures::executor::block_on(b.call_async(async { Err::<(), _>("down") }));
+    assert!(r.is_err());
+    assert_eq!(b.state(), Open);
+    past_open(&clock, 0, 5 * SEC);
+    {
+        // Poll a pending probe once (it takes a slot), then drop it.
+        let mut fut = pin!(b.call_async(std::future::pending::<Result<(), ()>>()));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        let mut fut2 = pin!(b.call_async(std::future::pending::<Result<(), ()>>()));
+        assert!(fut2.as_mut().poll(&mut cx).is_pending());
+        assert!(b.try_acquire().is_err());
+    }
+    futures::executor::block_on(b.call_async(async { Ok::<_, ()>(()) })).unwrap();
+    futures::executor::block_on(b.call_async(async { Ok::<_, ()>(()) })).unwrap();
+    assert_eq!(b.state(), Closed);
+}
+
+#[test]
+fn no_panic_on_extreme_inputs() {
+    let clock = ManualClock::starting_at(u64::MAX);
+    let b = CircuitBreaker::builder()
+        .clock(clock.clone())
+        .count_window(CountWindow::MAX_SIZE)
+        .minimum_calls(1)
+        .open_for(Duration::ZERO)
+        .open_for_growth(1000.0, MAX_DURATION)
+        .half_open_probes(state::MAX_PROBES)
+        .slow_calls(Duration::MAX, 1.0)
+        .half_open_timeout(Duration::from_nanos(1))
+        .build()
+        .unwrap();
+    for _ in 0..100 {
+        if let Ok(p) = b.try_acquire() {
+            p.failure();
+        }
+        clock.set(0);
+        let _ = b.try_acquire();
+        clock.set(u64::MAX);
+    }
+    let _ = b.metrics();
+}
+
+use crate::window::CountWindow;
