@@ -185,4 +185,5 @@ mod tests {
     }
 }
 
+pub mod bulkhead;
 pub mod floor;
