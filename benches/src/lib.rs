@@ -185,6 +185,7 @@ mod tests {
     }
 }
 
+pub mod bulkhead;
 pub mod drain;
 pub mod floor;
 pub mod window;
@@ -194,6 +195,7 @@ pub fn all_cases() -> Vec<Case> {
     let mut v = Vec::new();
     v.extend(floor::cases());
     v.extend(window::cases());
+    v.extend(bulkhead::cases());
     v.extend(drain::cases());
     v
 }
