@@ -221,21 +221,19 @@ impl<C: Clock, K> Retry<C, K> {
     /// debited before its wait).
     fn after_failure<E, R: Rng + ?Sized>(
         &self,
+        classify: &impl Classify<E>,
         st: &mut RunState,
         last: E,
         rng: &mut R,
-    ) -> Result<Duration, RetryError<E>>
-    where
-        K: Classify<E>,
-    {
+    ) -> Result<Duration, RetryError<E>> {
         let attempts = st.attempts;
-        if !self.classify.is_retryable(&last) {
+        if !classify.is_retryable(&last) {
             return Err(RetryError::NotRetryable { attempts, last });
         }
         if attempts >= self.max_attempts {
             return Err(RetryError::Exhausted { attempts, last });
         }
-        let hint = self.classify.retry_after(&last);
+        let hint = classify.retry_after(&last);
         let delay = self
             .backoff
             .delay_with_hint(attempts, st.previous, hint, rng);
@@ -272,18 +270,35 @@ impl<C: Clock, K> Retry<C, K> {
     pub fn run_with<T, E, R: Rng + ?Sized>(
         &self,
         rng: &mut R,
-        mut op: impl FnMut() -> Result<T, E>,
-        mut sleep: impl FnMut(Duration),
+        op: impl FnMut() -> Result<T, E>,
+        sleep: impl FnMut(Duration),
     ) -> Result<T, RetryError<E>>
     where
         K: Classify<E>,
     {
+        self.run_classified(&self.classify, rng, op, sleep)
+    }
+
+    /// The classifier this policy was built with (for [`crate::policy`], which wraps it).
+    pub(crate) fn classifier(&self) -> &K {
+        &self.classify
+    }
+
+    /// [`run_with`](Self::run_with) with `classify` in place of the built classifier: the same
+    /// loop, for a caller (the [policy](crate::policy)) whose attempts return a wider error.
+    pub(crate) fn run_classified<T, E, R: Rng + ?Sized>(
+        &self,
+        classify: &impl Classify<E>,
+        rng: &mut R,
+        mut op: impl FnMut() -> Result<T, E>,
+        mut sleep: impl FnMut(Duration),
+    ) -> Result<T, RetryError<E>> {
         let mut st = self.start();
         loop {
             st.attempts += 1;
             match op() {
                 Ok(v) => return Ok(v),
-                Err(e) => sleep(self.after_failure(&mut st, e, rng)?),
+                Err(e) => sleep(self.after_failure(classify, &mut st, e, rng)?),
             }
         }
     }
@@ -332,12 +347,32 @@ impl<C: Clock, K> Retry<C, K> {
     /// The [`RetryError`] that ended the run, with the last error.
     pub async fn run_async_with<T, E, R, F, Fut, S, SFut>(
         &self,
+        rng: R,
+        op: F,
+        sleep: S,
+    ) -> Result<T, RetryError<E>>
+    where
+        K: Classify<E>,
+        R: Rng,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        S: FnMut(Duration) -> SFut,
+        SFut: Future<Output = ()>,
+    {
+        self.run_async_classified(&self.classify, rng, op, sleep)
+            .await
+    }
+
+    /// [`run_async_with`](Self::run_async_with) with `classify` in place of the built
+    /// classifier (see [`run_classified`](Self::run_classified)).
+    pub(crate) async fn run_async_classified<T, E, R, F, Fut, S, SFut>(
+        &self,
+        classify: &impl Classify<E>,
         mut rng: R,
         mut op: F,
         mut sleep: S,
     ) -> Result<T, RetryError<E>>
     where
-        K: Classify<E>,
         R: Rng,
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -350,7 +385,7 @@ impl<C: Clock, K> Retry<C, K> {
             match op().await {
                 Ok(v) => return Ok(v),
                 Err(e) => {
-                    let delay = self.after_failure(&mut st, e, &mut rng)?;
+                    let delay = self.after_failure(classify, &mut st, e, &mut rng)?;
                     sleep(delay).await;
                 }
             }
