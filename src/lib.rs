@@ -24,6 +24,7 @@ pub mod bulkhead;
 pub mod clock;
 pub mod drain;
 pub mod error;
+pub mod policy;
 pub mod retry;
 pub(crate) mod wait;
 pub mod window;
