@@ -185,4 +185,5 @@ mod tests {
     }
 }
 
+pub mod budget;
 pub mod floor;
