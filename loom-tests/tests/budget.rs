@@ -92,7 +92,10 @@ fn withdraw_racing_a_rotation_and_a_deposit_neither_loses_nor_invents() {
         assert!(granted);
         assert_eq!(b.balance(), 1);
         let m = b.metrics();
-        assert_eq!((m.deposits, m.retries_granted, m.retries_refused), (2, 1, 0));
+        assert_eq!(
+            (m.deposits, m.retries_granted, m.retries_refused),
+            (2, 1, 0)
+        );
         // Once every bucket has aged out, nothing is left over or owed.
         clock.set(10);
         assert_eq!(b.balance(), 0);
