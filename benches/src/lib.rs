@@ -185,6 +185,7 @@ mod tests {
     }
 }
 
+pub mod budget;
 pub mod bulkhead;
 pub mod drain;
 pub mod floor;
@@ -195,6 +196,7 @@ pub fn all_cases() -> Vec<Case> {
     let mut v = Vec::new();
     v.extend(floor::cases());
     v.extend(window::cases());
+    v.extend(budget::cases());
     v.extend(bulkhead::cases());
     v.extend(drain::cases());
     v
