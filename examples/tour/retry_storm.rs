@@ -4,12 +4,14 @@
 //! than the original load. Time is a `ManualClock`; the backoff sleeps move a per-request offset.
 
 use crate::Report;
+use crate::timeline::Timeline;
 use rand::SeedableRng;
 use resile::backoff::Backoff;
 use resile::budget::RetryBudget;
 use resile::clock::{Clock, ManualClock};
 use resile::retry::Retry;
 use std::cell::Cell;
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +26,11 @@ struct Outcome {
     failed: u64,
 }
 
-fn simulate(clock: &ManualClock, budget: Option<Arc<RetryBudget<ManualClock>>>) -> Outcome {
+fn simulate(
+    clock: &ManualClock,
+    budget: Option<Arc<RetryBudget<ManualClock>>>,
+    tl: &RefCell<Timeline>,
+) -> Outcome {
     let mut b = Retry::builder()
         .max_attempts(4)
         .backoff(
@@ -47,13 +53,17 @@ fn simulate(clock: &ManualClock, budget: Option<Arc<RetryBudget<ManualClock>>>) 
         let arrival = i * step;
         clock.set(arrival);
         outage_requests += u64::from(OUTAGE.contains(&arrival));
+        tl.borrow_mut().count("requests", arrival as f64 / 1e9);
         let offset = Cell::new(0u64);
         let out = retry.run_with(
             &mut rng,
             || {
                 let t = arrival + offset.get();
                 calls.set(calls.get() + 1);
+                tl.borrow_mut()
+                    .count("calls reaching the database", t as f64 / 1e9);
                 if OUTAGE.contains(&t) {
+                    tl.borrow_mut().count("failures", t as f64 / 1e9);
                     outage_calls.set(outage_calls.get() + 1);
                     Err("unavailable")
                 } else {
@@ -99,12 +109,17 @@ pub(crate) fn run(report: &mut Report) {
         }
     };
 
+    let mut timelines = Vec::new();
+    let timeline = |variant: &str| RefCell::new(Timeline::new(variant, 0.5));
+
     let clock = ManualClock::new();
+    let tl = timeline("retries unbounded (4 attempts)");
     row(
         "retries unbounded (4 attempts)",
-        simulate(&clock, None),
+        simulate(&clock, None, &tl),
         None,
     );
+    timelines.push(tl.into_inner());
 
     let clock = ManualClock::new();
     let fixed = Arc::new(
@@ -115,7 +130,9 @@ pub(crate) fn run(report: &mut Report) {
             .build()
             .expect("valid budget"),
     );
-    let o = simulate(&clock, Some(fixed.clone()));
+    let tl = timeline("budget 100 / minute");
+    let o = simulate(&clock, Some(fixed.clone()), &tl);
+    timelines.push(tl.into_inner());
     row(
         "budget 100 / minute",
         o,
@@ -132,11 +149,14 @@ pub(crate) fn run(report: &mut Report) {
             .build()
             .expect("valid budget"),
     );
-    let o = simulate(&clock, Some(ratio.clone()));
+    let tl = timeline("budget 20% + 10/s");
+    let o = simulate(&clock, Some(ratio.clone()), &tl);
+    timelines.push(tl.into_inner());
     row(
         "budget 20% + 10/s",
         o,
         Some(ratio.metrics().retries_refused),
     );
     debug_assert!(clock.now() > 0);
+    report.timelines(S, timelines);
 }
