@@ -7,7 +7,9 @@
 //! need not, and never loses a count or a wakeup.
 //!
 //! They compose in the order a request meets them: drain admission, then a bulkhead permit, then
-//! attempts through the breaker, with retries paid from the budget.
+//! attempts through the breaker, with retries paid from the budget. [`policy::Policy`] does that
+//! composition for one operation, with an optional fallback, and its [`policy::PolicyError`] says
+//! which layer refused and why.
 //!
 //! Time is injected through [`clock::Clock`]: the default is a precise monotonic clock, and tests
 //! use [`clock::ManualClock`]. The crate depends on no async runtime: its futures run on any
@@ -28,3 +30,8 @@ pub mod policy;
 pub mod retry;
 pub(crate) mod wait;
 pub mod window;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
