@@ -339,11 +339,16 @@ impl TimeWindow {
         }
     }
 
-    /// Adds `amount` of epoch `epoch` to lane `lane`; `Ok(dead count replaced)`, or `Err(())` if
-    /// the epoch died first.
+    /// Adds `amount` of epoch `epoch` (`= lap * N + i`) to lane `lane`; `Ok(dead count
+    /// replaced)`, or `Err(())` if the epoch died first.
     #[inline]
-    fn add_word(&self, epoch: u64, lane: usize, amount: u64) -> Result<u64, ()> {
-        let (lap, i) = (epoch / self.buckets, epoch % self.buckets);
+    fn add_word(
+        &self,
+        epoch: u64,
+        (lap, i): (u64, u64),
+        lane: usize,
+        amount: u64,
+    ) -> Result<u64, ()> {
         let w = self.word(i, lane);
         let mut cur = w.load(Ordering::Acquire);
         loop {
@@ -404,6 +409,8 @@ impl TimeWindow {
                 Err(seen) => t = seen,
             }
         };
+        let lap = epoch / self.buckets;
+        let at = (lap, epoch - lap * self.buckets);
         let mut give_back = 0u64;
         let mut dead = false;
         for (lane, &a) in applied.iter().enumerate() {
@@ -412,7 +419,7 @@ impl TimeWindow {
             }
             let shift = lane as u32 * LANE_BITS;
             if !dead {
-                match self.add_word(epoch, lane, u64::from(a)) {
+                match self.add_word(epoch, at, lane, u64::from(a)) {
                     Ok(removed) => {
                         give_back += removed << shift;
                         continue;
