@@ -52,7 +52,7 @@ use crossbeam_utils::CachePadded;
 use std::fmt;
 use std::time::Duration;
 
-use super::{Outcome, Tally};
+use super::{Divisor, Outcome, Tally};
 
 /// Three counting lanes (for a breaker: calls, failures, slow calls; for a retry budget:
 /// requests, retries, unused).
@@ -218,6 +218,9 @@ pub struct TimeWindow {
     words: Box<[AtomicU64]>,
     bucket_nanos: u64,
     buckets: u64,
+    /// `now / bucket_nanos` and `epoch / buckets` without a `div` instruction.
+    per_bucket: Divisor,
+    per_lap: Divisor,
 }
 
 impl TimeWindow {
@@ -260,6 +263,8 @@ impl TimeWindow {
             words: (0..3 * buckets).map(|_| AtomicU64::new(0)).collect(),
             bucket_nanos: span_n / u64::from(buckets),
             buckets: u64::from(buckets),
+            per_bucket: Divisor::new(span_n / u64::from(buckets)),
+            per_lap: Divisor::new(u64::from(buckets)),
         })
     }
 
@@ -387,7 +392,9 @@ impl TimeWindow {
         delta: Lanes,
         admit: impl Fn(Lanes) -> bool,
     ) -> Result<Lanes, Lanes> {
-        let epoch = now / self.bucket_nanos;
+        let epoch = self.per_bucket.div(now);
+        // (lap, bucket), computed before any atomic so the multiplications overlap them.
+        let at = self.per_lap.div_rem(epoch);
         let head = self.advance(epoch);
         let mut t = self.totals.load(Ordering::Relaxed);
         if head - epoch >= self.buckets {
@@ -410,8 +417,6 @@ impl TimeWindow {
                 Err(seen) => t = seen,
             }
         };
-        let lap = epoch / self.buckets;
-        let at = (lap, epoch - lap * self.buckets);
         let mut give_back = 0u64;
         let mut dead = false;
         for (lane, &a) in applied.iter().enumerate() {
@@ -451,7 +456,7 @@ impl TimeWindow {
     /// The totals over the span ending at `now` (a `now` older than the newest seen reads the
     /// span ending at the newest).
     pub fn totals(&self, now: u64) -> Lanes {
-        self.advance(now / self.bucket_nanos);
+        self.advance(self.per_bucket.div(now));
         unpack(self.totals.load(Ordering::Relaxed))
     }
 
