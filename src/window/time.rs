@@ -6,8 +6,8 @@
 //! in bucket `e % N`, and `lap = e / N` tells the epochs of one bucket apart. Three kinds of word:
 //!
 //! ```text
-//! totals: CachePadded<AtomicU64>   running sum of every live bucket, 3 lanes (layout: LANE_BITS)
-//! head:   CachePadded<AtomicU64>   the newest epoch any operation has seen; only grows
+//! totals: AtomicU64   running sum of every live bucket, 3 lanes (layout: LANE_BITS)  } one
+//! head:   AtomicU64   the newest epoch any operation has seen; only grows            } line
 //! words:  Box<[AtomicU64]>         N x 3 lane words: VALID | lap tag | count (layout: TAG_SHIFT)
 //! ```
 //!
@@ -193,6 +193,12 @@ struct WordStep {
     removed: u64,
 }
 
+#[derive(Debug)]
+struct Hot {
+    totals: AtomicU64,
+    head: AtomicU64,
+}
+
 /// Counts over the last `span` of time, kept in `buckets` buckets of `span / buckets` each.
 ///
 /// An event counts from the moment it is added until its bucket falls out of the span; so the
@@ -213,8 +219,9 @@ struct WordStep {
 /// assert_eq!(w.tally(10_000_000_000).failures, 0); // aged out
 /// ```
 pub struct TimeWindow {
-    totals: CachePadded<AtomicU64>,
-    head: CachePadded<AtomicU64>,
+    /// The running totals and the head epoch, on one cache line: every operation reads both and
+    /// writes the totals, and the head changes at most once per bucket period.
+    hot: CachePadded<Hot>,
     words: Box<[AtomicU64]>,
     bucket_nanos: u64,
     buckets: u64,
@@ -258,8 +265,10 @@ impl TimeWindow {
             }
         };
         Ok(Self {
-            totals: CachePadded::new(AtomicU64::new(0)),
-            head: CachePadded::new(AtomicU64::new(0)),
+            hot: CachePadded::new(Hot {
+                totals: AtomicU64::new(0),
+                head: AtomicU64::new(0),
+            }),
             words: (0..3 * buckets).map(|_| AtomicU64::new(0)).collect(),
             bucket_nanos: span_n / u64::from(buckets),
             buckets: u64::from(buckets),
@@ -291,9 +300,10 @@ impl TimeWindow {
     /// Moves the head to at least `epoch`; returns the head seen or set.
     #[inline]
     fn advance(&self, epoch: u64) -> u64 {
-        let mut h = self.head.load(Ordering::Acquire);
+        let mut h = self.hot.head.load(Ordering::Acquire);
         while h < epoch {
             match self
+                .hot
                 .head
                 .compare_exchange_weak(h, epoch, Ordering::AcqRel, Ordering::Acquire)
             {
@@ -323,7 +333,7 @@ impl TimeWindow {
             i = if i == 0 { n - 1 } else { i - 1 };
         }
         if removed != 0 {
-            self.totals.fetch_sub(removed, Ordering::Relaxed);
+            self.hot.totals.fetch_sub(removed, Ordering::Relaxed);
         }
     }
 
@@ -333,7 +343,11 @@ impl TimeWindow {
         let w = self.word(i, lane);
         let mut cur = w.load(Ordering::Acquire);
         loop {
-            let want = tag(live_lap(self.head.load(Ordering::Acquire), self.buckets, i));
+            let want = tag(live_lap(
+                self.hot.head.load(Ordering::Acquire),
+                self.buckets,
+                i,
+            ));
             if cur & TAG_MASK == want {
                 return 0;
             }
@@ -358,7 +372,7 @@ impl TimeWindow {
         let mut cur = w.load(Ordering::Acquire);
         loop {
             // The head is >= epoch: this thread advanced it at least that far.
-            let h = self.head.load(Ordering::Acquire);
+            let h = self.hot.head.load(Ordering::Acquire);
             if h.wrapping_sub(epoch) >= self.buckets {
                 return Err(());
             }
@@ -396,7 +410,7 @@ impl TimeWindow {
         // (lap, bucket), computed before any atomic so the multiplications overlap them.
         let at = self.per_lap.div_rem(epoch);
         let head = self.advance(epoch);
-        let mut t = self.totals.load(Ordering::Relaxed);
+        let mut t = self.hot.totals.load(Ordering::Relaxed);
         if head - epoch >= self.buckets {
             return Err(unpack(t));
         }
@@ -409,10 +423,12 @@ impl TimeWindow {
             if next == t {
                 return Ok(cur);
             }
-            match self
-                .totals
-                .compare_exchange_weak(t, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match self.hot.totals.compare_exchange_weak(
+                t,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => break (next, applied),
                 Err(seen) => t = seen,
             }
@@ -438,7 +454,7 @@ impl TimeWindow {
         if give_back == 0 {
             Ok(unpack(after))
         } else {
-            let before = self.totals.fetch_sub(give_back, Ordering::Relaxed);
+            let before = self.hot.totals.fetch_sub(give_back, Ordering::Relaxed);
             Ok(unpack(before - give_back))
         }
     }
@@ -457,7 +473,7 @@ impl TimeWindow {
     /// span ending at the newest).
     pub fn totals(&self, now: u64) -> Lanes {
         self.advance(self.per_bucket.div(now));
-        unpack(self.totals.load(Ordering::Relaxed))
+        unpack(self.hot.totals.load(Ordering::Relaxed))
     }
 
     /// Empties the window. Events added concurrently with a reset may survive it; the totals
@@ -469,7 +485,7 @@ impl TimeWindow {
             removed += count(old) << ((k % 3) as u32 * LANE_BITS);
         }
         if removed != 0 {
-            self.totals.fetch_sub(removed, Ordering::Relaxed);
+            self.hot.totals.fetch_sub(removed, Ordering::Relaxed);
         }
     }
 }
@@ -479,8 +495,8 @@ impl fmt::Debug for TimeWindow {
         f.debug_struct("TimeWindow")
             .field("span", &self.span())
             .field("buckets", &self.buckets)
-            .field("head_epoch", &self.head.load(Ordering::Relaxed))
-            .field("totals", &unpack(self.totals.load(Ordering::Relaxed)))
+            .field("head_epoch", &self.hot.head.load(Ordering::Relaxed))
+            .field("totals", &unpack(self.hot.totals.load(Ordering::Relaxed)))
             .finish()
     }
 }
@@ -780,7 +796,7 @@ mod tests {
         }
         let now = clock.now();
         let t = w.totals(now);
-        let head = w.head.load(Ordering::Relaxed);
+        let head = w.hot.head.load(Ordering::Relaxed);
         let mut live = [0u32; 3];
         for i in 0..w.buckets {
             for (lane, l) in live.iter_mut().enumerate() {
