@@ -191,5 +191,7 @@ pub mod floor;
 pub fn all_cases() -> Vec<Case> {
     let mut v = Vec::new();
     v.extend(floor::cases());
+    v.extend(breaker::cases());
     v
 }
+pub mod breaker;
