@@ -55,7 +55,11 @@ fn parse_args() -> Result<Options, String> {
             "--threads" => {
                 o.threads = val()?
                     .split(',')
-                    .map(|s| s.trim().parse::<usize>().map_err(|e| format!("--threads: {e}")))
+                    .map(|s| {
+                        s.trim()
+                            .parse::<usize>()
+                            .map_err(|e| format!("--threads: {e}"))
+                    })
                     .collect::<Result<_, _>>()?;
                 if o.threads.contains(&0) || o.threads.is_empty() {
                     return Err("--threads: each count must be at least 1".into());
@@ -125,7 +129,11 @@ fn main() {
     };
     let cases: Vec<Case> = all_cases()
         .into_iter()
-        .filter(|c| o.filter.as_ref().is_none_or(|f| c.group.contains(f.as_str())))
+        .filter(|c| {
+            o.filter
+                .as_ref()
+                .is_none_or(|f| c.group.contains(f.as_str()))
+        })
         .collect();
     let max_t = *o.threads.iter().max().unwrap_or(&1);
     let pool = Pool::new(max_t);
@@ -201,12 +209,7 @@ fn main() {
                 if others.is_empty() {
                     continue;
                 }
-                let _ = write!(
-                    out,
-                    "\n{} vs best {}: ",
-                    cases[r].name,
-                    role_label(role)
-                );
+                let _ = write!(out, "\n{} vs best {}: ", cases[r].name, role_label(role));
                 for &t in &o.threads {
                     let best = others
                         .iter()
@@ -230,8 +233,7 @@ fn main() {
                 "{dir}/{}.svg",
                 g.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
             );
-            if let Err(e) = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&file, svg))
-            {
+            if let Err(e) = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&file, svg)) {
                 eprintln!("scaling: cannot write {file}: {e}");
             }
         }
