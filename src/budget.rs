@@ -1,1 +1,626 @@
-//! (placeholder: see the issue that builds this module)
+//! The retry budget: how many retries a client may send to a dependency over a sliding window.
+//!
+//! Retries amplify an outage: when a dependency slows down every caller retries, and the extra
+//! load makes it slower still (a retry storm). A budget caps the retries across all requests, so
+//! once it is spent the callers fail fast instead.
+//!
+//! Two modes share one type:
+//!
+//! - **fixed** (the guide's): at most `max_retries` retries per sliding `window`;
+//! - **ratio** (Finagle's and Linkerd's): retries ≤ `ratio` × original requests over the window,
+//!   plus a floor of `min_per_sec` retries per second of the window. The floor is a reserve that
+//!   comes back as spent retries age out of the window, so it refills with time, not with
+//!   traffic: a budget never stays empty after an idle spell (linkedin/venice#1498).
+//!
+//! Call [`deposit`](RetryBudget::deposit) once per original request and
+//! [`try_withdraw`](RetryBudget::try_withdraw) when a retry is decided (before the backoff wait,
+//! so retries sleeping in backoff are counted: envoy#30205). `try_withdraw` checks and debits in
+//! one atomic step of the window, so however many threads race, the budget is never overdrawn
+//! (tower's `TpsBudget` checks and then debits separately and can overdraw).
+//!
+//! ```
+//! use resile::budget::RetryBudget;
+//! use resile::clock::ManualClock;
+//! use std::time::Duration;
+//!
+//! // The guide's budget: 100 retries per minute.
+//! let clock = ManualClock::new();
+//! let budget = RetryBudget::builder()
+//!     .max_retries(100)
+//!     .window(Duration::from_secs(60))
+//!     .clock(clock.clone())
+//!     .build()?;
+//! let granted = (0..1000)
+//!     .filter(|_| {
+//!         budget.deposit();
+//!         clock.advance(Duration::from_millis(10));
+//!         budget.try_withdraw().is_ok()
+//!     })
+//!     .count();
+//! assert_eq!(granted, 100);
+//! assert!(!budget.can_retry());
+//! clock.advance(Duration::from_secs(60)); // the retries age out of the window
+//! assert_eq!(budget.balance(), 100);
+//! # Ok::<(), resile::error::ConfigError>(())
+//! ```
+
+use crate::clock::{Clock, SystemClock, duration_to_nanos};
+use crate::error::{BudgetExhausted, ConfigError};
+use crate::sync::{AtomicU64, Ordering};
+use crate::window::{Lanes, TimeWindow};
+use crossbeam_utils::CachePadded;
+use std::fmt;
+use std::time::Duration;
+
+/// The window lane holding original requests (ratio mode only).
+const REQUESTS: usize = 0;
+/// The window lane holding granted retries.
+const RETRIES: usize = 1;
+/// Ratios are kept in thousandths of a retry per request.
+const SCALE: u64 = 1000;
+/// The longest window a budget accepts.
+pub const MAX_WINDOW: Duration = Duration::from_secs(3600);
+/// The most retries a window can hold (the window's lane width): bounds `max_retries` and the
+/// ratio mode's floor.
+pub const MAX_RETRIES: u32 = TimeWindow::MAX_LANE;
+
+/// How a budget decides, kept as integers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// At most `max` retries in the window.
+    Fixed { max: u64 },
+    /// At most `ratio_milli × requests / 1000 + reserve` retries in the window.
+    Ratio { ratio_milli: u64, reserve: u64 },
+}
+
+impl Mode {
+    /// The retries the window allows in total given its `lanes` (pure; rounds down, against the
+    /// retrier). Never above [`MAX_RETRIES`], so the retries lane can never saturate and let a
+    /// withdraw through uncounted.
+    #[inline]
+    fn allowance(self, lanes: Lanes) -> u64 {
+        let a = match self {
+            Mode::Fixed { max } => max,
+            Mode::Ratio {
+                ratio_milli,
+                reserve,
+            } => ratio_milli * u64::from(lanes[REQUESTS]) / SCALE + reserve,
+        };
+        a.min(u64::from(MAX_RETRIES))
+    }
+
+    /// Retries still available given the window's `lanes` (pure).
+    #[inline]
+    fn balance(self, lanes: Lanes) -> u64 {
+        self.allowance(lanes)
+            .saturating_sub(u64::from(lanes[RETRIES]))
+    }
+}
+
+/// Lifetime counters of a budget, plus its balance when read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct BudgetMetrics {
+    /// Original requests deposited.
+    pub deposits: u64,
+    /// Retries granted by [`RetryBudget::try_withdraw`].
+    pub retries_granted: u64,
+    /// Retries refused by [`RetryBudget::try_withdraw`] (the "budget exhausted" count).
+    pub retries_refused: u64,
+    /// Retries available now.
+    pub balance: u64,
+}
+
+/// The lifetime counters. Statistics only: no decision reads them, so every access is
+/// `Relaxed`; they sit on their own cache line, away from the window's hot words.
+#[derive(Default)]
+struct Counters {
+    deposits: AtomicU64,
+    granted: AtomicU64,
+    refused: AtomicU64,
+}
+
+/// A retry budget shared by every caller of one dependency (put it in an `Arc`, or a `static`
+/// through a lazy cell).
+///
+/// # State
+///
+/// The decision state is the budget's [`TimeWindow`], lanes `[requests, retries, unused]`; the
+/// budget adds no packed word of its own:
+///
+/// | what | written by | how |
+/// |---|---|---|
+/// | window lane `requests` | [`deposit`](Self::deposit), ratio mode only | `TimeWindow::add` |
+/// | window lane `retries` | [`try_withdraw`](Self::try_withdraw) | `TimeWindow::try_add`: the admit check and the debit are one atomic step of the window |
+/// | counters `deposits`, `granted`, `refused` | deposit, try_withdraw | `fetch_add(1, Relaxed)` |
+///
+/// Orderings: the no-overdraw promise rests entirely on `try_add`'s atomicity (every withdraw
+/// sees every earlier debit of the same window); nothing else is published through the budget, so
+/// the counters need no ordering. A fixed-mode deposit reads no clock and touches only its
+/// counter. Each operation reads the clock at most once.
+///
+/// ```
+/// use resile::budget::RetryBudget;
+/// use resile::clock::ManualClock;
+/// use std::time::Duration;
+///
+/// // Finagle's shape: 20% of requests, plus 1 retry a second of the 10 s window.
+/// let clock = ManualClock::new();
+/// let budget = RetryBudget::builder()
+///     .ratio(0.2)
+///     .min_per_sec(1)
+///     .window(Duration::from_secs(10))
+///     .clock(clock.clone())
+///     .build()?;
+/// assert_eq!(budget.balance(), 10); // the floor, with no traffic at all
+/// for _ in 0..50 {
+///     budget.deposit();
+/// }
+/// assert_eq!(budget.balance(), 20); // 10 + 20% of 50
+/// while budget.try_withdraw().is_ok() {}
+/// let m = budget.metrics();
+/// assert_eq!((m.deposits, m.retries_granted, m.retries_refused, m.balance), (50, 20, 1, 0));
+/// # Ok::<(), resile::error::ConfigError>(())
+/// ```
+pub struct RetryBudget<C: Clock = SystemClock> {
+    window: TimeWindow,
+    mode: Mode,
+    clock: C,
+    counters: CachePadded<Counters>,
+}
+
+impl RetryBudget {
+    /// A builder. Without [`max_retries`](RetryBudgetBuilder::max_retries) or
+    /// [`ratio`](RetryBudgetBuilder::ratio) it builds Finagle's default: 20% of requests plus 10
+    /// retries a second, over 10 s.
+    pub fn builder() -> RetryBudgetBuilder {
+        RetryBudgetBuilder {
+            max_retries: None,
+            ratio: None,
+            min_per_sec: None,
+            window: None,
+            buckets: 10,
+            clock: SystemClock::new(),
+        }
+    }
+}
+
+impl<C: Clock> RetryBudget<C> {
+    /// Records one original request (not a retry). In fixed mode this only counts it for
+    /// [`metrics`](Self::metrics); in ratio mode it earns `ratio` retries for the window.
+    #[inline]
+    pub fn deposit(&self) {
+        if let Mode::Ratio { ratio_milli, .. } = self.mode {
+            if ratio_milli != 0 {
+                self.window.add(self.clock.now(), [1, 0, 0]);
+            }
+        }
+        self.counters.deposits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes one retry from the budget if one is available, checking and debiting in one atomic
+    /// step: the budget is never overdrawn, whatever the number of threads.
+    ///
+    /// # Errors
+    /// [`BudgetExhausted`] when the window has no retry left; nothing is debited.
+    #[inline]
+    pub fn try_withdraw(&self) -> Result<(), BudgetExhausted> {
+        let mode = self.mode;
+        let now = self.clock.now();
+        match self
+            .window
+            .try_add(now, [0, 1, 0], move |lanes| mode.balance(lanes) > 0)
+        {
+            Ok(_) => {
+                self.counters.granted.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(_) => {
+                self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                Err(BudgetExhausted)
+            }
+        }
+    }
+
+    /// Whether a retry is available now, without taking it. Another thread may take it first:
+    /// decide with [`try_withdraw`](Self::try_withdraw).
+    #[inline]
+    pub fn can_retry(&self) -> bool {
+        self.balance() > 0
+    }
+
+    /// The retries available now.
+    #[inline]
+    pub fn balance(&self) -> u64 {
+        self.mode.balance(self.window.totals(self.clock.now()))
+    }
+
+    /// Lifetime counters and the current balance.
+    pub fn metrics(&self) -> BudgetMetrics {
+        BudgetMetrics {
+            deposits: self.counters.deposits.load(Ordering::Relaxed),
+            retries_granted: self.counters.granted.load(Ordering::Relaxed),
+            retries_refused: self.counters.refused.load(Ordering::Relaxed),
+            balance: self.balance(),
+        }
+    }
+
+    /// The budget's clock.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+}
+
+impl<C: Clock> fmt::Debug for RetryBudget<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryBudget")
+            .field("mode", &self.mode)
+            .field("metrics", &self.metrics())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a validated [`RetryBudget`]; see [`RetryBudget::builder`].
+///
+/// ```
+/// use resile::budget::RetryBudget;
+/// use std::time::Duration;
+///
+/// let e = RetryBudget::builder().ratio(11.0).build().unwrap_err();
+/// assert_eq!(e.field(), "ratio");
+/// let e = RetryBudget::builder().max_retries(5).window(Duration::ZERO).build().unwrap_err();
+/// assert_eq!(e.field(), "window");
+/// ```
+#[must_use]
+#[derive(Debug)]
+pub struct RetryBudgetBuilder<C: Clock = SystemClock> {
+    max_retries: Option<u32>,
+    ratio: Option<f64>,
+    min_per_sec: Option<u32>,
+    window: Option<Duration>,
+    buckets: u32,
+    clock: C,
+}
+
+impl<C: Clock> RetryBudgetBuilder<C> {
+    /// Fixed mode: at most `n` retries per window (`1..=`[`MAX_RETRIES`]). The window defaults to
+    /// the guide's 60 s.
+    pub fn max_retries(mut self, n: u32) -> Self {
+        self.max_retries = Some(n);
+        self
+    }
+
+    /// Ratio mode: retries per original request, `0.0..=10.0`, kept in thousandths rounded down.
+    /// Defaults: 0.2, with 10 retries a second as the floor, over a 10 s window.
+    pub fn ratio(mut self, ratio: f64) -> Self {
+        self.ratio = Some(ratio);
+        self
+    }
+
+    /// Ratio mode: the floor, in retries per second of the window, available with no traffic
+    /// and refilled as spent retries age out.
+    pub fn min_per_sec(mut self, n: u32) -> Self {
+        self.min_per_sec = Some(n);
+        self
+    }
+
+    /// The sliding window, `1ns..=`[`MAX_WINDOW`], a whole number of nanoseconds per bucket.
+    pub fn window(mut self, window: Duration) -> Self {
+        self.window = Some(window);
+        self
+    }
+
+    /// The number of buckets the window slides by (default 10): the window covers between
+    /// `window - window/buckets` and `window` of history.
+    pub fn buckets(mut self, buckets: u32) -> Self {
+        self.buckets = buckets;
+        self
+    }
+
+    /// The clock (default [`SystemClock`]; [`CoarseClock`](crate::clock::CoarseClock) is several
+    /// times cheaper and fine for buckets of a second; tests use
+    /// [`ManualClock`](crate::clock::ManualClock)).
+    pub fn clock<C2: Clock>(self, clock: C2) -> RetryBudgetBuilder<C2> {
+        RetryBudgetBuilder {
+            max_retries: self.max_retries,
+            ratio: self.ratio,
+            min_per_sec: self.min_per_sec,
+            window: self.window,
+            buckets: self.buckets,
+            clock,
+        }
+    }
+
+    /// Validates the configuration.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the field: `max_retries` of 0 or above [`MAX_RETRIES`], or given
+    /// together with a ratio or floor; a `ratio` outside `0.0..=10.0` or not a number; a ratio
+    /// and floor both zero (a budget that refuses every retry); a floor (`min_per_sec` × window)
+    /// above [`MAX_RETRIES`]; a `window` of zero, above [`MAX_WINDOW`] or not divisible into
+    /// `buckets`; `buckets` outside `1..=1024`.
+    pub fn build(self) -> Result<RetryBudget<C>, ConfigError> {
+        let fixed = self.max_retries.is_some();
+        if fixed && (self.ratio.is_some() || self.min_per_sec.is_some()) {
+            return Err(ConfigError::new(
+                "max_retries",
+                self.max_retries,
+                "not together with `ratio` or `min_per_sec` (fixed or ratio mode, not both)",
+            ));
+        }
+        let default_window = if fixed { 60 } else { 10 };
+        let window = self.window.unwrap_or(Duration::from_secs(default_window));
+        if window.is_zero() || window > MAX_WINDOW {
+            return Err(ConfigError::new(
+                "window",
+                window,
+                format!("1ns..={MAX_WINDOW:?}"),
+            ));
+        }
+        let window_nanos = duration_to_nanos(window);
+        let mode = match self.max_retries {
+            Some(n) => {
+                if n == 0 || n > MAX_RETRIES {
+                    return Err(ConfigError::new(
+                        "max_retries",
+                        n,
+                        format!("1..={MAX_RETRIES}"),
+                    ));
+                }
+                Mode::Fixed { max: u64::from(n) }
+            }
+            None => {
+                let ratio = self.ratio.unwrap_or(0.2);
+                if !(0.0..=10.0).contains(&ratio) {
+                    return Err(ConfigError::new(
+                        "ratio",
+                        ratio,
+                        "0.0..=10.0 retries per request",
+                    ));
+                }
+                // Round to micro-units first so that 4.35 (4349.99.. thousandths in binary) is
+                // read as 4.350, then down to thousandths, against the retrier.
+                let ratio_milli = (ratio * 1e6).round() as u64 / 1000;
+                let min_per_sec = self.min_per_sec.unwrap_or(10);
+                let reserve = u128::from(min_per_sec) * u128::from(window_nanos) / 1_000_000_000;
+                if reserve > u128::from(MAX_RETRIES) {
+                    return Err(ConfigError::new(
+                        "min_per_sec",
+                        min_per_sec,
+                        format!("at most {MAX_RETRIES} retries over the window"),
+                    ));
+                }
+                if ratio_milli == 0 && reserve == 0 {
+                    return Err(ConfigError::new(
+                        "ratio",
+                        ratio,
+                        "above 0.0 (at least 0.001), or a non-zero floor `min_per_sec` × window",
+                    ));
+                }
+                Mode::Ratio {
+                    ratio_milli,
+                    reserve: reserve as u64,
+                }
+            }
+        };
+        if self.buckets == 0 || self.buckets > TimeWindow::MAX_BUCKETS {
+            return Err(ConfigError::new(
+                "buckets",
+                self.buckets,
+                format!("1..={}", TimeWindow::MAX_BUCKETS),
+            ));
+        }
+        let window = TimeWindow::new(window, self.buckets).map_err(|_| {
+            ConfigError::new(
+                "window",
+                window,
+                format!(
+                    "a span that divides into {} whole-nanosecond buckets",
+                    self.buckets
+                ),
+            )
+        })?;
+        Ok(RetryBudget {
+            window,
+            mode,
+            clock: self.clock,
+            counters: CachePadded::new(Counters::default()),
+        })
+    }
+}
+
+#[cfg(all(test, not(resile_loom)))]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    fn fixed(n: u32, window: Duration) -> (RetryBudget<ManualClock>, ManualClock) {
+        let clock = ManualClock::new();
+        let b = RetryBudget::builder()
+            .max_retries(n)
+            .window(window)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        (b, clock)
+    }
+
+    fn ratio(r: f64, min: u32, window: Duration) -> (RetryBudget<ManualClock>, ManualClock) {
+        let clock = ManualClock::new();
+        let b = RetryBudget::builder()
+            .ratio(r)
+            .min_per_sec(min)
+            .window(window)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        (b, clock)
+    }
+
+    #[test]
+    fn guide_scenario_1000_failing_requests_100_per_minute() {
+        let (budget, clock) = fixed(100, 60 * SEC);
+        let (mut granted, mut refused) = (0, 0);
+        for _ in 0..1000 {
+            budget.deposit(); // the original request, which fails
+            match budget.try_withdraw() {
+                Ok(()) => granted += 1,
+                Err(BudgetExhausted) => refused += 1,
+            }
+            clock.advance(Duration::from_millis(50)); // 1000 requests over 50 s
+        }
+        assert_eq!((granted, refused), (100, 900));
+        let m = budget.metrics();
+        assert_eq!(
+            (m.deposits, m.retries_granted, m.retries_refused, m.balance),
+            (1000, 100, 900, 0)
+        );
+    }
+
+    #[test]
+    fn fixed_budget_slides_bucket_by_bucket() {
+        // 10 buckets of 1 s: retries taken at t = 0 s and t = 5 s age out separately.
+        let (b, clock) = fixed(4, 10 * SEC);
+        assert!(b.try_withdraw().is_ok() && b.try_withdraw().is_ok());
+        clock.set(5_000_000_000);
+        assert!(b.try_withdraw().is_ok() && b.try_withdraw().is_ok());
+        assert_eq!(b.try_withdraw(), Err(BudgetExhausted));
+        clock.set(9_999_999_999);
+        assert_eq!(b.balance(), 0);
+        clock.set(10_000_000_000);
+        assert_eq!(b.balance(), 2);
+        clock.set(15_000_000_000);
+        assert_eq!(b.balance(), 4);
+    }
+
+    #[test]
+    fn can_retry_only_peeks() {
+        let (b, _clock) = fixed(1, SEC);
+        for _ in 0..10 {
+            assert!(b.can_retry());
+        }
+        assert_eq!(b.balance(), 1);
+        assert!(b.try_withdraw().is_ok());
+        assert!(!b.can_retry());
+        assert_eq!(b.metrics().retries_refused, 0);
+    }
+
+    #[test]
+    fn ratio_rounds_against_the_retrier() {
+        // tower#857: 0.6 must not round to one retry per request.
+        let (b, _c) = ratio(0.6, 0, 10 * SEC);
+        for _ in 0..9 {
+            b.deposit();
+        }
+        assert_eq!(b.balance(), 5); // 5.4 rounds down
+        b.deposit();
+        assert_eq!(b.balance(), 6);
+        let granted = (0..20).filter(|_| b.try_withdraw().is_ok()).count();
+        assert_eq!(granted, 6);
+        // Thousandths, rounded down: 1/3 is 0.333, so 1000 requests earn 333 retries.
+        let (b, _c) = ratio(1.0 / 3.0, 0, 10 * SEC);
+        for _ in 0..1000 {
+            b.deposit();
+        }
+        assert_eq!(b.balance(), 333);
+        // A decimal ratio is read exactly, not one thousandth short.
+        let (b, _c) = ratio(4.35, 0, 10 * SEC);
+        for _ in 0..100 {
+            b.deposit();
+        }
+        assert_eq!(b.balance(), 435);
+        // The floor of a fractional window rounds down too: 3/s over 1.5 s is 4 retries.
+        let (b, _c) = ratio(0.0, 3, Duration::from_millis(1500));
+        assert_eq!(b.balance(), 4);
+    }
+
+    #[test]
+    fn floor_refills_after_idle_time_without_traffic() {
+        let (b, clock) = ratio(0.2, 2, 10 * SEC);
+        assert_eq!(b.balance(), 20);
+        let granted = (0..100).filter(|_| b.try_withdraw().is_ok()).count();
+        assert_eq!(granted, 20);
+        assert!(!b.can_retry());
+        // No deposit at all: an idle spell as long as the window brings the floor back.
+        clock.advance(10 * SEC);
+        assert_eq!(b.balance(), 20);
+        assert_eq!((0..100).filter(|_| b.try_withdraw().is_ok()).count(), 20);
+        // And after a very long idle spell too.
+        clock.advance(Duration::from_secs(86_400 * 365));
+        assert_eq!(b.balance(), 20);
+        assert_eq!(b.metrics().deposits, 0);
+    }
+
+    #[test]
+    fn ratio_deposits_age_out_with_the_window() {
+        let (b, clock) = ratio(1.0, 0, 10 * SEC);
+        for _ in 0..10 {
+            b.deposit();
+        }
+        assert_eq!(b.balance(), 10);
+        clock.advance(10 * SEC);
+        assert_eq!(b.balance(), 0);
+        assert_eq!(b.try_withdraw(), Err(BudgetExhausted));
+    }
+
+    #[test]
+    fn a_clock_near_its_maximum_keeps_working() {
+        let clock = ManualClock::starting_at(u64::MAX - 3_000_000_000);
+        let b = RetryBudget::builder()
+            .max_retries(2)
+            .window(SEC)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        assert!(b.try_withdraw().is_ok() && b.try_withdraw().is_ok());
+        assert!(b.try_withdraw().is_err());
+        clock.advance(2 * SEC);
+        assert_eq!(b.balance(), 2);
+    }
+
+    #[test]
+    fn builder_validates_each_field() {
+        let f = |b: RetryBudgetBuilder| b.build().unwrap_err().field();
+        let b = RetryBudget::builder;
+        assert_eq!(f(b().max_retries(0)), "max_retries");
+        assert_eq!(f(b().max_retries(MAX_RETRIES + 1)), "max_retries");
+        assert_eq!(f(b().max_retries(5).ratio(0.1)), "max_retries");
+        assert_eq!(f(b().ratio(-0.1)), "ratio");
+        assert_eq!(f(b().ratio(10.001)), "ratio");
+        assert_eq!(f(b().ratio(f64::NAN)), "ratio");
+        assert_eq!(f(b().ratio(0.0).min_per_sec(0)), "ratio");
+        assert_eq!(f(b().min_per_sec(u32::MAX)), "min_per_sec");
+        assert_eq!(f(b().window(Duration::ZERO)), "window");
+        assert_eq!(f(b().window(MAX_WINDOW + SEC)), "window");
+        assert_eq!(f(b().window(Duration::from_nanos(15))), "window");
+        assert_eq!(f(b().buckets(0)), "buckets");
+        assert_eq!(f(b().buckets(4096)), "buckets");
+        let e = b().ratio(11.0).build().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid `ratio` = 11.0: allowed 0.0..=10.0 retries per request"
+        );
+        // The edges are accepted.
+        assert!(b().ratio(10.0).build().is_ok());
+        assert!(
+            b().max_retries(MAX_RETRIES)
+                .window(MAX_WINDOW)
+                .build()
+                .is_ok()
+        );
+        assert!(b().ratio(0.0).min_per_sec(1).build().is_ok());
+    }
+
+    #[test]
+    fn largest_allowance_never_lets_the_retry_lane_saturate() {
+        // ratio 10 with many requests would allow more retries than a lane holds: the allowance
+        // stops at MAX_RETRIES, so every granted retry is counted.
+        let m = Mode::Ratio {
+            ratio_milli: 10_000,
+            reserve: 0,
+        };
+        assert_eq!(m.allowance([MAX_RETRIES, 0, 0]), u64::from(MAX_RETRIES));
+        assert_eq!(m.balance([MAX_RETRIES, MAX_RETRIES, 0]), 0);
+    }
+}

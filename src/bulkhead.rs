@@ -1,1 +1,1559 @@
-//! (placeholder: see the issue that builds this module)
+//! Bulkhead: a lock-free limit on how many calls run at once, with fail-fast admission and FIFO
+//! waits for threads and tasks.
+//!
+//! ```
+//! use resile::bulkhead::Bulkhead;
+//! use std::time::Duration;
+//!
+//! let reads = Bulkhead::builder().name("reads").limit(2).build()?;
+//! let a = reads.try_acquire()?;
+//! let b = reads.try_acquire()?;
+//! assert!(reads.try_acquire().unwrap_err().is_full());
+//! drop(a); // released on drop
+//! let c = reads.acquire_timeout(Duration::from_millis(10))?;
+//! assert_eq!(reads.metrics().in_flight, 2);
+//! # drop((b, c));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! - [`Bulkhead::try_acquire`] fails fast with [`BulkheadError::Full`].
+//! - [`Bulkhead::acquire_timeout`] blocks the thread up to a duration; [`Bulkhead::acquire`] is a
+//!   future that works on any executor ([`Bulkhead::acquire_until`] races it with the caller's
+//!   timer). Waiters are served in FIFO order by direct hand-off: a released slot goes to the
+//!   oldest waiter, and a newcomer's `try_acquire` fails while anyone waits.
+//! - A dropped future or a timed-out wait gives back any slot already handed to it, which goes
+//!   to the next waiter.
+//! - [`Bulkhead::set_limit`] resizes at run time; [`Bulkhead::close`] refuses new work and wakes
+//!   every waiter with [`BulkheadError::Closed`].
+//! - [`Permit`] and [`OwnedPermit`] are RAII guards; [`Bulkhead::call`] and
+//!   [`Bulkhead::protect`] wrap a function.
+//!
+//! # Implementation details
+//!
+//! Everything admission needs is one `AtomicU64`, the *word* (see [`word`] for the layout, the
+//! state table and the orderings). Admission is one CAS on it; a release with nobody waiting is
+//! one `fetch_sub`. Neither locks nor allocates. Waiting uses a mutex-guarded
+//! [`Queue`](crate::wait::queue::Queue), reached only when the word's `WAITERS` bit is set.
+
+use crate::clock::{Clock, SystemClock, duration_to_nanos};
+use crate::error::{BulkheadError, ConfigError};
+use crate::sync::{AtomicU64, AtomicUsize, Mutex, Ordering, lock, park_timeout};
+use crate::wait::Waiter;
+use crate::wait::queue::{Queue, Slot, SlotState, WakeList};
+use crossbeam_utils::CachePadded;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc as StdArc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+pub use word::MAX_LIMIT;
+
+/// The longest wait a builder accepts for [`BulkheadBuilder::max_wait`]: one day.
+pub const MAX_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The packed state word: pure functions of a `u64`, no atomics.
+///
+/// # Layout
+///
+/// ```text
+///    63        62      61 ........... 31   30 ............ 0
+/// [CLOSED][WAITERS][ limit (31 bits)     ][ in_flight (31 bits) ]
+/// ```
+///
+/// # State table
+///
+/// | CLOSED | WAITERS | in_flight vs limit | meaning                                            |
+/// |--------|---------|--------------------|----------------------------------------------------|
+/// | 0      | 0       | `<`                | open, a slot free: `try_acquire` takes it          |
+/// | 0      | 0       | `>=`               | full, nobody queued: a caller may queue            |
+/// | 0      | 1       | any                | waiters queued: newcomers are refused or queue behind them; a freed slot is handed to the head |
+/// | 1      | 0       | any                | closed: nothing admitted; in-flight work finishes  |
+/// | 1      | 1       | any                | closed, waiters not yet refused (until `close` takes the lock) |
+///
+/// `in_flight > limit` happens after a shrink: releases bring it down; nothing is admitted until
+/// it is below the limit.
+///
+/// # Who sets and clears each field
+///
+/// - `in_flight`: `+1` by the admission CAS (`try_acquire`, fast path, only if `!WAITERS`) and by
+///   a hand-off (under the queue lock, only if `in_flight < limit`); `-1` by a release
+///   (`fetch_sub`, never below 0: each release matches one admission).
+/// - `limit`: only `set_limit`'s CAS, which keeps every other field.
+/// - `WAITERS`: set and cleared only under the queue lock, so under the lock it is set exactly
+///   when the queue is non-empty. A waiter sets it (`fetch_or`) after queueing itself and then
+///   re-checks capacity (the hand-off loop); the lock holder that empties the queue clears it.
+/// - `CLOSED`: set once by `close` (`fetch_or`), never cleared.
+///
+/// # Why no wakeup is lost
+///
+/// A releaser's `fetch_sub` and a waiter's `fetch_or(WAITERS)` are read-modify-writes of the same
+/// atomic, so one comes first in its modification order. If the `fetch_sub` is first, the waiter's
+/// re-check after its `fetch_or` (under the lock) sees the freed slot and takes it. If the
+/// `fetch_or` is first, the `fetch_sub` returns a word with `WAITERS` set, and the releaser takes
+/// the lock, which the waiter held while queueing, and hands the slot to the head of the queue.
+/// No fence is needed.
+///
+/// # Orderings
+///
+/// - Admission CAS: `Acquire` on success, so the previous holder's work (published by its
+///   release) happens before the new holder's; `Relaxed` on failure (the value is only retried).
+/// - Release `fetch_sub`: `Release`, pairing with the next admission's `Acquire` (read-modify-
+///   writes extend the release sequence, so the pairing holds through other RMWs).
+/// - Everything under the queue lock uses `AcqRel`: the lock already orders it, and the slow path
+///   is not worth a subtler argument. A hand-off reaches its waiter through the slot's
+///   `Release`/`Acquire` (see [`crate::wait::queue`]).
+/// - Metric loads are `Relaxed`: a snapshot, not a synchronisation.
+pub(crate) mod word {
+    /// Bits of `in_flight`, and of `limit`.
+    pub(crate) const COUNT_BITS: u32 = 31;
+    /// Mask of a count field, unshifted.
+    pub(crate) const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+    /// One call in flight.
+    pub(crate) const ONE: u64 = 1;
+    /// Where `limit` starts.
+    pub(crate) const LIMIT_SHIFT: u32 = COUNT_BITS;
+    /// The `limit` field, in place.
+    pub(crate) const LIMIT_MASK: u64 = COUNT_MASK << LIMIT_SHIFT;
+    /// Somebody is queued (see the module docs for who may touch it).
+    pub(crate) const WAITERS: u64 = 1 << 62;
+    /// Closed: nothing new is admitted.
+    pub(crate) const CLOSED: u64 = 1 << 63;
+
+    /// The largest limit the word holds: 2^31 - 1.
+    pub const MAX_LIMIT: u32 = COUNT_MASK as u32;
+
+    /// A fresh word: nothing in flight, `limit`, no flags.
+    #[inline]
+    pub(crate) const fn new(limit: u32) -> u64 {
+        (limit as u64) << LIMIT_SHIFT
+    }
+
+    /// Calls in flight.
+    #[inline]
+    pub(crate) const fn in_flight(w: u64) -> u32 {
+        (w & COUNT_MASK) as u32
+    }
+
+    /// The limit.
+    #[inline]
+    pub(crate) const fn limit(w: u64) -> u32 {
+        ((w & LIMIT_MASK) >> LIMIT_SHIFT) as u32
+    }
+
+    /// Whether anyone is queued.
+    #[inline]
+    pub(crate) const fn has_waiters(w: u64) -> bool {
+        w & WAITERS != 0
+    }
+
+    /// Whether the bulkhead is closed.
+    #[inline]
+    pub(crate) const fn is_closed(w: u64) -> bool {
+        w & CLOSED != 0
+    }
+
+    /// `w` with its limit replaced, every other field kept.
+    #[inline]
+    pub(crate) const fn with_limit(w: u64, limit: u32) -> u64 {
+        (w & !LIMIT_MASK) | ((limit as u64) << LIMIT_SHIFT)
+    }
+
+    /// The outcome of a fail-fast admission.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) enum Admit {
+        /// Admitted: the word to CAS in.
+        Take(u64),
+        /// No free slot, or others are queued.
+        Full,
+        /// Closed.
+        Closed,
+    }
+
+    /// Fail-fast admission: open, nobody queued, and a slot free.
+    #[inline]
+    pub(crate) const fn admit(w: u64) -> Admit {
+        if is_closed(w) {
+            Admit::Closed
+        } else if has_waiters(w) || in_flight(w) >= limit(w) {
+            Admit::Full
+        } else {
+            Admit::Take(w + ONE)
+        }
+    }
+
+    /// A hand-off to the head of the queue (the caller holds the queue lock, and someone is
+    /// queued): the word with one more in flight, if open and a slot is free.
+    #[inline]
+    pub(crate) const fn hand_off(w: u64) -> Option<u64> {
+        if !is_closed(w) && in_flight(w) < limit(w) {
+            Some(w + ONE)
+        } else {
+            None
+        }
+    }
+}
+
+/// Checks a limit for [`BulkheadBuilder::limit`] and [`Bulkhead::set_limit`].
+fn check_limit(limit: u32) -> Result<u32, ConfigError> {
+    if (1..=MAX_LIMIT).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ConfigError::new("limit", limit, format!("1..={MAX_LIMIT}")))
+    }
+}
+
+/// Configures a [`Bulkhead`]; [`build`](Self::build) validates.
+///
+/// ```
+/// use resile::bulkhead::Bulkhead;
+/// use resile::clock::ManualClock;
+/// use std::time::Duration;
+///
+/// let b = Bulkhead::builder()
+///     .name("admin")
+///     .limit(2)
+///     .max_wait(Duration::from_millis(50))
+///     .clock(ManualClock::new())
+///     .build()
+///     .unwrap();
+/// assert_eq!(b.limit(), 2);
+///
+/// let e = Bulkhead::builder().limit(0).build().unwrap_err();
+/// assert_eq!(e.field(), "limit");
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct BulkheadBuilder<C: Clock = SystemClock> {
+    name: &'static str,
+    limit: u32,
+    max_wait: Duration,
+    clock: C,
+}
+
+impl BulkheadBuilder<SystemClock> {
+    fn new() -> Self {
+        Self {
+            name: "bulkhead",
+            limit: 25,
+            max_wait: Duration::ZERO,
+            clock: SystemClock::new(),
+        }
+    }
+}
+
+impl<C: Clock> BulkheadBuilder<C> {
+    /// The name errors and metrics report (default `"bulkhead"`).
+    pub fn name(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
+    }
+
+    /// How many calls may run at once: 1 to [`MAX_LIMIT`] (default 25, resilience4j's).
+    pub fn limit(mut self, limit: u32) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// How long [`Bulkhead::call`], [`Bulkhead::protect`] and [`Bulkhead::acquire_blocking`] wait
+    /// for a slot: zero (the default) fails fast; at most [`MAX_WAIT`].
+    pub fn max_wait(mut self, max_wait: Duration) -> Self {
+        self.max_wait = max_wait;
+        self
+    }
+
+    /// The clock timed waits read (default [`SystemClock`]).
+    pub fn clock<C2: Clock>(self, clock: C2) -> BulkheadBuilder<C2> {
+        BulkheadBuilder {
+            name: self.name,
+            limit: self.limit,
+            max_wait: self.max_wait,
+            clock,
+        }
+    }
+
+    /// Validates the configuration and builds the bulkhead. Errors name the field.
+    pub fn build(self) -> Result<Bulkhead<C>, ConfigError> {
+        let limit = check_limit(self.limit)?;
+        if self.max_wait > MAX_WAIT {
+            return Err(ConfigError::new("max_wait", self.max_wait, "0s..=86400s"));
+        }
+        Ok(Bulkhead {
+            hot: CachePadded::new(Hot {
+                word: AtomicU64::new(word::new(limit)),
+                peak: AtomicU64::new(0),
+            }),
+            refused: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
+            queue: Mutex::new(Queue::new()),
+            name: self.name,
+            max_wait: self.max_wait,
+            clock: self.clock,
+        })
+    }
+}
+
+/// The fields every admission touches, on one cache line.
+struct Hot {
+    word: AtomicU64,
+    /// The highest `in_flight` seen (`fetch_max` only when exceeded).
+    peak: AtomicU64,
+}
+
+/// A lock-free concurrency limit. See the [module docs](self).
+///
+/// ```
+/// use resile::bulkhead::Bulkhead;
+///
+/// let b = Bulkhead::builder().name("db").limit(1).build().unwrap();
+/// let answer = b.call(|| 6 * 7).unwrap();
+/// assert_eq!(answer, 42);
+/// let held = b.try_acquire().unwrap();
+/// assert!(b.call(|| ()).unwrap_err().is_full());
+/// drop(held);
+/// ```
+pub struct Bulkhead<C: Clock = SystemClock> {
+    hot: CachePadded<Hot>,
+    refused: AtomicU64,
+    /// The queue's length, readable without the lock (written under it).
+    waiting: AtomicUsize,
+    queue: Mutex<Queue>,
+    name: &'static str,
+    max_wait: Duration,
+    clock: C,
+}
+
+/// A snapshot of a bulkhead's counters.
+///
+/// ```
+/// use resile::bulkhead::Bulkhead;
+/// let b = Bulkhead::builder().limit(2).build().unwrap();
+/// let p = b.try_acquire().unwrap();
+/// let m = b.metrics();
+/// assert_eq!((m.in_flight, m.limit, m.waiting, m.refused, m.peak_in_flight), (1, 2, 0, 0, 1));
+/// # drop(p);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BulkheadMetrics {
+    /// Calls holding a slot now.
+    pub in_flight: u32,
+    /// The limit now.
+    pub limit: u32,
+    /// Callers queued for a slot now.
+    pub waiting: usize,
+    /// Calls refused since the bulkhead was built: full, timed out, or closed.
+    pub refused: u64,
+    /// The most calls ever in flight at once.
+    pub peak_in_flight: u32,
+}
+
+impl Bulkhead<SystemClock> {
+    /// A builder with the defaults: name `"bulkhead"`, limit 25, fail fast, [`SystemClock`].
+    pub fn builder() -> BulkheadBuilder<SystemClock> {
+        BulkheadBuilder::new()
+    }
+}
+
+impl<C: Clock> Bulkhead<C> {
+    /// Takes a slot if one is free and nobody is queued; never waits, never locks, never
+    /// allocates.
+    ///
+    /// ```
+    /// use resile::bulkhead::Bulkhead;
+    /// let b = Bulkhead::builder().name("db").limit(1).build().unwrap();
+    /// let p = b.try_acquire().unwrap();
+    /// assert_eq!(b.try_acquire().unwrap_err().to_string(),
+    ///            "bulkhead `db` is full (limit 1 in flight); retry later or shed the call");
+    /// drop(p);
+    /// assert!(b.try_acquire().is_ok());
+    /// ```
+    #[inline]
+    pub fn try_acquire(&self) -> Result<Permit<'_, C>, BulkheadError> {
+        match self.try_admit() {
+            Ok(()) => Ok(Permit { bulkhead: self }),
+            Err(refusal) => Err(self.refuse(refusal)),
+        }
+    }
+
+    /// [`try_acquire`](Self::try_acquire) for a shared bulkhead: the permit keeps it alive.
+    ///
+    /// ```
+    /// use resile::bulkhead::Bulkhead;
+    /// use std::sync::Arc;
+    /// let b = Arc::new(Bulkhead::builder().limit(1).build().unwrap());
+    /// let p = b.try_acquire_owned().unwrap();
+    /// std::thread::spawn(move || drop(p)).join().unwrap();
+    /// assert_eq!(b.metrics().in_flight, 0);
+    /// ```
+    #[inline]
+    pub fn try_acquire_owned(self: &StdArc<Self>) -> Result<OwnedPermit<C>, BulkheadError> {
+        match self.try_admit() {
+            Ok(()) => Ok(OwnedPermit {
+                bulkhead: self.clone(),
+            }),
+            Err(refusal) => Err(self.refuse(refusal)),
+        }
+    }
+
+    /// Waits up to `timeout` for a slot, blocking the thread; FIFO with other waiters, threads
+    /// and tasks alike. A zero timeout fails fast like [`try_acquire`](Self::try_acquire).
+    ///
+    /// ```
+    /// use resile::bulkhead::Bulkhead;
+    /// use std::time::Duration;
+    /// let b = Bulkhead::builder().limit(1).build().unwrap();
+    /// let p = b.try_acquire().unwrap();
+    /// std::thread::scope(|s| {
+    ///     let waiter = s.spawn(|| b.acquire_timeout(Duration::from_secs(60)).map(drop));
+    ///     while b.metrics().waiting == 0 { std::thread::yield_now(); }
+    ///     drop(p); // hands the slot to the waiter
+    ///     waiter.join().unwrap().unwrap();
+    /// });
+    /// let _q = b.try_acquire().unwrap();
+    /// let e = b.acquire_timeout(Duration::from_millis(1)).unwrap_err();
+    /// assert!(e.is_timed_out());
+    /// ```
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Permit<'_, C>, BulkheadError> {
+        self.wait_blocking(timeout)?;
+        Ok(Permit { bulkhead: self })
+    }
+
+    /// [`acquire_timeout`](Self::acquire_timeout) with the configured
+    /// [`max_wait`](BulkheadBuilder::max_wait).
+    pub fn acquire_blocking(&self) -> Result<Permit<'_, C>, BulkheadError> {
+        self.acquire_timeout(self.max_wait)
+    }
+
+    /// A future that resolves to a permit once a slot is handed to it (FIFO with every other
+    /// waiter), or to [`BulkheadError::Closed`]. It waits without limit: race it with a timer
+    /// ([`acquire_until`](Self::acquire_until), or your runtime's timeout). Dropping it leaves the
+    /// queue; a slot already handed to it goes to the next waiter.
+    ///
+    /// ```
+    /// use resile::bulkhead::Bulkhead;
+    /// let b = Bulkhead::builder().limit(1).build().unwrap();
+    /// let p = futures::executor::block_on(b.acquire()).unwrap();
+    /// assert_eq!(b.metrics().in_flight, 1);
+    /// # drop(p);
+    /// ```
+    pub fn acquire(&self) -> Acquire<'_, C> {
+        Acquire {
+            bulkhead: self,
+            wait: WaitState::Start,
+        }
+    }
+
+    /// [`acquire`](Self::acquire) for a shared bulkhead: the future and its permit own an `Arc`
+    /// (for `tower` services and spawned tasks).
+    ///
+    /// ```
+    /// use resile::bulkhead::Bulkhead;
+    /// use std::sync::Arc;
+    /// let b = Arc::new(Bulkhead::builder().limit(1).build().unwrap());
+    /// let p = futures::executor::block_on(b.clone().acquire_owned()).unwrap();
+    /// drop(p);
+    /// assert_eq!(b.metrics().in_flight, 0);
+    /// ```
+    pub fn acquire_owned(self: StdArc<Self>) -> AcquireOwned<C> {
+        AcquireOwned {
+            bulkhead: self,
+            wait: WaitState::Start,
+        }
+    }
+
+    /// [`acquire`](Self::acquire), given up with [`BulkheadError::TimedOut`] when `timer`
+    /// completes first (pass your runtime's sleep, pinned: `std::pin::pin!(sleep(d))`). A slot
+    /// handed over as the timer fires goes to the next waiter.
+    ///
+    /// ```
+    /// use resile::bulkhead::Bulkhead;
+    /// let b = Bulkhead::builder().limit(1).build().unwrap();
+    /// let _held = b.try_acquire().unwrap();
+    /// let expired = std::future::ready(()); // a timer that has already fired
+    /// let e = futures::executor::block_on(b.acquire_until(expired)).unwrap_err();
+    /// assert!(e.is_timed_out());
+    /// assert_eq!(b.metrics().waiting, 0);
+    /// ```
+    pub async fn acquire_until<T: Future + Unpin>(
+        &self,
+        mut timer: T,
+    ) -> Result<Permit<'_, C>, BulkheadError> {
+        let start = self.clock.now();
+        let mut acquire = self.acquire();
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = Pin::new(&mut acquire).poll(cx) {
+                return Poll::Ready(r);
+            }
+            match Pin::new(&mut timer).poll(cx) {
+                Poll::Ready(_) => Poll::Ready(Err(self.refuse(Refusal::TimedOut(start)))),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// Runs `f` holding a slot, waiting up to the configured
+    /// [`max_wait`](BulkheadBuilder::max_wait) for it (zero: fail fast). The slot is released when
+    /// `f` returns or unwinds.
+    ///
+    /// ```
+    /// use resile::bulkhead::Bulkhead;
+    /// let b = Bulkhead::builder().limit(1).build().unwrap();
+    /// assert_eq!(b.call(|| "done").unwrap(), "done");
+    /// ```
+    pub fn call<T>(&self, f: impl FnOnce() -> T) -> Result<T, BulkheadError> {
+        let _permit = self.acquire_blocking()?;
+        Ok(f())
+    }
+
+    /// Runs the future `fut` holding a slot, waiting for one without limit (as
+    /// [`acquire`](Self::acquire)).
+    ///
+    /// ```
+    /// use resile::bulkhead::Bulkhead;
+    /// let b = Bulkhead::builder().limit(1).build().unwrap();
+    /// let v = futures::executor::block_on(b.call_async(async { 7 })).unwrap();
+    /// assert_eq!(v, 7);
+    /// ```
+    pub async fn call_async<F: Future>(&self, fut: F) -> Result<F::Output, BulkheadError> {
+        let _permit = self.acquire().await?;
+        Ok(fut.await)
+    }
+
+    /// Wraps `f` so that every call runs through [`call`](Self::call) (the guide's decorator).
+    ///
+    /// ```
+    /// use resile::bulkhead::Bulkhead;
+    /// let b = Bulkhead::builder().name("reads").limit(4).build().unwrap();
+    /// let read = b.protect(|id: u32| id * 10);
+    /// assert_eq!(read(4).unwrap(), 40);
+    /// ```
+    pub fn protect<A, T, F>(&self, f: F) -> impl Fn(A) -> Result<T, BulkheadError> + '_
+    where
+        F: Fn(A) -> T + 'static,
+    {
+        move |a| self.call(|| f(a))
+    }
+
+    /// Changes the limit (1 to [`MAX_LIMIT`]) at run time. Growing hands the new slots to
+    /// waiters; shrinking below the number in flight lets that work finish and admits nothing
+    /// new until it is under the new limit.
+    ///
+    /// ```
+    /// use resile::bulkhead::Bulkhead;
+    /// let b = Bulkhead::builder().limit(2).build().unwrap();
+    /// let (p, q) = (b.try_acquire().unwrap(), b.try_acquire().unwrap());
+    /// b.set_limit(1).unwrap();
+    /// drop(p);
+    /// assert!(b.try_acquire().is_err()); // still 1 in flight, limit 1
+    /// drop(q);
+    /// assert!(b.try_acquire().is_ok());
+    /// assert_eq!(b.set_limit(0).unwrap_err().field(), "limit");
+    /// ```
+    pub fn set_limit(&self, limit: u32) -> Result<(), ConfigError> {
+        let limit = check_limit(limit)?;
+        let w = &self.hot.word;
+        let mut cur = w.load(Ordering::Relaxed);
+        loop {
+            match w.compare_exchange_weak(
+                cur,
+                word::with_limit(cur, limit),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(prev) => {
+                    if word::has_waiters(prev) {
+                        self.hand_off_slow();
+                    }
+                    return Ok(());
+                }
+                Err(seen) => cur = seen,
+            }
+        }
+    }
+
+    /// Closes the bulkhead: nothing new is admitted, every waiter is woken with
+    /// [`BulkheadError::Closed`], and work in flight finishes normally. Returns whether this call
+    /// closed it (`false` if it was already closed).
+    ///
+    /// ```
+    /// use resile::bulkhead::Bulkhead;
+    /// let b = Bulkhead::builder().limit(1).build().unwrap();
+    /// let p = b.try_acquire().unwrap();
+    /// assert!(b.close());
+    /// assert!(!b.close());
+    /// assert!(b.try_acquire().unwrap_err().is_closed());
+    /// drop(p);
+    /// assert_eq!(b.metrics().in_flight, 0);
+    /// ```
+    pub fn close(&self) -> bool {
+        let prev = self.hot.word.fetch_or(word::CLOSED, Ordering::AcqRel);
+        let mut wakes = WakeList::new();
+        {
+            let mut q = lock(&self.queue);
+            q.close_all(&mut wakes);
+            self.hot.word.fetch_and(!word::WAITERS, Ordering::AcqRel);
+            self.waiting.store(0, Ordering::Relaxed);
+        }
+        wakes.wake_all();
+        !word::is_closed(prev)
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        word::is_closed(self.hot.word.load(Ordering::Relaxed))
+    }
+
+    /// The limit now.
+    pub fn limit(&self) -> u32 {
+        word::limit(self.hot.word.load(Ordering::Relaxed))
+    }
+
+    /// The name given to the builder.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The configured wait of [`call`](Self::call) and [`acquire_blocking`](Self::acquire_blocking).
+    pub fn max_wait(&self) -> Duration {
+        self.max_wait
+    }
+
+    /// A snapshot of the counters (each read on its own; together they are not one instant).
+    pub fn metrics(&self) -> BulkheadMetrics {
+        let w = self.hot.word.load(Ordering::Relaxed);
+        BulkheadMetrics {
+            in_flight: word::in_flight(w),
+            limit: word::limit(w),
+            waiting: self.waiting.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            peak_in_flight: self.hot.peak.load(Ordering::Relaxed) as u32,
+        }
+    }
+
+    // ----- internals -----------------------------------------------------------------------
+
+    /// The fail-fast admission CAS loop around [`word::admit`].
+    #[inline]
+    fn try_admit(&self) -> Result<(), Refusal> {
+        let w = &self.hot.word;
+        let mut cur = w.load(Ordering::Relaxed);
+        loop {
+            match word::admit(cur) {
+                word::Admit::Take(next) => {
+                    match w.compare_exchange_weak(cur, next, Ordering::Acquire, Ordering::Relaxed) {
+                        Ok(_) => {
+                            self.note_peak(next);
+                            return Ok(());
+                        }
+                        Err(seen) => cur = seen,
+                    }
+                }
+                word::Admit::Full => return Err(Refusal::Full(word::limit(cur))),
+                word::Admit::Closed => return Err(Refusal::Closed),
+            }
+        }
+    }
+
+    #[inline]
+    fn note_peak(&self, next: u64) {
+        let n = u64::from(word::in_flight(next));
+        if n > self.hot.peak.load(Ordering::Relaxed) {
+            self.hot.peak.fetch_max(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a refusal and builds its error.
+    #[cold]
+    fn refuse(&self, refusal: Refusal) -> BulkheadError {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        let name = self.name;
+        match refusal {
+            Refusal::Full(limit) => BulkheadError::Full { name, limit },
+            Refusal::Closed => BulkheadError::Closed { name },
+            Refusal::TimedOut(start) => BulkheadError::TimedOut {
+                name,
+                waited: Duration::from_nanos(self.clock.now().saturating_sub(start)),
+            },
+        }
+    }
+
+    /// Gives back one slot: one `fetch_sub`; with waiters queued, hands the slot on.
+    #[inline]
+    fn release(&self) {
+        let prev = self.hot.word.fetch_sub(word::ONE, Ordering::Release);
+        debug_assert!(word::in_flight(prev) > 0, "release without a permit");
+        if word::has_waiters(prev) {
+            self.hand_off_slow();
+        }
+    }
+
+    /// Takes the queue lock, hands free slots to the head waiters, and wakes them.
+    #[cold]
+    fn hand_off_slow(&self) {
+        let wakes = {
+            let mut q = lock(&self.queue);
+            self.hand_off(&mut q, None)
+        };
+        wakes.wake_all();
+    }
+
+    /// Under the queue lock: while someone is queued and a slot is free, admit the head waiter
+    /// (`in_flight + 1`) and hand it the slot; clear `WAITERS` once the queue is empty. The
+    /// waiter holding `skip` (the caller itself) is not woken.
+    fn hand_off(&self, q: &mut Queue, skip: Option<u64>) -> WakeList {
+        let mut wakes = WakeList::new();
+        let w = &self.hot.word;
+        let mut cur = w.load(Ordering::Acquire);
+        loop {
+            if q.is_empty() {
+                if word::has_waiters(cur) {
+                    w.fetch_and(!word::WAITERS, Ordering::AcqRel);
+                }
+                break;
+            }
+            let Some(next) = word::hand_off(cur) else {
+                break;
+            };
+            match w.compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    self.note_peak(next);
+                    if let Some((ticket, waiter)) = q.grant_front() {
+                        if Some(ticket) != skip {
+                            wakes.push(waiter);
+                        }
+                    }
+                    cur = next;
+                }
+                Err(seen) => cur = seen,
+            }
+        }
+        self.waiting.store(q.len(), Ordering::Relaxed);
+        wakes
+    }
+
+    /// Queues `waiter`, sets `WAITERS`, then re-checks capacity by running the hand-off (which may
+    /// grant the new waiter at once). Errors if closed.
+    fn register(&self, waiter: Waiter) -> Result<(u64, StdArcSlot), Refusal> {
+        let (reg, wakes) = {
+            let mut q = lock(&self.queue);
+            if word::is_closed(self.hot.word.load(Ordering::Acquire)) {
+                return Err(Refusal::Closed);
+            }
+            let (ticket, slot) = q.push(waiter);
+            self.hot.word.fetch_or(word::WAITERS, Ordering::AcqRel);
+            let wakes = self.hand_off(&mut q, Some(ticket));
+            ((ticket, slot), wakes)
+        };
+        wakes.wake_all();
+        Ok(reg)
+    }
+
+    /// Leaves the queue. If the waiter was still queued it is removed (and a slot that might now
+    /// be free is handed on); otherwise reports what it got: a granted slot is now the caller's.
+    fn cancel(&self, ticket: u64, slot: &Slot) -> SlotState {
+        let wakes = {
+            let mut q = lock(&self.queue);
+            let state = slot.state();
+            if state != SlotState::Waiting {
+                return state;
+            }
+            q.remove(ticket);
+            self.hand_off(&mut q, None)
+        };
+        wakes.wake_all();
+        SlotState::Waiting
+    }
+
+    /// The blocking wait behind [`acquire_timeout`](Self::acquire_timeout): on `Ok` the caller
+    /// owns a slot.
+    fn wait_blocking(&self, timeout: Duration) -> Result<(), BulkheadError> {
+        match self.try_admit() {
+            Ok(()) => return Ok(()),
+            Err(Refusal::Full(limit)) if timeout.is_zero() => {
+                return Err(self.refuse(Refusal::Full(limit)));
+            }
+            Err(Refusal::Full(_)) => {}
+            Err(refusal) => return Err(self.refuse(refusal)),
+        }
+        let start = self.clock.now();
+        let deadline = start.saturating_add(duration_to_nanos(timeout));
+        let (ticket, slot) = self
+            .register(Waiter::current_thread())
+            .map_err(|r| self.refuse(r))?;
+        loop {
+            match slot.state() {
+                SlotState::Granted => return Ok(()),
+                SlotState::Closed => return Err(self.refuse(Refusal::Closed)),
+                SlotState::Waiting => {}
+            }
+            let now = self.clock.now();
+            if now >= deadline {
+                return match self.cancel(ticket, &slot) {
+                    // Handed over as the deadline passed: it came in time.
+                    SlotState::Granted => Ok(()),
+                    SlotState::Closed => Err(self.refuse(Refusal::Closed)),
+                    SlotState::Waiting => Err(self.refuse(Refusal::TimedOut(start))),
+                };
+            }
+            park_timeout(Duration::from_nanos(deadline - now));
+        }
+    }
+}
+
+type StdArcSlot = crate::sync::Arc<Slot>;
+
+/// Why an admission failed, before it becomes a [`BulkheadError`].
+#[derive(Clone, Copy, Debug)]
+enum Refusal {
+    Full(u32),
+    Closed,
+    /// Timed out; the clock reading when the wait began.
+    TimedOut(u64),
+}
+
+impl<C: Clock> fmt::Debug for Bulkhead<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bulkhead")
+            .field("name", &self.name)
+            .field("metrics", &self.metrics())
+            .field("closed", &self.is_closed())
+            .field("max_wait", &self.max_wait)
+            .finish()
+    }
+}
+
+/// A slot in a [`Bulkhead`], released when dropped (also while unwinding).
+///
+/// ```
+/// use resile::bulkhead::Bulkhead;
+/// let b = Bulkhead::builder().limit(1).build().unwrap();
+/// {
+///     let _permit = b.try_acquire().unwrap();
+///     assert_eq!(b.metrics().in_flight, 1);
+/// }
+/// assert_eq!(b.metrics().in_flight, 0);
+/// ```
+#[must_use = "the slot is released as soon as the permit is dropped"]
+pub struct Permit<'a, C: Clock = SystemClock> {
+    bulkhead: &'a Bulkhead<C>,
+}
+
+impl<C: Clock> Permit<'_, C> {
+    /// The bulkhead this permit belongs to.
+    pub fn bulkhead(&self) -> &Bulkhead<C> {
+        self.bulkhead
+    }
+}
+
+impl<C: Clock> Drop for Permit<'_, C> {
+    #[inline]
+    fn drop(&mut self) {
+        self.bulkhead.release();
+    }
+}
+
+impl<C: Clock> fmt::Debug for Permit<'_, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("bulkhead", &self.bulkhead.name)
+            .finish()
+    }
+}
+
+/// A slot in a shared [`Bulkhead`] that keeps it alive (`'static`, `Send`): for spawned tasks and
+/// `tower` services. Released when dropped.
+///
+/// ```
+/// use resile::bulkhead::Bulkhead;
+/// use std::sync::Arc;
+/// let b = Arc::new(Bulkhead::builder().limit(1).build().unwrap());
+/// let p = b.try_acquire_owned().unwrap();
+/// assert!(Arc::ptr_eq(p.bulkhead(), &b));
+/// drop(p);
+/// assert_eq!(b.metrics().in_flight, 0);
+/// ```
+#[must_use = "the slot is released as soon as the permit is dropped"]
+pub struct OwnedPermit<C: Clock = SystemClock> {
+    bulkhead: StdArc<Bulkhead<C>>,
+}
+
+impl<C: Clock> OwnedPermit<C> {
+    /// The bulkhead this permit belongs to.
+    pub fn bulkhead(&self) -> &StdArc<Bulkhead<C>> {
+        &self.bulkhead
+    }
+}
+
+impl<C: Clock> Drop for OwnedPermit<C> {
+    #[inline]
+    fn drop(&mut self) {
+        self.bulkhead.release();
+    }
+}
+
+impl<C: Clock> fmt::Debug for OwnedPermit<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedPermit")
+            .field("bulkhead", &self.bulkhead.name)
+            .finish()
+    }
+}
+
+/// Where an acquire future is.
+#[derive(Debug)]
+enum WaitState {
+    /// Not polled yet.
+    Start,
+    /// Queued: its ticket, its slot, and the waker last registered.
+    Queued {
+        ticket: u64,
+        slot: StdArcSlot,
+        waker: Waker,
+    },
+    /// Resolved (the permit, or an error, was returned).
+    Done,
+}
+
+impl WaitState {
+    /// Polls for a slot; `Ready(Ok)` means the caller now owns one.
+    fn poll<C: Clock>(
+        &mut self,
+        b: &Bulkhead<C>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), BulkheadError>> {
+        loop {
+            match self {
+                WaitState::Start => match b.try_admit() {
+                    Ok(()) => {
+                        *self = WaitState::Done;
+                        return Poll::Ready(Ok(()));
+                    }
+                    Err(Refusal::Full(_)) => {
+                        match b.register(Waiter::Task(cx.waker().clone())) {
+                            Ok((ticket, slot)) => {
+                                *self = WaitState::Queued {
+                                    ticket,
+                                    slot,
+                                    waker: cx.waker().clone(),
+                                };
+                                // Loop: the hand-off in `register` may have granted it already.
+                            }
+                            Err(r) => {
+                                *self = WaitState::Done;
+                                return Poll::Ready(Err(b.refuse(r)));
+                            }
+                        }
+                    }
+                    Err(r) => {
+                        *self = WaitState::Done;
+                        return Poll::Ready(Err(b.refuse(r)));
+                    }
+                },
+                WaitState::Queued {
+                    ticket,
+                    slot,
+                    waker,
+                } => {
+                    match slot.state() {
+                        SlotState::Granted => {
+                            *self = WaitState::Done;
+                            return Poll::Ready(Ok(()));
+                        }
+                        SlotState::Closed => {
+                            *self = WaitState::Done;
+                            return Poll::Ready(Err(b.refuse(Refusal::Closed)));
+                        }
+                        SlotState::Waiting => {}
+                    }
+                    if waker.will_wake(cx.waker()) {
+                        return Poll::Pending;
+                    }
+                    // A new task or waker: replace it under the lock, unless it was served
+                    // meanwhile (then loop to read what it got).
+                    let queued = lock(&b.queue).set_waker(*ticket, cx.waker());
+                    *waker = cx.waker().clone();
+                    if queued {
+                        return Poll::Pending;
+                    }
+                }
+                WaitState::Done => panic!("bulkhead acquire future polled after completion"),
+            }
+        }
+    }
+
+    /// On drop: leave the queue; a slot already handed over goes to the next waiter.
+    fn cancel<C: Clock>(&mut self, b: &Bulkhead<C>) {
+        if let WaitState::Queued { ticket, slot, .. } = std::mem::replace(self, WaitState::Done) {
+            if b.cancel(ticket, &slot) == SlotState::Granted {
+                b.release();
+            }
+        }
+    }
+}
+
+/// The future of [`Bulkhead::acquire`]. Dropping it leaves the queue; a slot already handed to it
+/// goes to the next waiter.
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug)]
+pub struct Acquire<'a, C: Clock = SystemClock> {
+    bulkhead: &'a Bulkhead<C>,
+    wait: WaitState,
+}
+
+impl<'a, C: Clock> Future for Acquire<'a, C> {
+    type Output = Result<Permit<'a, C>, BulkheadError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let b = this.bulkhead;
+        this.wait.poll(b, cx).map_ok(|()| Permit { bulkhead: b })
+    }
+}
+
+impl<C: Clock> Drop for Acquire<'_, C> {
+    fn drop(&mut self) {
+        self.wait.cancel(self.bulkhead);
+    }
+}
+
+/// The future of [`Bulkhead::acquire_owned`]; cancels as [`Acquire`] does.
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug)]
+pub struct AcquireOwned<C: Clock = SystemClock> {
+    bulkhead: StdArc<Bulkhead<C>>,
+    wait: WaitState,
+}
+
+impl<C: Clock> Future for AcquireOwned<C> {
+    type Output = Result<OwnedPermit<C>, BulkheadError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let b = &this.bulkhead;
+        this.wait.poll(b, cx).map_ok(|()| OwnedPermit {
+            bulkhead: b.clone(),
+        })
+    }
+}
+
+impl<C: Clock> Drop for AcquireOwned<C> {
+    fn drop(&mut self) {
+        self.wait.cancel(&self.bulkhead);
+    }
+}
+
+#[cfg(all(test, not(resile_loom)))]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use std::sync::atomic::AtomicUsize as StdAtomicUsize;
+    use std::task::Wake;
+
+    /// A waker that counts its wakes.
+    struct CountingWaker(StdAtomicUsize);
+
+    impl Wake for CountingWaker {
+        fn wake(self: StdArc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counter() -> (StdArc<CountingWaker>, Waker) {
+        let c = StdArc::new(CountingWaker(StdAtomicUsize::new(0)));
+        (c.clone(), Waker::from(c))
+    }
+
+    fn wakes(c: &CountingWaker) -> usize {
+        c.0.load(Ordering::SeqCst)
+    }
+
+    fn poll<F: Future + Unpin>(f: &mut F, w: &Waker) -> Poll<F::Output> {
+        Pin::new(f).poll(&mut Context::from_waker(w))
+    }
+
+    fn bulkhead(limit: u32) -> Bulkhead<ManualClock> {
+        Bulkhead::builder()
+            .name("test")
+            .limit(limit)
+            .clock(ManualClock::new())
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn word_fields_round_trip_and_keep_each_other() {
+        let w = word::new(MAX_LIMIT) | word::WAITERS | word::CLOSED | u64::from(MAX_LIMIT - 1);
+        assert_eq!(word::limit(w), MAX_LIMIT);
+        assert_eq!(word::in_flight(w), MAX_LIMIT - 1);
+        assert!(word::has_waiters(w) && word::is_closed(w));
+        let v = word::with_limit(w, 7);
+        assert_eq!(word::limit(v), 7);
+        assert_eq!(word::in_flight(v), MAX_LIMIT - 1);
+        assert!(word::has_waiters(v) && word::is_closed(v));
+        // The largest in-flight count never carries into the limit.
+        let full = word::new(MAX_LIMIT) | u64::from(MAX_LIMIT - 1);
+        let word::Admit::Take(next) = word::admit(full) else {
+            panic!("a slot was free")
+        };
+        assert_eq!(word::in_flight(next), MAX_LIMIT);
+        assert_eq!(word::limit(next), MAX_LIMIT);
+        assert_eq!(word::admit(next), word::Admit::Full);
+    }
+
+    #[test]
+    fn admission_rules() {
+        let w = word::new(2);
+        assert_eq!(word::admit(w), word::Admit::Take(w + 1));
+        assert_eq!(word::admit(w + 2), word::Admit::Full);
+        assert_eq!(word::admit(w | word::WAITERS), word::Admit::Full);
+        assert_eq!(word::admit(w | word::CLOSED), word::Admit::Closed);
+        assert_eq!(
+            word::hand_off(w | word::WAITERS),
+            Some((w | word::WAITERS) + 1)
+        );
+        assert_eq!(word::hand_off(w + 2), None);
+        assert_eq!(word::hand_off(w | word::CLOSED), None);
+        // Shrunk below in flight: nothing until under the limit.
+        let shrunk = word::with_limit(w + 2, 1);
+        assert_eq!(word::admit(shrunk), word::Admit::Full);
+        assert_eq!(word::hand_off(shrunk), None);
+    }
+
+    #[test]
+    fn builder_validates_each_field() {
+        let e = Bulkhead::builder().limit(0).build().unwrap_err();
+        assert_eq!((e.field(), e.value()), ("limit", "0"));
+        let e = Bulkhead::builder()
+            .limit(MAX_LIMIT + 1)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "limit");
+        assert!(Bulkhead::builder().limit(MAX_LIMIT).build().is_ok());
+        let e = Bulkhead::builder()
+            .max_wait(MAX_WAIT + Duration::from_nanos(1))
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "max_wait");
+        let b = Bulkhead::builder().max_wait(MAX_WAIT).build().unwrap();
+        assert_eq!(
+            (b.name(), b.limit(), b.max_wait()),
+            ("bulkhead", 25, MAX_WAIT)
+        );
+    }
+
+    #[test]
+    fn try_acquire_fails_fast_naming_the_bulkhead_and_counts_refusals() {
+        let b = bulkhead(2);
+        let p1 = b.try_acquire().unwrap();
+        let p2 = b.try_acquire().unwrap();
+        let e = b.try_acquire().unwrap_err();
+        assert_eq!(
+            e,
+            BulkheadError::Full {
+                name: "test",
+                limit: 2
+            }
+        );
+        drop(p1);
+        let p3 = b.try_acquire().unwrap();
+        let m = b.metrics();
+        assert_eq!(
+            (m.in_flight, m.limit, m.refused, m.peak_in_flight),
+            (2, 2, 1, 2)
+        );
+        drop((p2, p3));
+        assert_eq!(b.metrics().in_flight, 0);
+        assert_eq!(b.metrics().peak_in_flight, 2);
+    }
+
+    #[test]
+    fn permits_are_released_while_unwinding() {
+        let b = bulkhead(1);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            b.call(|| panic!("boom")).ok();
+        }));
+        assert!(r.is_err());
+        assert_eq!(b.metrics().in_flight, 0);
+        assert!(b.try_acquire().is_ok());
+    }
+
+    #[test]
+    fn protect_and_call_fail_fast_by_default() {
+        let b = bulkhead(1);
+        let double = b.protect(|x: u32| x * 2);
+        assert_eq!(double(21), Ok(42));
+        let held = b.try_acquire().unwrap();
+        assert!(double(1).unwrap_err().is_full());
+        assert!(b.call(|| ()).unwrap_err().is_full());
+        drop(held);
+        assert_eq!(b.metrics().refused, 2);
+    }
+
+    #[test]
+    fn shrinking_lets_work_finish_and_growing_admits_more() {
+        let b = bulkhead(3);
+        let ps: Vec<_> = (0..3).map(|_| b.try_acquire().unwrap()).collect();
+        b.set_limit(1).unwrap();
+        let mut ps = ps.into_iter();
+        drop(ps.next());
+        assert!(
+            b.try_acquire().unwrap_err().is_full(),
+            "2 in flight > limit 1"
+        );
+        drop(ps.next());
+        assert!(
+            b.try_acquire().unwrap_err().is_full(),
+            "1 in flight = limit 1"
+        );
+        drop(ps.next());
+        let p = b.try_acquire().unwrap();
+        b.set_limit(2).unwrap();
+        let q = b.try_acquire().unwrap();
+        assert_eq!(b.metrics().in_flight, 2);
+        drop((p, q));
+    }
+
+    #[test]
+    fn close_refuses_new_work_and_lets_held_work_finish() {
+        let b = bulkhead(2);
+        let p = b.try_acquire().unwrap();
+        assert!(b.close());
+        assert!(b.is_closed());
+        assert!(b.try_acquire().unwrap_err().is_closed());
+        assert!(
+            b.acquire_timeout(Duration::from_secs(1))
+                .unwrap_err()
+                .is_closed()
+        );
+        let (_c, w) = counter();
+        assert!(matches!(poll(&mut b.acquire(), &w), Poll::Ready(Err(e)) if e.is_closed()));
+        drop(p);
+        assert_eq!(b.metrics().in_flight, 0);
+        assert!(!b.close());
+    }
+
+    #[test]
+    fn futures_are_served_fifo_by_hand_off() {
+        let b = bulkhead(1);
+        let p = b.try_acquire().unwrap();
+        let (c1, w1) = counter();
+        let (c2, w2) = counter();
+        let mut f1 = b.acquire();
+        let mut f2 = b.acquire();
+        assert!(poll(&mut f1, &w1).is_pending());
+        assert!(poll(&mut f2, &w2).is_pending());
+        assert_eq!(b.metrics().waiting, 2);
+
+        drop(p); // hands the slot to f1: the count stays 1, f1 owns it
+        assert_eq!((wakes(&c1), wakes(&c2)), (1, 0));
+        assert_eq!(b.metrics().in_flight, 1);
+        assert_eq!(b.metrics().waiting, 1);
+        assert!(
+            b.try_acquire().unwrap_err().is_full(),
+            "no jumping the queue"
+        );
+        let Poll::Ready(Ok(p1)) = poll(&mut f1, &w1) else {
+            panic!("f1 was handed the slot")
+        };
+        assert!(poll(&mut f2, &w2).is_pending());
+
+        drop(p1);
+        assert_eq!(wakes(&c2), 1);
+        let Poll::Ready(Ok(p2)) = poll(&mut f2, &w2) else {
+            panic!("f2 was handed the slot")
+        };
+        drop(p2);
+        let m = b.metrics();
+        assert_eq!((m.in_flight, m.waiting, m.peak_in_flight), (0, 0, 1));
+        assert!(
+            b.try_acquire().is_ok(),
+            "the queue is empty: the fast path is open again"
+        );
+    }
+
+    #[test]
+    fn a_newcomer_queues_behind_waiters_even_if_a_slot_frees_first() {
+        let b = bulkhead(1);
+        let p = b.try_acquire().unwrap();
+        let (c1, w1) = counter();
+        let mut f1 = b.acquire();
+        assert!(poll(&mut f1, &w1).is_pending());
+        drop(p);
+        // f1 owns the slot though it has not run yet; a new future must queue, not take it.
+        let (_c2, w2) = counter();
+        let mut f2 = b.acquire();
+        assert!(poll(&mut f2, &w2).is_pending());
+        assert_eq!(wakes(&c1), 1);
+        assert!(matches!(poll(&mut f1, &w1), Poll::Ready(Ok(_))));
+    }
+
+    #[test]
+    fn dropping_a_granted_future_passes_the_slot_on() {
+        let b = bulkhead(1);
+        let p = b.try_acquire().unwrap();
+        let (c1, w1) = counter();
+        let (c2, w2) = counter();
+        let mut f1 = b.acquire();
+        let mut f2 = b.acquire();
+        assert!(poll(&mut f1, &w1).is_pending());
+        assert!(poll(&mut f2, &w2).is_pending());
+        drop(p);
+        assert_eq!(wakes(&c1), 1);
+        drop(f1); // granted but never polled again: the slot goes to f2
+        assert_eq!(wakes(&c2), 1);
+        assert_eq!(b.metrics().in_flight, 1);
+        let Poll::Ready(Ok(p2)) = poll(&mut f2, &w2) else {
+            panic!("f2 got the slot f1 gave back")
+        };
+        drop(p2);
+        assert_eq!(b.metrics().in_flight, 0);
+    }
+
+    #[test]
+    fn dropping_a_waiting_future_leaves_the_queue() {
+        let b = bulkhead(1);
+        let p = b.try_acquire().unwrap();
+        let (c1, w1) = counter();
+        let (c2, w2) = counter();
+        let mut f1 = b.acquire();
+        let mut f2 = b.acquire();
+        assert!(poll(&mut f1, &w1).is_pending());
+        assert!(poll(&mut f2, &w2).is_pending());
+        drop(f1);
+        assert_eq!(b.metrics().waiting, 1);
+        drop(p);
+        assert_eq!((wakes(&c1), wakes(&c2)), (0, 1));
+        assert!(matches!(poll(&mut f2, &w2), Poll::Ready(Ok(_))));
+        // The last waiter gone, the fast path is open.
+        assert_eq!(b.metrics().waiting, 0);
+        assert!(b.try_acquire().is_ok());
+    }
+
+    #[test]
+    fn close_wakes_every_waiter_with_an_error() {
+        let b = bulkhead(1);
+        let p = b.try_acquire().unwrap();
+        let (c1, w1) = counter();
+        let (c2, w2) = counter();
+        let mut f1 = b.acquire();
+        let mut f2 = b.acquire();
+        assert!(poll(&mut f1, &w1).is_pending());
+        assert!(poll(&mut f2, &w2).is_pending());
+        b.close();
+        assert_eq!((wakes(&c1), wakes(&c2)), (1, 1));
+        assert!(matches!(poll(&mut f1, &w1), Poll::Ready(Err(e)) if e.is_closed()));
+        assert!(matches!(poll(&mut f2, &w2), Poll::Ready(Err(e)) if e.is_closed()));
+        assert_eq!(b.metrics().waiting, 0);
+        drop(p);
+        assert_eq!(b.metrics().in_flight, 0);
+    }
+
+    #[test]
+    fn growing_hands_new_slots_to_waiters_in_order() {
+        let b = bulkhead(1);
+        let p = b.try_acquire().unwrap();
+        let counters: Vec<_> = (0..3).map(|_| counter()).collect();
+        let mut fs: Vec<_> = (0..3).map(|_| b.acquire()).collect();
+        for (f, (_, w)) in fs.iter_mut().zip(&counters) {
+            assert!(poll(f, w).is_pending());
+        }
+        b.set_limit(3).unwrap();
+        let woken: Vec<usize> = counters.iter().map(|(c, _)| wakes(c)).collect();
+        assert_eq!(woken, [1, 1, 0], "two new slots, to the two oldest waiters");
+        assert_eq!(b.metrics().in_flight, 3);
+        drop(p);
+        assert_eq!(wakes(&counters[2].0), 1);
+    }
+
+    #[test]
+    fn shrinking_holds_waiters_until_under_the_new_limit() {
+        let b = bulkhead(2);
+        let p1 = b.try_acquire().unwrap();
+        let p2 = b.try_acquire().unwrap();
+        let (c, w) = counter();
+        let mut f = b.acquire();
+        assert!(poll(&mut f, &w).is_pending());
+        b.set_limit(1).unwrap();
+        drop(p1);
+        assert_eq!(wakes(&c), 0, "1 in flight = limit 1");
+        drop(p2);
+        assert_eq!(wakes(&c), 1);
+        assert!(matches!(poll(&mut f, &w), Poll::Ready(Ok(_))));
+    }
+
+    #[test]
+    fn a_repolled_future_is_woken_through_its_latest_waker() {
+        let b = bulkhead(1);
+        let p = b.try_acquire().unwrap();
+        let (old, w_old) = counter();
+        let (new, w_new) = counter();
+        let mut f = b.acquire();
+        assert!(poll(&mut f, &w_old).is_pending());
+        assert!(poll(&mut f, &w_new).is_pending());
+        drop(p);
+        assert_eq!((wakes(&old), wakes(&new)), (0, 1));
+        assert!(matches!(poll(&mut f, &w_new), Poll::Ready(Ok(_))));
+    }
+
+    #[test]
+    fn acquire_until_gives_up_when_the_timer_fires() {
+        let clock = ManualClock::new();
+        let b = Bulkhead::builder()
+            .limit(1)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let p = b.try_acquire().unwrap();
+        let fired = StdArc::new(std::sync::atomic::AtomicBool::new(false));
+        let timer = {
+            let fired = fired.clone();
+            std::future::poll_fn(move |_| {
+                if fired.load(Ordering::SeqCst) {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+        };
+        let (_c, w) = counter();
+        let mut f = Box::pin(b.acquire_until(timer));
+        assert!(f.as_mut().poll(&mut Context::from_waker(&w)).is_pending());
+        assert_eq!(b.metrics().waiting, 1);
+        clock.advance(Duration::from_millis(5));
+        fired.store(true, Ordering::SeqCst);
+        let Poll::Ready(Err(e)) = f.as_mut().poll(&mut Context::from_waker(&w)) else {
+            panic!("the timer fired")
+        };
+        assert_eq!(
+            e,
+            BulkheadError::TimedOut {
+                name: "bulkhead",
+                waited: Duration::from_millis(5)
+            }
+        );
+        assert_eq!(b.metrics().waiting, 0);
+        drop(f);
+        drop(p);
+        assert!(b.try_acquire().is_ok());
+    }
+
+    #[test]
+    fn owned_future_and_permit_cross_threads() {
+        let b = StdArc::new(bulkhead(1));
+        let p = b.try_acquire_owned().unwrap();
+        let waiter = {
+            let b = b.clone();
+            std::thread::spawn(move || futures::executor::block_on(b.acquire_owned()).map(drop))
+        };
+        while b.metrics().waiting == 0 {
+            std::thread::yield_now();
+        }
+        std::thread::spawn(move || drop(p)).join().unwrap();
+        waiter.join().unwrap().unwrap();
+        assert_eq!(b.metrics().in_flight, 0);
+    }
+
+    fn wait_until(b: &Bulkhead<impl Clock>, waiting: usize) {
+        while b.metrics().waiting != waiting {
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn blocking_waiters_are_served_fifo() {
+        let b = bulkhead(1);
+        let order = std::sync::Mutex::new(Vec::new());
+        let p = b.try_acquire().unwrap();
+        std::thread::scope(|s| {
+            let mut handles = Vec::new();
+            for id in 0..3 {
+                let (b, order) = (&b, &order);
+                handles.push(s.spawn(move || {
+                    let p = b.acquire_timeout(Duration::from_secs(3600)).unwrap();
+                    order.lock().unwrap().push(id);
+                    drop(p);
+                }));
+                wait_until(b, id + 1);
+            }
+            drop(p);
+            for h in handles {
+                h.join().unwrap();
+            }
+        });
+        assert_eq!(*order.lock().unwrap(), [0, 1, 2]);
+        assert_eq!(b.metrics().in_flight, 0);
+    }
+
+    #[test]
+    fn a_blocking_wait_times_out_by_the_bulkheads_clock() {
+        let clock = ManualClock::new();
+        let b = Bulkhead::builder()
+            .name("slow")
+            .limit(1)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let p = b.try_acquire().unwrap();
+        std::thread::scope(|s| {
+            let h = s.spawn(|| b.acquire_timeout(Duration::from_secs(1)).map(drop));
+            wait_until(&b, 1);
+            clock.advance(Duration::from_secs(2));
+            h.thread().unpark();
+            let e = h.join().unwrap().unwrap_err();
+            assert_eq!(
+                e,
+                BulkheadError::TimedOut {
+                    name: "slow",
+                    waited: Duration::from_secs(2)
+                }
+            );
+        });
+        assert_eq!(b.metrics().waiting, 0);
+        drop(p);
+        assert!(
+            b.try_acquire().is_ok(),
+            "the timed-out waiter left the queue"
+        );
+    }
+
+    #[test]
+    fn close_wakes_blocked_threads() {
+        let b = bulkhead(1);
+        let p = b.try_acquire().unwrap();
+        std::thread::scope(|s| {
+            let hs: Vec<_> = (0..2)
+                .map(|_| s.spawn(|| b.acquire_timeout(Duration::from_secs(3600)).map(drop)))
+                .collect();
+            wait_until(&b, 2);
+            b.close();
+            for h in hs {
+                assert!(h.join().unwrap().unwrap_err().is_closed());
+            }
+        });
+        drop(p);
+    }
+
+    #[test]
+    fn threads_and_tasks_share_one_fifo() {
+        let b = bulkhead(1);
+        let p = b.try_acquire().unwrap();
+        let (c, w) = counter();
+        let mut f = b.acquire();
+        assert!(poll(&mut f, &w).is_pending());
+        std::thread::scope(|s| {
+            let h = s.spawn(|| b.acquire_timeout(Duration::from_secs(3600)).map(drop));
+            wait_until(&b, 2);
+            drop(p); // to the task, queued first
+            assert_eq!(wakes(&c), 1);
+            let Poll::Ready(Ok(pf)) = poll(&mut f, &w) else {
+                panic!("the task was first")
+            };
+            drop(pf); // then to the thread
+            h.join().unwrap().unwrap();
+        });
+        assert_eq!(b.metrics().in_flight, 0);
+    }
+}

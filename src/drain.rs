@@ -1,1 +1,1312 @@
-//! (placeholder: see the issue that builds this module)
+//! Graceful draining: stop admitting new work, let admitted work finish, report what is left.
+//!
+//! A [`Drainer`] tracks in-flight work with RAII guards. During a deploy:
+//!
+//! 1. [`Drainer::mark_not_ready`] flips [`Drainer::is_ready`] to `false` (serve 503 on `/ready`)
+//!    while work is still admitted, so load balancers stop routing here before anything is refused;
+//! 2. [`Drainer::start_draining`] refuses every new [`Drainer::enter`], in the same atomic step
+//!    that counts admissions, so no request slips in after the drain has started;
+//! 3. [`Drainer::wait_timeout`] (blocking) or [`Drainer::wait`] (a future on any executor) returns
+//!    [`Drained`] when the last guard drops, or [`DrainTimeout`] with the number still in flight.
+//!
+//! Long-lived work (streams, websockets, keep-alive loops) watches [`Drainer::is_draining`] or
+//! awaits [`Drainer::draining`] to end itself. A [`child`](Drainer::child) drainer holds one guard
+//! of its parent, so draining the parent drains the children first.
+//!
+//! ```
+//! use resile::drain::Drainer;
+//! use std::time::Duration;
+//!
+//! let drainer = Drainer::new();
+//! let guard = drainer.enter().expect("serving");
+//! drainer.mark_not_ready(); // health checks fail, requests still admitted
+//! assert!(!drainer.is_ready());
+//! let second = drainer.enter().expect("still admitting while not ready");
+//! drop(second);
+//!
+//! assert!(drainer.start_draining()); // this call started it
+//! assert!(!drainer.start_draining()); // idempotent
+//! assert!(drainer.enter().is_err()); // refused: route elsewhere
+//!
+//! let timed_out = drainer.wait_timeout(Duration::ZERO).unwrap_err();
+//! assert_eq!(timed_out.in_flight(), 1);
+//! drop(guard); // the last guard completes the drain
+//! assert!(drainer.wait_timeout(Duration::from_secs(1)).is_ok());
+//! ```
+//!
+//! # The word
+//!
+//! One `AtomicU64` holds everything a decision needs:
+//!
+//! ```text
+//!  63                        35  34      33       32        31 30 29                    0
+//! +----------------------------+-------+--------+---------+-----+-----------------------+
+//! | entries (29 bits, wraps)   |DRAINED|DRAINING|NOT_READY| ovf |   in-flight count     |
+//! +----------------------------+-------+--------+---------+-----+-----------------------+
+//! ```
+//!
+//! - **count** (bits 0..=31): live guards, plus for an instant each `enter` that is being refused.
+//!   At most [`MAX_IN_FLIGHT`] (2^30) are admitted: an `enter` that sees bit 30 or 31 set in the
+//!   previous count refuses with [`Refused::Full`]. Bits 30..=31 are headroom: a refused `enter`
+//!   adds one before it undoes it, so up to 3 x 2^30 racing refusals fit before the count could
+//!   touch the phase bits.
+//! - **NOT_READY**: `is_ready()` is false. Set by `mark_not_ready` or `start_draining`; never
+//!   cleared.
+//! - **DRAINING**: new work is refused. Set by `start_draining` (with NOT_READY); never cleared.
+//! - **DRAINED**: draining and no admitted work is left. Set once, by the compare-exchange that
+//!   finds `DRAINING` with a count of zero; never cleared.
+//! - **entries** (bits 35..=63): `enter` calls, counted mod 2^29 in the same `fetch_add` that
+//!   counts the guard. The call whose add carries out of bit 63 (it sees the field all ones) adds
+//!   one to a separate wrap counter, so [`Metrics::admitted`] stays exact without a second atomic
+//!   operation on the hot path. `admitted = entries - refused`.
+//!
+//! | phase      | bits set                   | who moves it on                                    |
+//! |------------|----------------------------|----------------------------------------------------|
+//! | serving    | -                          | `mark_not_ready` -> not-ready; `start_draining` -> draining |
+//! | not-ready  | NOT_READY                  | `start_draining` -> draining                       |
+//! | draining   | NOT_READY, DRAINING        | the operation that leaves the count at 0 -> drained |
+//! | drained    | NOT_READY, DRAINING, DRAINED | nobody: final                                    |
+//!
+//! "The operation that leaves the count at 0" is one of: `start_draining` finding no work in
+//! flight, the last guard's drop, or the undo of a refused `enter` (which briefly held the count
+//! above zero). Each tries a compare-exchange from "draining, count 0" to "drained"; if it fails
+//! because another refused `enter` has just raised the count, that `enter`'s own undo will try
+//! again. The compare-exchange succeeds exactly once, and only its winner fires the broadcast, so
+//! every waiter is woken exactly once. A waiter returns only on DRAINED, which is set only while
+//! no admitted guard lives.
+//!
+//! ## Orderings
+//!
+//! - `enter`: `fetch_add(Relaxed)`. Admission is decided by the position of the add in the word's
+//!   modification order relative to `start_draining`'s `fetch_or`, which needs no ordering of
+//!   other memory; the guard publishes nothing when it is created.
+//! - a guard's drop: `fetch_sub(Release)`, so the guarded work happens-before whatever observes
+//!   the count reaching zero.
+//! - the drained compare-exchange: `AcqRel`. Acquire: every exit is an RMW, so each `Release`
+//!   exit heads a release sequence the compare-exchange reads from, and the drainer thus sees all
+//!   the guarded work; Release: waiters that load DRAINED with `Acquire` see it too.
+//! - `start_draining`: `fetch_or(AcqRel)`; it publishes the drain start time, stored before it.
+//! - readers (`is_ready`, `is_draining`, waits): `Acquire`.
+//! - clones of a guard: `fetch_add(Relaxed)` (like `Arc::clone`: the clone is made from a live
+//!   guard, so the count cannot be zero and nothing needs publishing).
+//!
+//! The waiter lists are [`Notify`] broadcasts: touched only by waiters and by the one transition
+//! that fires them.
+
+use crate::clock::{Clock, SystemClock, duration_to_nanos};
+use crate::error::ConfigError;
+pub use crate::error::{DrainTimeout, Refused};
+use crate::sync::{AtomicU64, Mutex, Ordering, StdArc as Arc, StdWeak as Weak, lock, park_timeout};
+use crate::wait::Waiter;
+use crate::wait::notify::{Notify, Registration};
+use crossbeam_utils::CachePadded;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+// ---------------------------------------------------------------------------------------------
+// The word: layout and pure computations
+// ---------------------------------------------------------------------------------------------
+
+/// One guard in the count field.
+const ONE: u64 = 1;
+/// The count field.
+const COUNT_MASK: u64 = (1 << 32) - 1;
+/// The most guards that can be alive at once; an `enter` beyond it is refused with
+/// [`Refused::Full`] instead of overflowing into the phase bits.
+pub const MAX_IN_FLIGHT: u64 = 1 << 30;
+/// A previous count with any of these bits set means the count is full.
+const FULL_MASK: u64 = COUNT_MASK & !(MAX_IN_FLIGHT - 1);
+/// `is_ready()` is false.
+const NOT_READY: u64 = 1 << 32;
+/// New work is refused.
+const DRAINING: u64 = 1 << 33;
+/// Draining, and no admitted work is left.
+const DRAINED: u64 = 1 << 34;
+/// The entries field: `enter` calls mod 2^29.
+const ENTRY_SHIFT: u32 = 35;
+const ENTRY_ONE: u64 = 1 << ENTRY_SHIFT;
+/// The number of values the entries field holds.
+const ENTRY_WRAP: u64 = 1 << (64 - ENTRY_SHIFT);
+/// A previous word at or above this has the entries field all ones: this `enter` carried.
+const ENTRY_CARRY: u64 = !0 << ENTRY_SHIFT;
+/// What `enter` adds.
+const ENTER: u64 = ONE | ENTRY_ONE;
+/// `enter` refuses if the previous word has any of these bits.
+const REFUSE_MASK: u64 = DRAINING | FULL_MASK;
+
+// The layout's invariants, checked at compile time: the fields do not overlap, and the count's
+// headroom (bits 30..=31) lies below the phase bits.
+const _: () = assert!(COUNT_MASK < NOT_READY && MAX_IN_FLIGHT < COUNT_MASK);
+const _: () = assert!(FULL_MASK & (NOT_READY | DRAINING | DRAINED) == 0);
+const _: () = assert!(DRAINED < ENTRY_ONE);
+
+/// "Not yet" in the timestamp slots.
+const UNSET: u64 = u64::MAX;
+
+/// The longest not-ready delay a builder accepts.
+pub const MAX_NOT_READY_DELAY: Duration = Duration::from_secs(3600);
+
+/// Whether an `enter` whose `fetch_add` returned `prev` is admitted.
+#[inline]
+fn admission(prev: u64) -> Result<(), Refused> {
+    if prev & DRAINING != 0 {
+        Err(Refused::Draining)
+    } else if prev & FULL_MASK != 0 {
+        Err(Refused::Full)
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether the `enter` whose `fetch_add` returned `prev` carried out of the entries field.
+#[inline]
+fn carried(prev: u64) -> bool {
+    prev >= ENTRY_CARRY
+}
+
+/// Whether `word` is "draining, not yet drained, nothing in flight": the state whose observer
+/// must try to complete the drain.
+#[inline]
+fn completes_drain(word: u64) -> bool {
+    word & (DRAINING | DRAINED | COUNT_MASK) == DRAINING
+}
+
+/// The phase a word is in.
+#[inline]
+fn phase_of(word: u64) -> Phase {
+    if word & DRAINED != 0 {
+        Phase::Drained
+    } else if word & DRAINING != 0 {
+        Phase::Draining
+    } else if word & NOT_READY != 0 {
+        Phase::NotReady
+    } else {
+        Phase::Serving
+    }
+}
+
+/// The guards alive in `word` (a drained word reports 0 even while a refused `enter` is undoing).
+#[inline]
+fn in_flight_of(word: u64) -> u64 {
+    if word & DRAINED != 0 {
+        0
+    } else {
+        word & COUNT_MASK
+    }
+}
+
+/// The entries field of `word`.
+#[inline]
+fn entries_of(word: u64) -> u64 {
+    word >> ENTRY_SHIFT
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public types
+// ---------------------------------------------------------------------------------------------
+
+/// Where a drainer is in its life. Phases only move forward.
+///
+/// ```
+/// use resile::drain::{Drainer, Phase};
+/// let d = Drainer::new();
+/// assert_eq!(d.phase(), Phase::Serving);
+/// d.mark_not_ready();
+/// assert_eq!(d.phase(), Phase::NotReady);
+/// d.start_draining();
+/// assert_eq!(d.phase(), Phase::Drained); // nothing was in flight
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Phase {
+    /// Ready and admitting.
+    Serving,
+    /// Not ready (health checks fail) but still admitting.
+    NotReady,
+    /// Refusing new work; admitted work is still running.
+    Draining,
+    /// Draining finished: nothing admitted is left.
+    Drained,
+}
+
+/// A completed drain.
+///
+/// ```
+/// use resile::clock::ManualClock;
+/// use resile::drain::Drainer;
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new();
+/// let d = Drainer::builder().clock(clock.clone()).build().unwrap();
+/// let g = d.enter().unwrap();
+/// d.start_draining();
+/// clock.advance(Duration::from_millis(40));
+/// drop(g);
+/// let drained = d.wait_timeout(Duration::ZERO).unwrap();
+/// assert_eq!(drained.elapsed(), Duration::from_millis(40));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Drained {
+    elapsed: Duration,
+}
+
+impl Drained {
+    /// The time from the start of draining to the moment the last admitted guard dropped.
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+}
+
+/// A snapshot of a drainer's counters. Fields are read one after another, not atomically
+/// together; each is exact on its own.
+///
+/// ```
+/// use resile::drain::{Drainer, Phase};
+/// let d = Drainer::new();
+/// let g = d.enter().unwrap();
+/// d.start_draining();
+/// let _ = d.enter();
+/// let m = d.metrics();
+/// assert_eq!((m.phase, m.in_flight, m.admitted, m.refused), (Phase::Draining, 1, 1, 1));
+/// assert!(m.since_draining.is_some());
+/// # drop(g);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// The phase.
+    pub phase: Phase,
+    /// Guards alive (admitted work not yet finished, clones included).
+    pub in_flight: u64,
+    /// `enter` calls admitted since creation.
+    pub admitted: u64,
+    /// `enter` calls refused since creation.
+    pub refused: u64,
+    /// Time since draining started, once it has.
+    pub since_draining: Option<Duration>,
+}
+
+/// Tracks in-flight work and drains it for shutdown. See the [module docs](self).
+///
+/// `C` is the clock used for drain timing and wait deadlines; the hot path never reads it.
+///
+/// ```
+/// use resile::drain::Drainer;
+/// use std::sync::Arc;
+/// use std::time::Duration;
+///
+/// let drainer = Arc::new(Drainer::new());
+/// let worker = {
+///     let guard = drainer.enter_owned().unwrap(); // owned: moves into the thread
+///     std::thread::spawn(move || {
+///         // ... the request's work ...
+///         drop(guard);
+///     })
+/// };
+/// drainer.start_draining();
+/// let drained = drainer.wait_timeout(Duration::from_secs(10)).expect("drained in time");
+/// worker.join().unwrap();
+/// println!("drained in {:?}", drained.elapsed());
+/// ```
+pub struct Drainer<C: Clock = SystemClock> {
+    /// The word (see the module docs). Alone on its cache line.
+    word: CachePadded<AtomicU64>,
+    /// How many times the entries field wrapped (bumped by the carrying `enter`).
+    entry_wraps: AtomicU64,
+    /// Refused `enter` calls (slow path only).
+    refused: AtomicU64,
+    /// Clock reading when draining started, or UNSET.
+    started_at: AtomicU64,
+    /// Clock reading when the drain completed, or UNSET.
+    drained_at: AtomicU64,
+    /// Fired once, by the transition to DRAINED.
+    drained: Notify,
+    /// Fired once, by the first `start_draining`.
+    started: Notify,
+    /// Children to drain when this one starts draining.
+    children: Mutex<Vec<Weak<Drainer<C>>>>,
+    /// A child's guard of its parent, released when the child drains (or is dropped).
+    parent: Mutex<Option<OwnedDrainGuard<C>>>,
+    not_ready_delay: Duration,
+    clock: C,
+}
+
+/// Builds a [`Drainer`]; see [`Drainer::builder`].
+///
+/// ```
+/// use resile::clock::ManualClock;
+/// use resile::drain::Drainer;
+/// use std::time::Duration;
+///
+/// let d = Drainer::builder()
+///     .not_ready_delay(Duration::from_secs(5))
+///     .clock(ManualClock::new())
+///     .build()
+///     .unwrap();
+/// assert_eq!(d.not_ready_delay(), Duration::from_secs(5));
+/// assert!(Drainer::builder().not_ready_delay(Duration::from_secs(7200)).build().is_err());
+/// ```
+#[derive(Clone, Debug)]
+#[must_use = "a builder does nothing until `build()`"]
+pub struct DrainerBuilder<C: Clock = SystemClock> {
+    clock: C,
+    not_ready_delay: Duration,
+}
+
+impl<C: Clock> DrainerBuilder<C> {
+    /// The clock for drain timing and wait deadlines (default [`SystemClock`]).
+    pub fn clock<D: Clock>(self, clock: D) -> DrainerBuilder<D> {
+        DrainerBuilder {
+            clock,
+            not_ready_delay: self.not_ready_delay,
+        }
+    }
+
+    /// How long [`Drainer::shutdown_timeout`] keeps admitting after marking the drainer not
+    /// ready, so load balancers see the failing health check before refusals begin (default 0;
+    /// at most [`MAX_NOT_READY_DELAY`]).
+    pub fn not_ready_delay(mut self, delay: Duration) -> Self {
+        self.not_ready_delay = delay;
+        self
+    }
+
+    /// Validates and builds.
+    pub fn build(self) -> Result<Drainer<C>, ConfigError> {
+        if self.not_ready_delay > MAX_NOT_READY_DELAY {
+            return Err(ConfigError::new(
+                "not_ready_delay",
+                self.not_ready_delay,
+                "0s..=3600s",
+            ));
+        }
+        Ok(Drainer::from_parts(self.clock, self.not_ready_delay, None))
+    }
+}
+
+impl Drainer<SystemClock> {
+    /// A serving drainer with the system clock and no not-ready delay.
+    pub fn new() -> Self {
+        Self::from_parts(SystemClock::new(), Duration::ZERO, None)
+    }
+
+    /// A builder for a drainer with options (clock, not-ready delay).
+    pub fn builder() -> DrainerBuilder<SystemClock> {
+        DrainerBuilder {
+            clock: SystemClock::new(),
+            not_ready_delay: Duration::ZERO,
+        }
+    }
+}
+
+impl Default for Drainer<SystemClock> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<C: Clock> fmt::Debug for Drainer<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.metrics();
+        f.debug_struct("Drainer")
+            .field("phase", &m.phase)
+            .field("in_flight", &m.in_flight)
+            .field("admitted", &m.admitted)
+            .field("refused", &m.refused)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Clock> Drainer<C> {
+    fn from_parts(clock: C, not_ready_delay: Duration, parent: Option<OwnedDrainGuard<C>>) -> Self {
+        Self {
+            word: CachePadded::new(AtomicU64::new(0)),
+            entry_wraps: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            started_at: AtomicU64::new(UNSET),
+            drained_at: AtomicU64::new(UNSET),
+            drained: Notify::new(),
+            started: Notify::new(),
+            children: Mutex::new(Vec::new()),
+            parent: Mutex::new(parent),
+            not_ready_delay,
+            clock,
+        }
+    }
+
+    // ---- admission -------------------------------------------------------------------------
+
+    /// Admits one unit of work, or refuses it if draining has started (or the count is full).
+    ///
+    /// One atomic `fetch_add`; no lock, no allocation, no clock read. Keep the guard for as long
+    /// as the work runs: its drop (also while unwinding, or when a future holding it is dropped)
+    /// ends the work.
+    ///
+    /// ```
+    /// use resile::drain::Drainer;
+    /// use resile::error::Refused;
+    /// let d = Drainer::new();
+    /// let g = d.enter().unwrap();
+    /// assert_eq!(d.in_flight(), 1);
+    /// drop(g);
+    /// assert_eq!(d.in_flight(), 0);
+    /// d.start_draining();
+    /// assert_eq!(d.enter().unwrap_err(), Refused::Draining);
+    /// ```
+    #[inline]
+    pub fn enter(&self) -> Result<DrainGuard<'_, C>, Refused> {
+        let prev = self.word.fetch_add(ENTER, Ordering::Relaxed);
+        if prev & REFUSE_MASK == 0 && !carried(prev) {
+            return Ok(DrainGuard { drainer: self });
+        }
+        self.enter_slow(prev).map(|()| DrainGuard { drainer: self })
+    }
+
+    /// [`enter`](Self::enter) for a drainer in an `Arc`: the guard owns a clone of the `Arc`, so
+    /// it can move into a spawned task or thread. Costs one more atomic (the `Arc` clone).
+    ///
+    /// ```
+    /// use resile::drain::Drainer;
+    /// use std::sync::Arc;
+    /// let d = Arc::new(Drainer::new());
+    /// let g = d.enter_owned().unwrap();
+    /// std::thread::spawn(move || drop(g)).join().unwrap();
+    /// assert_eq!(d.in_flight(), 0);
+    /// ```
+    #[inline]
+    pub fn enter_owned(self: &Arc<Self>) -> Result<OwnedDrainGuard<C>, Refused> {
+        let guard = self.enter()?;
+        std::mem::forget(guard);
+        Ok(OwnedDrainGuard {
+            drainer: Arc::clone(self),
+        })
+    }
+
+    /// The rare cases of `enter`: a carry out of the entries field, or a refusal.
+    #[cold]
+    fn enter_slow(&self, prev: u64) -> Result<(), Refused> {
+        if carried(prev) {
+            self.entry_wraps.fetch_add(1, Ordering::Relaxed);
+        }
+        admission(prev).inspect_err(|_| {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            // Undo the count (the entry stays counted; `admitted = entries - refused`).
+            self.release_one();
+        })
+    }
+
+    /// One more guard for work already admitted (a guard's clone); allowed while draining.
+    fn clone_in(&self) -> Result<(), Refused> {
+        let prev = self.word.fetch_add(ONE, Ordering::Relaxed);
+        if prev & FULL_MASK != 0 {
+            self.release_one();
+            return Err(Refused::Full);
+        }
+        Ok(())
+    }
+
+    /// One guard ends (a guard's drop, or the undo of a refused `enter`).
+    #[inline]
+    fn release_one(&self) {
+        let prev = self.word.fetch_sub(ONE, Ordering::Release);
+        if prev & DRAINING != 0 {
+            self.try_complete(prev - ONE);
+        }
+    }
+
+    /// Completes the drain if `cur` (a fresh view of the word) is "draining with nothing in
+    /// flight". Exactly one caller wins the compare-exchange; it fires the broadcast.
+    #[cold]
+    fn try_complete(&self, mut cur: u64) {
+        loop {
+            if !completes_drain(cur) {
+                return;
+            }
+            match self.word.compare_exchange(
+                cur,
+                cur | DRAINED,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(seen) => cur = seen,
+            }
+        }
+        // We won: record the time, wake every waiter once, then release our parent's guard.
+        self.drained_at.store(self.clock.now(), Ordering::Release);
+        self.drained.fire();
+        let parent = lock(&self.parent).take();
+        drop(parent);
+    }
+
+    // ---- phases -------------------------------------------------------------------------------
+
+    /// Marks the drainer not ready: [`is_ready`](Self::is_ready) turns false while work is still
+    /// admitted. Returns whether this call changed it.
+    ///
+    /// ```
+    /// use resile::drain::Drainer;
+    /// let d = Drainer::new();
+    /// assert!(d.mark_not_ready());
+    /// assert!(!d.mark_not_ready());
+    /// assert!(d.enter().is_ok());
+    /// ```
+    pub fn mark_not_ready(&self) -> bool {
+        self.word.fetch_or(NOT_READY, Ordering::Release) & NOT_READY == 0
+    }
+
+    /// Starts draining: from now on every [`enter`](Self::enter) is refused, children start
+    /// draining, and [`draining`](Self::draining) waiters wake. Idempotent; returns whether this
+    /// call started it.
+    ///
+    /// ```
+    /// use resile::drain::Drainer;
+    /// let d = Drainer::new();
+    /// assert!(d.start_draining());
+    /// assert!(!d.start_draining());
+    /// ```
+    pub fn start_draining(&self) -> bool {
+        // Stored before the fetch_or that publishes it; racing starters all read "now".
+        let now = self.clock.now();
+        let _ = self
+            .started_at
+            .compare_exchange(UNSET, now, Ordering::Relaxed, Ordering::Relaxed);
+        let prev = self.word.fetch_or(DRAINING | NOT_READY, Ordering::AcqRel);
+        if prev & DRAINING != 0 {
+            return false;
+        }
+        self.started.fire();
+        self.drain_children();
+        self.try_complete(prev | DRAINING | NOT_READY);
+        true
+    }
+
+    fn drain_children(&self) {
+        let children: Vec<Arc<Drainer<C>>> = lock(&self.children)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for child in children {
+            child.start_draining();
+        }
+    }
+
+    /// A child drainer: it holds one guard of `self` until it has drained (or is dropped), and
+    /// starts draining when `self` does, so `self` drains only after its children have. Refused
+    /// if `self` is already draining. The child can also be drained on its own.
+    ///
+    /// ```
+    /// use resile::drain::{Drainer, Phase};
+    /// use std::sync::Arc;
+    ///
+    /// let parent = Arc::new(Drainer::new());
+    /// let child = parent.child().unwrap();
+    /// let work = child.enter().unwrap();
+    /// parent.start_draining();
+    /// assert_eq!(child.phase(), Phase::Draining);
+    /// assert_eq!(parent.phase(), Phase::Draining); // waits for the child
+    /// drop(work);
+    /// assert_eq!(child.phase(), Phase::Drained);
+    /// assert_eq!(parent.phase(), Phase::Drained);
+    /// ```
+    pub fn child(self: &Arc<Self>) -> Result<Arc<Drainer<C>>, Refused>
+    where
+        C: Clone,
+    {
+        let guard = self.enter_owned()?;
+        let child = Arc::new(Drainer::from_parts(
+            self.clock.clone(),
+            self.not_ready_delay,
+            Some(guard),
+        ));
+        {
+            let mut list = lock(&self.children);
+            list.retain(|w| w.strong_count() > 0);
+            list.push(Arc::downgrade(&child));
+        }
+        // If our start_draining snapshotted the list before the push above, its fetch_or
+        // happened-before that snapshot's lock and so before this load: we see DRAINING.
+        if self.is_draining() {
+            child.start_draining();
+        }
+        Ok(child)
+    }
+
+    // ---- observation --------------------------------------------------------------------------
+
+    /// Whether the service should receive traffic: false once marked not ready or draining.
+    #[inline]
+    pub fn is_ready(&self) -> bool {
+        self.word.load(Ordering::Acquire) & NOT_READY == 0
+    }
+
+    /// Whether draining has started (a cheap check for long-lived work).
+    #[inline]
+    pub fn is_draining(&self) -> bool {
+        self.word.load(Ordering::Acquire) & DRAINING != 0
+    }
+
+    /// Whether draining has finished.
+    #[inline]
+    pub fn is_drained(&self) -> bool {
+        self.word.load(Ordering::Acquire) & DRAINED != 0
+    }
+
+    /// The phase.
+    pub fn phase(&self) -> Phase {
+        phase_of(self.word.load(Ordering::Acquire))
+    }
+
+    /// Guards alive now.
+    pub fn in_flight(&self) -> u64 {
+        in_flight_of(self.word.load(Ordering::Acquire))
+    }
+
+    /// The configured not-ready delay.
+    pub fn not_ready_delay(&self) -> Duration {
+        self.not_ready_delay
+    }
+
+    /// A snapshot of the counters.
+    pub fn metrics(&self) -> Metrics {
+        let refused = self.refused.load(Ordering::Relaxed);
+        let word = self.word.load(Ordering::Acquire);
+        let wraps = self.entry_wraps.load(Ordering::Relaxed);
+        let entries = wraps
+            .wrapping_mul(ENTRY_WRAP)
+            .wrapping_add(entries_of(word));
+        let started = self.started_at.load(Ordering::Relaxed);
+        let since_draining = (word & DRAINING != 0 && started != UNSET)
+            .then(|| Duration::from_nanos(self.clock.now().saturating_sub(started)));
+        Metrics {
+            phase: phase_of(word),
+            in_flight: in_flight_of(word),
+            admitted: entries.saturating_sub(refused),
+            refused,
+            since_draining,
+        }
+    }
+
+    fn drained_report(&self) -> Drained {
+        let started = self.started_at.load(Ordering::Acquire);
+        let mut done = self.drained_at.load(Ordering::Acquire);
+        if done == UNSET {
+            // The winner of the final transition has not stored its reading yet.
+            done = self.clock.now();
+        }
+        Drained {
+            elapsed: Duration::from_nanos(done.saturating_sub(started)),
+        }
+    }
+
+    // ---- waiting ------------------------------------------------------------------------------
+
+    /// Blocks until `bit` is set in the word, or until `timeout` has passed on the clock.
+    /// Returns `Err(now)` on timeout.
+    fn block_until(&self, bit: u64, notify: &Notify, timeout: Duration) -> Result<(), (u64, u64)> {
+        let start = self.clock.now();
+        let deadline = start.saturating_add(duration_to_nanos(timeout));
+        let mut key = None;
+        let mut now = start;
+        let result = loop {
+            if self.word.load(Ordering::Acquire) & bit != 0 {
+                break Ok(());
+            }
+            if now >= deadline {
+                break Err((start, now));
+            }
+            if key.is_none() {
+                match notify.register(None, Waiter::current_thread()) {
+                    Registration::Fired => return Ok(()),
+                    Registration::Waiting(k) => key = Some(k),
+                }
+                // Registered: either the fire comes later and unparks us, or it already
+                // happened and the word shows it on the next check.
+                continue;
+            }
+            park_timeout(Duration::from_nanos(deadline - now));
+            now = self.clock.now();
+        };
+        if let Some(k) = key {
+            notify.deregister(k);
+        }
+        result
+    }
+
+    /// Blocks the thread until drained, or until `timeout` passes on the drainer's clock.
+    ///
+    /// Returns [`Drained`] (with the time the drain took), or [`DrainTimeout`] with the number
+    /// of guards still alive, which the caller is about to abandon. Waiting before draining has
+    /// started is allowed (it waits for a drain someone else starts).
+    ///
+    /// ```
+    /// use resile::drain::Drainer;
+    /// use std::time::Duration;
+    /// let d = Drainer::new();
+    /// d.start_draining();
+    /// assert!(d.wait_timeout(Duration::from_secs(1)).is_ok());
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<Drained, DrainTimeout> {
+        match self.block_until(DRAINED, &self.drained, timeout) {
+            Ok(()) => Ok(self.drained_report()),
+            Err((start, now)) => Err(DrainTimeout {
+                in_flight: self.in_flight(),
+                waited: Duration::from_nanos(now.saturating_sub(start)),
+            }),
+        }
+    }
+
+    /// Blocks until draining has started, or `timeout` passes. Returns whether it started.
+    pub fn wait_draining_timeout(&self, timeout: Duration) -> bool {
+        self.block_until(DRAINING, &self.started, timeout).is_ok()
+    }
+
+    /// The whole shutdown sequence, blocking: mark not ready, keep admitting for the configured
+    /// [`not_ready_delay`](DrainerBuilder::not_ready_delay) (cut short if someone else starts
+    /// draining), start draining, then wait up to `timeout` for the drain.
+    ///
+    /// ```
+    /// use resile::drain::Drainer;
+    /// use std::time::Duration;
+    /// let d = Drainer::new();
+    /// // No work in flight: drains at once.
+    /// assert!(d.shutdown_timeout(Duration::from_secs(30)).is_ok());
+    /// assert!(!d.is_ready() && d.is_drained());
+    /// ```
+    pub fn shutdown_timeout(&self, timeout: Duration) -> Result<Drained, DrainTimeout> {
+        self.mark_not_ready();
+        if !self.not_ready_delay.is_zero() {
+            self.wait_draining_timeout(self.not_ready_delay);
+        }
+        self.start_draining();
+        self.wait_timeout(timeout)
+    }
+
+    /// A future that resolves when the drain completes, on any executor. For a deadline, race it
+    /// with your runtime's timer and read [`in_flight`](Self::in_flight) if the timer wins.
+    /// Dropping the future deregisters its waker.
+    ///
+    /// ```
+    /// use resile::drain::Drainer;
+    /// let d = Drainer::new();
+    /// let g = d.enter().unwrap();
+    /// d.start_draining();
+    /// drop(g);
+    /// let drained = futures::executor::block_on(d.wait());
+    /// assert!(drained.elapsed() >= std::time::Duration::ZERO);
+    /// ```
+    pub fn wait(&self) -> Wait<'_, C> {
+        Wait {
+            drainer: self,
+            key: None,
+        }
+    }
+
+    /// A future that resolves when draining starts: long-lived work (streams, websockets,
+    /// keep-alive loops) selects on it to end itself. [`is_draining`](Self::is_draining) is the
+    /// cheap synchronous check.
+    ///
+    /// ```
+    /// use resile::drain::Drainer;
+    /// let d = Drainer::new();
+    /// d.start_draining();
+    /// futures::executor::block_on(d.draining()); // resolves at once
+    /// ```
+    pub fn draining(&self) -> DrainingNotice<'_, C> {
+        DrainingNotice {
+            drainer: self,
+            key: None,
+        }
+    }
+
+    fn poll_bit(
+        &self,
+        bit: u64,
+        notify: &Notify,
+        key: &mut Option<usize>,
+        cx: &Context<'_>,
+    ) -> bool {
+        if self.word.load(Ordering::Acquire) & bit != 0 {
+            return true;
+        }
+        match notify.register_waker(*key, cx.waker()) {
+            Registration::Fired => {
+                *key = None;
+                true
+            }
+            Registration::Waiting(k) => {
+                *key = Some(k);
+                false
+            }
+        }
+    }
+}
+
+/// The future of [`Drainer::wait`]: resolves to [`Drained`].
+///
+/// ```
+/// use resile::drain::Drainer;
+/// let d = Drainer::new();
+/// d.start_draining();
+/// let fut: resile::drain::Wait<'_> = d.wait();
+/// futures::executor::block_on(fut);
+/// ```
+#[must_use = "futures do nothing unless polled"]
+pub struct Wait<'a, C: Clock = SystemClock> {
+    drainer: &'a Drainer<C>,
+    key: Option<usize>,
+}
+
+impl<C: Clock> Future for Wait<'_, C> {
+    type Output = Drained;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Drained> {
+        let this = self.get_mut();
+        let d = this.drainer;
+        if d.poll_bit(DRAINED, &d.drained, &mut this.key, cx) {
+            if let Some(k) = this.key.take() {
+                d.drained.deregister(k);
+            }
+            Poll::Ready(d.drained_report())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl<C: Clock> Drop for Wait<'_, C> {
+    fn drop(&mut self) {
+        if let Some(k) = self.key.take() {
+            self.drainer.drained.deregister(k);
+        }
+    }
+}
+
+impl<C: Clock> fmt::Debug for Wait<'_, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Wait")
+            .field("drainer", self.drainer)
+            .finish()
+    }
+}
+
+/// The future of [`Drainer::draining`]: resolves when draining starts.
+///
+/// ```
+/// use resile::drain::Drainer;
+/// let d = Drainer::new();
+/// d.start_draining();
+/// let fut: resile::drain::DrainingNotice<'_> = d.draining();
+/// futures::executor::block_on(fut);
+/// ```
+#[must_use = "futures do nothing unless polled"]
+pub struct DrainingNotice<'a, C: Clock = SystemClock> {
+    drainer: &'a Drainer<C>,
+    key: Option<usize>,
+}
+
+impl<C: Clock> Future for DrainingNotice<'_, C> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let d = this.drainer;
+        if d.poll_bit(DRAINING, &d.started, &mut this.key, cx) {
+            if let Some(k) = this.key.take() {
+                d.started.deregister(k);
+            }
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl<C: Clock> Drop for DrainingNotice<'_, C> {
+    fn drop(&mut self) {
+        if let Some(k) = self.key.take() {
+            self.drainer.started.deregister(k);
+        }
+    }
+}
+
+impl<C: Clock> fmt::Debug for DrainingNotice<'_, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DrainingNotice")
+            .field("drainer", self.drainer)
+            .finish()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Guards
+// ---------------------------------------------------------------------------------------------
+
+/// Admitted work: alive while the work runs. Dropping it (also while unwinding, or when a future
+/// holding it is dropped) ends the work; the last drop while draining completes the drain.
+///
+/// Cloning extends admitted work and is allowed during a drain (only new admissions are
+/// refused).
+///
+/// ```
+/// use resile::drain::Drainer;
+/// let d = Drainer::new();
+/// let g = d.enter().unwrap();
+/// d.start_draining();
+/// let sub_task = g.clone(); // still allowed: the work was admitted before the drain
+/// drop(g);
+/// assert!(!d.is_drained());
+/// drop(sub_task);
+/// assert!(d.is_drained());
+/// ```
+#[must_use = "the work ends when the guard is dropped"]
+pub struct DrainGuard<'a, C: Clock = SystemClock> {
+    drainer: &'a Drainer<C>,
+}
+
+impl<'a, C: Clock> DrainGuard<'a, C> {
+    /// The drainer this guard counts in.
+    pub fn drainer(&self) -> &'a Drainer<C> {
+        self.drainer
+    }
+
+    /// A clone, or [`Refused::Full`] if the count is at [`MAX_IN_FLIGHT`].
+    pub fn try_clone(&self) -> Result<Self, Refused> {
+        self.drainer.clone_in().map(|()| DrainGuard {
+            drainer: self.drainer,
+        })
+    }
+}
+
+impl<C: Clock> Clone for DrainGuard<'_, C> {
+    /// # Panics
+    /// If [`MAX_IN_FLIGHT`] guards are alive (like `Arc` on refcount overflow).
+    fn clone(&self) -> Self {
+        self.try_clone().expect("drain guard count overflow")
+    }
+}
+
+impl<C: Clock> Drop for DrainGuard<'_, C> {
+    #[inline]
+    fn drop(&mut self) {
+        self.drainer.release_one();
+    }
+}
+
+impl<C: Clock> fmt::Debug for DrainGuard<'_, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DrainGuard").finish_non_exhaustive()
+    }
+}
+
+/// A [`DrainGuard`] that owns an `Arc` of its drainer, for work that moves into a spawned task or
+/// thread (and for middleware such as a tower layer). See [`Drainer::enter_owned`].
+///
+/// ```
+/// use resile::drain::Drainer;
+/// use std::sync::Arc;
+/// let d = Arc::new(Drainer::new());
+/// let g = d.enter_owned().unwrap();
+/// let g2 = g.clone();
+/// assert_eq!(g.drainer().in_flight(), 2);
+/// drop((g, g2));
+/// ```
+#[must_use = "the work ends when the guard is dropped"]
+pub struct OwnedDrainGuard<C: Clock = SystemClock> {
+    drainer: Arc<Drainer<C>>,
+}
+
+impl<C: Clock> OwnedDrainGuard<C> {
+    /// The drainer this guard counts in.
+    pub fn drainer(&self) -> &Arc<Drainer<C>> {
+        &self.drainer
+    }
+
+    /// A clone, or [`Refused::Full`] if the count is at [`MAX_IN_FLIGHT`].
+    pub fn try_clone(&self) -> Result<Self, Refused> {
+        self.drainer.clone_in().map(|()| OwnedDrainGuard {
+            drainer: Arc::clone(&self.drainer),
+        })
+    }
+}
+
+impl<C: Clock> Clone for OwnedDrainGuard<C> {
+    /// # Panics
+    /// If [`MAX_IN_FLIGHT`] guards are alive (like `Arc` on refcount overflow).
+    fn clone(&self) -> Self {
+        self.try_clone().expect("drain guard count overflow")
+    }
+}
+
+impl<C: Clock> Drop for OwnedDrainGuard<C> {
+    #[inline]
+    fn drop(&mut self) {
+        self.drainer.release_one();
+    }
+}
+
+impl<C: Clock> fmt::Debug for OwnedDrainGuard<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedDrainGuard").finish_non_exhaustive()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+#[cfg(all(test, not(resile_loom)))]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn manual() -> (ManualClock, Drainer<ManualClock>) {
+        let c = ManualClock::new();
+        let d = Drainer::builder().clock(c.clone()).build().unwrap();
+        (c, d)
+    }
+
+    #[test]
+    fn pure_word_functions() {
+        assert_eq!(admission(0), Ok(()));
+        assert_eq!(admission(NOT_READY | 5), Ok(()));
+        assert_eq!(admission(DRAINING | NOT_READY), Err(Refused::Draining));
+        assert_eq!(admission(MAX_IN_FLIGHT - 1), Ok(()));
+        assert_eq!(admission(MAX_IN_FLIGHT), Err(Refused::Full));
+        assert!(!carried(ENTRY_CARRY - 1));
+        assert!(carried(ENTRY_CARRY));
+        assert!(completes_drain(DRAINING | NOT_READY | (7 << ENTRY_SHIFT)));
+        assert!(!completes_drain(DRAINING | NOT_READY | 1));
+        assert!(!completes_drain(DRAINING | NOT_READY | DRAINED));
+        assert!(!completes_drain(NOT_READY));
+        assert_eq!(phase_of(0), Phase::Serving);
+        assert_eq!(phase_of(NOT_READY | 3), Phase::NotReady);
+        assert_eq!(phase_of(NOT_READY | DRAINING | 3), Phase::Draining);
+        assert_eq!(phase_of(NOT_READY | DRAINING | DRAINED | 1), Phase::Drained);
+        assert_eq!(in_flight_of(NOT_READY | DRAINING | DRAINED | 1), 0);
+        assert_eq!(in_flight_of(NOT_READY | 9 | (3 << ENTRY_SHIFT)), 9);
+    }
+
+    #[test]
+    fn enter_counts_and_drop_releases() {
+        let (_, d) = manual();
+        let a = d.enter().unwrap();
+        let b = d.enter().unwrap();
+        assert_eq!(d.in_flight(), 2);
+        drop(a);
+        assert_eq!(d.in_flight(), 1);
+        drop(b);
+        let m = d.metrics();
+        assert_eq!(
+            (m.phase, m.in_flight, m.admitted, m.refused),
+            (Phase::Serving, 0, 2, 0)
+        );
+        assert_eq!(m.since_draining, None);
+    }
+
+    #[test]
+    fn not_ready_still_admits_and_draining_refuses() {
+        let (_, d) = manual();
+        assert!(d.is_ready());
+        assert!(d.mark_not_ready());
+        assert!(!d.is_ready());
+        assert!(!d.is_draining());
+        let g = d.enter().expect("not-ready still admits");
+        assert!(d.start_draining());
+        assert!(!d.start_draining());
+        assert_eq!(d.enter().unwrap_err(), Refused::Draining);
+        assert_eq!(d.phase(), Phase::Draining);
+        drop(g);
+        assert_eq!(d.phase(), Phase::Drained);
+        // Refusals after the drain do not disturb it.
+        assert_eq!(d.enter().unwrap_err(), Refused::Draining);
+        assert_eq!(d.phase(), Phase::Drained);
+        assert_eq!(d.in_flight(), 0);
+        let m = d.metrics();
+        assert_eq!((m.admitted, m.refused), (1, 2));
+    }
+
+    #[test]
+    fn start_with_nothing_in_flight_drains_at_once() {
+        let (_, d) = manual();
+        assert!(d.start_draining());
+        assert!(d.is_drained());
+        assert_eq!(
+            d.wait_timeout(Duration::ZERO).unwrap().elapsed(),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn wait_reports_elapsed_or_in_flight() {
+        let (c, d) = manual();
+        let g1 = d.enter().unwrap();
+        let g2 = d.enter().unwrap();
+        c.advance(Duration::from_secs(1));
+        d.start_draining();
+        c.advance(Duration::from_millis(300));
+        let t = d.wait_timeout(Duration::ZERO).unwrap_err();
+        assert_eq!(t.in_flight(), 2);
+        assert_eq!(d.metrics().since_draining, Some(Duration::from_millis(300)));
+        drop(g1);
+        c.advance(Duration::from_millis(200));
+        drop(g2);
+        c.advance(Duration::from_secs(5));
+        let ok = d.wait_timeout(Duration::from_secs(1)).unwrap();
+        assert_eq!(ok.elapsed(), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn clones_extend_admitted_work_during_a_drain() {
+        let (_, d) = manual();
+        let g = d.enter().unwrap();
+        d.start_draining();
+        let c = g.clone();
+        drop(g);
+        assert_eq!(d.phase(), Phase::Draining);
+        assert_eq!(d.in_flight(), 1);
+        drop(c);
+        assert!(d.is_drained());
+        assert_eq!(d.metrics().admitted, 1, "clones are not admissions");
+    }
+
+    #[test]
+    fn guard_released_while_unwinding() {
+        let (_, d) = manual();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _g = d.enter().unwrap();
+            panic!("handler failed");
+        }));
+        assert!(r.is_err());
+        assert_eq!(d.in_flight(), 0);
+        d.start_draining();
+        assert!(d.is_drained());
+    }
+
+    #[test]
+    fn guard_released_when_its_future_is_dropped() {
+        let (_, d) = manual();
+        let fut = async {
+            let _g = d.enter().unwrap();
+            std::future::pending::<()>().await;
+        };
+        let mut fut = Box::pin(fut);
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(d.in_flight(), 1);
+        drop(fut);
+        assert_eq!(d.in_flight(), 0);
+    }
+
+    #[test]
+    fn full_count_refuses_instead_of_overflowing() {
+        let (_, d) = manual();
+        d.word.store(MAX_IN_FLIGHT, Ordering::Relaxed);
+        assert_eq!(d.enter().unwrap_err(), Refused::Full);
+        assert_eq!(d.in_flight(), MAX_IN_FLIGHT);
+        assert_eq!(d.phase(), Phase::Serving);
+        // A guard's clone at the limit is refused too.
+        d.word.store(MAX_IN_FLIGHT - 1, Ordering::Relaxed);
+        let g = d.enter().unwrap();
+        assert_eq!(g.try_clone().unwrap_err(), Refused::Full);
+        assert_eq!(d.in_flight(), MAX_IN_FLIGHT);
+        drop(g);
+        d.word.store(0, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn admitted_survives_the_entries_field_wrapping() {
+        let (_, d) = manual();
+        d.word
+            .store((ENTRY_WRAP - 2) << ENTRY_SHIFT, Ordering::Relaxed);
+        for _ in 0..4 {
+            drop(d.enter().unwrap());
+        }
+        assert_eq!(d.metrics().admitted, ENTRY_WRAP + 2);
+        assert_eq!(d.in_flight(), 0);
+    }
+
+    #[test]
+    fn async_wait_and_draining_notice() {
+        let (_, d) = manual();
+        let g = d.enter().unwrap();
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut w = Box::pin(d.wait());
+        let mut n = Box::pin(d.draining());
+        assert!(w.as_mut().poll(&mut cx).is_pending());
+        assert!(n.as_mut().poll(&mut cx).is_pending());
+        assert!(
+            n.as_mut().poll(&mut cx).is_pending(),
+            "re-poll keeps one slot"
+        );
+        d.start_draining();
+        assert!(n.as_mut().poll(&mut cx).is_ready());
+        assert!(w.as_mut().poll(&mut cx).is_pending());
+        drop(g);
+        assert!(w.as_mut().poll(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn dropped_wait_future_deregisters() {
+        let (_, d) = manual();
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        for _ in 0..3 {
+            let mut w = Box::pin(d.wait());
+            assert!(w.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(d.drained.slots_for_tests(), 1, "one slot, reused");
+    }
+
+    #[test]
+    fn children_drain_before_the_parent() {
+        let c = ManualClock::new();
+        let parent = Arc::new(Drainer::builder().clock(c).build().unwrap());
+        let child = parent.child().unwrap();
+        let grandchild = child.child().unwrap();
+        let work = grandchild.enter().unwrap();
+        assert_eq!(parent.in_flight(), 1);
+        parent.start_draining();
+        assert_eq!(child.phase(), Phase::Draining);
+        assert_eq!(grandchild.phase(), Phase::Draining);
+        assert_eq!(parent.phase(), Phase::Draining);
+        assert_eq!(parent.child().unwrap_err(), Refused::Draining);
+        drop(work);
+        assert!(grandchild.is_drained() && child.is_drained() && parent.is_drained());
+    }
+
+    #[test]
+    fn child_drains_alone_and_releases_its_parent() {
+        let parent = Arc::new(Drainer::new());
+        let child = parent.child().unwrap();
+        assert!(child.start_draining());
+        assert!(child.is_drained());
+        assert_eq!(parent.in_flight(), 0);
+        assert!(parent.is_ready());
+        let other = parent.child().unwrap();
+        drop(other);
+        assert_eq!(
+            parent.in_flight(),
+            0,
+            "a dropped child releases its parent guard"
+        );
+    }
+
+    #[test]
+    fn builder_validates_the_delay() {
+        let e = Drainer::builder()
+            .not_ready_delay(MAX_NOT_READY_DELAY + Duration::from_nanos(1))
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "not_ready_delay");
+        assert!(
+            Drainer::builder()
+                .not_ready_delay(MAX_NOT_READY_DELAY)
+                .build()
+                .is_ok()
+        );
+    }
+}

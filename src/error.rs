@@ -151,16 +151,311 @@ impl std::error::Error for CircuitOpen {}
 // Retry budget
 // ---------------------------------------------------------------------------------------------
 
+/// A retry was refused because the [retry budget](crate::budget::RetryBudget) had no retry left
+/// in its window.
+///
+/// Fail fast: the dependency is already being retried as much as the budget allows.
+///
+/// ```
+/// use resile::budget::RetryBudget;
+/// use resile::error::BudgetExhausted;
+/// use std::time::Duration;
+///
+/// let budget = RetryBudget::builder().max_retries(1).window(Duration::from_secs(60)).build()?;
+/// assert_eq!(budget.try_withdraw(), Ok(()));
+/// assert_eq!(budget.try_withdraw(), Err(BudgetExhausted));
+/// assert_eq!(BudgetExhausted.to_string(), "retry budget exhausted: failing fast instead of retrying");
+/// # Ok::<(), resile::error::ConfigError>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct BudgetExhausted;
+
+impl fmt::Display for BudgetExhausted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("retry budget exhausted: failing fast instead of retrying")
+    }
+}
+
+impl std::error::Error for BudgetExhausted {}
+
+/// Why the [retry helper](crate::retry::Retry) gave up; each variant carries the last error the
+/// operation returned and the number of attempts made (the original one included).
+///
+/// ```
+/// use resile::error::RetryError;
+/// let e: RetryError<&str> = RetryError::Exhausted { attempts: 3, last: "timeout" };
+/// assert_eq!(e.attempts(), 3);
+/// assert_eq!(e.last(), &"timeout");
+/// assert_eq!(e.to_string(), "gave up after 3 attempts (max_attempts reached): timeout");
+/// assert_eq!(e.into_last(), "timeout");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RetryError<E> {
+    /// Every one of `max_attempts` attempts failed with a retryable error.
+    Exhausted {
+        /// Attempts made.
+        attempts: u32,
+        /// The error of the last attempt.
+        last: E,
+    },
+    /// A retry was due, but the retry budget refused it.
+    BudgetExhausted {
+        /// Attempts made.
+        attempts: u32,
+        /// The error of the last attempt.
+        last: E,
+    },
+    /// The deadline across all attempts passed, or would pass during the next backoff.
+    DeadlineExceeded {
+        /// Attempts made.
+        attempts: u32,
+        /// The error of the last attempt.
+        last: E,
+    },
+    /// The operation failed with an error the classifier says is not worth retrying.
+    NotRetryable {
+        /// Attempts made.
+        attempts: u32,
+        /// The error of the last attempt.
+        last: E,
+    },
+}
+
+impl<E> RetryError<E> {
+    /// The number of attempts made, the original one included.
+    pub fn attempts(&self) -> u32 {
+        match self {
+            Self::Exhausted { attempts, .. }
+            | Self::BudgetExhausted { attempts, .. }
+            | Self::DeadlineExceeded { attempts, .. }
+            | Self::NotRetryable { attempts, .. } => *attempts,
+        }
+    }
+
+    /// The error of the last attempt.
+    pub fn last(&self) -> &E {
+        match self {
+            Self::Exhausted { last, .. }
+            | Self::BudgetExhausted { last, .. }
+            | Self::DeadlineExceeded { last, .. }
+            | Self::NotRetryable { last, .. } => last,
+        }
+    }
+
+    /// The error of the last attempt, by value.
+    pub fn into_last(self) -> E {
+        match self {
+            Self::Exhausted { last, .. }
+            | Self::BudgetExhausted { last, .. }
+            | Self::DeadlineExceeded { last, .. }
+            | Self::NotRetryable { last, .. } => last,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Exhausted { .. } => "max_attempts reached",
+            Self::BudgetExhausted { .. } => "retry budget exhausted",
+            Self::DeadlineExceeded { .. } => "deadline exceeded",
+            Self::NotRetryable { .. } => "error not retryable",
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for RetryError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.attempts();
+        let s = if n == 1 { "" } else { "s" };
+        write!(
+            f,
+            "gave up after {n} attempt{s} ({}): {}",
+            self.reason(),
+            self.last()
+        )
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for RetryError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.last())
+    }
+}
+
 // (end of retry budget section)
 //
 // ---------------------------------------------------------------------------------------------
 // Bulkhead
 // ---------------------------------------------------------------------------------------------
 
+/// Why a [bulkhead](crate::bulkhead::Bulkhead) refused a call: it was full, a wait for a slot
+/// ran out of time, or the bulkhead is closed.
+///
+/// Building one never allocates (the name is `&'static str`).
+///
+/// ```
+/// use resile::bulkhead::Bulkhead;
+/// use resile::error::BulkheadError;
+///
+/// let b = Bulkhead::builder().name("db").limit(1).build().unwrap();
+/// let _held = b.try_acquire().unwrap();
+/// let e = b.try_acquire().unwrap_err();
+/// assert_eq!(e, BulkheadError::Full { name: "db", limit: 1 });
+/// assert!(e.is_full());
+/// assert_eq!(e.to_string(), "bulkhead `db` is full (limit 1 in flight); retry later or shed the call");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BulkheadError {
+    /// Every slot was taken (or others were already queued for one) and the caller did not wait.
+    Full {
+        /// The bulkhead's name.
+        name: &'static str,
+        /// Its limit when the call was refused.
+        limit: u32,
+    },
+    /// The caller waited for a slot and none came in time.
+    TimedOut {
+        /// The bulkhead's name.
+        name: &'static str,
+        /// How long the caller waited, by the bulkhead's clock.
+        waited: std::time::Duration,
+    },
+    /// The bulkhead was closed: it admits nothing new, and its waiters were woken with this error.
+    Closed {
+        /// The bulkhead's name.
+        name: &'static str,
+    },
+}
+
+impl BulkheadError {
+    /// The name of the bulkhead that refused.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Full { name, .. } | Self::TimedOut { name, .. } | Self::Closed { name } => name,
+        }
+    }
+
+    /// Whether the bulkhead was full and the caller did not wait.
+    pub fn is_full(&self) -> bool {
+        matches!(self, Self::Full { .. })
+    }
+
+    /// Whether a wait for a slot timed out.
+    pub fn is_timed_out(&self) -> bool {
+        matches!(self, Self::TimedOut { .. })
+    }
+
+    /// Whether the bulkhead was closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, Self::Closed { .. })
+    }
+}
+
+impl fmt::Display for BulkheadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full { name, limit } => write!(
+                f,
+                "bulkhead `{name}` is full (limit {limit} in flight); retry later or shed the call"
+            ),
+            Self::TimedOut { name, waited } => write!(
+                f,
+                "bulkhead `{name}`: no slot came free within {waited:?}; retry later or shed the call"
+            ),
+            Self::Closed { name } => {
+                write!(f, "bulkhead `{name}` is closed and admits no new work")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BulkheadError {}
+
 // (end of bulkhead section)
 //
 // ---------------------------------------------------------------------------------------------
 // Graceful drainer
 // ---------------------------------------------------------------------------------------------
+
+/// [`Drainer::enter`](crate::drain::Drainer::enter) refused to admit new work.
+///
+/// Refusals happen before any work starts, so the caller can answer at once (HTTP 503 with
+/// `Connection: close`, gRPC `UNAVAILABLE`) and the client can retry on another instance.
+///
+/// ```
+/// use resile::drain::Drainer;
+/// use resile::error::Refused;
+///
+/// let drainer = Drainer::new();
+/// drainer.start_draining();
+/// let err = drainer.enter().unwrap_err();
+/// assert_eq!(err, Refused::Draining);
+/// assert_eq!(err.to_string(), "drainer refused new work: draining for shutdown");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Refused {
+    /// Draining has started: no new work is admitted. Send the caller elsewhere.
+    Draining,
+    /// The in-flight count is at its maximum
+    /// ([`MAX_IN_FLIGHT`](crate::drain::MAX_IN_FLIGHT)); admitting more would overflow it.
+    Full,
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refused::Draining => f.write_str("drainer refused new work: draining for shutdown"),
+            Refused::Full => f.write_str("drainer refused new work: in-flight count is full"),
+        }
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// A drain wait reached its deadline with work still in flight.
+///
+/// The drainer only reports: forcing the remaining work closed is the caller's decision.
+///
+/// ```
+/// use resile::drain::Drainer;
+/// use std::time::Duration;
+///
+/// let drainer = Drainer::new();
+/// let _guard = drainer.enter().unwrap();
+/// drainer.start_draining();
+/// let timeout = drainer.wait_timeout(Duration::ZERO).unwrap_err();
+/// assert_eq!(timeout.in_flight(), 1);
+/// assert_eq!(timeout.to_string(), "drain timed out after 0ns with 1 still in flight");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DrainTimeout {
+    pub(crate) in_flight: u64,
+    pub(crate) waited: std::time::Duration,
+}
+
+impl DrainTimeout {
+    /// How many guards were still alive at the deadline (the work that will be abandoned).
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight
+    }
+
+    /// How long the call waited.
+    pub fn waited(&self) -> std::time::Duration {
+        self.waited
+    }
+}
+
+impl fmt::Display for DrainTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "drain timed out after {:?} with {} still in flight",
+            self.waited, self.in_flight
+        )
+    }
+}
+
+impl std::error::Error for DrainTimeout {}
 
 // (end of graceful drainer section)

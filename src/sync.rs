@@ -54,6 +54,10 @@ mod imp {
 
 pub(crate) use imp::*;
 
+/// Handles to whole primitives (`Arc<Drainer>` and its `Weak` child links): std's in every build,
+/// because loom's `Arc` has no `Weak`. Only the refcount is unmodelled; every word is loom's.
+pub(crate) use std::sync::{Arc as StdArc, Weak as StdWeak};
+
 /// Locks a mutex, ignoring poisoning: every critical section in this crate leaves its data
 /// consistent before anything that can panic, so a poisoned lock still guards valid data.
 #[inline]

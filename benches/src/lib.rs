@@ -185,13 +185,21 @@ mod tests {
     }
 }
 
+pub mod breaker;
+pub mod budget;
+pub mod bulkhead;
+pub mod drain;
 pub mod floor;
+pub mod window;
 
 /// Every case of every suite, in report order (the scaling binary runs them all).
 pub fn all_cases() -> Vec<Case> {
     let mut v = Vec::new();
     v.extend(floor::cases());
+    v.extend(window::cases());
     v.extend(breaker::cases());
+    v.extend(budget::cases());
+    v.extend(bulkhead::cases());
+    v.extend(drain::cases());
     v
 }
-pub mod breaker;

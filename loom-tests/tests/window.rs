@@ -1,2 +1,288 @@
 //! loom models of the sliding windows.
 #![cfg(resile_loom)]
+
+use loom::sync::Arc;
+use loom::thread;
+use resile::clock::{Clock, ManualClock};
+use resile::window::{CountWindow, Lanes, Outcome, Tally, TimeWindow};
+use resile_loom_tests::model;
+use std::time::Duration;
+
+fn tally_of(outcomes: &[Outcome]) -> Tally {
+    let mut t = Tally::default();
+    for o in outcomes {
+        t.calls += 1;
+        t.failures += o.is_failure() as u32;
+        t.slow += o.is_slow() as u32;
+    }
+    t
+}
+
+/// Checks the quiescent invariants of a count window after `recorded` went in (plus `pre`
+/// recorded before the threads started): the totals equal the ring's contents, the ring is as
+/// full as it must be, and it holds only outcomes that were recorded (none invented).
+fn check_count(w: &CountWindow, recorded: &[Outcome]) {
+    let contents = w.outcomes();
+    assert_eq!(w.snapshot(), tally_of(&contents));
+    assert_eq!(contents.len(), recorded.len().min(w.size() as usize));
+    let mut pool = recorded.to_vec();
+    for o in contents {
+        let at = pool
+            .iter()
+            .position(|p| *p == o)
+            .expect("an invented outcome");
+        pool.swap_remove(at);
+    }
+}
+
+fn record_concurrently(size: u32, pre: &'static [Outcome], each: &'static [Outcome]) {
+    model(move || {
+        let w = Arc::new(CountWindow::new(size).unwrap());
+        for &o in pre {
+            w.record(o);
+        }
+        let hs: Vec<_> = each
+            .iter()
+            .map(|&o| {
+                let w = w.clone();
+                thread::spawn(move || {
+                    let t = w.record(o);
+                    assert!(t.calls <= size && t.failures <= t.calls && t.slow <= t.calls);
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        let all: Vec<Outcome> = pre.iter().chain(each).copied().collect();
+        check_count(&w, &all);
+    });
+}
+
+#[test]
+fn count_two_threads_two_slots() {
+    record_concurrently(2, &[], &[Outcome::Failure, Outcome::SlowSuccess]);
+}
+
+#[test]
+fn count_two_threads_lap_the_ring() {
+    // One slot already used: the two records claim the last free slot and the first again.
+    record_concurrently(
+        2,
+        &[Outcome::SlowFailure],
+        &[Outcome::Failure, Outcome::Success],
+    );
+}
+
+#[test]
+fn count_three_threads_two_slots() {
+    record_concurrently(
+        2,
+        &[],
+        &[Outcome::Failure, Outcome::SlowSuccess, Outcome::SlowFailure],
+    );
+}
+
+#[test]
+fn count_three_threads_three_slots_full() {
+    record_concurrently(
+        3,
+        &[Outcome::Failure, Outcome::Success, Outcome::Success],
+        &[Outcome::Success, Outcome::Failure, Outcome::SlowSuccess],
+    );
+}
+
+#[test]
+fn count_success_fast_path_races_a_failure() {
+    // A window full of plain successes: one thread takes the write-free fast path while another
+    // records a failure; the failure must stay counted.
+    model(|| {
+        let w = Arc::new(CountWindow::new(2).unwrap());
+        w.record(Outcome::Success);
+        w.record(Outcome::Success);
+        let w2 = w.clone();
+        let h = thread::spawn(move || {
+            w2.record(Outcome::Failure);
+        });
+        w.record(Outcome::Success);
+        h.join().unwrap();
+        assert_eq!(
+            w.snapshot(),
+            Tally {
+                calls: 2,
+                failures: 1,
+                slow: 0
+            }
+        );
+        assert_eq!(w.snapshot(), tally_of(&w.outcomes()));
+    });
+}
+
+#[test]
+fn count_reset_races_a_record() {
+    model(|| {
+        let w = Arc::new(CountWindow::new(2).unwrap());
+        w.record(Outcome::Failure);
+        let w2 = w.clone();
+        let h = thread::spawn(move || {
+            w2.record(Outcome::SlowFailure);
+        });
+        w.reset();
+        h.join().unwrap();
+        let contents = w.outcomes();
+        assert_eq!(w.snapshot(), tally_of(&contents));
+        assert!(contents.iter().all(|o| *o == Outcome::SlowFailure));
+    });
+}
+
+/// 2 buckets of 1 ns: epoch = now.
+fn tiny_time_window() -> TimeWindow {
+    TimeWindow::new(Duration::from_nanos(2), 2).unwrap()
+}
+
+/// Whether an event at `at` is still in the span when the newest time is `now`.
+fn live(at: u64, now: u64) -> bool {
+    now - at < 2
+}
+
+#[test]
+fn time_record_races_a_rotation() {
+    // Thread A records a failure at whatever the clock reads; thread B moves the clock two buckets
+    // on (killing A's epoch if A read the old time) and records a success there. A's failure is
+    // counted exactly once if its epoch is live at the end, and not at all otherwise.
+    model(|| {
+        let clock = ManualClock::starting_at(1);
+        let w = Arc::new(tiny_time_window());
+        let (wa, ca) = (w.clone(), clock.clone());
+        let a = thread::spawn(move || {
+            let t = ca.now();
+            wa.record(t, Outcome::Failure);
+            t
+        });
+        let (wb, cb) = (w.clone(), clock.clone());
+        let b = thread::spawn(move || {
+            cb.advance(Duration::from_nanos(2));
+            wb.record(cb.now(), Outcome::Success);
+        });
+        let ta = a.join().unwrap();
+        b.join().unwrap();
+        let end = clock.now();
+        let fa = live(ta, end) as u32;
+        assert_eq!(
+            w.tally(end),
+            Tally {
+                calls: 1 + fa,
+                failures: fa,
+                slow: 0
+            }
+        );
+        // And everything ages out.
+        assert_eq!(w.tally(end + 2), Tally::default());
+    });
+}
+
+#[test]
+fn time_record_races_a_rotation_that_keeps_it() {
+    // B moves the clock one bucket on: A's epoch stays live either way, so A counts exactly once,
+    // whether it lands before the rotation, after it, or is being stamped around.
+    model(|| {
+        let clock = ManualClock::starting_at(0);
+        let w = Arc::new(tiny_time_window());
+        w.record(0, Outcome::SlowSuccess); // the bucket A writes already holds an event
+        let (wa, ca) = (w.clone(), clock.clone());
+        let a = thread::spawn(move || {
+            let t = ca.now();
+            wa.record(t, Outcome::Failure);
+        });
+        let (wb, cb) = (w.clone(), clock.clone());
+        let b = thread::spawn(move || {
+            cb.advance(Duration::from_nanos(1));
+            wb.totals(cb.now());
+        });
+        a.join().unwrap();
+        b.join().unwrap();
+        assert_eq!(
+            w.tally(1),
+            Tally {
+                calls: 2,
+                failures: 1,
+                slow: 1
+            }
+        );
+        assert_eq!(w.tally(3), Tally::default());
+    });
+}
+
+#[test]
+fn time_record_at_a_stale_time_races_two_rotations() {
+    // A adds at time 1 (a caller's `now` read earlier); B and C advance the window to 2 and 3.
+    // A's event is live until the head reaches 3: at the end it must not count.
+    model(|| {
+        let w = Arc::new(tiny_time_window());
+        w.add(1, [1, 0, 0]);
+        let wa = w.clone();
+        let a = thread::spawn(move || {
+            wa.add(1, [0, 1, 0]);
+        });
+        let wb = w.clone();
+        let b = thread::spawn(move || {
+            wb.add(2, [0, 0, 1]);
+        });
+        w.totals(3);
+        a.join().unwrap();
+        b.join().unwrap();
+        assert_eq!(w.totals(3), [0, 0, 1]);
+        assert_eq!(w.totals(4), [0, 0, 0]);
+    });
+}
+
+#[test]
+fn time_try_add_never_admits_past_the_limit() {
+    model(|| {
+        let w = Arc::new(tiny_time_window());
+        let limit = |t: Lanes| t[1] < 2;
+        let hs: Vec<_> = (0..3)
+            .map(|_| {
+                let w = w.clone();
+                thread::spawn(move || w.try_add(5, [0, 1, 0], limit).is_ok())
+            })
+            .collect();
+        let admitted = hs
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|&ok| ok)
+            .count();
+        assert_eq!(admitted, 2);
+        assert_eq!(w.totals(5), [0, 2, 0]);
+    });
+}
+
+#[test]
+fn time_try_add_races_a_rotation() {
+    // Two withdrawals against a limit while a third thread moves time on: neither admission may
+    // overdraw the totals it was checked against, and the totals stay exact.
+    model(|| {
+        let w = Arc::new(tiny_time_window());
+        w.add(0, [0, 1, 0]);
+        let limit = |t: Lanes| t[1] < 2;
+        let hs: Vec<_> = [0u64, 2]
+            .into_iter()
+            .map(|now| {
+                let w = w.clone();
+                thread::spawn(move || (now, w.try_add(now, [0, 1, 0], limit)))
+            })
+            .collect();
+        let results: Vec<_> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+        for (_, r) in &results {
+            if let Ok(after) = r {
+                assert!(after[1] <= 2);
+            }
+        }
+        // At time 2 the pre-existing event (epoch 0) has aged out, and so has an add at time 0.
+        let at2 = results
+            .iter()
+            .filter(|(now, r)| *now == 2 && r.is_ok())
+            .count() as u32;
+        assert_eq!(w.totals(2), [0, at2, 0]);
+    });
+}

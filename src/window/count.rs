@@ -16,7 +16,8 @@
 //!    new outcome would replace a plain success with a plain success: nothing changes, so return
 //!    the totals having written nothing (a healthy breaker writes no shared cache line);
 //! 2. `i = cursor.fetch_add(1) % size`; `old = slots[i].swap(code(o))`;
-//! 3. `totals.fetch_add(enc(o) - enc(old))` (wrapping, field by field; see [`TOTALS_BIAS`]).
+//! 3. `totals.fetch_add(enc(o) - enc(old))` (wrapping, field by field; see [`TOTALS_BIAS`]),
+//!    skipped when the slot already held the same outcome (the delta is zero).
 //!
 //! Every change to a slot is a `swap` whose caller applies exactly `enc(new) - enc(old)` to the
 //! totals, so for each slot the deltas telescope to `enc(final contents)`: once every recorder
@@ -29,7 +30,7 @@
 //! [`reset`](CountWindow::reset) swaps every slot to `EMPTY` and subtracts what it removed, so it
 //! keeps the same telescoping invariant while racing recorders.
 
-use super::{Outcome, Tally};
+use super::{Divisor, Outcome, Tally};
 use crate::error::ConfigError;
 use crate::sync::{AtomicU8, AtomicU64, Ordering};
 use crossbeam_utils::CachePadded;
@@ -142,8 +143,9 @@ const fn full_of_successes(size: u32) -> u64 {
 /// The outcomes of the last `size` calls, with running totals.
 ///
 /// Lock-free: [`record`](Self::record) is at most one `fetch_add` on a cursor, one `swap` of a
-/// byte and one `fetch_add` on the totals, and only a load when it records a plain success into
-/// a window already full of plain successes. Nothing allocates after [`new`](Self::new).
+/// byte and one `fetch_add` on the totals (skipped when the evicted outcome equals the new one),
+/// and only a load when it records a plain success into a window already full of plain
+/// successes. Nothing allocates after [`new`](Self::new).
 ///
 /// Under concurrent recording the totals are exact at every quiescent point (every call to
 /// `record` has returned): they equal the ring's contents. While records are in flight a reader
@@ -164,6 +166,8 @@ pub struct CountWindow {
     cursor: CachePadded<AtomicU64>,
     slots: Box<[AtomicU8]>,
     size: u32,
+    /// `claim % size` without a `div` instruction.
+    per_lap: Divisor,
 }
 
 impl CountWindow {
@@ -190,6 +194,7 @@ impl CountWindow {
             cursor: CachePadded::new(AtomicU64::new(0)),
             slots: (0..size).map(|_| AtomicU8::new(EMPTY)).collect(),
             size,
+            per_lap: Divisor::new(size as u64),
         })
     }
 
@@ -223,13 +228,18 @@ impl CountWindow {
         // Relaxed: the cursor only spreads claims over the slots; correctness of the counts rests
         // on each slot's swap, not on the cursor.
         let claim = self.cursor.fetch_add(1, Ordering::Relaxed);
-        let i = (claim % u64::from(self.size)) as usize;
+        let i = self.per_lap.div_rem(claim).1 as usize;
         // Relaxed: the swap's total order per slot is all the telescoping argument needs.
         let old = match self.slots.get(i) {
             Some(slot) => slot.swap(new, Ordering::Relaxed),
             None => return self.snapshot(), // unreachable: i < size == slots.len()
         };
         let d = delta(old, new);
+        if d == 0 {
+            // The slot held the same outcome: the totals do not change (most records in a mostly
+            // healthy window), so skip the write.
+            return self.snapshot();
+        }
         let before = self.totals.fetch_add(d, Ordering::Relaxed);
         decode(before.wrapping_add(d), self.size)
     }

@@ -118,3 +118,79 @@ impl From<[u32; 3]> for Tally {
         }
     }
 }
+
+/// Division by a divisor fixed at construction, without a `div` instruction on the hot path.
+///
+/// `c = ceil(2^128 / d)`; for every `n < 2^64`, `floor(n * c / 2^128) == n / d`: the error term
+/// `n * (c - 2^128 / d) / 2^128` is below `2^-64 < 1 / d`, too small to carry `n / d` past the next
+/// integer. Two 64x64-bit multiplications replace a 64-bit division, which costs 13 to 45 cycles
+/// of latency on the CPUs we measure and sits on the dependency chain of every record.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Divisor {
+    d: u64,
+    /// `ceil(2^128 / d)`, or 0 for `d == 1` (whose constant does not fit).
+    c: u128,
+}
+
+impl Divisor {
+    /// A divisor; `d` must be non-zero (the windows validate their sizes first).
+    pub(crate) const fn new(d: u64) -> Self {
+        let d = if d == 0 { 1 } else { d };
+        let c = if d == 1 { 0 } else { u128::MAX / d as u128 + 1 };
+        Self { d, c }
+    }
+
+    /// `n / d`.
+    #[inline]
+    pub(crate) const fn div(self, n: u64) -> u64 {
+        if self.c == 0 {
+            return n;
+        }
+        let n = n as u128;
+        let hi = n * (self.c >> 64);
+        let lo = (n * (self.c as u64 as u128)) >> 64;
+        ((hi + lo) >> 64) as u64
+    }
+
+    /// `(n / d, n % d)`.
+    #[inline]
+    pub(crate) const fn div_rem(self, n: u64) -> (u64, u64) {
+        let q = self.div(n);
+        (q, n - q * self.d)
+    }
+}
+
+#[cfg(all(test, not(resile_loom)))]
+mod tests {
+    use super::Divisor;
+
+    #[test]
+    fn divisor_matches_hardware_division() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let special = [1, 2, 3, 7, 10, 100, 1000, 1023, 1024, 65_536, 1_000_000_000];
+        let mut ds: Vec<u64> = special.to_vec();
+        ds.extend([u64::MAX, u64::MAX - 1, 1 << 63, (1 << 63) + 1, u64::MAX / 3]);
+        for _ in 0..200 {
+            let r = next();
+            ds.push(r >> (r % 64));
+        }
+        for d in ds.into_iter().filter(|&d| d != 0) {
+            let div = Divisor::new(d);
+            let mut ns = vec![0, 1, d - 1, d, d.wrapping_add(1), u64::MAX, u64::MAX - 1];
+            ns.extend([u64::MAX / d * d, (u64::MAX / d * d).wrapping_sub(1)]);
+            for _ in 0..2000 {
+                let r = next();
+                ns.push(r >> (r % 64));
+            }
+            for n in ns {
+                assert_eq!(div.div_rem(n), (n / d, n % d), "{n} / {d}");
+            }
+        }
+    }
+}

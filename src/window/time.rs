@@ -6,8 +6,8 @@
 //! in bucket `e % N`, and `lap = e / N` tells the epochs of one bucket apart. Three kinds of word:
 //!
 //! ```text
-//! totals: CachePadded<AtomicU64>   running sum of every live bucket, 3 lanes (layout: LANE_BITS)
-//! head:   CachePadded<AtomicU64>   the newest epoch any operation has seen; only grows
+//! totals: AtomicU64   running sum of every live bucket, 3 lanes (layout: LANE_BITS)  } one
+//! head:   AtomicU64   the newest epoch any operation has seen; only grows            } line
 //! words:  Box<[AtomicU64]>         N x 3 lane words: VALID | lap tag | count (layout: TAG_SHIFT)
 //! ```
 //!
@@ -52,7 +52,7 @@ use crossbeam_utils::CachePadded;
 use std::fmt;
 use std::time::Duration;
 
-use super::{Outcome, Tally};
+use super::{Divisor, Outcome, Tally};
 
 /// Three counting lanes (for a breaker: calls, failures, slow calls; for a retry budget:
 /// requests, retries, unused).
@@ -193,6 +193,12 @@ struct WordStep {
     removed: u64,
 }
 
+#[derive(Debug)]
+struct Hot {
+    totals: AtomicU64,
+    head: AtomicU64,
+}
+
 /// Counts over the last `span` of time, kept in `buckets` buckets of `span / buckets` each.
 ///
 /// An event counts from the moment it is added until its bucket falls out of the span; so the
@@ -213,11 +219,15 @@ struct WordStep {
 /// assert_eq!(w.tally(10_000_000_000).failures, 0); // aged out
 /// ```
 pub struct TimeWindow {
-    totals: CachePadded<AtomicU64>,
-    head: CachePadded<AtomicU64>,
+    /// The running totals and the head epoch, on one cache line: every operation reads both and
+    /// writes the totals, and the head changes at most once per bucket period.
+    hot: CachePadded<Hot>,
     words: Box<[AtomicU64]>,
     bucket_nanos: u64,
     buckets: u64,
+    /// `now / bucket_nanos` and `epoch / buckets` without a `div` instruction.
+    per_bucket: Divisor,
+    per_lap: Divisor,
 }
 
 impl TimeWindow {
@@ -255,11 +265,15 @@ impl TimeWindow {
             }
         };
         Ok(Self {
-            totals: CachePadded::new(AtomicU64::new(0)),
-            head: CachePadded::new(AtomicU64::new(0)),
+            hot: CachePadded::new(Hot {
+                totals: AtomicU64::new(0),
+                head: AtomicU64::new(0),
+            }),
             words: (0..3 * buckets).map(|_| AtomicU64::new(0)).collect(),
             bucket_nanos: span_n / u64::from(buckets),
             buckets: u64::from(buckets),
+            per_bucket: Divisor::new(span_n / u64::from(buckets)),
+            per_lap: Divisor::new(u64::from(buckets)),
         })
     }
 
@@ -286,9 +300,10 @@ impl TimeWindow {
     /// Moves the head to at least `epoch`; returns the head seen or set.
     #[inline]
     fn advance(&self, epoch: u64) -> u64 {
-        let mut h = self.head.load(Ordering::Acquire);
+        let mut h = self.hot.head.load(Ordering::Acquire);
         while h < epoch {
             match self
+                .hot
                 .head
                 .compare_exchange_weak(h, epoch, Ordering::AcqRel, Ordering::Acquire)
             {
@@ -318,7 +333,7 @@ impl TimeWindow {
             i = if i == 0 { n - 1 } else { i - 1 };
         }
         if removed != 0 {
-            self.totals.fetch_sub(removed, Ordering::Relaxed);
+            self.hot.totals.fetch_sub(removed, Ordering::Relaxed);
         }
     }
 
@@ -328,7 +343,11 @@ impl TimeWindow {
         let w = self.word(i, lane);
         let mut cur = w.load(Ordering::Acquire);
         loop {
-            let want = tag(live_lap(self.head.load(Ordering::Acquire), self.buckets, i));
+            let want = tag(live_lap(
+                self.hot.head.load(Ordering::Acquire),
+                self.buckets,
+                i,
+            ));
             if cur & TAG_MASK == want {
                 return 0;
             }
@@ -339,16 +358,21 @@ impl TimeWindow {
         }
     }
 
-    /// Adds `amount` of epoch `epoch` to lane `lane`; `Ok(dead count replaced)`, or `Err(())` if
-    /// the epoch died first.
+    /// Adds `amount` of epoch `epoch` (`= lap * N + i`) to lane `lane`; `Ok(dead count
+    /// replaced)`, or `Err(())` if the epoch died first.
     #[inline]
-    fn add_word(&self, epoch: u64, lane: usize, amount: u64) -> Result<u64, ()> {
-        let (lap, i) = (epoch / self.buckets, epoch % self.buckets);
+    fn add_word(
+        &self,
+        epoch: u64,
+        (lap, i): (u64, u64),
+        lane: usize,
+        amount: u64,
+    ) -> Result<u64, ()> {
         let w = self.word(i, lane);
         let mut cur = w.load(Ordering::Acquire);
         loop {
             // The head is >= epoch: this thread advanced it at least that far.
-            let h = self.head.load(Ordering::Acquire);
+            let h = self.hot.head.load(Ordering::Acquire);
             if h.wrapping_sub(epoch) >= self.buckets {
                 return Err(());
             }
@@ -372,20 +396,23 @@ impl TimeWindow {
     ///
     /// The check and the add are one compare-and-swap on the running totals, so threads racing
     /// `try_add` never admit past the predicate's limit. `admit` may run more than once (once per
-    /// lost race). An event whose bucket has already aged out (a `now` older than the span) adds
-    /// nothing but is still admitted or refused on the current totals.
+    /// lost race). A `now` whose bucket has already aged out (older than the span that ends at
+    /// the newest time seen) is refused without calling `admit`: nothing could be debited there.
+    /// So a retry budget never admits a withdrawal it did not debit; `add` and `record` with such
+    /// a `now` add nothing.
     pub fn try_add(
         &self,
         now: u64,
         delta: Lanes,
         admit: impl Fn(Lanes) -> bool,
     ) -> Result<Lanes, Lanes> {
-        let epoch = now / self.bucket_nanos;
+        let epoch = self.per_bucket.div(now);
+        // (lap, bucket), computed before any atomic so the multiplications overlap them.
+        let at = self.per_lap.div_rem(epoch);
         let head = self.advance(epoch);
-        let mut t = self.totals.load(Ordering::Relaxed);
+        let mut t = self.hot.totals.load(Ordering::Relaxed);
         if head - epoch >= self.buckets {
-            let cur = unpack(t);
-            return if admit(cur) { Ok(cur) } else { Err(cur) };
+            return Err(unpack(t));
         }
         let (after, applied) = loop {
             let cur = unpack(t);
@@ -396,10 +423,12 @@ impl TimeWindow {
             if next == t {
                 return Ok(cur);
             }
-            match self
-                .totals
-                .compare_exchange_weak(t, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match self.hot.totals.compare_exchange_weak(
+                t,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => break (next, applied),
                 Err(seen) => t = seen,
             }
@@ -412,7 +441,7 @@ impl TimeWindow {
             }
             let shift = lane as u32 * LANE_BITS;
             if !dead {
-                match self.add_word(epoch, lane, u64::from(a)) {
+                match self.add_word(epoch, at, lane, u64::from(a)) {
                     Ok(removed) => {
                         give_back += removed << shift;
                         continue;
@@ -425,7 +454,7 @@ impl TimeWindow {
         if give_back == 0 {
             Ok(unpack(after))
         } else {
-            let before = self.totals.fetch_sub(give_back, Ordering::Relaxed);
+            let before = self.hot.totals.fetch_sub(give_back, Ordering::Relaxed);
             Ok(unpack(before - give_back))
         }
     }
@@ -443,8 +472,8 @@ impl TimeWindow {
     /// The totals over the span ending at `now` (a `now` older than the newest seen reads the
     /// span ending at the newest).
     pub fn totals(&self, now: u64) -> Lanes {
-        self.advance(now / self.bucket_nanos);
-        unpack(self.totals.load(Ordering::Relaxed))
+        self.advance(self.per_bucket.div(now));
+        unpack(self.hot.totals.load(Ordering::Relaxed))
     }
 
     /// Empties the window. Events added concurrently with a reset may survive it; the totals
@@ -456,7 +485,7 @@ impl TimeWindow {
             removed += count(old) << ((k % 3) as u32 * LANE_BITS);
         }
         if removed != 0 {
-            self.totals.fetch_sub(removed, Ordering::Relaxed);
+            self.hot.totals.fetch_sub(removed, Ordering::Relaxed);
         }
     }
 }
@@ -466,8 +495,8 @@ impl fmt::Debug for TimeWindow {
         f.debug_struct("TimeWindow")
             .field("span", &self.span())
             .field("buckets", &self.buckets)
-            .field("head_epoch", &self.head.load(Ordering::Relaxed))
-            .field("totals", &unpack(self.totals.load(Ordering::Relaxed)))
+            .field("head_epoch", &self.hot.head.load(Ordering::Relaxed))
+            .field("totals", &unpack(self.hot.totals.load(Ordering::Relaxed)))
             .finish()
     }
 }
@@ -514,6 +543,11 @@ mod tests {
             }
             t
         }
+        fn add(&mut self, now: u64, d: Lanes) -> Lanes {
+            match self.try_add(now, d, |_| true) {
+                Ok(t) | Err(t) => t,
+            }
+        }
         fn try_add(
             &mut self,
             now: u64,
@@ -522,11 +556,8 @@ mod tests {
         ) -> Result<Lanes, Lanes> {
             let e = self.advance(now);
             let cur = self.sum();
-            if !admit(cur) {
+            if self.head - e >= self.n || !admit(cur) {
                 return Err(cur);
-            }
-            if self.head - e >= self.n {
-                return Ok(cur);
             }
             let mut applied = [0u32; 3];
             for j in 0..3 {
@@ -567,7 +598,7 @@ mod tests {
                     let o = Outcome::new(r & 32 != 0, r & 64 != 0);
                     assert_eq!(
                         w.record(now, o),
-                        Tally::from(m.try_add(now, o.tally().into(), |_| true).unwrap()),
+                        Tally::from(m.add(now, o.tally().into())),
                         "{ctx}"
                     );
                 }
@@ -575,7 +606,7 @@ mod tests {
                     // Large adds drive the lanes into saturation.
                     let big = (r >> 8) as u32 % (TimeWindow::MAX_LANE / 2);
                     let d = [big, big / 3, 1];
-                    assert_eq!(w.add(now, d), m.try_add(now, d, |_| true).unwrap(), "{ctx}");
+                    assert_eq!(w.add(now, d), m.add(now, d), "{ctx}");
                 }
                 6 | 7 => {
                     assert_eq!(
@@ -765,7 +796,7 @@ mod tests {
         }
         let now = clock.now();
         let t = w.totals(now);
-        let head = w.head.load(Ordering::Relaxed);
+        let head = w.hot.head.load(Ordering::Relaxed);
         let mut live = [0u32; 3];
         for i in 0..w.buckets {
             for (lane, l) in live.iter_mut().enumerate() {

@@ -1,0 +1,244 @@
+//! Retry budget: one deposit (an original request) plus one withdraw (a retry) per operation, on
+//! resile (both modes), a `std::sync::Mutex` and a `parking_lot::Mutex` baseline of the same
+//! logic, and tower 0.5's `TpsBudget`; plus the cost of one backoff computation.
+//!
+//! Every withdraw in the deposit + withdraw group is meant to succeed (ratio 1.0, or a fixed
+//! budget far above the rate), as in research/peer-bench.md. resile's window counts at most
+//! `MAX_RETRIES` (2^21 - 1) over the window, so its rows use a 20 ms window of 2 ms buckets, which
+//! no thread count here fills; the baselines keep the peer bench's 10 one-second buckets.
+
+use crate::{Case, Pool, Role};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use resile::backoff::{Backoff, Jitter};
+use resile::budget::{MAX_RETRIES, RetryBudget};
+use resile::clock::{Clock, CoarseClock, SystemClock};
+use std::hint::black_box;
+use std::time::Duration;
+use tower::retry::budget::{Budget, TpsBudget};
+
+const GROUP: &str = "budget deposit + withdraw";
+const WINDOW: Duration = Duration::from_millis(20);
+
+fn resile_fixed<C: Clock>(clock: C) -> RetryBudget<C> {
+    RetryBudget::builder()
+        .max_retries(MAX_RETRIES)
+        .window(WINDOW)
+        .buckets(10)
+        .clock(clock)
+        .build()
+        .expect("valid budget")
+}
+
+fn resile_ratio<C: Clock>(clock: C) -> RetryBudget<C> {
+    RetryBudget::builder()
+        .ratio(1.0)
+        .min_per_sec(10)
+        .window(WINDOW)
+        .buckets(10)
+        .clock(clock)
+        .build()
+        .expect("valid budget")
+}
+
+fn run_resile<C: Clock>(pool: &Pool, threads: usize, iters: u64, b: RetryBudget<C>) -> Duration {
+    pool.run_op(threads, iters, b, |b| {
+        b.deposit();
+        black_box(b.try_withdraw().is_ok());
+    })
+}
+
+fn fixed_coarse(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    run_resile(pool, threads, iters, resile_fixed(CoarseClock::new()))
+}
+
+fn ratio_coarse(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    run_resile(pool, threads, iters, resile_ratio(CoarseClock::new()))
+}
+
+fn ratio_system(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    run_resile(pool, threads, iters, resile_ratio(SystemClock::new()))
+}
+
+/// The mutex baselines' state: 10 one-second buckets of (deposits, retries) and running sums.
+struct Ring {
+    epoch: u64,
+    buckets: [(u64, u64); 10],
+    deposits: u64,
+    retries: u64,
+}
+
+const BUCKET_NANOS: u64 = 1_000_000_000;
+const RESERVE: u64 = 10 * 10; // 10 a second over 10 s
+
+impl Ring {
+    fn new() -> Self {
+        Self {
+            epoch: 0,
+            buckets: [(0, 0); 10],
+            deposits: 0,
+            retries: 0,
+        }
+    }
+
+    /// Moves the ring to `now`'s bucket, expiring at most every bucket once.
+    fn rotate(&mut self, now: u64) {
+        let e = now / BUCKET_NANOS;
+        if e <= self.epoch {
+            return;
+        }
+        let n = (e - self.epoch).min(10);
+        for k in 1..=n {
+            let i = ((self.epoch + k) % 10) as usize;
+            let (d, r) = std::mem::take(&mut self.buckets[i]);
+            self.deposits -= d;
+            self.retries -= r;
+        }
+        self.epoch = e;
+    }
+
+    fn deposit(&mut self, now: u64) {
+        self.rotate(now);
+        self.buckets[(self.epoch % 10) as usize].0 += 1;
+        self.deposits += 1;
+    }
+
+    fn withdraw(&mut self, now: u64) -> bool {
+        self.rotate(now);
+        if self.retries < self.deposits + RESERVE {
+            self.buckets[(self.epoch % 10) as usize].1 += 1;
+            self.retries += 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn std_mutex(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    let state = (std::sync::Mutex::new(Ring::new()), CoarseClock::new());
+    pool.run_op(threads, iters, state, |(m, clock)| {
+        let now = clock.now();
+        m.lock().unwrap().deposit(now);
+        let now = clock.now();
+        black_box(m.lock().unwrap().withdraw(now));
+    })
+}
+
+fn parking_lot_mutex(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    let state = (parking_lot::Mutex::new(Ring::new()), CoarseClock::new());
+    pool.run_op(threads, iters, state, |(m, clock)| {
+        let now = clock.now();
+        m.lock().deposit(now);
+        let now = clock.now();
+        black_box(m.lock().withdraw(now));
+    })
+}
+
+fn tower_tps(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    let b = TpsBudget::new(Duration::from_secs(10), 10, 1.0);
+    pool.run_op(threads, iters, b, |b| {
+        b.deposit();
+        black_box(b.withdraw());
+    })
+}
+
+fn backoff_case(jitter: Jitter, pool: &Pool, threads: usize, iters: u64) -> Duration {
+    let b = Backoff::builder()
+        .exponential(Duration::from_millis(10), 2)
+        .cap(Duration::from_secs(10))
+        .jitter(jitter)
+        .build()
+        .expect("valid backoff");
+    pool.run(threads, move |i| {
+        let mut rng = SmallRng::seed_from_u64(i as u64);
+        let mut prev = Duration::ZERO;
+        for k in 0..iters {
+            prev = b.delay(black_box((k % 16) as u32 + 1), prev, &mut rng);
+            black_box(prev);
+        }
+    })
+}
+
+fn backoff_full(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    backoff_case(Jitter::Full, pool, threads, iters)
+}
+
+fn backoff_equal(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    backoff_case(Jitter::Equal, pool, threads, iters)
+}
+
+fn backoff_decorrelated(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    backoff_case(Jitter::Decorrelated, pool, threads, iters)
+}
+
+fn backoff_none(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    backoff_case(Jitter::None, pool, threads, iters)
+}
+
+/// The budget cases: deposit + withdraw on every implementation, then one backoff computation.
+pub fn cases() -> Vec<Case> {
+    let c = |group, name, role, run| Case {
+        group,
+        name,
+        role,
+        run,
+    };
+    vec![
+        c(
+            GROUP,
+            "resile fixed (CoarseClock)",
+            Role::Resile,
+            fixed_coarse,
+        ),
+        c(
+            GROUP,
+            "resile ratio (CoarseClock)",
+            Role::Resile,
+            ratio_coarse,
+        ),
+        c(
+            GROUP,
+            "resile ratio (SystemClock)",
+            Role::Resile,
+            ratio_system,
+        ),
+        c(
+            GROUP,
+            "std::Mutex ring (CoarseClock)",
+            Role::StdMutex,
+            std_mutex,
+        ),
+        c(
+            GROUP,
+            "parking_lot::Mutex ring (CoarseClock)",
+            Role::ParkingLot,
+            parking_lot_mutex,
+        ),
+        c(GROUP, "tower 0.5 TpsBudget", Role::Peer, tower_tps),
+        c(
+            "backoff delay",
+            "exponential, no jitter",
+            Role::Resile,
+            backoff_none,
+        ),
+        c(
+            "backoff delay",
+            "exponential, full jitter",
+            Role::Resile,
+            backoff_full,
+        ),
+        c(
+            "backoff delay",
+            "exponential, equal jitter",
+            Role::Resile,
+            backoff_equal,
+        ),
+        c(
+            "backoff delay",
+            "decorrelated jitter",
+            Role::Resile,
+            backoff_decorrelated,
+        ),
+    ]
+}

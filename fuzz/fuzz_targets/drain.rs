@@ -1,0 +1,199 @@
+//! Differential fuzzing of the graceful drainer against a plain sequential model: enter, guard
+//! drop and clone, not-ready, start, wait polls (blocking with a zero timeout, and async), and clock
+//! advances, checking every result and the metrics after every step.
+#![no_main]
+
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
+use resile::clock::ManualClock;
+use resile::drain::{Drainer, Phase};
+use resile::error::Refused;
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+#[derive(Arbitrary, Debug)]
+enum Op {
+    Enter,
+    EnterOwned,
+    /// Drop the guard at this index (mod the number alive).
+    Drop(u8),
+    Clone(u8),
+    MarkNotReady,
+    Start,
+    WaitZero,
+    PollWait,
+    PollDraining,
+    DropWaitFuture,
+    Advance(u16),
+}
+
+/// The sequential model.
+#[derive(Default)]
+struct Model {
+    not_ready: bool,
+    draining: bool,
+    drained: bool,
+    count: u64,
+    admitted: u64,
+    refused: u64,
+    now: u64,
+    started_at: u64,
+    drained_at: u64,
+}
+
+impl Model {
+    fn phase(&self) -> Phase {
+        if self.drained {
+            Phase::Drained
+        } else if self.draining {
+            Phase::Draining
+        } else if self.not_ready {
+            Phase::NotReady
+        } else {
+            Phase::Serving
+        }
+    }
+    fn release(&mut self) {
+        self.count -= 1;
+        self.settle();
+    }
+    fn settle(&mut self) {
+        if self.draining && !self.drained && self.count == 0 {
+            self.drained = true;
+            self.drained_at = self.now;
+        }
+    }
+}
+
+enum Guard<'a> {
+    Borrowed(resile::drain::DrainGuard<'a, ManualClock>),
+    Owned(resile::drain::OwnedDrainGuard<ManualClock>),
+}
+
+fuzz_target!(|ops: Vec<Op>| {
+    let clock = ManualClock::new();
+    let d = Arc::new(Drainer::builder().clock(clock.clone()).build().unwrap());
+    let mut m = Model::default();
+    let mut guards: Vec<Guard<'_>> = Vec::new();
+    let mut wait_fut = Box::pin(d.wait());
+    let mut wait_live = true;
+    let mut notice = Box::pin(d.draining());
+    let mut notice_done = false;
+    let mut cx = Context::from_waker(Waker::noop());
+
+    for op in ops.iter().take(256) {
+        match op {
+            Op::Enter | Op::EnterOwned => {
+                let r = if matches!(op, Op::Enter) {
+                    d.enter().map(Guard::Borrowed)
+                } else {
+                    d.enter_owned().map(Guard::Owned)
+                };
+                if m.draining {
+                    assert_eq!(r.err(), Some(Refused::Draining));
+                    m.refused += 1;
+                } else {
+                    guards.push(r.expect("admitted while not draining"));
+                    m.count += 1;
+                    m.admitted += 1;
+                }
+            }
+            Op::Drop(i) => {
+                if !guards.is_empty() {
+                    let i = *i as usize % guards.len();
+                    drop(guards.swap_remove(i));
+                    m.release();
+                }
+            }
+            Op::Clone(i) => {
+                if !guards.is_empty() {
+                    let i = *i as usize % guards.len();
+                    let c = match &guards[i] {
+                        Guard::Borrowed(g) => Guard::Borrowed(g.clone()),
+                        Guard::Owned(g) => Guard::Owned(g.clone()),
+                    };
+                    guards.push(c);
+                    m.count += 1;
+                }
+            }
+            Op::MarkNotReady => {
+                assert_eq!(d.mark_not_ready(), !m.not_ready);
+                m.not_ready = true;
+            }
+            Op::Start => {
+                assert_eq!(d.start_draining(), !m.draining);
+                if !m.draining {
+                    m.draining = true;
+                    m.not_ready = true;
+                    m.started_at = m.now;
+                    m.settle();
+                }
+            }
+            Op::WaitZero => match d.wait_timeout(Duration::ZERO) {
+                Ok(drained) => {
+                    assert!(m.drained);
+                    assert_eq!(
+                        drained.elapsed().as_nanos() as u64,
+                        m.drained_at - m.started_at
+                    );
+                }
+                Err(t) => {
+                    assert!(!m.drained);
+                    assert_eq!(t.in_flight(), m.count);
+                }
+            },
+            Op::PollWait => {
+                if !wait_live {
+                    wait_fut = Box::pin(d.wait());
+                    wait_live = true;
+                }
+                match wait_fut.as_mut().poll(&mut cx) {
+                    Poll::Ready(drained) => {
+                        assert!(m.drained);
+                        assert_eq!(
+                            drained.elapsed().as_nanos() as u64,
+                            m.drained_at - m.started_at
+                        );
+                        wait_live = false;
+                    }
+                    Poll::Pending => assert!(!m.drained),
+                }
+            }
+            Op::DropWaitFuture => {
+                wait_fut = Box::pin(d.wait());
+                wait_live = true;
+            }
+            Op::PollDraining => {
+                if !notice_done {
+                    let ready = notice.as_mut().poll(&mut cx).is_ready();
+                    assert_eq!(ready, m.draining);
+                    notice_done = ready;
+                }
+                assert_eq!(d.is_draining(), m.draining);
+            }
+            Op::Advance(ms) => {
+                clock.advance(Duration::from_millis(u64::from(*ms)));
+                m.now += u64::from(*ms) * 1_000_000;
+            }
+        }
+        let met = d.metrics();
+        assert_eq!(met.phase, m.phase());
+        assert_eq!(d.phase(), m.phase());
+        assert_eq!(met.in_flight, if m.drained { 0 } else { m.count });
+        assert_eq!(met.admitted, m.admitted);
+        assert_eq!(met.refused, m.refused);
+        assert_eq!(d.is_ready(), !m.not_ready);
+        assert_eq!(
+            met.since_draining,
+            m.draining
+                .then(|| Duration::from_nanos(m.now - m.started_at))
+        );
+    }
+    drop(wait_fut);
+    drop(notice);
+    let n = guards.len() as u64;
+    drop(guards);
+    assert_eq!(d.in_flight(), if m.drained { 0 } else { m.count - n });
+});

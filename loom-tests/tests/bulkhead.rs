@@ -1,0 +1,243 @@
+//! loom models of the bulkhead: the races of issue #5, on the public API with limits of 1 or 2.
+#![cfg(resile_loom)]
+
+use loom::sync::atomic::{AtomicU32, Ordering};
+use loom::thread;
+use resile::bulkhead::Bulkhead;
+use resile::clock::ManualClock;
+use resile_loom_tests::model;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+/// A bulkhead on a manual clock that never moves: timed waits never time out inside a model, so
+/// a waiter finishes only if it is handed a slot or refused.
+fn bulkhead(limit: u32) -> Arc<Bulkhead<ManualClock>> {
+    Arc::new(
+        Bulkhead::builder()
+            .name("loom")
+            .limit(limit)
+            .clock(ManualClock::new())
+            .build()
+            .unwrap(),
+    )
+}
+
+const FOREVER: Duration = Duration::from_secs(3600);
+
+/// Wakes a loom thread parked in [`block_on`].
+struct Unpark(thread::Thread);
+
+impl std::task::Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs a future on the current loom thread, parking between polls.
+fn block_on<F: Future>(f: F) -> F::Output {
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        thread::park();
+    }
+}
+
+/// try_acquire racing a release and a close: at most the limit is admitted, a refusal after the
+/// close says closed, and in the end every permit is back.
+#[test]
+fn try_acquire_races_release_and_close() {
+    model(|| {
+        let b = bulkhead(1);
+        let p = b.try_acquire_owned().unwrap();
+        let releaser = thread::spawn(move || drop(p));
+        let closer = {
+            let b = b.clone();
+            thread::spawn(move || b.close())
+        };
+        let got = b.try_acquire().ok();
+        if got.is_none() {
+            // Refused: full (the release had not happened) or closed.
+            let e = b.try_acquire().err();
+            assert!(e.is_none_or(|e| e.is_full() || e.is_closed()));
+        }
+        drop(got);
+        releaser.join().unwrap();
+        assert!(closer.join().unwrap());
+        assert!(b.try_acquire().unwrap_err().is_closed());
+        assert_eq!(b.metrics().in_flight, 0);
+    });
+}
+
+/// The main target: the last release racing a blocking waiter's registration. Whatever the
+/// interleaving, the waiter finishes with the slot (no lost wakeup) and the count is exact.
+#[test]
+fn release_races_a_blocking_waiters_registration() {
+    model(|| {
+        let b = bulkhead(1);
+        let p = b.try_acquire_owned().unwrap();
+        let waiter = {
+            let b = b.clone();
+            thread::spawn(move || {
+                let permit = b.acquire_timeout(FOREVER).unwrap();
+                assert_eq!(b.metrics().in_flight, 1);
+                drop(permit);
+            })
+        };
+        drop(p);
+        waiter.join().unwrap();
+        let m = b.metrics();
+        assert_eq!((m.in_flight, m.waiting), (0, 0));
+        assert!(b.try_acquire().is_ok(), "the WAITERS bit is clear again");
+    });
+}
+
+/// The same race for a task: the future is woken and completes.
+#[test]
+fn release_races_an_async_waiters_registration() {
+    model(|| {
+        let b = bulkhead(1);
+        let p = b.try_acquire_owned().unwrap();
+        let releaser = thread::spawn(move || drop(p));
+        let permit = block_on(b.acquire()).unwrap();
+        drop(permit);
+        releaser.join().unwrap();
+        assert_eq!(b.metrics().in_flight, 0);
+        assert!(b.try_acquire().is_ok());
+    });
+}
+
+fn noop_poll<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
+    Pin::new(f).poll(&mut Context::from_waker(Waker::noop()))
+}
+
+/// A queued future dropped while the release hands it the slot: the slot goes to the next waiter
+/// (a blocked thread, which must finish), never lost and never doubled.
+#[test]
+fn cancel_races_a_hand_off() {
+    model(|| {
+        let b = bulkhead(1);
+        let p = b.try_acquire_owned().unwrap();
+        let mut first = b.clone().acquire_owned();
+        assert!(noop_poll(&mut first).is_pending());
+        let second = {
+            let b = b.clone();
+            thread::spawn(move || {
+                let permit = b.acquire_timeout(FOREVER).unwrap();
+                assert_eq!(b.metrics().in_flight, 1);
+                drop(permit);
+            })
+        };
+        let releaser = thread::spawn(move || drop(p));
+        drop(first);
+        releaser.join().unwrap();
+        second.join().unwrap();
+        let m = b.metrics();
+        assert_eq!((m.in_flight, m.waiting), (0, 0));
+    });
+}
+
+/// Growing the limit racing a waiter and a fail-fast caller: the waiter is served, nobody sees
+/// more than the limit inside, and everything is returned.
+#[test]
+fn resize_races_acquire() {
+    model(|| {
+        let b = bulkhead(1);
+        let inside = Arc::new(AtomicU32::new(0));
+        let p = b.try_acquire_owned().unwrap();
+        inside.fetch_add(1, Ordering::SeqCst);
+        let waiter = {
+            let (b, inside) = (b.clone(), inside.clone());
+            thread::spawn(move || {
+                let permit = b.acquire_timeout(FOREVER).unwrap();
+                let n = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                assert!(n <= 2, "{n} inside a bulkhead of at most 2");
+                inside.fetch_sub(1, Ordering::SeqCst);
+                drop(permit);
+            })
+        };
+        let resizer = {
+            let b = b.clone();
+            thread::spawn(move || b.set_limit(2).unwrap())
+        };
+        if let Ok(q) = b.try_acquire() {
+            let n = inside.fetch_add(1, Ordering::SeqCst) + 1;
+            assert!(n <= 2);
+            inside.fetch_sub(1, Ordering::SeqCst);
+            drop(q);
+        }
+        resizer.join().unwrap();
+        inside.fetch_sub(1, Ordering::SeqCst);
+        drop(p);
+        waiter.join().unwrap();
+        let m = b.metrics();
+        assert_eq!((m.in_flight, m.waiting, m.limit), (0, 0, 2));
+        assert!(m.peak_in_flight <= 2);
+    });
+}
+
+/// Three callers, two slots, two ways in: never more than the limit inside, and every permit
+/// back at the end.
+#[test]
+fn never_more_than_the_limit_in_flight() {
+    model(|| {
+        let b = bulkhead(2);
+        let inside = Arc::new(AtomicU32::new(0));
+        let hs: Vec<_> = (0..3)
+            .map(|i| {
+                let (b, inside) = (b.clone(), inside.clone());
+                thread::spawn(move || {
+                    let permit = if i == 0 {
+                        b.acquire_timeout(FOREVER).ok()
+                    } else {
+                        b.try_acquire().ok()
+                    };
+                    if let Some(permit) = permit {
+                        let n = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                        assert!(n <= 2, "{n} inside a bulkhead of 2");
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        drop(permit);
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        let m = b.metrics();
+        assert_eq!((m.in_flight, m.waiting), (0, 0));
+        assert!(m.peak_in_flight <= 2);
+    });
+}
+
+/// close racing a queued blocking waiter and the release: the waiter finishes either way (with
+/// the slot, or refused as closed).
+#[test]
+fn close_races_a_waiter_and_a_release() {
+    model(|| {
+        let b = bulkhead(1);
+        let p = b.try_acquire_owned().unwrap();
+        let waiter = {
+            let b = b.clone();
+            thread::spawn(move || match b.acquire_timeout(FOREVER) {
+                Ok(permit) => drop(permit),
+                Err(e) => assert!(e.is_closed()),
+            })
+        };
+        let closer = {
+            let b = b.clone();
+            thread::spawn(move || b.close())
+        };
+        drop(p);
+        waiter.join().unwrap();
+        closer.join().unwrap();
+        let m = b.metrics();
+        assert_eq!((m.in_flight, m.waiting), (0, 0));
+    });
+}

@@ -1,0 +1,189 @@
+//! loom models of the graceful drainer: every interleaving of the races its research note lists.
+#![cfg(resile_loom)]
+
+use loom::sync::Arc as LoomArc;
+use loom::sync::atomic::{AtomicBool, Ordering};
+use loom::thread;
+use resile::clock::ManualClock;
+use resile::drain::{Drainer, Phase};
+use resile_loom_tests::model;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Waits long enough that only the drain ends the wait (loom never fires a timeout).
+const FOREVER: Duration = Duration::from_secs(3600);
+
+/// A minimal executor on loom's park/unpark (loom-tests builds loom without its `futures`
+/// feature).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    struct Unpark(thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        thread::park();
+    }
+}
+
+fn drainer() -> Drainer<ManualClock> {
+    Drainer::builder()
+        .clock(ManualClock::new())
+        .build()
+        .unwrap()
+}
+
+/// enter racing start_draining: either the enter is refused, or the drain waiter returns only
+/// after the admitted guard has dropped.
+#[test]
+fn enter_racing_start_draining() {
+    model(|| {
+        let d = LoomArc::new(drainer());
+        let done = LoomArc::new(AtomicBool::new(false));
+        let worker = {
+            let (d, done) = (d.clone(), done.clone());
+            thread::spawn(move || match d.enter() {
+                Ok(g) => {
+                    done.store(true, Ordering::Relaxed);
+                    drop(g);
+                    true
+                }
+                Err(_) => false,
+            })
+        };
+        assert!(d.start_draining());
+        let drained = d.wait_timeout(FOREVER);
+        assert!(drained.is_ok());
+        let work_was_done = done.load(Ordering::Relaxed);
+        let admitted = worker.join().unwrap();
+        if admitted {
+            assert!(
+                work_was_done,
+                "the waiter returned while an admitted guard lived"
+            );
+        }
+        assert_eq!(d.phase(), Phase::Drained);
+        let m = d.metrics();
+        assert_eq!(m.admitted + m.refused, 1);
+    });
+}
+
+/// The last guard's drop racing a blocking waiter's registration: the waiter always finishes.
+#[test]
+fn last_drop_racing_blocking_waiter() {
+    model(|| {
+        let d = Arc::new(drainer());
+        let g = d.enter_owned().unwrap();
+        d.start_draining();
+        let dropper = thread::spawn(move || drop(g));
+        assert!(d.wait_timeout(FOREVER).is_ok());
+        assert_eq!(d.in_flight(), 0);
+        dropper.join().unwrap();
+    });
+}
+
+/// The same race with an async waiter (its waker registration against the final transition).
+#[test]
+fn last_drop_racing_async_waiter() {
+    model(|| {
+        let d = Arc::new(drainer());
+        let g = d.enter_owned().unwrap();
+        d.start_draining();
+        let dropper = thread::spawn(move || drop(g));
+        block_on(d.wait());
+        assert!(d.is_drained());
+        dropper.join().unwrap();
+    });
+}
+
+/// A refused enter's undo racing the last guard's drop: exactly one of them completes the
+/// drain, and the waiter finishes.
+#[test]
+fn refused_enter_racing_last_drop() {
+    model(|| {
+        let d = Arc::new(drainer());
+        let g = d.enter_owned().unwrap();
+        d.start_draining();
+        let late = {
+            let d = d.clone();
+            thread::spawn(move || assert!(d.enter().is_err()))
+        };
+        let dropper = thread::spawn(move || drop(g));
+        assert!(d.wait_timeout(FOREVER).is_ok());
+        late.join().unwrap();
+        dropper.join().unwrap();
+        assert_eq!(d.phase(), Phase::Drained);
+        assert_eq!(d.in_flight(), 0);
+    });
+}
+
+/// Concurrent start_draining: exactly one call returns true, and a draining() waiter wakes.
+#[test]
+fn concurrent_start_draining() {
+    model(|| {
+        let d = Arc::new(drainer());
+        let g = d.enter_owned().unwrap();
+        let starters: Vec<_> = (0..2)
+            .map(|_| {
+                let d = d.clone();
+                thread::spawn(move || d.start_draining())
+            })
+            .collect();
+        block_on(d.draining());
+        assert!(d.is_draining());
+        assert!(d.enter().is_err());
+        let firsts = starters
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .filter(|&first| first)
+            .count();
+        assert_eq!(firsts, 1);
+        drop(g);
+        assert!(d.is_drained());
+    });
+}
+
+/// Parent and child: draining the parent drains the child first, and the parent's waiter
+/// returns only after the child's work has finished.
+#[test]
+fn parent_drains_child_first() {
+    model(|| {
+        let parent = Arc::new(drainer());
+        let child = parent.child().unwrap();
+        let work = child.enter_owned().unwrap();
+        let worker = thread::spawn(move || drop(work));
+        let starter = {
+            let parent = parent.clone();
+            thread::spawn(move || parent.start_draining())
+        };
+        assert!(parent.wait_timeout(FOREVER).is_ok());
+        assert!(child.is_drained(), "the parent drained before its child");
+        worker.join().unwrap();
+        assert!(starter.join().unwrap());
+    });
+}
+
+/// A child created while the parent starts draining is either refused or drained with it: the
+/// parent never waits forever on a child nobody drains.
+#[test]
+fn child_creation_racing_parent_drain() {
+    model(|| {
+        let parent = Arc::new(drainer());
+        let maker = {
+            let parent = parent.clone();
+            thread::spawn(move || parent.child().ok())
+        };
+        parent.start_draining();
+        assert!(parent.wait_timeout(FOREVER).is_ok());
+        if let Some(child) = maker.join().unwrap() {
+            assert!(child.is_drained());
+        }
+    });
+}
