@@ -185,6 +185,7 @@ mod tests {
     }
 }
 
+pub mod breaker;
 pub mod budget;
 pub mod bulkhead;
 pub mod drain;
@@ -196,6 +197,7 @@ pub fn all_cases() -> Vec<Case> {
     let mut v = Vec::new();
     v.extend(floor::cases());
     v.extend(window::cases());
+    v.extend(breaker::cases());
     v.extend(budget::cases());
     v.extend(bulkhead::cases());
     v.extend(drain::cases());

@@ -295,16 +295,33 @@ impl<C: Clock> CircuitBreaker<C> {
             };
             return Ok(Permit::new(self, state::generation(w), start));
         }
+        if s == state::OPEN {
+            // The refusal path: one clock reading, no write to the word.
+            let now = self.clock.now();
+            if let Some(left) = state::remaining(w, now) {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(CircuitOpen::new(
+                    Refusal::Open,
+                    Some(Duration::from_nanos(left)),
+                ));
+            }
+            return self.acquire_timed(w, now);
+        }
         self.acquire_slow(w)
     }
 
     #[cold]
-    fn acquire_slow(&self, mut w: u64) -> Result<Permit<'_, C>, CircuitOpen> {
+    fn acquire_slow(&self, w: u64) -> Result<Permit<'_, C>, CircuitOpen> {
         let now = if state::state_bits(w) == state::FORCED_OPEN {
             0
         } else {
             self.clock.now()
         };
+        self.acquire_timed(w, now)
+    }
+
+    #[cold]
+    fn acquire_timed(&self, mut w: u64, now: u64) -> Result<Permit<'_, C>, CircuitOpen> {
         loop {
             let step = state::acquire(w, now, &self.params);
             if step.next != w {
@@ -507,6 +524,11 @@ impl<C: Clock> CircuitBreaker<C> {
     #[inline]
     fn record(&self, generation: u32, start: u64, failed: bool) {
         let w = self.word.load(Ordering::Acquire);
+        if !failed && self.slow_nanos.is_none() && state::is_clean(w, generation) {
+            // The healthy path: a fast success into a window full of fast successes changes
+            // nothing, so nothing is written.
+            return;
+        }
         if state::generation(w) != generation {
             return;
         }

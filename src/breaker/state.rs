@@ -210,6 +210,13 @@ pub(crate) fn state_bits(w: u64) -> u64 {
     w & STATE_MASK
 }
 
+/// Whether `w` is closed in `generation`, not held, with `CLEAN` set: one masked compare.
+#[inline]
+pub(crate) fn is_clean(w: u64, generation_: u32) -> bool {
+    w & (STATE_MASK | CLEAN | HOLD | (GEN_MASK << GEN_SHIFT))
+        == CLOSED | CLEAN | (u64::from(generation_) << GEN_SHIFT)
+}
+
 /// The generation in `w`.
 #[inline]
 pub(crate) fn generation(w: u64) -> u32 {
