@@ -310,6 +310,28 @@ impl<C: Clock> CircuitBreaker<C> {
         self.acquire_slow(w)
     }
 
+    /// [`try_acquire`](Self::try_acquire) for a shared breaker: the permit keeps it alive, so it
+    /// can move into a future or another thread (the `tower` service's response future holds one).
+    ///
+    /// ```
+    /// use resile::breaker::CircuitBreaker;
+    /// use std::sync::Arc;
+    /// let breaker = Arc::new(CircuitBreaker::builder().build().unwrap());
+    /// let permit = breaker.try_acquire_owned().unwrap();
+    /// std::thread::spawn(move || permit.failure()).join().unwrap();
+    /// assert_eq!(breaker.metrics().failures, 1);
+    /// ```
+    #[inline]
+    pub fn try_acquire_owned(self: &std::sync::Arc<Self>) -> Result<OwnedPermit<C>, CircuitOpen> {
+        let (_, generation, start) = self.try_acquire()?.take();
+        Ok(OwnedPermit {
+            breaker: self.clone(),
+            generation,
+            start,
+            done: false,
+        })
+    }
+
     #[cold]
     fn acquire_slow(&self, w: u64) -> Result<Permit<'_, C>, CircuitOpen> {
         let now = if state::state_bits(w) == state::FORCED_OPEN {
@@ -703,6 +725,87 @@ impl<'a, C: Clock> Permit<'a, C> {
 
 impl<C: Clock> Drop for Permit<'_, C> {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.breaker.record(self.generation, self.start, true);
+        } else {
+            self.breaker.release(self.generation);
+        }
+    }
+}
+
+/// A [`Permit`] that owns an `Arc` of its breaker: see
+/// [`try_acquire_owned`](CircuitBreaker::try_acquire_owned). Dropped without a report it is
+/// released as a [`Permit`] is.
+///
+/// ```
+/// use resile::breaker::CircuitBreaker;
+/// use std::sync::Arc;
+/// let breaker = Arc::new(CircuitBreaker::builder().build().unwrap());
+/// breaker.try_acquire_owned().unwrap().success();
+/// breaker.try_acquire_owned().unwrap().ignore();
+/// drop(breaker.try_acquire_owned().unwrap());
+/// assert_eq!(breaker.metrics().calls, 1);
+/// ```
+#[must_use = "a permit reports the call's outcome: call success(), failure() or ignore()"]
+pub struct OwnedPermit<C: Clock = SystemClock> {
+    breaker: std::sync::Arc<CircuitBreaker<C>>,
+    generation: u32,
+    start: u64,
+    /// Reported: the drop has nothing left to do.
+    done: bool,
+}
+
+impl<C: Clock> fmt::Debug for OwnedPermit<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedPermit")
+            .field("breaker", &self.breaker.name)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Clock> OwnedPermit<C> {
+    /// The breaker this permit belongs to.
+    pub fn breaker(&self) -> &std::sync::Arc<CircuitBreaker<C>> {
+        &self.breaker
+    }
+
+    /// The call succeeded.
+    #[inline]
+    pub fn success(self) {
+        self.resolve_as(ErrorClass::Success);
+    }
+
+    /// The call failed.
+    #[inline]
+    pub fn failure(self) {
+        self.resolve_as(ErrorClass::Failure);
+    }
+
+    /// The outcome says nothing about the dependency: release the permit, record nothing.
+    #[inline]
+    pub fn ignore(self) {
+        self.resolve_as(ErrorClass::Ignore);
+    }
+
+    /// Reports the outcome `class` says.
+    #[inline]
+    pub fn resolve_as(mut self, class: ErrorClass) {
+        self.done = true;
+        let (b, g, s) = (&self.breaker, self.generation, self.start);
+        match class {
+            ErrorClass::Success => b.record(g, s, false),
+            ErrorClass::Failure => b.record(g, s, true),
+            ErrorClass::Ignore => b.release(g),
+        }
+    }
+}
+
+impl<C: Clock> Drop for OwnedPermit<C> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
         if std::thread::panicking() {
             self.breaker.record(self.generation, self.start, true);
         } else {
