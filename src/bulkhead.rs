@@ -665,6 +665,20 @@ impl<C: Clock> Bulkhead<C> {
         }
     }
 
+    /// The clock reading a timed wait starts from (for [`Self::timed_out`]): the `tower`
+    /// service's wait, which races [`AcquireOwned`] with the caller's timer.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn wait_started(&self) -> u64 {
+        self.clock.now()
+    }
+
+    /// Counts a wait begun at `start` (a [`Self::wait_started`] reading) that timed out, and
+    /// builds its error.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn timed_out(&self, start: u64) -> BulkheadError {
+        self.refuse(Refusal::TimedOut(start))
+    }
+
     /// Counts a refusal and builds its error.
     #[cold]
     fn refuse(&self, refusal: Refusal) -> BulkheadError {
