@@ -28,6 +28,9 @@ pub mod drain;
 pub mod error;
 pub mod policy;
 pub mod retry;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
 pub(crate) mod wait;
 pub mod window;
 
