@@ -26,6 +26,7 @@ pub mod bulkhead;
 pub mod clock;
 pub mod drain;
 pub mod error;
+pub mod observe;
 pub mod policy;
 pub mod retry;
 #[cfg(feature = "tower")]

@@ -1,0 +1,184 @@
+//! Each primitive's series, as a `metrics` recorder sees them: names, labels and values.
+#![cfg(feature = "metrics")]
+
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use metrics_util::{CompositeKey, MetricKind};
+use resile::breaker::CircuitBreaker;
+use resile::budget::RetryBudget;
+use resile::bulkhead::Bulkhead;
+use resile::drain::Drainer;
+use resile::observe::{Report, state_change_hook};
+use std::collections::HashMap;
+
+type Series = HashMap<(String, Vec<(String, String)>), DebugValue>;
+
+/// Runs `f` with a local recorder and returns every series it set, keyed by name and sorted
+/// labels.
+fn record(f: impl FnOnce()) -> Series {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter: Snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, f);
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(k, _, _, v): (CompositeKey, _, _, _)| {
+            let key = k.key();
+            let mut labels: Vec<_> = key
+                .labels()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect();
+            labels.sort();
+            let _: MetricKind = k.kind();
+            ((key.name().to_owned(), labels), v)
+        })
+        .collect()
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut v: Vec<_> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    v.sort();
+    v
+}
+
+fn gauge(s: &Series, name: &str, l: &[(&str, &str)]) -> f64 {
+    match s.get(&(name.to_owned(), labels(l))) {
+        Some(DebugValue::Gauge(v)) => v.into_inner(),
+        other => panic!("{name} {l:?}: {other:?} in {:#?}", s.keys()),
+    }
+}
+
+fn counter(s: &Series, name: &str, l: &[(&str, &str)]) -> u64 {
+    match s.get(&(name.to_owned(), labels(l))) {
+        Some(DebugValue::Counter(v)) => *v,
+        other => panic!("{name} {l:?}: {other:?} in {:#?}", s.keys()),
+    }
+}
+
+#[test]
+fn breaker_series() {
+    let breaker = CircuitBreaker::builder()
+        .name("db")
+        .count_window(2)
+        .minimum_calls(2)
+        .build()
+        .unwrap();
+    breaker.try_acquire().unwrap().success();
+    breaker.try_acquire().unwrap().failure(); // 50%: open
+    assert!(breaker.try_acquire().is_err());
+    let s = record(|| breaker.report());
+    let name = [("name", "db")];
+    assert_eq!(
+        gauge(
+            &s,
+            "resile_breaker_state",
+            &[("name", "db"), ("state", "open")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        gauge(
+            &s,
+            "resile_breaker_state",
+            &[("name", "db"), ("state", "closed")]
+        ),
+        0.0
+    );
+    assert_eq!(gauge(&s, "resile_breaker_window_calls", &name), 2.0);
+    assert_eq!(gauge(&s, "resile_breaker_window_failures", &name), 1.0);
+    assert_eq!(gauge(&s, "resile_breaker_window_slow_calls", &name), 0.0);
+    assert_eq!(gauge(&s, "resile_breaker_failure_rate", &name), 0.5);
+    assert_eq!(gauge(&s, "resile_breaker_slow_call_rate", &name), 0.0);
+    assert_eq!(counter(&s, "resile_breaker_refused_total", &name), 1);
+}
+
+#[test]
+fn the_hook_counts_transitions() {
+    let s = record(|| {
+        let breaker = CircuitBreaker::builder()
+            .on_state_change(state_change_hook("db"))
+            .build()
+            .unwrap();
+        breaker.force_open();
+        breaker.reset();
+        breaker.force_open();
+    });
+    let open = [("name", "db"), ("from", "closed"), ("to", "forced_open")];
+    assert_eq!(counter(&s, "resile_breaker_transitions_total", &open), 2);
+    let back = [("name", "db"), ("from", "forced_open"), ("to", "closed")];
+    assert_eq!(counter(&s, "resile_breaker_transitions_total", &back), 1);
+}
+
+#[test]
+fn budget_series() {
+    let budget = RetryBudget::builder().max_retries(2).build().unwrap();
+    budget.deposit();
+    budget.try_withdraw().unwrap();
+    budget.try_withdraw().unwrap();
+    assert!(budget.try_withdraw().is_err());
+    let s = record(|| budget.report_as("db"));
+    let name = [("name", "db")];
+    assert_eq!(gauge(&s, "resile_budget_balance", &name), 0.0);
+    assert_eq!(counter(&s, "resile_budget_deposits_total", &name), 1);
+    assert_eq!(counter(&s, "resile_budget_retries_granted_total", &name), 2);
+    assert_eq!(counter(&s, "resile_budget_retries_refused_total", &name), 1);
+    let s = record(|| budget.report());
+    assert_eq!(
+        counter(
+            &s,
+            "resile_budget_retries_granted_total",
+            &[("name", "budget")]
+        ),
+        2
+    );
+}
+
+#[test]
+fn bulkhead_series() {
+    let b = Bulkhead::builder().name("reads").limit(2).build().unwrap();
+    let p = b.try_acquire().unwrap();
+    let q = b.try_acquire().unwrap();
+    assert!(b.try_acquire().is_err());
+    drop(q);
+    let s = record(|| b.report());
+    let name = [("name", "reads")];
+    assert_eq!(gauge(&s, "resile_bulkhead_in_flight", &name), 1.0);
+    assert_eq!(gauge(&s, "resile_bulkhead_limit", &name), 2.0);
+    assert_eq!(gauge(&s, "resile_bulkhead_waiting", &name), 0.0);
+    assert_eq!(gauge(&s, "resile_bulkhead_peak_in_flight", &name), 2.0);
+    assert_eq!(counter(&s, "resile_bulkhead_refused_total", &name), 1);
+    drop(p);
+}
+
+#[test]
+fn drain_series() {
+    let d = Drainer::new();
+    let g = d.enter().unwrap();
+    d.start_draining();
+    assert!(d.enter().is_err());
+    let s = record(|| d.report_as("api"));
+    let name = [("name", "api")];
+    assert_eq!(
+        gauge(
+            &s,
+            "resile_drain_phase",
+            &[("name", "api"), ("phase", "draining")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        gauge(
+            &s,
+            "resile_drain_phase",
+            &[("name", "api"), ("phase", "serving")]
+        ),
+        0.0
+    );
+    assert_eq!(gauge(&s, "resile_drain_in_flight", &name), 1.0);
+    assert_eq!(counter(&s, "resile_drain_admitted_total", &name), 1);
+    assert_eq!(counter(&s, "resile_drain_refused_total", &name), 1);
+    drop(g);
+}
