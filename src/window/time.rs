@@ -14,26 +14,43 @@
 //! Epoch `e` is *live* while `head - e < N`. The totals count exactly the live lane words, plus,
 //! while operations are in flight, amounts on their way in or out.
 //!
+//! **Locating.** An operation first loads the head `h`; if `now` falls in `h`'s own bucket (`now -
+//! h * bucket_nanos < bucket_nanos`: a multiply, the common case) its epoch is `h` and nothing
+//! moves. Otherwise `e = now / bucket_nanos` (the only division), and it advances if `e > h`.
+//! The lap and bucket of `e` come from a multiply by a precomputed reciprocal of `N`, not a
+//! division (`split`).
+//!
 //! **Advancing.** An operation at epoch `e > head` moves `head` to `e` with one CAS. The winner
 //! *stamps* the buckets whose epoch changed, at most `N` of them however long the idle time was:
 //! each lane word whose tag is not the live lap of its bucket is replaced by `(live lap, 0)`, and
 //! the counts removed are subtracted from the totals in one `fetch_sub`. A stamp changes the word
 //! even when its count is 0, so that a recorder that decided "my epoch is live" just before the
-//! head moved finds its CAS failing and looks again.
+//! head moved finds its CAS failing (or its `fetch_add` returning another tag) and looks again.
 //!
 //! **Adding** `delta` at epoch `e` (`add`, `try_add`, `record`):
 //! 1. advance the head to `e` (above); if `e` is already dead, add nothing;
 //! 2. check-and-add on the totals in one CAS (`try_add`'s admission and the debit are this one
 //!    step, so concurrent `try_add`s can never admit past the predicate's limit); lanes saturate
 //!    at [`TimeWindow::MAX_LANE`], and only what the totals took goes on;
-//! 3. for each lane with a non-zero amount, CAS the lane word of bucket `e % N`: load the word,
-//!    then the head; if `e` is dead now, undo the lane's amount on the totals (the event aged out
-//!    while it was being added); if the word carries `e`'s lap, add to its count; otherwise the
-//!    word holds a dead epoch whose stamp has not happened yet: replace it with `(lap(e), amount)`
-//!    and subtract the dead count from the totals (helping the stamper).
+//! 3. for each lane with a non-zero amount, add to the lane word of bucket `e % N`. Load the word.
+//!    *Fast path*, the word carries `e`'s lap (the advance that made `e` the head stamped it):
+//!    `fetch_add` the amount and check the tag the `fetch_add` returns. The count cannot carry
+//!    into the tag, since it and the amount are both already in the totals, whose lane is at most
+//!    `MAX_LANE`. If the tag is still `e`'s lap, done: the amount is in `e`'s word, counted once,
+//!    or, if `e` died meanwhile, removed with the word by the stamp still pending on it. If the tag
+//!    changed between the load and the `fetch_add` (`e` died and the word was stamped or replaced,
+//!    or a reset zeroed it), the amount sits in a foreign word: CAS it back out while the tag is
+//!    still the one the `fetch_add` returned and undo it on the totals; if the tag changed again
+//!    first, whoever changed it removed the whole count, this amount included, and subtracted it
+//!    from the totals (aged out). *CAS path*, any other tag: load the head; if `e` is dead now,
+//!    undo the lane's amount on the totals (the event aged out while it was being added);
+//!    otherwise the word holds a dead epoch whose stamp has not happened yet (or `0`): CAS it to
+//!    `(lap(e), amount)` and subtract the dead count from the totals (helping the stamper); if
+//!    the CAS fails, look again.
 //!
-//! **Exactly once or aged out.** Every amount leaves a lane word only through a successful CAS,
-//! and the thread whose CAS removed it subtracts it from the totals; every amount enters the
+//! **Exactly once or aged out.** Every amount leaves a lane word only through a successful CAS
+//! (a stamp, a replace, a take-back) or a reset's swap, and the thread that removed it subtracts
+//! it from the totals; every amount enters the
 //! totals before its word and is undone if it never reaches a word. So once no operation is in
 //! flight, the totals equal the sum of the words, and a word of a dead epoch has been stamped
 //! (zeroed) by the advance that killed it: an event raced by a rotation is either in a live word
@@ -98,15 +115,19 @@ const LANE_MASK: u64 = (1 << LANE_BITS) - 1;
 /// | state                 | meaning                                | set by                    |
 /// |-----------------------|----------------------------------------|---------------------------|
 /// | `0`                   | never written (or reset): no epoch     | `new`, `reset`            |
-/// | `VALID, live lap, c`  | `c` events of the bucket's live epoch  | adders (add to `c`)       |
+/// | `VALID, live lap, c`  | `c` events of the bucket's live epoch  | adders (`fetch_add` to `c`, or CAS) |
 /// | `VALID, dead lap, c`  | `c` events of an epoch that died; its stamp is pending | (left by time) |
 /// | `VALID, live lap, 0`  | stamped: the epoch started empty        | advancers, adders         |
 ///
 /// A dead word is cleared by whoever CASes it first: the advancer (stamp) or an adder of the
-/// live epoch (replace); either subtracts the count it removed.
+/// live epoch (replace); either subtracts the count it removed. An adder's fast-path
+/// `fetch_add` changes only the count, and only of a word it just saw carrying its own lap; if
+/// the tag changed in between, its amount is in a foreign word (`VALID, other lap, c + a`, or
+/// `0, a` after a reset) until it CASes `a` back out (take-back) or the next stamp or replace
+/// removes it with the rest of the count.
 ///
-/// Orderings: word CASes are `AcqRel` and word loads `Acquire`, head CASes `AcqRel` and head
-/// loads `Acquire`. A thread that writes lap `l` to a word has first seen (or made) `head >= e`;
+/// Orderings: word CASes and `fetch_add`s are `AcqRel` and word loads `Acquire`, head CASes
+/// `AcqRel` and head loads `Acquire`. A thread that writes lap `l` to a word has first seen (or made) `head >= e`;
 /// a thread that then reads that word with `Acquire` and loads the head afterwards therefore sees
 /// `head >= e` too, so "this word's lap is not the live lap under the head I just read" always
 /// means "its epoch is dead", never "its epoch is newer than my view of the head".
@@ -137,6 +158,28 @@ const fn live_lap(head: u64, n: u64, i: u64) -> u64 {
     } else {
         lap.wrapping_sub(1)
     }
+}
+
+/// `min(2^64 / n, u64::MAX)` for `n >= 1`, the multiplier of [`split`].
+const fn reciprocal(n: u64) -> u64 {
+    let r = (1u128 << 64) / n as u128;
+    if r > u64::MAX as u128 {
+        u64::MAX
+    } else {
+        r as u64
+    }
+}
+
+/// `(e / n, e % n)` with a multiply by `recip = reciprocal(n)` instead of a division.
+///
+/// `q = floor(e * recip / 2^64)` is the quotient or one less: `e / n - e * recip / 2^64 =
+/// e * (2^64 / n - recip) / 2^64 < e / 2^64 < 1`, as `0 <= 2^64 / n - recip <= 1`. So the
+/// remainder `e - q * n` is below `2n`, and one correction step finishes.
+#[inline]
+const fn split(e: u64, n: u64, recip: u64) -> (u64, u64) {
+    let q = ((e as u128 * recip as u128) >> 64) as u64;
+    let r = e - q * n;
+    if r >= n { (q + 1, r - n) } else { (q, r) }
 }
 
 #[inline]
@@ -200,7 +243,8 @@ struct WordStep {
 /// operation has passed in: an add with an older `now` still lands in its own bucket if that
 /// bucket is live, and is dropped if it has aged out.
 ///
-/// Lock-free; an add is a CAS on the totals plus a CAS on one lane word per non-zero lane, and
+/// Lock-free; an add is a CAS on the totals plus one `fetch_add` on a lane word per non-zero lane
+/// (a CAS in the rare case that the word still holds a dead epoch), and
 /// after any idle time the first operation stamps at most `3 * buckets` words (never a loop over
 /// the elapsed periods). Nothing allocates after [`new`](Self::new).
 ///
@@ -218,6 +262,9 @@ pub struct TimeWindow {
     words: Box<[AtomicU64]>,
     bucket_nanos: u64,
     buckets: u64,
+    /// `min(2^64 / buckets, u64::MAX)`: splits an epoch into lap and bucket by a multiply
+    /// ([`split`](Self::split)) instead of a division.
+    recip: u64,
 }
 
 impl TimeWindow {
@@ -260,6 +307,7 @@ impl TimeWindow {
             words: (0..3 * buckets).map(|_| AtomicU64::new(0)).collect(),
             bucket_nanos: span_n / u64::from(buckets),
             buckets: u64::from(buckets),
+            recip: reciprocal(u64::from(buckets)),
         })
     }
 
@@ -283,10 +331,27 @@ impl TimeWindow {
         &self.words[bucket as usize * 3 + lane]
     }
 
-    /// Moves the head to at least `epoch`; returns the head seen or set.
+    /// The epoch of `now`, after moving the head to at least it: `(epoch, head seen or set)`.
+    ///
+    /// Fast path: `now` falls in the head's own bucket, `head * bucket_nanos <= now <
+    /// (head + 1) * bucket_nanos` (no overflow, as `head <= u64::MAX / bucket_nanos`): one load
+    /// and one multiply, no division and no write. Otherwise one division, and a CAS if the head
+    /// moves.
     #[inline]
-    fn advance(&self, epoch: u64) -> u64 {
-        let mut h = self.head.load(Ordering::Acquire);
+    fn locate(&self, now: u64) -> (u64, u64) {
+        let h = self.head.load(Ordering::Acquire);
+        match now.checked_sub(h * self.bucket_nanos) {
+            Some(d) if d < self.bucket_nanos => (h, h),
+            _ => {
+                let epoch = now / self.bucket_nanos;
+                (epoch, self.advance(h, epoch))
+            }
+        }
+    }
+
+    /// Moves the head, last seen at `h`, to at least `epoch`; returns the head seen or set.
+    #[inline]
+    fn advance(&self, mut h: u64, epoch: u64) -> u64 {
         while h < epoch {
             match self
                 .head
@@ -339,13 +404,60 @@ impl TimeWindow {
         }
     }
 
-    /// Adds `amount` of epoch `epoch` to lane `lane`; `Ok(dead count replaced)`, or `Err(())` if
-    /// the epoch died first.
+    /// Adds `amount` of epoch `epoch` to lane `lane`; `Ok(dead count replaced)`, `Err(())` if the
+    /// epoch died first and the amount must go back off the totals.
     #[inline]
     fn add_word(&self, epoch: u64, lane: usize, amount: u64) -> Result<u64, ()> {
-        let (lap, i) = (epoch / self.buckets, epoch % self.buckets);
+        let (lap, i) = split(epoch, self.buckets, self.recip);
         let w = self.word(i, lane);
-        let mut cur = w.load(Ordering::Acquire);
+        let want = tag(lap);
+        let cur = w.load(Ordering::Acquire);
+        if cur & TAG_MASK == want {
+            // Fast path: the word carries the epoch's lap, so add to its count in place. The sum
+            // cannot carry into the tag: the count and `amount` are both already in the totals,
+            // whose lane is at most MAX_LANE = COUNT_MASK (module docs).
+            let prev = w.fetch_add(amount, Ordering::AcqRel);
+            if prev & TAG_MASK == want {
+                // Counted once (or, if the epoch died meanwhile, removed with the word by its
+                // pending stamp, which subtracts it from the totals: aged out).
+                return Ok(0);
+            }
+            return Self::take_back(w, prev, amount);
+        }
+        self.add_word_cas(w, cur, epoch, lap, amount)
+    }
+
+    /// The fast path's `fetch_add` of `amount` landed on a word whose tag changed after the load
+    /// saw the epoch's lap: the epoch died (a stamp or a newer epoch's adder replaced the word)
+    /// or the window was reset. Takes the amount back out of the word: `Err(())`, the caller
+    /// takes it off the totals; or, if the word's tag changed again first, whoever changed it
+    /// removed the whole count, this amount included, and took it off the totals: `Ok(0)`.
+    #[cold]
+    fn take_back(w: &AtomicU64, prev: u64, amount: u64) -> Result<u64, ()> {
+        let t = prev & TAG_MASK;
+        let mut cur = prev + amount;
+        loop {
+            // `count < amount` only after a reset raced twice (tag 0 again): gone as well.
+            if cur & TAG_MASK != t || count(cur) < amount {
+                return Ok(0);
+            }
+            match w.compare_exchange(cur, cur - amount, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Err(()),
+                Err(seen) => cur = seen,
+            }
+        }
+    }
+
+    /// The CAS path of [`add_word`](Self::add_word), from the word last seen as `cur`.
+    #[cold]
+    fn add_word_cas(
+        &self,
+        w: &AtomicU64,
+        mut cur: u64,
+        epoch: u64,
+        lap: u64,
+        amount: u64,
+    ) -> Result<u64, ()> {
         loop {
             // The head is >= epoch: this thread advanced it at least that far.
             let h = self.head.load(Ordering::Acquire);
@@ -380,8 +492,7 @@ impl TimeWindow {
         delta: Lanes,
         admit: impl Fn(Lanes) -> bool,
     ) -> Result<Lanes, Lanes> {
-        let epoch = now / self.bucket_nanos;
-        let head = self.advance(epoch);
+        let (epoch, head) = self.locate(now);
         let mut t = self.totals.load(Ordering::Relaxed);
         if head - epoch >= self.buckets {
             let cur = unpack(t);
@@ -443,7 +554,7 @@ impl TimeWindow {
     /// The totals over the span ending at `now` (a `now` older than the newest seen reads the
     /// span ending at the newest).
     pub fn totals(&self, now: u64) -> Lanes {
-        self.advance(now / self.bucket_nanos);
+        self.locate(now);
         unpack(self.totals.load(Ordering::Relaxed))
     }
 
@@ -668,6 +779,21 @@ mod tests {
         );
         // An event older than the span is not counted.
         assert_eq!(w.record(0, Outcome::Failure).calls, 1);
+    }
+
+    #[test]
+    fn split_by_reciprocal_matches_division() {
+        let mut next = rng(7);
+        for n in 1..=u64::from(TimeWindow::MAX_BUCKETS) {
+            let r = reciprocal(n);
+            let mut es = vec![0, 1, n - 1, n, n + 1, u64::MAX, u64::MAX - 1, u64::MAX - n];
+            es.extend((u64::MAX / n - 2..=u64::MAX / n).map(|q| q * n));
+            es.extend((0..64).map(|_| next()));
+            es.extend((0..64).map(|_| next() >> (next() % 64)));
+            for e in es {
+                assert_eq!(split(e, n, r), (e / n, e % n), "e {e} n {n}");
+            }
+        }
     }
 
     #[test]
