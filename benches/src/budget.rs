@@ -14,6 +14,7 @@ use resile::backoff::{Backoff, Jitter};
 use resile::budget::{MAX_RETRIES, RetryBudget};
 use resile::clock::{Clock, CoarseClock, SystemClock};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tower::retry::budget::{Budget, TpsBudget};
 
@@ -143,6 +144,43 @@ fn tower_tps(pool: &Pool, threads: usize, iters: u64) -> Duration {
     })
 }
 
+/// The floor: what any design with one check-and-debit word per call costs at least, two CAS
+/// loops on one shared word (the deposit's and the withdraw's), plus the clock reads resile's
+/// ratio rows make (two `CoarseClock::now`).
+fn floor_cas(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    pool.run_op(threads, iters, AtomicU64::new(0), |w| {
+        for delta in [1u64, 1 << 32] {
+            let mut cur = w.load(Ordering::Relaxed);
+            while let Err(seen) = w.compare_exchange_weak(
+                cur,
+                cur.wrapping_add(delta),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                cur = seen;
+            }
+        }
+    })
+}
+
+fn floor_cas_clock(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    let state = (AtomicU64::new(0), CoarseClock::new());
+    pool.run_op(threads, iters, state, |(w, clock)| {
+        for delta in [1u64, 1 << 32] {
+            black_box(clock.now());
+            let mut cur = w.load(Ordering::Relaxed);
+            while let Err(seen) = w.compare_exchange_weak(
+                cur,
+                cur.wrapping_add(delta),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                cur = seen;
+            }
+        }
+    })
+}
+
 fn backoff_case(jitter: Jitter, pool: &Pool, threads: usize, iters: u64) -> Duration {
     let b = Backoff::builder()
         .exponential(Duration::from_millis(10), 2)
@@ -216,6 +254,13 @@ pub fn cases() -> Vec<Case> {
             parking_lot_mutex,
         ),
         c(GROUP, "tower 0.5 TpsBudget", Role::Peer, tower_tps),
+        c(GROUP, "floor: CAS loop x2", Role::Floor, floor_cas),
+        c(
+            GROUP,
+            "floor: (CoarseClock::now + CAS loop) x2",
+            Role::Floor,
+            floor_cas_clock,
+        ),
         c(
             "backoff delay",
             "exponential, no jitter",

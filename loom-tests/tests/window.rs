@@ -237,6 +237,51 @@ fn time_record_at_a_stale_time_races_two_rotations() {
 }
 
 #[test]
+fn time_fast_path_add_races_a_rotation_that_kills_it() {
+    // Bucket 0's words already carry epoch 0's lap, so A's add at time 0 takes the `fetch_add`
+    // fast path; B moves the head to 2 (killing epoch 0, stamping bucket 0) and adds to the very
+    // word A adds to. A's amounts must age out whether they land before the stamp, after it (the
+    // take-back), or A finds the epoch dead on arrival; B's stays counted exactly once.
+    model(|| {
+        let w = Arc::new(tiny_time_window());
+        w.add(0, [1, 1, 0]);
+        let wa = w.clone();
+        let a = thread::spawn(move || {
+            wa.add(0, [1, 1, 0]);
+        });
+        let wb = w.clone();
+        let b = thread::spawn(move || {
+            wb.add(2, [1, 0, 0]);
+        });
+        a.join().unwrap();
+        b.join().unwrap();
+        assert_eq!(w.totals(2), [1, 0, 0]);
+        assert_eq!(w.totals(4), [0, 0, 0]);
+    });
+}
+
+#[test]
+fn time_fast_path_add_races_a_reset() {
+    // A's fast-path add races a reset that zeroes the word under it: A's event may or may not
+    // survive, but the totals equal the words afterwards, so everything ages out to exactly 0.
+    model(|| {
+        let w = Arc::new(tiny_time_window());
+        w.add(0, [1, 0, 0]);
+        let wa = w.clone();
+        let a = thread::spawn(move || {
+            wa.add(0, [1, 0, 0]);
+        });
+        w.reset();
+        a.join().unwrap();
+        let t = w.totals(1);
+        assert!(t == [0, 0, 0] || t == [1, 0, 0], "{t:?}");
+        w.add(1, [0, 1, 0]);
+        assert_eq!(w.totals(2), [0, 1, 0]);
+        assert_eq!(w.totals(3), [0, 0, 0]);
+    });
+}
+
+#[test]
 fn time_try_add_never_admits_past_the_limit() {
     model(|| {
         let w = Arc::new(tiny_time_window());
