@@ -187,3 +187,29 @@ fn child_creation_racing_parent_drain() {
         }
     });
 }
+
+/// A blocking wait whose deadline passes (the clock moves, then it is unparked) racing the last
+/// guard's drop: it reports drained, or a timeout that names the guard still in flight, never a
+/// timeout with nothing in flight.
+#[test]
+fn wait_timeout_racing_last_drop() {
+    model(|| {
+        let clock = ManualClock::new();
+        let d = Arc::new(Drainer::builder().clock(clock.clone()).build().unwrap());
+        let g = d.enter_owned().unwrap();
+        d.start_draining();
+        let waiter = {
+            let d = d.clone();
+            thread::spawn(move || d.wait_timeout(Duration::from_secs(1)))
+        };
+        let dropper = thread::spawn(move || drop(g));
+        clock.advance(Duration::from_secs(2));
+        waiter.thread().unpark();
+        match waiter.join().unwrap() {
+            Ok(_) => {}
+            Err(t) => assert_eq!(t.in_flight(), 1, "timed out with {t}"),
+        }
+        dropper.join().unwrap();
+        assert!(d.is_drained());
+    });
+}
