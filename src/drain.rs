@@ -560,7 +560,8 @@ impl<C: Clock> Drainer<C> {
 
     /// Starts draining: from now on every [`enter`](Self::enter) is refused, children start
     /// draining, and [`draining`](Self::draining) waiters wake. Idempotent; returns whether this
-    /// call started it.
+    /// call started it. When any call returns (the first or not), this drainer and its children
+    /// refuse new work.
     ///
     /// ```
     /// use resile::drain::Drainer;
@@ -576,6 +577,9 @@ impl<C: Clock> Drainer<C> {
             .compare_exchange(UNSET, now, Ordering::Relaxed, Ordering::Relaxed);
         let prev = self.word.fetch_or(DRAINING | NOT_READY, Ordering::AcqRel);
         if prev & DRAINING != 0 {
+            // The first caller may not have reached the children yet: start them here too
+            // (idempotent), so that whichever call returns, the children refuse new work.
+            self.drain_children();
             return false;
         }
         self.started.fire();

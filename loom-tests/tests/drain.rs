@@ -213,3 +213,30 @@ fn wait_timeout_racing_last_drop() {
         assert!(d.is_drained());
     });
 }
+
+/// Two racing start_draining calls on a parent with a child: once either call has returned (the
+/// first or not), the child refuses new work too.
+#[test]
+fn racing_start_draining_calls_both_return_with_children_draining() {
+    model(|| {
+        let parent = Arc::new(drainer());
+        let child = parent.child().unwrap();
+        let starters: Vec<_> = (0..2)
+            .map(|_| {
+                let (parent, child) = (parent.clone(), child.clone());
+                thread::spawn(move || {
+                    parent.start_draining();
+                    assert!(
+                        child.enter().is_err(),
+                        "the child admitted work after start_draining returned"
+                    );
+                })
+            })
+            .collect();
+        for s in starters {
+            s.join().unwrap();
+        }
+        assert!(parent.wait_timeout(FOREVER).is_ok());
+        assert!(child.is_drained());
+    });
+}
