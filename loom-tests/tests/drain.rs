@@ -240,3 +240,24 @@ fn racing_start_draining_calls_both_return_with_children_draining() {
         assert!(child.is_drained());
     });
 }
+
+/// An async waiter first polled with one waker, then re-polled with another while the last guard
+/// drops: the re-registration replaces the waker (or sees the fire), so the wait completes.
+#[test]
+fn repolled_async_waiter_racing_last_drop() {
+    model(|| {
+        let d = Arc::new(drainer());
+        let g = d.enter_owned().unwrap();
+        d.start_draining();
+        let mut w = Box::pin(d.wait());
+        let noop = std::task::Waker::noop();
+        let pending =
+            std::future::Future::poll(w.as_mut(), &mut std::task::Context::from_waker(noop))
+                .is_pending();
+        assert!(pending);
+        let dropper = thread::spawn(move || drop(g));
+        block_on(w);
+        assert!(d.is_drained());
+        dropper.join().unwrap();
+    });
+}
