@@ -69,7 +69,9 @@
 //!
 //! "The operation that leaves the count at 0" is one of: `start_draining` finding no work in
 //! flight, the last guard's drop, or the undo of a refused `enter` (which briefly held the count
-//! above zero). Each tries a compare-exchange from "draining, count 0" to "drained"; if it fails
+//! above zero); a timed-out `wait_timeout` that finds the count at 0 before that operation's
+//! compare-exchange makes it too. Each tries a compare-exchange from "draining, count 0" to
+//! "drained"; if it fails
 //! because another refused `enter` has just raised the count, that `enter`'s own undo will try
 //! again. The compare-exchange succeeds exactly once, and only its winner fires the broadcast, so
 //! every waiter is woken exactly once. A waiter returns only on DRAINED, which is set only while
@@ -558,7 +560,8 @@ impl<C: Clock> Drainer<C> {
 
     /// Starts draining: from now on every [`enter`](Self::enter) is refused, children start
     /// draining, and [`draining`](Self::draining) waiters wake. Idempotent; returns whether this
-    /// call started it.
+    /// call started it. When any call returns (the first or not), this drainer and its children
+    /// refuse new work.
     ///
     /// ```
     /// use resile::drain::Drainer;
@@ -574,6 +577,9 @@ impl<C: Clock> Drainer<C> {
             .compare_exchange(UNSET, now, Ordering::Relaxed, Ordering::Relaxed);
         let prev = self.word.fetch_or(DRAINING | NOT_READY, Ordering::AcqRel);
         if prev & DRAINING != 0 {
+            // The first caller may not have reached the children yet: start them here too
+            // (idempotent), so that whichever call returns, the children refuse new work.
+            self.drain_children();
             return false;
         }
         self.started.fire();
@@ -750,10 +756,23 @@ impl<C: Clock> Drainer<C> {
     pub fn wait_timeout(&self, timeout: Duration) -> Result<Drained, DrainTimeout> {
         match self.block_until(DRAINED, &self.drained, timeout) {
             Ok(()) => Ok(self.drained_report()),
-            Err((start, now)) => Err(DrainTimeout {
-                in_flight: self.in_flight(),
-                waited: Duration::from_nanos(now.saturating_sub(start)),
-            }),
+            Err((start, now)) => {
+                // The last guard may have dropped since the deadline check, its compare-exchange
+                // to DRAINED not yet made: complete the drain for it rather than report a timeout
+                // with nothing in flight.
+                let mut word = self.word.load(Ordering::Acquire);
+                if completes_drain(word) {
+                    self.try_complete(word);
+                    word = self.word.load(Ordering::Acquire);
+                }
+                if word & DRAINED != 0 {
+                    return Ok(self.drained_report());
+                }
+                Err(DrainTimeout {
+                    in_flight: in_flight_of(word),
+                    waited: Duration::from_nanos(now.saturating_sub(start)),
+                })
+            }
         }
     }
 

@@ -241,3 +241,89 @@ fn close_races_a_waiter_and_a_release() {
         assert_eq!((m.in_flight, m.waiting), (0, 0));
     });
 }
+
+/// A queued future re-polled with a new waker while the release hands it the slot: the hand-off
+/// wakes the latest waker (or the re-poll sees the grant), so the future always completes.
+#[test]
+fn repoll_with_a_new_waker_races_a_hand_off() {
+    model(|| {
+        let b = bulkhead(1);
+        let p = b.try_acquire_owned().unwrap();
+        let mut f = b.clone().acquire_owned();
+        assert!(noop_poll(&mut f).is_pending());
+        let releaser = thread::spawn(move || drop(p));
+        let permit = block_on(f).unwrap();
+        drop(permit);
+        releaser.join().unwrap();
+        let m = b.metrics();
+        assert_eq!((m.in_flight, m.waiting), (0, 0));
+    });
+}
+
+/// A queued future dropped while the bulkhead closes and the slot is released: nothing is
+/// leaked, the queue ends empty, and the bulkhead stays closed.
+#[test]
+fn cancel_races_close_and_release() {
+    model(|| {
+        let b = bulkhead(1);
+        let p = b.try_acquire_owned().unwrap();
+        let mut f = b.clone().acquire_owned();
+        assert!(noop_poll(&mut f).is_pending());
+        let closer = {
+            let b = b.clone();
+            thread::spawn(move || b.close())
+        };
+        let releaser = thread::spawn(move || drop(p));
+        drop(f);
+        closer.join().unwrap();
+        releaser.join().unwrap();
+        let m = b.metrics();
+        assert_eq!((m.in_flight, m.waiting), (0, 0));
+        assert!(b.try_acquire().unwrap_err().is_closed());
+    });
+}
+
+/// A blocking waiter whose deadline passes (the clock moves, then it is unparked) while the
+/// release hands it the slot, with a second waiter queued behind it: the first either keeps the
+/// slot (it came in time) or gives it on to the second; the second is always served.
+#[test]
+fn timeout_races_a_hand_off() {
+    model(|| {
+        let clock = ManualClock::new();
+        let b = Arc::new(
+            Bulkhead::builder()
+                .name("loom")
+                .limit(1)
+                .clock(clock.clone())
+                .build()
+                .unwrap(),
+        );
+        let p = b.try_acquire_owned().unwrap();
+        let first = {
+            let b = b.clone();
+            thread::spawn(move || match b.acquire_timeout(Duration::from_secs(1)) {
+                Ok(permit) => drop(permit),
+                Err(e) => assert!(e.is_timed_out(), "{e}"),
+            })
+        };
+        while b.metrics().waiting < 1 {
+            thread::yield_now();
+        }
+        let second = {
+            let b = b.clone();
+            thread::spawn(move || drop(b.acquire_timeout(FOREVER).unwrap()))
+        };
+        while b.metrics().waiting < 2 {
+            thread::yield_now();
+        }
+        let releaser = thread::spawn(move || drop(p));
+        clock.advance(Duration::from_secs(2));
+        first.thread().unpark();
+        first.join().unwrap();
+        releaser.join().unwrap();
+        second.join().unwrap();
+        let m = b.metrics();
+        assert_eq!((m.in_flight, m.waiting), (0, 0));
+        assert!(b.try_acquire().is_ok());
+    });
+}

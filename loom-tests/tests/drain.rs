@@ -187,3 +187,77 @@ fn child_creation_racing_parent_drain() {
         }
     });
 }
+
+/// A blocking wait whose deadline passes (the clock moves, then it is unparked) racing the last
+/// guard's drop: it reports drained, or a timeout that names the guard still in flight, never a
+/// timeout with nothing in flight.
+#[test]
+fn wait_timeout_racing_last_drop() {
+    model(|| {
+        let clock = ManualClock::new();
+        let d = Arc::new(Drainer::builder().clock(clock.clone()).build().unwrap());
+        let g = d.enter_owned().unwrap();
+        d.start_draining();
+        let waiter = {
+            let d = d.clone();
+            thread::spawn(move || d.wait_timeout(Duration::from_secs(1)))
+        };
+        let dropper = thread::spawn(move || drop(g));
+        clock.advance(Duration::from_secs(2));
+        waiter.thread().unpark();
+        match waiter.join().unwrap() {
+            Ok(_) => {}
+            Err(t) => assert_eq!(t.in_flight(), 1, "timed out with {t}"),
+        }
+        dropper.join().unwrap();
+        assert!(d.is_drained());
+    });
+}
+
+/// Two racing start_draining calls on a parent with a child: once either call has returned (the
+/// first or not), the child refuses new work too.
+#[test]
+fn racing_start_draining_calls_both_return_with_children_draining() {
+    model(|| {
+        let parent = Arc::new(drainer());
+        let child = parent.child().unwrap();
+        let starters: Vec<_> = (0..2)
+            .map(|_| {
+                let (parent, child) = (parent.clone(), child.clone());
+                thread::spawn(move || {
+                    parent.start_draining();
+                    assert!(
+                        child.enter().is_err(),
+                        "the child admitted work after start_draining returned"
+                    );
+                })
+            })
+            .collect();
+        for s in starters {
+            s.join().unwrap();
+        }
+        assert!(parent.wait_timeout(FOREVER).is_ok());
+        assert!(child.is_drained());
+    });
+}
+
+/// An async waiter first polled with one waker, then re-polled with another while the last guard
+/// drops: the re-registration replaces the waker (or sees the fire), so the wait completes.
+#[test]
+fn repolled_async_waiter_racing_last_drop() {
+    model(|| {
+        let d = Arc::new(drainer());
+        let g = d.enter_owned().unwrap();
+        d.start_draining();
+        let mut w = Box::pin(d.wait());
+        let noop = std::task::Waker::noop();
+        let pending =
+            std::future::Future::poll(w.as_mut(), &mut std::task::Context::from_waker(noop))
+                .is_pending();
+        assert!(pending);
+        let dropper = thread::spawn(move || drop(g));
+        block_on(w);
+        assert!(d.is_drained());
+        dropper.join().unwrap();
+    });
+}
