@@ -78,6 +78,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::drain::Drainer;
 use crate::error::{BulkheadError, CircuitOpen, ConfigError, Refused, RetryError};
 use crate::retry::{AlwaysRetry, Classify, Retry};
+use crate::sync::{AtomicU64, Ordering};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use std::fmt;
@@ -348,11 +349,39 @@ pub struct Policy<
     breaker: Option<Arc<CircuitBreaker<B>>>,
     retry: Option<Retry<R, K>>,
     fallback: F,
+    seed: Option<Seed>,
+}
+
+/// A policy's jitter source when seeded: call `n` draws from a small rng seeded with `seed` and
+/// `n`, so a single-threaded run replays exactly and concurrent calls never share an rng (no
+/// lock: one relaxed `fetch_add` per call that retries).
+#[derive(Debug)]
+struct Seed {
+    seed: u64,
+    calls: AtomicU64,
+}
+
+impl Seed {
+    fn new(seed: u64) -> Self {
+        Self {
+            seed,
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    /// The rng of the next call. Relaxed: the counter only has to hand out distinct numbers.
+    fn next_rng(&self) -> SmallRng {
+        let n = self.calls.fetch_add(1, Ordering::Relaxed);
+        // SmallRng's seeding scrambles the u64, so consecutive calls get unrelated streams.
+        SmallRng::seed_from_u64(self.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
 }
 
 impl<D: Clock, H: Clock, B: Clock, R: Clock + Clone, K: Clone, F: Clone> Clone
     for Policy<D, H, B, R, K, F>
 {
+    /// A policy sharing the same primitives. A seeded policy's clone continues from the calls
+    /// made so far, with its own counter: the two then draw the same sequence.
     fn clone(&self) -> Self {
         Self {
             drainer: self.drainer.clone(),
@@ -360,6 +389,10 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock + Clone, K: Clone, F: Clone> Clone
             breaker: self.breaker.clone(),
             retry: self.retry.clone(),
             fallback: self.fallback.clone(),
+            seed: self.seed.as_ref().map(|s| Seed {
+                seed: s.seed,
+                calls: AtomicU64::new(s.calls.load(Ordering::Relaxed)),
+            }),
         }
     }
 }
@@ -371,6 +404,7 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F> fmt::Debug for Policy<D, H, B
             .field("bulkhead", &self.bulkhead)
             .field("breaker", &self.breaker)
             .field("retry", &self.retry)
+            .field("rng_seed", &self.seed.as_ref().map(|s| s.seed))
             .finish_non_exhaustive()
     }
 }
@@ -384,6 +418,7 @@ impl Policy {
             breaker: None,
             retry: None,
             fallback: NoFallback,
+            seed: None,
         }
     }
 }
@@ -462,14 +497,16 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F> Policy<D, H, B, R, K, F> {
             None => op().map_err(CallError::Inner),
         };
         match &self.retry {
-            Some(retry) => retry
-                .run_classified(
-                    &Through(retry.classifier()),
-                    &mut rand::rng(),
-                    attempt,
-                    sleep,
-                )
-                .map_err(PolicyError::from_retry),
+            Some(retry) => {
+                let classify = Through(retry.classifier());
+                match &self.seed {
+                    Some(seed) => {
+                        retry.run_classified(&classify, &mut seed.next_rng(), attempt, sleep)
+                    }
+                    None => retry.run_classified(&classify, &mut rand::rng(), attempt, sleep),
+                }
+                .map_err(PolicyError::from_retry)
+            }
             None => {
                 let mut attempt = attempt;
                 attempt().map_err(|e| PolicyError::from_retry(once(e)))
@@ -564,7 +601,10 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F> Policy<D, H, B, R, K, F> {
         };
         match &self.retry {
             Some(retry) => {
-                let rng = SmallRng::from_rng(&mut rand::rng());
+                let rng = match &self.seed {
+                    Some(seed) => seed.next_rng(),
+                    None => SmallRng::from_rng(&mut rand::rng()),
+                };
                 retry
                     .run_async_classified(&Through(retry.classifier()), rng, attempt, &mut sleep)
                     .await
@@ -610,6 +650,7 @@ pub struct PolicyBuilder<
     breaker: Option<Arc<CircuitBreaker<B>>>,
     retry: Option<Retry<R, K>>,
     fallback: F,
+    seed: Option<u64>,
 }
 
 impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F> fmt::Debug for PolicyBuilder<D, H, B, R, K, F> {
@@ -619,6 +660,7 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F> fmt::Debug for PolicyBuilder<
             .field("bulkhead", &self.bulkhead)
             .field("breaker", &self.breaker)
             .field("retry", &self.retry)
+            .field("rng_seed", &self.seed)
             .finish_non_exhaustive()
     }
 }
@@ -633,6 +675,7 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F> PolicyBuilder<D, H, B, R, K, 
             breaker: self.breaker,
             retry: self.retry,
             fallback: self.fallback,
+            seed: self.seed,
         }
     }
 
@@ -648,6 +691,7 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F> PolicyBuilder<D, H, B, R, K, 
             breaker: self.breaker,
             retry: self.retry,
             fallback: self.fallback,
+            seed: self.seed,
         }
     }
 
@@ -663,6 +707,7 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F> PolicyBuilder<D, H, B, R, K, 
             breaker: Some(breaker),
             retry: self.retry,
             fallback: self.fallback,
+            seed: self.seed,
         }
     }
 
@@ -675,7 +720,40 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F> PolicyBuilder<D, H, B, R, K, 
             breaker: self.breaker,
             retry: Some(retry),
             fallback: self.fallback,
+            seed: self.seed,
         }
+    }
+
+    /// Draw the backoff jitter from a seeded rng instead of the thread's: call `n` of the policy
+    /// (counted from its build) gets a small rng derived from `seed` and `n`, so a simulation or
+    /// test that makes the same calls in the same order sees the same delays on every run. Calls
+    /// on several threads still get distinct streams, but which call gets which number then
+    /// depends on the schedule. Without it, jitter comes from the thread's rng.
+    ///
+    /// ```
+    /// use resile::backoff::Backoff;
+    /// use resile::clock::ManualClock;
+    /// use resile::policy::Policy;
+    /// use resile::retry::Retry;
+    /// use std::time::Duration;
+    ///
+    /// let delays = || {
+    ///     let clock = ManualClock::new();
+    ///     let backoff = Backoff::builder().exponential(Duration::from_millis(10), 2).build()?; // full jitter
+    ///     let retry = Retry::builder().max_attempts(4).backoff(backoff).clock(clock.clone()).build()?;
+    ///     let policy = Policy::builder().retry(retry).rng_seed(42).build()?;
+    ///     let mut slept = Vec::new();
+    ///     for _ in 0..3 {
+    ///         let _ = policy.call_with_sleep(|| Err::<(), _>("busy"), |d| slept.push(d));
+    ///     }
+    ///     Ok::<_, resile::error::ConfigError>(slept)
+    /// };
+    /// assert_eq!(delays()?, delays()?);
+    /// # Ok::<(), resile::error::ConfigError>(())
+    /// ```
+    pub fn rng_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
     }
 
     /// Answer with `fallback(&error)` when it returns `Some` (e.g. cached data while the breaker
@@ -690,6 +768,7 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F> PolicyBuilder<D, H, B, R, K, 
             breaker: self.breaker,
             retry: self.retry,
             fallback,
+            seed: self.seed,
         }
     }
 
@@ -706,6 +785,7 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F> PolicyBuilder<D, H, B, R, K, 
             breaker: self.breaker,
             retry: self.retry,
             fallback: self.fallback,
+            seed: self.seed.map(Seed::new),
         })
     }
 }
