@@ -13,6 +13,12 @@
 //! awaits [`Drainer::draining`] to end itself. A [`child`](Drainer::child) drainer holds one guard
 //! of its parent, so draining the parent drains the children first.
 //!
+//! With feature `tracing`, each phase transition is one `INFO` event with target `resile::drain`,
+//! emitted by the one thread that made it: `phase = "not_ready"` (by the `mark_not_ready` that
+//! changed it), `phase = "draining"` with `in_flight` (by the `start_draining` that started it)
+//! and `phase = "drained"` with `elapsed_ms` since draining started (by whoever completed the
+//! drain). [`enter`](Drainer::enter) and guard drops never emit anything.
+//!
 //! ```
 //! use resile::drain::Drainer;
 //! use std::time::Duration;
@@ -536,7 +542,16 @@ impl<C: Clock> Drainer<C> {
             }
         }
         // We won: record the time, wake every waiter once, then release our parent's guard.
-        self.drained_at.store(self.clock.now(), Ordering::Release);
+        let now = self.clock.now();
+        self.drained_at.store(now, Ordering::Release);
+        #[cfg(feature = "tracing")]
+        {
+            // started_at was stored before the fetch_or that set DRAINING, which our AcqRel CAS
+            // read: it is visible here.
+            let started = self.started_at.load(Ordering::Relaxed);
+            let elapsed_ms = Duration::from_nanos(now.saturating_sub(started)).as_millis() as u64;
+            tracing::info!(target: "resile::drain", phase = "drained", elapsed_ms, "drainer drained");
+        }
         self.drained.fire();
         let parent = lock(&self.parent).take();
         drop(parent);
@@ -555,7 +570,13 @@ impl<C: Clock> Drainer<C> {
     /// assert!(d.enter().is_ok());
     /// ```
     pub fn mark_not_ready(&self) -> bool {
-        self.word.fetch_or(NOT_READY, Ordering::Release) & NOT_READY == 0
+        let first = self.word.fetch_or(NOT_READY, Ordering::Release) & NOT_READY == 0;
+        #[cfg(feature = "tracing")]
+        if first {
+            // NOT_READY was clear, so draining had not started either: serving -> not-ready.
+            tracing::info!(target: "resile::drain", phase = "not_ready", "drainer marked not ready");
+        }
+        first
     }
 
     /// Starts draining: from now on every [`enter`](Self::enter) is refused, children start
@@ -582,6 +603,13 @@ impl<C: Clock> Drainer<C> {
             self.drain_children();
             return false;
         }
+        #[cfg(feature = "tracing")]
+        tracing::info!(
+            target: "resile::drain",
+            phase = "draining",
+            in_flight = in_flight_of(prev),
+            "drainer started draining"
+        );
         self.started.fire();
         self.drain_children();
         self.try_complete(prev | DRAINING | NOT_READY);

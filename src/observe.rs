@@ -1,6 +1,7 @@
 //! Observability: each primitive's counters through the [`metrics`](https://docs.rs/metrics)
 //! facade (feature `metrics`), and breaker transitions as [`tracing`](https://docs.rs/tracing)
-//! events (feature `tracing`).
+//! events (feature `tracing`; the drainer emits its own phase transitions, see
+//! [`drain`](crate::drain)).
 //!
 //! Nothing here touches the hot path. [`Report::report`] reads a primitive's `metrics()`
 //! snapshot and sets gauges and counters: call it from your scrape handler or a periodic task.

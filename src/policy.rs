@@ -17,7 +17,8 @@
 //! A call that does not succeed returns a [`PolicyError`] that says which layer refused and why.
 //! A breaker refusal ends the call (it is never retried: the breaker said the dependency is down,
 //! and its [`retry_after`](PolicyError::retry_after) says for how long). Every other error of the
-//! operation is retried when the retry's classifier says so; the breaker records it as a failure.
+//! operation is retried when the retry's classifier says so; the breaker records it as a failure,
+//! unless [`PolicyBuilder::classify`] says it is ignored or counts as a success.
 //!
 //! The primitives stay independent of each other: this module is the only one that knows all
 //! four. Each is shared through an `Arc`, so one breaker or budget can guard several policies.
@@ -72,12 +73,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use crate::breaker::{CallError, CircuitBreaker};
+use crate::breaker::{CallError, CircuitBreaker, ErrorClass};
 use crate::bulkhead::Bulkhead;
 use crate::clock::{Clock, SystemClock};
 use crate::drain::Drainer;
 use crate::error::{BulkheadError, CircuitOpen, ConfigError, Refused, RetryError};
 use crate::retry::{AlwaysRetry, Classify, Retry};
+use crate::sync::{AtomicU64, Ordering};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use std::fmt;
@@ -295,6 +297,48 @@ impl<T, E, F: Fn(&PolicyError<E>) -> Option<T>> Fallback<T, E> for F {
     }
 }
 
+/// What an operation's error counts as for the policy's breaker: implemented by
+/// [`AllErrorsFail`] (the default) and by every `Fn(&E) -> ErrorClass`; set it with
+/// [`PolicyBuilder::classify`].
+///
+/// ```
+/// use resile::breaker::ErrorClass;
+/// use resile::policy::ClassifyError;
+/// let not_found_is_fine = |e: &u16| if *e == 404 { ErrorClass::Success } else { ErrorClass::Failure };
+/// assert_eq!(not_found_is_fine.classify(&404), ErrorClass::Success);
+/// assert_eq!(not_found_is_fine.classify(&503), ErrorClass::Failure);
+/// ```
+pub trait ClassifyError<E> {
+    /// What `error` counts as: a failure, ignored (the permit is released, nothing recorded),
+    /// or a success.
+    fn classify(&self, error: &E) -> ErrorClass;
+}
+
+/// The default breaker classification of a [`Policy`]: every error of the operation is a
+/// failure.
+///
+/// ```
+/// use resile::breaker::ErrorClass;
+/// use resile::policy::{AllErrorsFail, ClassifyError};
+/// assert_eq!(AllErrorsFail.classify(&"not found"), ErrorClass::Failure);
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AllErrorsFail;
+
+impl<E> ClassifyError<E> for AllErrorsFail {
+    #[inline]
+    fn classify(&self, _: &E) -> ErrorClass {
+        ErrorClass::Failure
+    }
+}
+
+impl<E, C: Fn(&E) -> ErrorClass> ClassifyError<E> for C {
+    #[inline]
+    fn classify(&self, error: &E) -> ErrorClass {
+        self(error)
+    }
+}
+
 /// The retry's classifier, widened to an attempt through the breaker: a breaker refusal is never
 /// retried.
 struct Through<'a, K>(&'a K);
@@ -321,7 +365,8 @@ impl<E, K: Classify<E>> Classify<CallError<E>> for Through<'_, K> {
 /// operation once.
 ///
 /// The type parameters are the clocks of the drainer (`D`), bulkhead (`H`), breaker (`B`) and
-/// retry (`R`), the retry's classifier `K` and the fallback `F`; the builder infers them.
+/// retry (`R`), the retry's classifier `K`, the fallback `F` and the breaker's error
+/// classification `C`; the builder infers them.
 ///
 /// ```
 /// use resile::breaker::CircuitBreaker;
@@ -342,17 +387,47 @@ pub struct Policy<
     R: Clock = SystemClock,
     K = AlwaysRetry,
     F = NoFallback,
+    C = AllErrorsFail,
 > {
     drainer: Option<Arc<Drainer<D>>>,
     bulkhead: Option<Arc<Bulkhead<H>>>,
     breaker: Option<Arc<CircuitBreaker<B>>>,
     retry: Option<Retry<R, K>>,
     fallback: F,
+    seed: Option<Seed>,
+    classify: C,
 }
 
-impl<D: Clock, H: Clock, B: Clock, R: Clock + Clone, K: Clone, F: Clone> Clone
-    for Policy<D, H, B, R, K, F>
+/// A policy's jitter source when seeded: call `n` draws from a small rng seeded with `seed` and
+/// `n`, so a single-threaded run replays exactly and concurrent calls never share an rng (no
+/// lock: one relaxed `fetch_add` per call that retries).
+#[derive(Debug)]
+struct Seed {
+    seed: u64,
+    calls: AtomicU64,
+}
+
+impl Seed {
+    fn new(seed: u64) -> Self {
+        Self {
+            seed,
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    /// The rng of the next call. Relaxed: the counter only has to hand out distinct numbers.
+    fn next_rng(&self) -> SmallRng {
+        let n = self.calls.fetch_add(1, Ordering::Relaxed);
+        // SmallRng's seeding scrambles the u64, so consecutive calls get unrelated streams.
+        SmallRng::seed_from_u64(self.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+}
+
+impl<D: Clock, H: Clock, B: Clock, R: Clock + Clone, K: Clone, F: Clone, C: Clone> Clone
+    for Policy<D, H, B, R, K, F, C>
 {
+    /// A policy sharing the same primitives. A seeded policy's clone continues from the calls
+    /// made so far, with its own counter: the two then draw the same sequence.
     fn clone(&self) -> Self {
         Self {
             drainer: self.drainer.clone(),
@@ -360,17 +435,23 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock + Clone, K: Clone, F: Clone> Clone
             breaker: self.breaker.clone(),
             retry: self.retry.clone(),
             fallback: self.fallback.clone(),
+            seed: self.seed.as_ref().map(|s| Seed {
+                seed: s.seed,
+                calls: AtomicU64::new(s.calls.load(Ordering::Relaxed)),
+            }),
+            classify: self.classify.clone(),
         }
     }
 }
 
-impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F> fmt::Debug for Policy<D, H, B, R, K, F> {
+impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> fmt::Debug for Policy<D, H, B, R, K, F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Policy")
             .field("drainer", &self.drainer)
             .field("bulkhead", &self.bulkhead)
             .field("breaker", &self.breaker)
             .field("retry", &self.retry)
+            .field("rng_seed", &self.seed.as_ref().map(|s| s.seed))
             .finish_non_exhaustive()
     }
 }
@@ -384,11 +465,13 @@ impl Policy {
             breaker: None,
             retry: None,
             fallback: NoFallback,
+            seed: None,
+            classify: AllErrorsFail,
         }
     }
 }
 
-impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F> Policy<D, H, B, R, K, F> {
+impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C> {
     /// The drainer, if the policy has one.
     pub fn drainer(&self) -> Option<&Arc<Drainer<D>>> {
         self.drainer.as_ref()
@@ -418,6 +501,7 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F> Policy<D, H, B, R, K, F> {
     where
         K: Classify<E>,
         F: Fallback<T, E>,
+        C: ClassifyError<E>,
     {
         self.call_with_sleep(op, std::thread::sleep)
     }
@@ -435,6 +519,7 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F> Policy<D, H, B, R, K, F> {
     where
         K: Classify<E>,
         F: Fallback<T, E>,
+        C: ClassifyError<E>,
     {
         self.run(op, sleep)
             .or_else(|e| self.fallback.fallback(&e).ok_or(e))
@@ -447,6 +532,7 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F> Policy<D, H, B, R, K, F> {
     ) -> Result<T, PolicyError<E>>
     where
         K: Classify<E>,
+        C: ClassifyError<E>,
     {
         let _guard = match &self.drainer {
             Some(d) => Some(d.enter().map_err(PolicyError::Draining)?),
@@ -457,19 +543,22 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F> Policy<D, H, B, R, K, F> {
             None => None,
         };
         let breaker = self.breaker.as_deref();
+        let class = &self.classify;
         let attempt = || match breaker {
-            Some(b) => b.call(&mut op),
+            Some(b) => b.call_with(|e| class.classify(e), &mut op),
             None => op().map_err(CallError::Inner),
         };
         match &self.retry {
-            Some(retry) => retry
-                .run_classified(
-                    &Through(retry.classifier()),
-                    &mut rand::rng(),
-                    attempt,
-                    sleep,
-                )
-                .map_err(PolicyError::from_retry),
+            Some(retry) => {
+                let retryable = Through(retry.classifier());
+                match &self.seed {
+                    Some(seed) => {
+                        retry.run_classified(&retryable, &mut seed.next_rng(), attempt, sleep)
+                    }
+                    None => retry.run_classified(&retryable, &mut rand::rng(), attempt, sleep),
+                }
+                .map_err(PolicyError::from_retry)
+            }
             None => {
                 let mut attempt = attempt;
                 attempt().map_err(|e| PolicyError::from_retry(once(e)))
@@ -512,6 +601,7 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F> Policy<D, H, B, R, K, F> {
     where
         K: Classify<E>,
         F: Fallback<T, E>,
+        C: ClassifyError<E>,
         Op: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
         S: FnMut(Duration) -> SFut,
@@ -530,6 +620,7 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F> Policy<D, H, B, R, K, F> {
     ) -> Result<T, PolicyError<E>>
     where
         K: Classify<E>,
+        C: ClassifyError<E>,
         Op: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
         S: FnMut(Duration) -> SFut,
@@ -553,18 +644,22 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F> Policy<D, H, B, R, K, F> {
             None => None,
         };
         let breaker = self.breaker.as_deref();
+        let class = &self.classify;
         let attempt = || {
             let fut = op();
             async move {
                 match breaker {
-                    Some(b) => b.call_async(fut).await,
+                    Some(b) => b.call_async_with(|e| class.classify(e), fut).await,
                     None => fut.await.map_err(CallError::Inner),
                 }
             }
         };
         match &self.retry {
             Some(retry) => {
-                let rng = SmallRng::from_rng(&mut rand::rng());
+                let rng = match &self.seed {
+                    Some(seed) => seed.next_rng(),
+                    None => SmallRng::from_rng(&mut rand::rng()),
+                };
                 retry
                     .run_async_classified(&Through(retry.classifier()), rng, attempt, &mut sleep)
                     .await
@@ -604,35 +699,46 @@ pub struct PolicyBuilder<
     R: Clock = SystemClock,
     K = AlwaysRetry,
     F = NoFallback,
+    C = AllErrorsFail,
 > {
     drainer: Option<Arc<Drainer<D>>>,
     bulkhead: Option<Arc<Bulkhead<H>>>,
     breaker: Option<Arc<CircuitBreaker<B>>>,
     retry: Option<Retry<R, K>>,
     fallback: F,
+    seed: Option<u64>,
+    classify: C,
 }
 
-impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F> fmt::Debug for PolicyBuilder<D, H, B, R, K, F> {
+impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> fmt::Debug
+    for PolicyBuilder<D, H, B, R, K, F, C>
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PolicyBuilder")
             .field("drainer", &self.drainer)
             .field("bulkhead", &self.bulkhead)
             .field("breaker", &self.breaker)
             .field("retry", &self.retry)
+            .field("rng_seed", &self.seed)
             .finish_non_exhaustive()
     }
 }
 
-impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F> PolicyBuilder<D, H, B, R, K, F> {
+impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> PolicyBuilder<D, H, B, R, K, F, C> {
     /// Admit each call through `drainer` first: once it drains, calls are refused with
     /// [`PolicyError::Draining`] and the guard of each admitted call is held until it ends.
-    pub fn drainer<D2: Clock>(self, drainer: Arc<Drainer<D2>>) -> PolicyBuilder<D2, H, B, R, K, F> {
+    pub fn drainer<D2: Clock>(
+        self,
+        drainer: Arc<Drainer<D2>>,
+    ) -> PolicyBuilder<D2, H, B, R, K, F, C> {
         PolicyBuilder {
             drainer: Some(drainer),
             bulkhead: self.bulkhead,
             breaker: self.breaker,
             retry: self.retry,
             fallback: self.fallback,
+            seed: self.seed,
+            classify: self.classify,
         }
     }
 
@@ -641,46 +747,130 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F> PolicyBuilder<D, H, B, R, K, 
     pub fn bulkhead<H2: Clock>(
         self,
         bulkhead: Arc<Bulkhead<H2>>,
-    ) -> PolicyBuilder<D, H2, B, R, K, F> {
+    ) -> PolicyBuilder<D, H2, B, R, K, F, C> {
         PolicyBuilder {
             drainer: self.drainer,
             bulkhead: Some(bulkhead),
             breaker: self.breaker,
             retry: self.retry,
             fallback: self.fallback,
+            seed: self.seed,
+            classify: self.classify,
         }
     }
 
     /// Run each attempt through `breaker`: every `Err` of the operation is recorded as a
-    /// failure, and a refusal ends the call with [`PolicyError::BreakerOpen`].
+    /// failure (unless [`classify`](Self::classify) says otherwise), and a refusal ends the call
+    /// with [`PolicyError::BreakerOpen`].
     pub fn breaker<B2: Clock>(
         self,
         breaker: Arc<CircuitBreaker<B2>>,
-    ) -> PolicyBuilder<D, H, B2, R, K, F> {
+    ) -> PolicyBuilder<D, H, B2, R, K, F, C> {
         PolicyBuilder {
             drainer: self.drainer,
             bulkhead: self.bulkhead,
             breaker: Some(breaker),
             retry: self.retry,
             fallback: self.fallback,
+            seed: self.seed,
+            classify: self.classify,
         }
     }
 
     /// Make up to `retry`'s `max_attempts` attempts, retries paid from its budget with its
     /// backoff, within its deadline, retrying the errors its classifier accepts.
-    pub fn retry<R2: Clock, K2>(self, retry: Retry<R2, K2>) -> PolicyBuilder<D, H, B, R2, K2, F> {
+    pub fn retry<R2: Clock, K2>(
+        self,
+        retry: Retry<R2, K2>,
+    ) -> PolicyBuilder<D, H, B, R2, K2, F, C> {
         PolicyBuilder {
             drainer: self.drainer,
             bulkhead: self.bulkhead,
             breaker: self.breaker,
             retry: Some(retry),
             fallback: self.fallback,
+            seed: self.seed,
+            classify: self.classify,
         }
+    }
+
+    /// Say what each error of the operation counts as for the breaker:
+    /// [`ErrorClass::Failure`] (the default for every error), [`ErrorClass::Ignore`] (the
+    /// attempt's permit is released and nothing is recorded: a caller's bad request says nothing
+    /// about the dependency's health) or [`ErrorClass::Success`] (an expected "not found").
+    ///
+    /// This is the breaker's view only: whether the error is retried is still the retry's
+    /// classifier's call, and the call still returns the error.
+    ///
+    /// ```
+    /// use resile::breaker::{CircuitBreaker, ErrorClass, State};
+    /// use resile::policy::{Policy, PolicyError};
+    /// use std::sync::Arc;
+    ///
+    /// let breaker = Arc::new(CircuitBreaker::builder().count_window(2).minimum_calls(2).build()?);
+    /// let policy = Policy::builder()
+    ///     .breaker(breaker.clone())
+    ///     .classify(|e: &u16| if *e < 500 { ErrorClass::Ignore } else { ErrorClass::Failure })
+    ///     .build()?;
+    /// for _ in 0..10 {
+    ///     assert!(matches!(policy.call(|| Err::<(), _>(400)), Err(PolicyError::Failed { last: 400, .. })));
+    /// }
+    /// assert_eq!((breaker.state(), breaker.metrics().calls), (State::Closed, 0));
+    /// let _ = policy.call(|| Err::<(), _>(503));
+    /// let _ = policy.call(|| Err::<(), _>(503));
+    /// assert_eq!(breaker.state(), State::Open);
+    /// # Ok::<(), resile::error::ConfigError>(())
+    /// ```
+    pub fn classify<E, C2>(self, classify: C2) -> PolicyBuilder<D, H, B, R, K, F, C2>
+    where
+        C2: Fn(&E) -> ErrorClass,
+    {
+        PolicyBuilder {
+            drainer: self.drainer,
+            bulkhead: self.bulkhead,
+            breaker: self.breaker,
+            retry: self.retry,
+            fallback: self.fallback,
+            seed: self.seed,
+            classify,
+        }
+    }
+
+    /// Draw the backoff jitter from a seeded rng instead of the thread's: call `n` of the policy
+    /// (counted from its build) gets a small rng derived from `seed` and `n`, so a simulation or
+    /// test that makes the same calls in the same order sees the same delays on every run. Calls
+    /// on several threads still get distinct streams, but which call gets which number then
+    /// depends on the schedule. Without it, jitter comes from the thread's rng.
+    ///
+    /// ```
+    /// use resile::backoff::Backoff;
+    /// use resile::clock::ManualClock;
+    /// use resile::policy::Policy;
+    /// use resile::retry::Retry;
+    /// use std::time::Duration;
+    ///
+    /// let delays = || {
+    ///     let clock = ManualClock::new();
+    ///     let backoff = Backoff::builder().exponential(Duration::from_millis(10), 2).build()?; // full jitter
+    ///     let retry = Retry::builder().max_attempts(4).backoff(backoff).clock(clock.clone()).build()?;
+    ///     let policy = Policy::builder().retry(retry).rng_seed(42).build()?;
+    ///     let mut slept = Vec::new();
+    ///     for _ in 0..3 {
+    ///         let _ = policy.call_with_sleep(|| Err::<(), _>("busy"), |d| slept.push(d));
+    ///     }
+    ///     Ok::<_, resile::error::ConfigError>(slept)
+    /// };
+    /// assert_eq!(delays()?, delays()?);
+    /// # Ok::<(), resile::error::ConfigError>(())
+    /// ```
+    pub fn rng_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
     }
 
     /// Answer with `fallback(&error)` when it returns `Some` (e.g. cached data while the breaker
     /// is open).
-    pub fn fallback<T, E, F2>(self, fallback: F2) -> PolicyBuilder<D, H, B, R, K, F2>
+    pub fn fallback<T, E, F2>(self, fallback: F2) -> PolicyBuilder<D, H, B, R, K, F2, C>
     where
         F2: Fn(&PolicyError<E>) -> Option<T>,
     {
@@ -690,6 +880,8 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F> PolicyBuilder<D, H, B, R, K, 
             breaker: self.breaker,
             retry: self.retry,
             fallback,
+            seed: self.seed,
+            classify: self.classify,
         }
     }
 
@@ -699,13 +891,19 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F> PolicyBuilder<D, H, B, R, K, 
     ///
     /// # Errors
     /// None yet (see above).
-    pub fn build(self) -> Result<Policy<D, H, B, R, K, F>, ConfigError> {
+    #[allow(
+        clippy::type_complexity,
+        reason = "the policy's seven parameters, each inferred"
+    )]
+    pub fn build(self) -> Result<Policy<D, H, B, R, K, F, C>, ConfigError> {
         Ok(Policy {
             drainer: self.drainer,
             bulkhead: self.bulkhead,
             breaker: self.breaker,
             retry: self.retry,
             fallback: self.fallback,
+            seed: self.seed.map(Seed::new),
+            classify: self.classify,
         })
     }
 }

@@ -1,8 +1,10 @@
-//! Breaker transitions as `tracing` events: target, level and fields.
+//! Breaker transitions and drainer phase transitions as `tracing` events: target, level and
+//! fields, one event per transition and none otherwise.
 #![cfg(feature = "tracing")]
 
 use resile::breaker::CircuitBreaker;
 use resile::clock::ManualClock;
+use resile::drain::Drainer;
 use resile::observe::state_change_hook;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -82,6 +84,94 @@ fn each_transition_is_one_event() {
             (Level::WARN, "closed", "open"),
             (Level::INFO, "open", "half_open"),
             (Level::INFO, "half_open", "closed"),
+        ]
+    );
+}
+
+/// The drainer's events under `f`, as (level, phase, message, other fields), checking the target.
+fn drain_events(f: impl FnOnce()) -> Vec<(Level, String, String, BTreeMap<String, String>)> {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::registry().with(capture.clone());
+    tracing::subscriber::with_default(subscriber, f);
+    let mut seen = capture.0.lock().unwrap();
+    seen.drain(..)
+        .map(|mut e| {
+            assert_eq!(e.target, "resile::drain");
+            let phase = e.fields.remove("phase").unwrap();
+            let message = e.fields.remove("message").unwrap();
+            (e.level, phase, message, e.fields)
+        })
+        .collect()
+}
+
+fn fields(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+    kv.iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+#[test]
+fn each_drainer_phase_transition_is_one_event_and_enter_and_exit_emit_none() {
+    let events = drain_events(|| {
+        let clock = ManualClock::new();
+        let drainer = Drainer::builder().clock(clock.clone()).build().unwrap();
+        drop(drainer.enter().unwrap()); // serving: nothing
+        assert!(drainer.mark_not_ready()); // serving -> not ready
+        assert!(!drainer.mark_not_ready()); // no change: nothing
+        let a = drainer.enter().unwrap();
+        let b = drainer.enter().unwrap();
+        assert!(drainer.start_draining()); // not ready -> draining, 2 in flight
+        assert!(!drainer.start_draining()); // idempotent: nothing
+        assert!(!drainer.mark_not_ready());
+        assert!(drainer.enter().is_err()); // refused: nothing
+        clock.advance(Duration::from_millis(250));
+        drop(a); // 1 left: nothing
+        drop(b); // the last guard: draining -> drained
+        assert!(drainer.wait_timeout(Duration::ZERO).is_ok());
+    });
+    assert_eq!(
+        events,
+        [
+            (
+                Level::INFO,
+                "not_ready".to_owned(),
+                "drainer marked not ready".to_owned(),
+                fields(&[])
+            ),
+            (
+                Level::INFO,
+                "draining".to_owned(),
+                "drainer started draining".to_owned(),
+                fields(&[("in_flight", "2")])
+            ),
+            (
+                Level::INFO,
+                "drained".to_owned(),
+                "drainer drained".to_owned(),
+                fields(&[("elapsed_ms", "250")])
+            ),
+        ]
+    );
+}
+
+#[test]
+fn draining_an_idle_drainer_emits_draining_then_drained() {
+    let events = drain_events(|| {
+        let drainer = Drainer::builder()
+            .clock(ManualClock::new())
+            .build()
+            .unwrap();
+        assert!(drainer.start_draining());
+    });
+    let phases: Vec<_> = events
+        .iter()
+        .map(|(_, phase, _, f)| (phase.as_str(), f.clone()))
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            ("draining", fields(&[("in_flight", "0")])),
+            ("drained", fields(&[("elapsed_ms", "0")])),
         ]
     );
 }

@@ -19,6 +19,24 @@ struct Counts {
 /// A breaker over a count window of 2 that trips at 2 calls and 50 %, with `probes` probes
 /// deciding after `min(2, probes)` results; the hook counts transitions by target.
 fn breaker(probes: u32) -> (Arc<CircuitBreaker<ManualClock>>, ManualClock, Arc<Counts>) {
+    let (b, clock, counts) = bare_breaker(probes);
+    (Arc::new(b), clock, counts)
+}
+
+/// [`breaker`] in a std `Arc`, the handle [`CircuitBreaker::try_acquire_owned`] takes (its
+/// refcount is not modelled; every word of the breaker is loom's).
+fn owned_breaker(
+    probes: u32,
+) -> (
+    std::sync::Arc<CircuitBreaker<ManualClock>>,
+    ManualClock,
+    Arc<Counts>,
+) {
+    let (b, clock, counts) = bare_breaker(probes);
+    (std::sync::Arc::new(b), clock, counts)
+}
+
+fn bare_breaker(probes: u32) -> (CircuitBreaker<ManualClock>, ManualClock, Arc<Counts>) {
     let clock = ManualClock::new();
     let counts = Arc::new(Counts {
         to_open: AtomicUsize::new(0),
@@ -44,7 +62,7 @@ fn breaker(probes: u32) -> (Arc<CircuitBreaker<ManualClock>>, ManualClock, Arc<C
         })
         .build()
         .unwrap();
-    (Arc::new(b), clock, counts)
+    (b, clock, counts)
 }
 
 /// Trips the breaker and moves the clock past its open period.
@@ -169,6 +187,82 @@ fn a_permit_dropped_unresolved_returns_its_slot() {
         // Every slot came back: a new probe is admitted and decides.
         let p = b.try_acquire().expect("slot returned");
         p.success();
+        assert_eq!(b.state(), State::Closed);
+    });
+}
+
+#[test]
+fn an_owned_permit_dropped_unresolved_on_another_thread_returns_its_slot() {
+    resile_loom_tests::model(|| {
+        let (b, clock, _) = owned_breaker(1);
+        trip_and_wait(&b, &clock);
+        let probe = b.try_acquire_owned().expect("the only probe");
+        let held = Arc::new(AtomicUsize::new(1));
+        let dropper = {
+            let held = held.clone();
+            thread::spawn(move || {
+                held.fetch_sub(1, Ordering::SeqCst);
+                drop(probe); // released unrecorded: the slot goes back
+            })
+        };
+        let racer = {
+            let (b, held) = (b.clone(), held.clone());
+            thread::spawn(move || {
+                let p = b.try_acquire_owned().ok()?;
+                let now = held.fetch_add(1, Ordering::SeqCst) + 1;
+                assert!(now <= 1, "{now} probes held at once");
+                Some(p)
+            })
+        };
+        dropper.join().unwrap();
+        let raced = racer.join().unwrap();
+        // Once the drop is done, a probe is admitted: the racer's, or else a new one now.
+        let p = match raced {
+            Some(p) => p,
+            None => b.try_acquire_owned().expect("slot returned"),
+        };
+        p.success();
+        assert_eq!(b.state(), State::Closed);
+    });
+}
+
+#[test]
+fn a_late_owned_result_from_the_previous_generation_never_counts_as_a_probe() {
+    resile_loom_tests::model(|| {
+        let (b, clock, counts) = owned_breaker(1);
+        let late = b.try_acquire_owned().unwrap(); // admitted while closed
+        trip_and_wait(&b, &clock);
+        let b2 = b.clone();
+        let prober = thread::spawn(move || {
+            let p = b2
+                .try_acquire_owned()
+                .expect("the only caller gets the probe");
+            p.success();
+        });
+        let reporter = thread::spawn(move || late.failure()); // races the probe: ignored
+        prober.join().unwrap();
+        reporter.join().unwrap();
+        // The probe alone decided (min(2, 1) = 1 result): closed, never re-opened.
+        assert_eq!(b.state(), State::Closed);
+        assert_eq!(counts.to_open.load(Ordering::Relaxed), 1);
+        assert_eq!(counts.to_closed.load(Ordering::Relaxed), 1);
+    });
+}
+
+#[test]
+fn a_late_owned_permit_dropped_unresolved_never_frees_a_current_probe_slot() {
+    resile_loom_tests::model(|| {
+        let (b, clock, _) = owned_breaker(1);
+        let late = b.try_acquire_owned().unwrap(); // admitted while closed
+        trip_and_wait(&b, &clock);
+        let probe = b.try_acquire_owned().expect("the only probe");
+        let dropper = thread::spawn(move || drop(late));
+        let b2 = b.clone();
+        let racer = thread::spawn(move || b2.try_acquire_owned().is_ok());
+        dropper.join().unwrap();
+        assert!(!racer.join().unwrap(), "the probe slot is still held");
+        assert!(b.try_acquire_owned().is_err());
+        probe.success();
         assert_eq!(b.state(), State::Closed);
     });
 }

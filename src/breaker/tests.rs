@@ -523,3 +523,102 @@ fn no_panic_on_extreme_inputs() {
 }
 
 use crate::window::CountWindow;
+
+// ---- OwnedPermit: the same rules as the borrowed permit ---------------------------------------
+
+#[test]
+fn an_owned_permit_dropped_unresolved_is_released_and_gives_its_probe_slot_back() {
+    let (b, clock, _) = breaker(2, 2);
+    let b = Arc::new(b);
+    drop(b.try_acquire_owned().unwrap());
+    assert_eq!(b.metrics().calls, 0, "released, not recorded");
+    outcomes(&b, "FF");
+    past_open(&clock, 0, 5 * SEC);
+    let p1 = b.try_acquire_owned().unwrap();
+    let p2 = b.try_acquire_owned().unwrap();
+    assert!(b.try_acquire_owned().is_err());
+    // Dropped on another thread, as a response future may be.
+    std::thread::spawn(move || drop(p1)).join().unwrap();
+    let p3 = b.try_acquire_owned().expect("slot returned");
+    p2.ignore();
+    let p4 = b
+        .try_acquire_owned()
+        .expect("ignored probe returned its slot too");
+    p3.success();
+    p4.resolve_as(ErrorClass::Success);
+    assert_eq!(b.state(), Closed);
+}
+
+#[test]
+fn an_owned_permit_dropped_while_panicking_is_a_failure() {
+    let (b, _, _) = breaker(4, 2);
+    let b = Arc::new(b);
+    let p = b.try_acquire_owned().unwrap();
+    let r = std::thread::spawn(move || {
+        let _p = p;
+        panic!("inside");
+    })
+    .join();
+    assert!(r.is_err());
+    assert_eq!((b.metrics().calls, b.metrics().failures), (1, 1));
+    // A panicking probe is a failed probe: its slot is used, not leaked.
+    let (b, clock, _) = breaker(2, 1);
+    let b = Arc::new(b);
+    outcomes(&b, "F");
+    past_open(&clock, 0, 5 * SEC);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _p = b.try_acquire_owned().unwrap();
+        panic!("probe");
+    }));
+    assert!(r.is_err());
+    assert_eq!(
+        b.state(),
+        Open,
+        "needed min(1, 2) = 1 result: the panic re-opened it"
+    );
+}
+
+#[test]
+fn owned_results_of_calls_admitted_earlier_never_count_as_probes() {
+    let (b, clock, _) = breaker(2, 2);
+    let b = Arc::new(b);
+    let late = b.try_acquire_owned().unwrap(); // admitted while closed
+    outcomes(&b, "FF");
+    past_open(&clock, 0, 5 * SEC);
+    let probe = b.try_acquire_owned().unwrap();
+    late.failure(); // from the closed generation: ignored
+    probe.success();
+    b.try_acquire_owned().unwrap().success();
+    assert_eq!(b.state(), Closed, "the late failure did not count");
+    // And a late drop does not free a probe slot either.
+    let (b, clock, _) = breaker(2, 2);
+    let b = Arc::new(b);
+    let late = b.try_acquire_owned().unwrap();
+    outcomes(&b, "FF");
+    past_open(&clock, 0, 5 * SEC);
+    let _p1 = b.try_acquire_owned().unwrap();
+    let _p2 = b.try_acquire_owned().unwrap();
+    drop(late);
+    assert!(b.try_acquire_owned().is_err());
+}
+
+#[test]
+fn an_owned_permit_keeps_its_breaker_alive_and_reports_each_class() {
+    let (b, _, _) = breaker(4, 4);
+    let b = Arc::new(b);
+    let p = b.try_acquire_owned().unwrap();
+    let weak = Arc::downgrade(&b);
+    drop(b);
+    assert!(weak.upgrade().is_some(), "the permit holds the breaker");
+    let b = Arc::clone(p.breaker());
+    p.resolve_as(ErrorClass::Ignore);
+    b.try_acquire_owned()
+        .unwrap()
+        .resolve_as(ErrorClass::Failure);
+    b.try_acquire_owned()
+        .unwrap()
+        .resolve_as(ErrorClass::Success);
+    b.try_acquire_owned().unwrap().failure();
+    let m = b.metrics();
+    assert_eq!((m.calls, m.failures), (3, 2));
+}
