@@ -242,44 +242,69 @@ fn main() {
 }
 
 /// A line chart of throughput (Mops/s, all threads) against threads, one line per implementation.
+/// The y axis is logarithmic when the values span more than 20x, as they do across 16 threads.
 fn chart(title: &str, threads: &[usize], series: &[(String, Vec<f64>)]) -> String {
-    const W: f64 = 720.0;
-    const H: f64 = 420.0;
+    const W: f64 = 800.0;
+    const H: f64 = 440.0;
     const L: f64 = 70.0;
-    const R: f64 = 230.0;
+    const R: f64 = 300.0;
     const T: f64 = 40.0;
     const B: f64 = 50.0;
     const COLORS: [&str; 10] = [
         "#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
         "#bcbd22", "#17becf",
     ];
-    let ymax = series
-        .iter()
-        .flat_map(|(_, v)| v.iter().copied())
-        .fold(0.0f64, f64::max)
-        .max(1e-9)
-        * 1.1;
+    let values = || series.iter().flat_map(|(_, v)| v.iter().copied());
+    let vmax = values().fold(0.0f64, f64::max).max(1e-9);
+    let vmin = values().fold(f64::INFINITY, f64::min).max(1e-9);
+    let log = vmax / vmin > 20.0;
+    let (lo, hi) = if log {
+        (
+            10f64.powf(vmin.log10().floor()),
+            10f64.powf(vmax.log10().ceil()),
+        )
+    } else {
+        (0.0, vmax * 1.1)
+    };
     let n = threads.len().max(2) as f64 - 1.0;
     let x = |i: usize| L + (W - L - R) * (i as f64 / n);
-    let y = |v: f64| T + (H - T - B) * (1.0 - v / ymax);
+    let frac = |v: f64| {
+        if log {
+            (v.max(lo).log10() - lo.log10()) / (hi.log10() - lo.log10())
+        } else {
+            v / hi
+        }
+    };
+    let y = |v: f64| T + (H - T - B) * (1.0 - frac(v));
     let mut s = String::new();
     let _ = writeln!(
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let scale = if log { ", log scale" } else { "" };
     let _ = writeln!(
         s,
-        r#"<text x="{}" y="22" font-size="15" text-anchor="middle">{} — throughput (Mops/s, all threads)</text>"#,
+        r#"<text x="{}" y="22" font-size="15" text-anchor="middle">{} — throughput (Mops/s, all threads{scale})</text>"#,
         (W - R + L) / 2.0,
         xml(title)
     );
-    for k in 0..=5 {
-        let v = ymax * k as f64 / 5.0;
+    let ticks: Vec<f64> = if log {
+        let (a, b) = (lo.log10() as i32, hi.log10() as i32);
+        (a..=b).map(|e| 10f64.powi(e)).collect()
+    } else {
+        (0..=5).map(|k| hi * k as f64 / 5.0).collect()
+    };
+    for v in ticks {
         let (x2, yy, lx, ly) = (W - R, y(v), L - 6.0, y(v) + 4.0);
+        let label = if v >= 1.0 || v == 0.0 {
+            format!("{v:.0}")
+        } else {
+            format!("{v}")
+        };
         let _ = writeln!(
             s,
-            r##"<line x1="{L}" x2="{x2}" y1="{yy:.1}" y2="{yy:.1}" stroke="#ddd"/><text x="{lx}" y="{ly:.1}" text-anchor="end">{v:.0}</text>"##
+            r##"<line x1="{L}" x2="{x2}" y1="{yy:.1}" y2="{yy:.1}" stroke="#ddd"/><text x="{lx}" y="{ly:.1}" text-anchor="end">{label}</text>"##
         );
     }
     for (i, t) in threads.iter().enumerate() {
