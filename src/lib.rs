@@ -35,7 +35,13 @@ pub mod tower;
 pub(crate) mod wait;
 pub mod window;
 
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
+/// The README's examples, compiled and run as doctests. Some use the optional features, so they
+/// run with every feature on (`cargo test --workspace --all-features`, as CI does).
+#[cfg(all(
+    doctest,
+    feature = "tower-retry",
+    feature = "metrics",
+    feature = "tracing"
+))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
