@@ -45,10 +45,9 @@
 //! ```
 
 use crate::clock::{Clock, SystemClock, duration_to_nanos};
+use crate::counter::StripedCounters;
 use crate::error::{BudgetExhausted, ConfigError};
-use crate::sync::{AtomicU64, Ordering};
 use crate::window::{Lanes, TimeWindow};
-use crossbeam_utils::CachePadded;
 use std::fmt;
 use std::time::Duration;
 
@@ -110,13 +109,13 @@ pub struct BudgetMetrics {
     pub balance: u64,
 }
 
-/// The lifetime counters. Statistics only: no decision reads them, so every access is
-/// `Relaxed`; they sit on their own cache line, away from the window's hot words.
-#[derive(Default)]
-struct Counters {
-    deposits: AtomicU64,
-    granted: AtomicU64,
-    refused: AtomicU64,
+/// The lifetime counters' lanes in one [`StripedCounters`]. Statistics only: no decision reads
+/// them, so every access is `Relaxed`; each thread adds to its own stripe (its own cache line),
+/// so counting does not serialise deposits and withdraws that the window lets run in parallel.
+mod lane {
+    pub(super) const DEPOSITS: usize = 0;
+    pub(super) const GRANTED: usize = 1;
+    pub(super) const REFUSED: usize = 2;
 }
 
 /// A retry budget shared by every caller of one dependency (put it in an `Arc`, or a `static`
@@ -131,7 +130,7 @@ struct Counters {
 /// |---|---|---|
 /// | window lane `requests` | [`deposit`](Self::deposit), ratio mode only | `TimeWindow::add` |
 /// | window lane `retries` | [`try_withdraw`](Self::try_withdraw) | `TimeWindow::try_add`: the admit check and the debit are one atomic step of the window |
-/// | counters `deposits`, `granted`, `refused` | deposit, try_withdraw | `fetch_add(1, Relaxed)` |
+/// | counters `deposits`, `granted`, `refused` | deposit, try_withdraw | `add_to(lane, 1)`: one `fetch_add(Relaxed)` on this thread's stripe |
 ///
 /// Orderings: the no-overdraw promise rests entirely on `try_add`'s atomicity (every withdraw
 /// sees every earlier debit of the same window); nothing else is published through the budget, so
@@ -165,7 +164,7 @@ pub struct RetryBudget<C: Clock = SystemClock> {
     window: TimeWindow,
     mode: Mode,
     clock: C,
-    counters: CachePadded<Counters>,
+    counters: StripedCounters<3>,
 }
 
 impl RetryBudget {
@@ -194,7 +193,7 @@ impl<C: Clock> RetryBudget<C> {
                 self.window.add(self.clock.now(), [1, 0, 0]);
             }
         }
-        self.counters.deposits.fetch_add(1, Ordering::Relaxed);
+        self.counters.add_to(lane::DEPOSITS, 1);
     }
 
     /// Takes one retry from the budget if one is available, checking and debiting in one atomic
@@ -211,11 +210,11 @@ impl<C: Clock> RetryBudget<C> {
             .try_add(now, [0, 1, 0], move |lanes| mode.balance(lanes) > 0)
         {
             Ok(_) => {
-                self.counters.granted.fetch_add(1, Ordering::Relaxed);
+                self.counters.add_to(lane::GRANTED, 1);
                 Ok(())
             }
             Err(_) => {
-                self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                self.counters.add_to(lane::REFUSED, 1);
                 Err(BudgetExhausted)
             }
         }
@@ -237,9 +236,9 @@ impl<C: Clock> RetryBudget<C> {
     /// Lifetime counters and the current balance.
     pub fn metrics(&self) -> BudgetMetrics {
         BudgetMetrics {
-            deposits: self.counters.deposits.load(Ordering::Relaxed),
-            retries_granted: self.counters.granted.load(Ordering::Relaxed),
-            retries_refused: self.counters.refused.load(Ordering::Relaxed),
+            deposits: self.counters.sum_of(lane::DEPOSITS),
+            retries_granted: self.counters.sum_of(lane::GRANTED),
+            retries_refused: self.counters.sum_of(lane::REFUSED),
             balance: self.balance(),
         }
     }
@@ -423,7 +422,7 @@ impl<C: Clock> RetryBudgetBuilder<C> {
             window,
             mode,
             clock: self.clock,
-            counters: CachePadded::new(Counters::default()),
+            counters: StripedCounters::new(),
         })
     }
 }

@@ -36,6 +36,7 @@
 //! [`Queue`](crate::wait::queue::Queue), reached only when the word's `WAITERS` bit is set.
 
 use crate::clock::{Clock, SystemClock, duration_to_nanos};
+use crate::counter::StripedCounter;
 use crate::error::{BulkheadError, ConfigError};
 use crate::sync::{AtomicU64, AtomicUsize, Mutex, Ordering, lock, park_timeout};
 use crate::wait::Waiter;
@@ -284,7 +285,7 @@ impl<C: Clock> BulkheadBuilder<C> {
                 word: AtomicU64::new(word::new(limit)),
                 peak: AtomicU64::new(0),
             }),
-            refused: AtomicU64::new(0),
+            refused: StripedCounter::new(),
             waiting: AtomicUsize::new(0),
             queue: Mutex::new(Queue::new()),
             name: self.name,
@@ -315,7 +316,8 @@ struct Hot {
 /// ```
 pub struct Bulkhead<C: Clock = SystemClock> {
     hot: CachePadded<Hot>,
-    refused: AtomicU64,
+    /// Refusals, striped: a full bulkhead's fail-fast path is otherwise read-only.
+    refused: StripedCounter,
     /// The queue's length, readable without the lock (written under it).
     waiting: AtomicUsize,
     queue: Mutex<Queue>,
@@ -628,7 +630,7 @@ impl<C: Clock> Bulkhead<C> {
             in_flight: word::in_flight(w),
             limit: word::limit(w),
             waiting: self.waiting.load(Ordering::Relaxed),
-            refused: self.refused.load(Ordering::Relaxed),
+            refused: self.refused.sum(),
             peak_in_flight: self.hot.peak.load(Ordering::Relaxed) as u32,
         }
     }
@@ -682,7 +684,7 @@ impl<C: Clock> Bulkhead<C> {
     /// Counts a refusal and builds its error.
     #[cold]
     fn refuse(&self, refusal: Refusal) -> BulkheadError {
-        self.refused.fetch_add(1, Ordering::Relaxed);
+        self.refused.add(1);
         let name = self.name;
         match refusal {
             Refusal::Full(limit) => BulkheadError::Full { name, limit },

@@ -102,6 +102,7 @@
 //! that fires them.
 
 use crate::clock::{Clock, SystemClock, duration_to_nanos};
+use crate::counter::StripedCounter;
 use crate::error::ConfigError;
 pub use crate::error::{DrainTimeout, Refused};
 use crate::sync::{AtomicU64, Mutex, Ordering, StdArc as Arc, StdWeak as Weak, lock, park_timeout};
@@ -323,8 +324,8 @@ pub struct Drainer<C: Clock = SystemClock> {
     word: CachePadded<AtomicU64>,
     /// How many times the entries field wrapped (bumped by the carrying `enter`).
     entry_wraps: AtomicU64,
-    /// Refused `enter` calls (slow path only).
-    refused: AtomicU64,
+    /// Refused `enter` calls (slow path only, but every `enter` while draining), striped.
+    refused: StripedCounter,
     /// Clock reading when draining started, or UNSET.
     started_at: AtomicU64,
     /// Clock reading when the drain completed, or UNSET.
@@ -431,7 +432,7 @@ impl<C: Clock> Drainer<C> {
         Self {
             word: CachePadded::new(AtomicU64::new(0)),
             entry_wraps: AtomicU64::new(0),
-            refused: AtomicU64::new(0),
+            refused: StripedCounter::new(),
             started_at: AtomicU64::new(UNSET),
             drained_at: AtomicU64::new(UNSET),
             drained: Notify::new(),
@@ -498,7 +499,7 @@ impl<C: Clock> Drainer<C> {
             self.entry_wraps.fetch_add(1, Ordering::Relaxed);
         }
         admission(prev).inspect_err(|_| {
-            self.refused.fetch_add(1, Ordering::Relaxed);
+            self.refused.add(1);
             // Undo the count (the entry stays counted; `admitted = entries - refused`).
             self.release_one();
         })
@@ -704,7 +705,7 @@ impl<C: Clock> Drainer<C> {
 
     /// A snapshot of the counters.
     pub fn metrics(&self) -> Metrics {
-        let refused = self.refused.load(Ordering::Relaxed);
+        let refused = self.refused.sum();
         let word = self.word.load(Ordering::Acquire);
         let wraps = self.entry_wraps.load(Ordering::Relaxed);
         let entries = wraps

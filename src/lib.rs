@@ -17,6 +17,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub(crate) mod counter;
 pub(crate) mod sync;
 
 pub mod backoff;

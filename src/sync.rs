@@ -10,7 +10,8 @@
 //! - import atomics, `Arc`, `Mutex`, `Condvar` and thread functions from here, never from `std`;
 //! - every spin-*wait* loop (one that waits for another thread rather than retrying a failed CAS)
 //!   calls [`spin_loop`], which loom turns into a yield so its models terminate;
-//! - loom atomics have no `const fn new`: no `static` atomics anywhere.
+//! - loom atomics have no `const fn new`: no `static` atomics anywhere. The one exception is
+//!   [`thread_stripe`]'s std counter, which only hashes threads onto stripes and guards no data.
 
 #![allow(unused_imports, dead_code, unreachable_pub)]
 
@@ -66,4 +67,77 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
         Ok(g) => g,
         Err(poisoned) => poisoned.into_inner(),
     }
+}
+
+/// The most stripes a [`StripedCounter`](crate::counter::StripedCounter) uses.
+pub(crate) const MAX_STRIPES: usize = 32;
+
+/// How many stripes a striped counter gets: the available parallelism rounded up to a power of
+/// two, capped at [`MAX_STRIPES`], at least 1. Asked of the OS once per process (it may read
+/// cgroup files), then cached; a counter calls this only when it is built.
+#[cfg(not(resile_loom))]
+pub(crate) fn stripe_count() -> usize {
+    static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *COUNT.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .next_power_of_two()
+            .min(MAX_STRIPES)
+    })
+}
+
+/// Under loom: two stripes, so the models cover adds landing on different stripes.
+#[cfg(resile_loom)]
+pub(crate) fn stripe_count() -> usize {
+    2
+}
+
+/// A small number for the calling thread, for picking a counter stripe: threads get 0, 1, 2, ...
+/// in the order they first ask, so up to `stripes` threads spread over distinct stripes.
+///
+/// A `const`-initialised thread-local `Cell` (no destructor, so it never registers one and never
+/// allocates), filled on first use from a process-wide **std** `AtomicUsize`. That static is std's
+/// even under loom (loom atomics cannot be `static`): it is only a hash for spreading threads over
+/// stripes, no value is published through it, and any number it hands out is correct.
+#[cfg(not(resile_loom))]
+#[inline]
+pub(crate) fn thread_stripe() -> usize {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering as StdOrdering};
+    static NEXT: StdAtomicUsize = StdAtomicUsize::new(0);
+    thread_local! {
+        /// This thread's number plus one; 0 until first asked.
+        static STRIPE: Cell<usize> = const { Cell::new(0) };
+    }
+    STRIPE.with(|s| {
+        let v = s.get();
+        if v != 0 {
+            return v - 1;
+        }
+        let n = NEXT.fetch_add(1, StdOrdering::Relaxed);
+        s.set(n.wrapping_add(1).max(1));
+        n
+    })
+}
+
+/// Under loom every model thread runs on the test's OS thread, so a std thread-local would put
+/// them all on one stripe; instead the stripe is loom's per-execution thread index (0 for the
+/// model's main thread, then 1, 2, ... in spawn order), which is the same in every execution, so
+/// each explored interleaving touches the same atomics. Read from `ThreadId`'s `Debug` output
+/// ("ThreadId(N)"), loom's only public view of the index.
+#[cfg(resile_loom)]
+pub(crate) fn thread_stripe() -> usize {
+    use std::fmt::Write;
+    struct Digits(usize);
+    impl Write for Digits {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            for b in s.bytes().filter(u8::is_ascii_digit) {
+                self.0 = self.0 * 10 + usize::from(b - b'0');
+            }
+            Ok(())
+        }
+    }
+    let mut d = Digits(0);
+    let _ = write!(d, "{:?}", loom::thread::current().id());
+    d.0
 }

@@ -119,6 +119,7 @@ pub use config::{Builder, MAX_COUNT, MAX_DURATION};
 pub use state::State;
 
 use crate::clock::{Clock, SystemClock};
+use crate::counter::StripedCounter;
 use crate::sync::{AtomicU64, Ordering};
 use crate::window::{Outcome, Tally};
 use config::{Hook, Window};
@@ -214,7 +215,8 @@ pub struct Metrics {
 /// ```
 pub struct CircuitBreaker<C: Clock = SystemClock> {
     word: CachePadded<AtomicU64>,
-    refused: CachePadded<AtomicU64>,
+    /// Refusals, striped: the open breaker's refusal path is otherwise read-only.
+    refused: StripedCounter,
     changed_at: AtomicU64,
     window: Window,
     pub(crate) params: Params,
@@ -252,7 +254,7 @@ impl<C: Clock> CircuitBreaker<C> {
         let now = clock.now();
         Self {
             word: CachePadded::new(AtomicU64::new(state::CLOSED)),
-            refused: CachePadded::new(AtomicU64::new(0)),
+            refused: StripedCounter::new(),
             changed_at: AtomicU64::new(now),
             window,
             params,
@@ -299,7 +301,7 @@ impl<C: Clock> CircuitBreaker<C> {
             // The refusal path: one clock reading, no write to the word.
             let now = self.clock.now();
             if let Some(left) = state::remaining(w, now) {
-                self.refused.fetch_add(1, Ordering::Relaxed);
+                self.refused.add(1);
                 return Err(CircuitOpen::new(
                     Refusal::Open,
                     Some(Duration::from_nanos(left)),
@@ -356,7 +358,7 @@ impl<C: Clock> CircuitBreaker<C> {
             return match step.verdict {
                 Verdict::Admit => Ok(Permit::new(self, state::generation(step.next), now)),
                 Verdict::Refuse { retry_after, state } => {
-                    self.refused.fetch_add(1, Ordering::Relaxed);
+                    self.refused.add(1);
                     let refusal = match state {
                         State::HalfOpen => Refusal::HalfOpen,
                         State::ForcedOpen => Refusal::ForcedOpen,
@@ -489,7 +491,7 @@ impl<C: Clock> CircuitBreaker<C> {
             calls: t.calls,
             failures: t.failures,
             slow_calls: t.slow,
-            refused: self.refused.load(Ordering::Relaxed),
+            refused: self.refused.sum(),
             since_last_transition: Duration::from_nanos(
                 now.saturating_sub(self.changed_at.load(Ordering::Relaxed)),
             ),
