@@ -1065,7 +1065,7 @@ impl<C: Clock> Drop for AcquireOwned<C> {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use std::sync::atomic::AtomicUsize as StdAtomicUsize;
+    use crate::sync::AtomicUsize as StdAtomicUsize;
     use std::task::Wake;
 
     /// A waker that counts its wakes.
@@ -1423,7 +1423,7 @@ mod tests {
             .build()
             .unwrap();
         let p = b.try_acquire().unwrap();
-        let fired = StdArc::new(std::sync::atomic::AtomicBool::new(false));
+        let fired = StdArc::new(crate::sync::AtomicBool::new(false));
         let timer = {
             let fired = fired.clone();
             std::future::poll_fn(move |_| {

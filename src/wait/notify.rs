@@ -136,8 +136,8 @@ impl Notify {
 #[cfg(all(test, not(resile_loom)))]
 mod tests {
     use super::*;
+    use crate::sync::{AtomicUsize, Ordering};
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::Wake;
 
     struct Counter(AtomicUsize);

@@ -218,7 +218,7 @@ impl WakeList {
 #[cfg(all(test, not(resile_loom)))]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use crate::sync::AtomicUsize;
     use std::task::Wake;
 
     struct Count(AtomicUsize);
