@@ -560,8 +560,9 @@ impl<C: Clock> Drainer<C> {
 
     // ---- phases -------------------------------------------------------------------------------
 
-    /// Marks the drainer not ready: [`is_ready`](Self::is_ready) turns false while work is still
-    /// admitted. Returns whether this call changed it.
+    /// Marks the drainer, and its children, not ready: [`is_ready`](Self::is_ready) turns false
+    /// while work is still admitted. A child made afterwards starts not ready. Returns whether
+    /// this call changed this drainer.
     ///
     /// ```
     /// use resile::drain::Drainer;
@@ -576,6 +577,10 @@ impl<C: Clock> Drainer<C> {
         if first {
             // NOT_READY was clear, so draining had not started either: serving -> not-ready.
             tracing::info!(target: "resile::drain", phase = "not_ready", "drainer marked not ready");
+        }
+        // Children go not-ready with their parent (idempotent, so every caller does it).
+        for child in self.live_children() {
+            child.mark_not_ready();
         }
         first
     }
@@ -618,13 +623,17 @@ impl<C: Clock> Drainer<C> {
     }
 
     fn drain_children(&self) {
-        let children: Vec<Arc<Drainer<C>>> = lock(&self.children)
-            .iter()
-            .filter_map(Weak::upgrade)
-            .collect();
-        for child in children {
+        for child in self.live_children() {
             child.start_draining();
         }
+    }
+
+    /// The children still alive (taken under the list's lock, used after it is released).
+    fn live_children(&self) -> Vec<Arc<Drainer<C>>> {
+        lock(&self.children)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect()
     }
 
     /// A child drainer: it holds one guard of `self` until it has drained (or is dropped), and
@@ -660,10 +669,12 @@ impl<C: Clock> Drainer<C> {
             list.retain(|w| w.strong_count() > 0);
             list.push(Arc::downgrade(&child));
         }
-        // If our start_draining snapshotted the list before the push above, its fetch_or
-        // happened-before that snapshot's lock and so before this load: we see DRAINING.
+        // If our start_draining (or mark_not_ready) snapshotted the list before the push above,
+        // its fetch_or happened-before that snapshot's lock and so before this load: we see it.
         if self.is_draining() {
             child.start_draining();
+        } else if !self.is_ready() {
+            child.mark_not_ready();
         }
         Ok(child)
     }
@@ -1324,6 +1335,27 @@ mod tests {
         assert_eq!(parent.child().unwrap_err(), Refused::Draining);
         drop(work);
         assert!(grandchild.is_drained() && child.is_drained() && parent.is_drained());
+    }
+
+    #[test]
+    fn children_turn_not_ready_with_the_parent_and_keep_admitting() {
+        let parent = Arc::new(Drainer::new());
+        let child = parent.child().unwrap();
+        let grandchild = child.child().unwrap();
+        assert!(parent.mark_not_ready());
+        assert!(!child.is_ready() && !grandchild.is_ready());
+        assert_eq!(grandchild.phase(), Phase::NotReady);
+        // Not ready is not refusing: work is still admitted everywhere.
+        assert!(grandchild.enter().is_ok());
+        // A child made while the parent is not ready starts not ready.
+        let late = parent.child().unwrap();
+        assert!(!late.is_ready());
+        assert!(late.enter().is_ok());
+        // Marking a child leaves its parent alone.
+        let other = Arc::new(Drainer::new());
+        let kid = other.child().unwrap();
+        assert!(kid.mark_not_ready());
+        assert!(other.is_ready());
     }
 
     #[test]

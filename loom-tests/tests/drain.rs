@@ -188,6 +188,24 @@ fn child_creation_racing_parent_drain() {
     });
 }
 
+/// `mark_not_ready` racing the creation of a child: once both have returned, the child is not
+/// ready (it was either marked through the parent's list, or saw the parent not ready when made),
+/// and it still admits work.
+#[test]
+fn child_creation_racing_mark_not_ready() {
+    model(|| {
+        let parent = Arc::new(drainer());
+        let maker = {
+            let parent = parent.clone();
+            thread::spawn(move || parent.child().unwrap())
+        };
+        parent.mark_not_ready();
+        let child = maker.join().unwrap();
+        assert!(!child.is_ready());
+        assert!(child.enter().is_ok());
+    });
+}
+
 /// A blocking wait whose deadline passes (the clock moves, then it is unparked) racing the last
 /// guard's drop: it reports drained, or a timeout that names the guard still in flight, never a
 /// timeout with nothing in flight.
