@@ -60,8 +60,7 @@ impl<Res, E, F: Fn(&Result<Res, E>) -> bool> ShouldRetry<Res, E> for F {
 /// use resile::backoff::Backoff;
 /// use resile::budget::RetryBudget;
 /// use resile::tower::RetryPolicy;
-/// use std::sync::Arc;
-/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use std::sync::{Arc, atomic::{AtomicU32, Ordering}};
 /// use std::time::Duration;
 /// use tower::{Service, ServiceBuilder};
 ///
