@@ -558,11 +558,8 @@ impl<C: Clock> CircuitBreaker<C> {
         }
         match state::state_bits(w) {
             state::CLOSED => {
+                // (A fast success into a CLEAN window of this generation returned above.)
                 if w & state::HOLD != 0 {
-                    return;
-                }
-                if !failed && self.slow_nanos.is_none() && w & state::CLEAN != 0 {
-                    // A fast success into a window full of fast successes changes nothing.
                     return;
                 }
                 self.record_closed(w, generation, start, failed);
