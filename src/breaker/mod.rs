@@ -289,16 +289,23 @@ impl<C: Clock> CircuitBreaker<C> {
     pub fn try_acquire(&self) -> Result<Permit<'_, C>, CircuitOpen> {
         let w = self.word.load(Ordering::Acquire);
         let s = state::state_bits(w);
+        if (s == state::CLOSED || s == state::DISABLED) && self.slow_nanos.is_none() {
+            // The healthy path: one load, no clock, no write.
+            return Ok(Permit::new(self, state::generation(w), 0));
+        }
+        self.acquire_other(w)
+    }
+
+    /// Every state but the plain closed path: closed with slow-call detection (the start time
+    /// is read), the refusal while open (one clock reading, no write to the word), and the
+    /// transitions.
+    #[inline(never)]
+    fn acquire_other(&self, w: u64) -> Result<Permit<'_, C>, CircuitOpen> {
+        let s = state::state_bits(w);
         if s == state::CLOSED || s == state::DISABLED {
-            let start = if self.slow_nanos.is_some() {
-                self.clock.now()
-            } else {
-                0
-            };
-            return Ok(Permit::new(self, state::generation(w), start));
+            return Ok(Permit::new(self, state::generation(w), self.clock.now()));
         }
         if s == state::OPEN {
-            // The refusal path: one clock reading, no write to the word.
             let now = self.clock.now();
             if let Some(left) = state::remaining(w, now) {
                 self.refused.add(1);
@@ -547,18 +554,26 @@ impl<C: Clock> CircuitBreaker<C> {
     /// Records an outcome of a permit of `generation` taken at `start`.
     #[inline]
     fn record(&self, generation: u32, start: u64, failed: bool) {
-        let w = self.word.load(Ordering::Acquire);
-        if !failed && self.slow_nanos.is_none() && state::is_clean(w, generation) {
+        if !failed
+            && self.slow_nanos.is_none()
+            && state::is_clean(self.word.load(Ordering::Acquire), generation)
+        {
             // The healthy path: a fast success into a window full of fast successes changes
             // nothing, so nothing is written.
             return;
         }
+        self.record_other(generation, start, failed);
+    }
+
+    #[inline(never)]
+    fn record_other(&self, generation: u32, start: u64, failed: bool) {
+        let w = self.word.load(Ordering::Acquire);
         if state::generation(w) != generation {
             return;
         }
         match state::state_bits(w) {
             state::CLOSED => {
-                // (A fast success into a CLEAN window of this generation returned above.)
+                // (A fast success into a CLEAN window of this generation returned in `record`.)
                 if w & state::HOLD != 0 {
                     return;
                 }
@@ -574,7 +589,7 @@ impl<C: Clock> CircuitBreaker<C> {
             .is_some_and(|t| now.saturating_sub(start) > t)
     }
 
-    #[cold]
+    #[inline(never)]
     fn record_closed(&self, w0: u64, generation: u32, start: u64, failed: bool) {
         let timed = self.slow_nanos.is_some() || matches!(self.window, Window::Time(_));
         let mut now = if timed { Some(self.clock.now()) } else { None };
