@@ -1,8 +1,9 @@
 //! Differential fuzzing of the sliding windows against plain sequential models.
 //!
 //! One input is a configuration, a starting time and a sequence of operations, applied at once
-//! to a [`CountWindow`] and a [`TimeWindow`] and to their models (a `VecDeque` of outcomes; a list
-//! of timestamped events). Any difference panics.
+//! to a [`CountWindow`], two [`TimeWindow`]s (one plain, one with fast calls, the breaker's kind)
+//! and to their models (a `VecDeque` of outcomes; lists of timestamped events). Any difference
+//! panics.
 //!
 //! The clock stays within 2^41 ns of its start (saturating at `u64::MAX`), which keeps every
 //! bucket's lap within the 42-bit tag (see the time window's caveats); the start itself is any
@@ -21,6 +22,8 @@ enum Op {
     Record { failed: bool, slow: bool },
     /// Many plain successes (the count window's write-free path).
     Successes(u8),
+    /// A few fast calls (lane 0, outside the totals) into the window that has them.
+    FastCalls(u8),
     /// Add to the time window's lanes (large values saturate).
     Add([u32; 3]),
     /// A budget-like check-and-debit: admit while lane 1 < lane 0 * num / 8 + floor.
@@ -82,6 +85,8 @@ struct TimeModel {
     bucket: u64,
     head: u64,
     events: Vec<(u64, Lanes)>,
+    /// The epochs of fast calls: lane 0, never saturating the totals, never seen by `admit`.
+    fast: Vec<u64>,
 }
 
 impl TimeModel {
@@ -90,7 +95,19 @@ impl TimeModel {
         self.head = self.head.max(e);
         let (h, n) = (self.head, self.n);
         self.events.retain(|&(ev, _)| h - ev < n);
+        self.fast.retain(|&ev| h - ev < n);
         e
+    }
+    /// `t` with the live fast calls added to lane 0, as a read reports it.
+    fn with_fast(&self, mut t: Lanes) -> Lanes {
+        t[0] = t[0].saturating_add(self.fast.len() as u32);
+        t
+    }
+    fn add_fast(&mut self, now: u64) {
+        let e = self.advance(now);
+        if self.head - e < self.n {
+            self.fast.push(e);
+        }
     }
     fn sum(&self) -> Lanes {
         let mut t = [0u32; 3];
@@ -103,7 +120,7 @@ impl TimeModel {
     }
     fn totals(&mut self, now: u64) -> Lanes {
         self.advance(now);
-        self.sum()
+        self.with_fast(self.sum())
     }
     fn add(&mut self, now: u64, d: Lanes) -> Lanes {
         match self.try_add(now, d, |_| true) {
@@ -119,14 +136,14 @@ impl TimeModel {
         let e = self.advance(now);
         let cur = self.sum();
         if self.head - e >= self.n || !admit(cur) {
-            return Err(cur);
+            return Err(self.with_fast(cur));
         }
         let mut applied = [0u32; 3];
         for j in 0..3 {
             applied[j] = d[j].min(TimeWindow::MAX_LANE - cur[j]);
         }
         self.events.push((e, applied));
-        Ok(self.sum())
+        Ok(self.with_fast(self.sum()))
     }
 }
 
@@ -152,12 +169,15 @@ fuzz_target!(|input: Input| {
     let n = u64::from(input.buckets % 8) + 1;
     let bucket = u64::from(input.bucket_nanos % 1000) + 1;
     let tw = TimeWindow::new(Duration::from_nanos(n * bucket), n as u32).unwrap();
-    let mut tm = TimeModel {
+    let tf = TimeWindow::with_fast_calls(Duration::from_nanos(n * bucket), n as u32).unwrap();
+    let model = || TimeModel {
         n,
         bucket,
         head: 0,
         events: Vec::new(),
+        fast: Vec::new(),
     };
+    let (mut tm, mut tfm) = (model(), model());
 
     let start = if input.start_near_end {
         u64::MAX - input.start % (1 << 20)
@@ -175,6 +195,14 @@ fuzz_target!(|input: Input| {
                 assert_eq!(cw.record(o), cm.record(o));
                 let want = tm.add(now, o.tally().into());
                 assert_eq!(tw.record(now, o), Tally::from(want));
+                let want = tfm.add(now, o.tally().into());
+                assert_eq!(tf.record(now, o), Tally::from(want));
+            }
+            Op::FastCalls(k) => {
+                for _ in 0..k % 8 {
+                    tf.add_fast(now);
+                    tfm.add_fast(now);
+                }
             }
             Op::Successes(k) => {
                 for _ in 0..k % 100 {
@@ -184,6 +212,8 @@ fuzz_target!(|input: Input| {
             Op::Add(d) => {
                 let want = tm.add(now, d);
                 assert_eq!(tw.add(now, d), want);
+                let want = tfm.add(now, d);
+                assert_eq!(tf.add(now, d), want);
             }
             Op::TryAdd { num, floor, amount } => {
                 let admit = move |t: Lanes| {
@@ -191,6 +221,7 @@ fuzz_target!(|input: Input| {
                 };
                 let d = [0, u32::from(amount % 4), 0];
                 assert_eq!(tw.try_add(now, d, admit), tm.try_add(now, d, admit));
+                assert_eq!(tf.try_add(now, d, admit), tfm.try_add(now, d, admit));
             }
             Op::Tick(d) => offset = (offset + u64::from(d % 64)).min(MAX_OFFSET),
             Op::Advance(d) => offset = (offset + u64::from(d)).min(MAX_OFFSET),
@@ -199,21 +230,28 @@ fuzz_target!(|input: Input| {
                 let then = now.saturating_sub(u64::from(back));
                 let want = tm.add(then, [1, 0, 0]);
                 assert_eq!(tw.add(then, [1, 0, 0]), want);
+                tf.add_fast(then);
+                tfm.add_fast(then);
             }
             Op::Snapshot => {
                 assert_eq!(cw.snapshot(), cm.tally());
                 assert_eq!(tw.tally(now), Tally::from(tm.totals(now)));
+                assert_eq!(tf.tally(now), Tally::from(tfm.totals(now)));
             }
             Op::Reset => {
                 cw.reset();
                 cm.ring.clear();
                 tw.reset();
                 tm.events.clear();
+                tf.reset();
+                tfm.events.clear();
+                tfm.fast.clear();
             }
         }
         let now = now_at(offset);
         assert_eq!(cw.snapshot(), cm.tally());
         assert_eq!(tw.totals(now), tm.totals(now));
+        assert_eq!(tf.totals(now), tfm.totals(now));
     }
     // The count window's contents are the model's (as a multiset; the ring may be rotated).
     let mut a: Vec<_> = cw

@@ -266,3 +266,73 @@ fn a_late_owned_permit_dropped_unresolved_never_frees_a_current_probe_slot() {
         assert_eq!(b.state(), State::Closed);
     });
 }
+
+/// A breaker over a time window of two 1 s buckets that trips at 3 calls and 50 %, warmed
+/// with one success so the window is clean (the healthy fast path is armed).
+fn clean_time_breaker() -> (Arc<CircuitBreaker<ManualClock>>, Arc<Counts>) {
+    let counts = Arc::new(Counts {
+        to_open: AtomicUsize::new(0),
+        to_half_open: AtomicUsize::new(0),
+        to_closed: AtomicUsize::new(0),
+    });
+    let c = counts.clone();
+    let b = CircuitBreaker::builder()
+        .clock(ManualClock::new())
+        .time_window(Duration::from_secs(2), 2)
+        .minimum_calls(3)
+        .failure_rate_threshold(0.5)
+        .open_for(OPEN_FOR)
+        .on_state_change(move |s: &StateChange| {
+            if s.to == State::Open {
+                c.to_open.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .build()
+        .unwrap();
+    b.try_acquire().unwrap().success();
+    (Arc::new(b), counts)
+}
+
+#[test]
+fn a_clean_time_window_success_races_a_failure_and_both_count_once() {
+    // A takes the healthy path (one CAS on its bucket's fast word, no decision) while B records
+    // a failure, which clears the clean mark. Whichever lands first, neither trips (2 calls are
+    // too few; 1 failure in 3 is too few), both count exactly once, and the next failure (4
+    // calls, 2 failures: 50 %) trips.
+    resile_loom_tests::model(|| {
+        let (b, counts) = clean_time_breaker();
+        let ba = b.clone();
+        let a = thread::spawn(move || ba.try_acquire().unwrap().success());
+        let bb = b.clone();
+        let f = thread::spawn(move || bb.try_acquire().unwrap().failure());
+        a.join().unwrap();
+        f.join().unwrap();
+        let m = b.metrics();
+        assert_eq!((m.calls, m.failures, m.state), (3, 1, State::Closed));
+        b.try_acquire().unwrap().failure();
+        assert_eq!(b.state(), State::Open);
+        assert_eq!(counts.to_open.load(Ordering::Relaxed), 1);
+    });
+}
+
+#[test]
+fn concurrent_failures_in_a_clean_time_window_trip_exactly_once() {
+    resile_loom_tests::model(|| {
+        let (b, counts) = clean_time_breaker();
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let b = b.clone();
+                thread::spawn(move || {
+                    if let Ok(p) = b.try_acquire() {
+                        p.failure();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(b.state(), State::Open);
+        assert_eq!(counts.to_open.load(Ordering::Relaxed), 1);
+    });
+}

@@ -331,3 +331,68 @@ fn time_try_add_races_a_rotation() {
         assert_eq!(w.totals(2), [0, at2, 0]);
     });
 }
+
+/// [`tiny_time_window`] with fast calls (the breaker's kind).
+fn tiny_fast_window() -> TimeWindow {
+    TimeWindow::with_fast_calls(Duration::from_nanos(2), 2).unwrap()
+}
+
+#[test]
+fn time_fast_call_races_a_rotation_that_kills_it() {
+    // Bucket 0's fast word already carries epoch 0's lap; A adds a fast call at time 0 while B
+    // moves the head to 2 (killing epoch 0) and adds a fast call there, to the very same word.
+    // A's call must age out whether it lands before B's replacement (replaced with it), after
+    // it (refused: its epoch is dead), or in between; B's stays counted exactly once.
+    model(|| {
+        let w = Arc::new(tiny_fast_window());
+        w.add_fast(0);
+        let wa = w.clone();
+        let a = thread::spawn(move || wa.add_fast(0));
+        let wb = w.clone();
+        let b = thread::spawn(move || wb.add_fast(2));
+        a.join().unwrap();
+        b.join().unwrap();
+        assert_eq!(w.totals(2), [1, 0, 0]);
+        assert_eq!(w.totals(4), [0, 0, 0]);
+    });
+}
+
+#[test]
+fn time_fast_call_races_a_record_and_a_rotation_that_keeps_it() {
+    // A fast call, a recorded failure (totals and lane words) and a read that moves the head one
+    // bucket on all race; both events stay live, so each counts exactly once, in its own lane.
+    model(|| {
+        let w = Arc::new(tiny_fast_window());
+        w.add_fast(0);
+        let wa = w.clone();
+        let a = thread::spawn(move || wa.add_fast(0));
+        let wb = w.clone();
+        let b = thread::spawn(move || {
+            wb.record(0, Outcome::Failure);
+        });
+        let t = w.totals(1);
+        assert!(t[0] >= 1 && t[0] <= 3 && t[1] <= 1, "{t:?}");
+        a.join().unwrap();
+        b.join().unwrap();
+        assert_eq!(w.totals(1), [3, 1, 0]);
+        assert_eq!(w.totals(2), [0, 0, 0]);
+    });
+}
+
+#[test]
+fn time_fast_call_races_a_reset() {
+    // A fast call races a reset: it may or may not survive it, and whatever survives ages out.
+    model(|| {
+        let w = Arc::new(tiny_fast_window());
+        w.add_fast(0);
+        let wa = w.clone();
+        let a = thread::spawn(move || wa.add_fast(0));
+        w.reset();
+        a.join().unwrap();
+        let t = w.totals(1);
+        assert!(t == [0, 0, 0] || t == [1, 0, 0], "{t:?}");
+        w.add_fast(1);
+        assert_eq!(w.totals(2), [1, 0, 0]);
+        assert_eq!(w.totals(3), [0, 0, 0]);
+    });
+}

@@ -220,7 +220,9 @@ impl<C: Clock> Builder<C> {
     pub fn build(self) -> Result<CircuitBreaker<C>, ConfigError> {
         let window = match self.window {
             WindowSpec::Count(n) => Window::Count(CountWindow::new(n)?),
-            WindowSpec::Time(span, buckets) => Window::Time(TimeWindow::new(span, buckets)?),
+            WindowSpec::Time(span, buckets) => {
+                Window::Time(TimeWindow::with_fast_calls(span, buckets)?)
+            }
         };
         if self.minimum_calls == 0 || self.minimum_calls > MAX_COUNT {
             return Err(ConfigError::new(

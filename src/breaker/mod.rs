@@ -121,7 +121,7 @@ pub use state::State;
 use crate::clock::{Clock, SystemClock};
 use crate::counter::StripedCounter;
 use crate::sync::{AtomicU64, Ordering};
-use crate::window::{Outcome, Tally};
+use crate::window::Outcome;
 use config::{Hook, Window};
 use crossbeam_utils::CachePadded;
 use state::{Params, Step, Verdict};
@@ -552,14 +552,19 @@ impl<C: Clock> CircuitBreaker<C> {
     }
 
     /// Records an outcome of a permit of `generation` taken at `start`.
-    #[inline]
+    #[inline(always)]
     fn record(&self, generation: u32, start: u64, failed: bool) {
         if !failed
             && self.slow_nanos.is_none()
             && state::is_clean(self.word.load(Ordering::Acquire), generation)
         {
-            // The healthy path: a fast success into a window full of fast successes changes
-            // nothing, so nothing is written.
+            // The healthy path: a fast success while the window holds no failure and no slow
+            // call cannot trip anything. A count window (full of fast successes) is unchanged
+            // by it, so nothing is written; a time window counts it with one CAS on its
+            // bucket's own word.
+            if let Window::Time(t) = &self.window {
+                t.add_fast(self.clock.now());
+            }
             return;
         }
         self.record_other(generation, start, failed);
@@ -595,6 +600,10 @@ impl<C: Clock> CircuitBreaker<C> {
         let mut now = if timed { Some(self.clock.now()) } else { None };
         let outcome = Outcome::new(failed, now.is_some_and(|n| self.is_slow(start, n)));
         if outcome == Outcome::Success && w0 & state::CLEAN != 0 {
+            // `record`'s healthy path, reached here when slow calls are detected.
+            if let (Window::Time(t), Some(now)) = (&self.window, now) {
+                t.add_fast(now);
+            }
             return;
         }
         let (tally, full_size) = match &self.window {
@@ -602,7 +611,7 @@ impl<C: Clock> CircuitBreaker<C> {
             Window::Time(t) => (t.record(now.unwrap_or(0), outcome), None),
         };
         let breach = state::closed_breach(tally, &self.params);
-        let dirty = full_size.is_some() && outcome != Outcome::Success;
+        let dirty = outcome != Outcome::Success;
         if breach || dirty {
             let now = *now.get_or_insert_with(|| self.clock.now());
             let mut w = self.word.load(Ordering::Acquire);
@@ -617,9 +626,13 @@ impl<C: Clock> CircuitBreaker<C> {
                     Err(seen) => w = seen,
                 }
             }
-        } else if full_size == Some(tally.calls) && tally == clean_tally(tally.calls) {
-            // The window is full of fast successes: mark it, but only over the very word seen
-            // before recording, so a failure recorded since (which bumps SEQ) wins.
+        } else if tally.failures == 0
+            && tally.slow == 0
+            && full_size.is_none_or(|size| size == tally.calls)
+        {
+            // The window holds no failure and no slow call (and a count window is full): mark
+            // it, but only over the very word seen before recording, so a failure recorded
+            // since (which bumps SEQ) wins.
             let _ = self.cas(w0, w0 | state::CLEAN);
         }
     }
@@ -648,14 +661,6 @@ impl<C: Clock> CircuitBreaker<C> {
                 Err(seen) => w = seen,
             }
         }
-    }
-}
-
-fn clean_tally(calls: u32) -> Tally {
-    Tally {
-        calls,
-        failures: 0,
-        slow: 0,
     }
 }
 

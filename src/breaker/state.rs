@@ -15,9 +15,11 @@
 //! ```
 //!
 //! - `STATE` (3 bits): [`CLOSED`], [`OPEN`], [`HALF_OPEN`], [`FORCED_OPEN`], [`DISABLED`].
-//! - `CLEAN` (closed only): the count window is full and holds only fast successes, so a fast
-//!   success changes nothing (every slot already holds one) and is not written anywhere. This is
-//!   what keeps the healthy closed path free of shared writes.
+//! - `CLEAN` (closed only): the window holds no failure and no slow call, so a fast success
+//!   cannot trip anything and needs no decision. A count window must also be full: every slot
+//!   already holds a fast success, so a fast success changes nothing and is not written anywhere,
+//!   which keeps the healthy closed path free of shared writes. A time window counts it with one
+//!   CAS on its bucket's fast word (the window's module docs), skipping the totals.
 //! - `HOLD` (closed only): the winner of a transition into closed is emptying the window;
 //!   results are not recorded until it clears the bit, so a stale tally can never trip the fresh
 //!   closed period.
@@ -27,9 +29,9 @@
 //!   - half-open: four 5-bit counters: `ADM` probes admitted and not given back, `RES` probe
 //!     results, `FAIL` failed probe results, `SLOW` slow probe results (`SLOW, FAIL <= RES <= ADM
 //!     <= probes <= 31`).
-//!   - closed: `SEQ`, a 20-bit wrapping sequence bumped by every failed or slow record into a
-//!     count window, so a thread that saw a clean window cannot set `CLEAN` over a failure that
-//!     landed after its look (see `closed_after`).
+//!   - closed: `SEQ`, a 20-bit wrapping sequence bumped by every failed or slow record, so a
+//!     thread that saw a clean window cannot set `CLEAN` over a failure that landed after its
+//!     look (see `closed_after`).
 //!   - otherwise zero.
 //! - `GEN` (10 bits, wrapping): bumped by every transition. A permit carries the generation it
 //!   was admitted in; a result is counted only while the word still has that generation and the
@@ -63,6 +65,12 @@
 //! bump; a `CLEAN` setter's load precedes its window record), which `AcqRel` RMWs on one location
 //! give.
 //!
+//! The one race the flag leaves: a success that read `CLEAN` just before a concurrent failure
+//! bumped `SEQ` is taken as landing before that failure, so it makes no decision itself (into a
+//! count window it writes nothing; into a time window it is counted). Where the failure's own
+//! decision did not trip, a trip that this success would have completed (the minimum number of
+//! calls reached over the failure) comes with the next result recorded instead.
+//!
 //! ## Time and wrap-around
 //!
 //! The deadline is stored as a tick count modulo `2^25`. Durations are refused by the builder
@@ -89,7 +97,7 @@ pub(crate) const FORCED_OPEN: u64 = 3;
 /// Disabled: every call passes, nothing is recorded.
 pub(crate) const DISABLED: u64 = 4;
 
-/// Closed only: the count window is full of fast successes.
+/// Closed only: the window holds no failure and no slow call (a count window: and is full).
 pub(crate) const CLEAN: u64 = 1 << 3;
 /// Closed only: the window is being emptied; results are dropped.
 pub(crate) const HOLD: u64 = 1 << 4;
@@ -430,7 +438,7 @@ pub(crate) fn release(w: u64, generation_: u32) -> Option<u64> {
 }
 
 /// After a closed result of `generation` went into the window: trip on `breach`, else bump `SEQ`
-/// (and clear `CLEAN`) when the record was `dirty` (failed or slow, count window). `None` when the
+/// (and clear `CLEAN`) when the record was `dirty` (failed or slow). `None` when the
 /// word no longer is that closed period, or nothing needs writing.
 pub(crate) fn closed_after(
     w: u64,

@@ -176,6 +176,63 @@ fn the_guides_absolute_count_over_a_time_window() {
     assert_eq!(b.state(), Closed);
 }
 
+/// A breaker over a 10 s time window of 10 buckets, 4 calls minimum, 50 % failure rate.
+fn time_breaker() -> (CircuitBreaker<ManualClock>, ManualClock) {
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder()
+        .clock(clock.clone())
+        .time_window(10 * SEC, 10)
+        .minimum_calls(4)
+        .failure_rate_threshold(0.5)
+        .build()
+        .unwrap();
+    (b, clock)
+}
+
+#[test]
+fn a_clean_time_window_counts_every_success_and_ages_them_out() {
+    // The healthy path (no failure in the window) counts successes outside the running totals;
+    // they still dilute a later failure rate and age out with their buckets.
+    let (b, clock) = time_breaker();
+    outcomes(&b, "SSS");
+    clock.advance(5 * SEC);
+    outcomes(&b, "SSS");
+    assert_eq!(b.metrics().calls, 6);
+    outcomes(&b, "FFF");
+    let m = b.metrics();
+    assert_eq!(
+        (m.calls, m.failures, m.state),
+        (9, 3, Closed),
+        "3 of 9 < 50 %"
+    );
+    // 5 s later the first three successes age out: 3 of 6 trips on the next result.
+    clock.advance(5 * SEC);
+    assert_eq!(b.metrics().calls, 6);
+    outcomes(&b, "S");
+    assert_eq!(b.state(), Closed, "3 of 7");
+    outcomes(&b, "F");
+    assert_eq!(b.state(), Open, "4 of 8");
+}
+
+#[test]
+fn a_time_window_is_clean_again_once_its_failures_age_out() {
+    let (b, clock) = time_breaker();
+    outcomes(&b, "SSSF");
+    clock.advance(10 * SEC);
+    // The failure aged out: these successes (the first still decides, then the fast path)
+    // count, and so do the failures that follow.
+    outcomes(&b, "SSSS");
+    assert_eq!((b.metrics().calls, b.metrics().failures), (4, 0));
+    outcomes(&b, "FFF");
+    assert_eq!(b.state(), Closed, "3 of 7");
+    outcomes(&b, "F");
+    assert_eq!(b.state(), Open, "4 of 8");
+    // And after a reset the window starts empty, fast path included.
+    b.reset();
+    outcomes(&b, "SS");
+    assert_eq!(b.metrics().calls, 2);
+}
+
 #[test]
 fn one_breach_one_transition() {
     let (b, _, log) = breaker(4, 2);

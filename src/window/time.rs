@@ -40,6 +40,13 @@
 //! (counted once) or was removed with its word (aged out). The totals never go below zero, as an
 //! amount is always added to them before any thread can remove it from a word.
 //!
+//! **Fast calls** (a window built by `with_fast_calls`, the breaker's): a fourth word per bucket,
+//! laid out as a lane word, holds lane-0 counts added by `add_fast` with a single CAS on that
+//! word and no totals update. They never enter the totals, so nothing subtracts them: a read
+//! loads the head, then sums the fast words whose lap is live under it (a word of a dead lap
+//! counts nothing, so fast words need no stamping). `add_fast` takes the epoch-liveness check and
+//! the dead-word replacement of step 3 above, with nothing to give back.
+//!
 //! **Caveats.** While an advance is stamping (at most `3N` CASes) a concurrent reader can still
 //! see counts of the epochs that just died. A lap tag keeps 42 bits, so a bucket whose word was
 //! last written `k * 2^42` laps ago (with `k >= 1`, e.g. more than 1.3 hours of idle time for a
@@ -223,11 +230,15 @@ pub struct TimeWindow {
     /// writes the totals, and the head changes at most once per bucket period.
     hot: CachePadded<Hot>,
     words: Box<[AtomicU64]>,
+    /// Lane 0 counts added by [`add_fast`](Self::add_fast): one word per bucket, laid out as a
+    /// lane word, kept out of the totals and summed (live laps only) when the totals are read.
+    /// Empty unless built by [`with_fast_calls`](Self::with_fast_calls).
+    fast: Box<[AtomicU64]>,
     bucket_nanos: u64,
     buckets: u64,
-    /// `now / bucket_nanos` and `epoch / buckets` without a `div` instruction.
+    /// `now / bucket_nanos` and `now / span` without a `div` instruction.
     per_bucket: Divisor,
-    per_lap: Divisor,
+    per_span: Divisor,
 }
 
 impl TimeWindow {
@@ -270,11 +281,31 @@ impl TimeWindow {
                 head: AtomicU64::new(0),
             }),
             words: (0..3 * buckets).map(|_| AtomicU64::new(0)).collect(),
+            fast: Box::new([]),
             bucket_nanos: span_n / u64::from(buckets),
             buckets: u64::from(buckets),
             per_bucket: Divisor::new(span_n / u64::from(buckets)),
-            per_lap: Divisor::new(u64::from(buckets)),
+            per_span: Divisor::new(span_n),
         })
+    }
+
+    /// [`new`](Self::new), plus a per-bucket word of lane-0 counts that
+    /// [`add_fast`](Self::add_fast) writes with one compare-and-swap and a read sums (what a
+    /// circuit breaker's time window is built with).
+    ///
+    /// ```
+    /// use resile::window::TimeWindow;
+    /// use std::time::Duration;
+    /// let w = TimeWindow::with_fast_calls(Duration::from_secs(10), 10).unwrap();
+    /// w.add_fast(0);
+    /// w.add(0, [1, 1, 0]);
+    /// assert_eq!(w.totals(0), [2, 1, 0]);
+    /// assert_eq!(w.totals(10_000_000_000), [0, 0, 0]); // aged out
+    /// ```
+    pub fn with_fast_calls(span: Duration, buckets: u32) -> Result<Self, ConfigError> {
+        let mut w = Self::new(span, buckets)?;
+        w.fast = (0..buckets).map(|_| AtomicU64::new(0)).collect();
+        Ok(w)
     }
 
     /// The number of buckets.
@@ -295,6 +326,16 @@ impl TimeWindow {
     #[inline]
     fn word(&self, bucket: u64, lane: usize) -> &AtomicU64 {
         &self.words[bucket as usize * 3 + lane]
+    }
+
+    /// The epoch of `now` and its (lap, bucket). `lap = epoch / N = now / span` (nested floor
+    /// divisions), so the two multiplications are independent and overlap, and run before any
+    /// atomic does.
+    #[inline]
+    fn locate(&self, now: u64) -> (u64, (u64, u64)) {
+        let epoch = self.per_bucket.div(now);
+        let lap = self.per_span.div(now);
+        (epoch, (lap, epoch - lap * self.buckets))
     }
 
     /// Moves the head to at least `epoch`; returns the head seen or set.
@@ -358,17 +399,10 @@ impl TimeWindow {
         }
     }
 
-    /// Adds `amount` of epoch `epoch` (`= lap * N + i`) to lane `lane`; `Ok(dead count
-    /// replaced)`, or `Err(())` if the epoch died first.
+    /// Adds `amount` of epoch `epoch` (of lap `lap`) to `w`, a word of the epoch's bucket;
+    /// `Ok(dead count replaced)`, or `Err(())` if the epoch died first.
     #[inline]
-    fn add_word(
-        &self,
-        epoch: u64,
-        (lap, i): (u64, u64),
-        lane: usize,
-        amount: u64,
-    ) -> Result<u64, ()> {
-        let w = self.word(i, lane);
+    fn add_word(&self, w: &AtomicU64, epoch: u64, lap: u64, amount: u64) -> Result<u64, ()> {
         let mut cur = w.load(Ordering::Acquire);
         loop {
             // The head is >= epoch: this thread advanced it at least that far.
@@ -406,22 +440,20 @@ impl TimeWindow {
         delta: Lanes,
         admit: impl Fn(Lanes) -> bool,
     ) -> Result<Lanes, Lanes> {
-        let epoch = self.per_bucket.div(now);
-        // (lap, bucket), computed before any atomic so the multiplications overlap them.
-        let at = self.per_lap.div_rem(epoch);
+        let (epoch, at) = self.locate(now);
         let head = self.advance(epoch);
         let mut t = self.hot.totals.load(Ordering::Relaxed);
         if head - epoch >= self.buckets {
-            return Err(unpack(t));
+            return Err(self.with_fast(head, unpack(t)));
         }
         let (after, applied) = loop {
             let cur = unpack(t);
             if !admit(cur) {
-                return Err(cur);
+                return Err(self.with_fast(head, cur));
             }
             let (next, applied) = add_saturating(t, delta);
             if next == t {
-                return Ok(cur);
+                return Ok(self.with_fast(head, cur));
             }
             match self.hot.totals.compare_exchange_weak(
                 t,
@@ -441,7 +473,7 @@ impl TimeWindow {
             }
             let shift = lane as u32 * LANE_BITS;
             if !dead {
-                match self.add_word(epoch, at, lane, u64::from(a)) {
+                match self.add_word(self.word(at.1, lane), epoch, at.0, u64::from(a)) {
                     Ok(removed) => {
                         give_back += removed << shift;
                         continue;
@@ -452,11 +484,56 @@ impl TimeWindow {
             give_back += u64::from(a) << shift;
         }
         if give_back == 0 {
-            Ok(unpack(after))
+            Ok(self.with_fast(head, unpack(after)))
         } else {
             let before = self.hot.totals.fetch_sub(give_back, Ordering::Relaxed);
-            Ok(unpack(before - give_back))
+            Ok(self.with_fast(head, unpack(before - give_back)))
         }
+    }
+
+    /// Adds one to lane 0 at `now` with one compare-and-swap on the bucket's fast word, leaving
+    /// the running totals alone: the breaker's success path while its window holds no failure,
+    /// where the count needs no decision. Reads ([`totals`](Self::totals), [`tally`](Self::tally)
+    /// and what [`add`](Self::add) returns) include it; the predicate of
+    /// [`try_add`](Self::try_add) sees the totals without it. A `now` whose bucket has aged out
+    /// adds nothing, as in [`add`](Self::add). On a window built by [`new`](Self::new), which has
+    /// no fast words, it adds nothing (and panics in a debug build).
+    #[inline]
+    pub fn add_fast(&self, now: u64) {
+        let (epoch, (lap, i)) = self.locate(now);
+        self.advance(epoch);
+        debug_assert!(!self.fast.is_empty(), "built without fast calls");
+        if let Some(w) = self.fast.get(i as usize) {
+            // Nothing to give back: a dead count replaced here was never in the totals.
+            let _ = self.add_word(w, epoch, lap, 1);
+        }
+    }
+
+    /// `lanes` with the live fast counts under `head` added to lane 0.
+    #[inline]
+    fn with_fast(&self, head: u64, mut lanes: Lanes) -> Lanes {
+        if !self.fast.is_empty() {
+            lanes[0] = lanes[0].saturating_add(self.fast_sum(head));
+        }
+        lanes
+    }
+
+    /// The fast words whose lap is live under `head`, summed (a word of a dead lap counts
+    /// nothing: its epoch aged out, and no stamp is needed to zero it).
+    fn fast_sum(&self, head: u64) -> u32 {
+        let n = self.buckets;
+        let sum: u64 = (0..n)
+            .zip(self.fast.iter())
+            .map(|(i, w)| {
+                let v = w.load(Ordering::Acquire);
+                if v & TAG_MASK == tag(live_lap(head, n, i)) {
+                    count(v)
+                } else {
+                    0
+                }
+            })
+            .sum();
+        u32::try_from(sum).unwrap_or(u32::MAX)
     }
 
     /// Records one call outcome at `now`; returns the totals just after.
@@ -472,8 +549,8 @@ impl TimeWindow {
     /// The totals over the span ending at `now` (a `now` older than the newest seen reads the
     /// span ending at the newest).
     pub fn totals(&self, now: u64) -> Lanes {
-        self.advance(self.per_bucket.div(now));
-        unpack(self.hot.totals.load(Ordering::Relaxed))
+        let head = self.advance(self.per_bucket.div(now));
+        self.with_fast(head, unpack(self.hot.totals.load(Ordering::Relaxed)))
     }
 
     /// Empties the window. Events added concurrently with a reset may survive it; the totals
@@ -486,6 +563,9 @@ impl TimeWindow {
         }
         if removed != 0 {
             self.hot.totals.fetch_sub(removed, Ordering::Relaxed);
+        }
+        for w in self.fast.iter() {
+            w.swap(0, Ordering::AcqRel);
         }
     }
 }
