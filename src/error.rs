@@ -103,22 +103,38 @@ pub enum Refusal {
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CircuitOpen {
-    retry_after: Option<std::time::Duration>,
+    /// Nanoseconds until a probe may be admitted; [`NO_RETRY_AFTER`] for none. Kept as an
+    /// integer so the refusal path does no `Duration` arithmetic.
+    retry_after_nanos: u64,
     refusal: Refusal,
 }
 
+/// `CircuitOpen::retry_after_nanos` when there is no hint.
+const NO_RETRY_AFTER: u64 = u64::MAX;
+
 impl CircuitOpen {
-    /// A refusal by `refusal`, with `retry_after` until a probe may be admitted.
+    /// A refusal by `refusal`, with `retry_after` until a probe may be admitted (saturating at
+    /// `u64::MAX - 1` nanoseconds, about 584 years).
     pub fn new(refusal: Refusal, retry_after: Option<std::time::Duration>) -> Self {
+        let nanos = retry_after.map_or(NO_RETRY_AFTER, |d| {
+            u64::try_from(d.as_nanos()).map_or(NO_RETRY_AFTER - 1, |n| n.min(NO_RETRY_AFTER - 1))
+        });
+        Self::from_nanos(refusal, nanos)
+    }
+
+    /// A refusal with `retry_after_nanos` until a probe may be admitted (`u64::MAX`: no hint).
+    #[inline]
+    pub(crate) const fn from_nanos(refusal: Refusal, retry_after_nanos: u64) -> Self {
         Self {
-            retry_after,
+            retry_after_nanos,
             refusal,
         }
     }
 
     /// How long until the breaker admits a probe; `None` when forced open.
     pub fn retry_after(&self) -> Option<std::time::Duration> {
-        self.retry_after
+        (self.retry_after_nanos != NO_RETRY_AFTER)
+            .then(|| std::time::Duration::from_nanos(self.retry_after_nanos))
     }
 
     /// The state that refused.
@@ -129,7 +145,7 @@ impl CircuitOpen {
 
 impl fmt::Display for CircuitOpen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.refusal, self.retry_after) {
+        match (self.refusal, self.retry_after()) {
             (Refusal::ForcedOpen, _) => f.write_str("circuit breaker forced open: call refused"),
             (Refusal::Open, Some(d)) => {
                 write!(f, "circuit breaker open: call refused, retry after {d:?}")

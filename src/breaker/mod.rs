@@ -297,8 +297,7 @@ impl<C: Clock> CircuitBreaker<C> {
     }
 
     /// Every state but the plain closed path: closed with slow-call detection (the start time
-    /// is read), the refusal while open (one clock reading, no write to the word), and the
-    /// transitions.
+    /// is read), open, half-open, forced open.
     #[inline(never)]
     fn acquire_other(&self, w: u64) -> Result<Permit<'_, C>, CircuitOpen> {
         let s = state::state_bits(w);
@@ -306,13 +305,11 @@ impl<C: Clock> CircuitBreaker<C> {
             return Ok(Permit::new(self, state::generation(w), self.clock.now()));
         }
         if s == state::OPEN {
+            // The refusal path: one clock reading, no write to the word.
             let now = self.clock.now();
             if let Some(left) = state::remaining(w, now) {
                 self.refused.add(1);
-                return Err(CircuitOpen::new(
-                    Refusal::Open,
-                    Some(Duration::from_nanos(left)),
-                ));
+                return Err(CircuitOpen::from_nanos(Refusal::Open, left));
             }
             return self.acquire_timed(w, now);
         }
