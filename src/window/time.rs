@@ -419,6 +419,7 @@ impl TimeWindow {
     }
 
     /// Adds `delta` at time `now`; returns the totals over the span ending at `now`.
+    #[inline]
     pub fn add(&self, now: u64, delta: Lanes) -> Lanes {
         match self.try_add(now, delta, |_| true) {
             Ok(t) | Err(t) => t,
@@ -434,6 +435,7 @@ impl TimeWindow {
     /// the newest time seen) is refused without calling `admit`: nothing could be debited there.
     /// So a retry budget never admits a withdrawal it did not debit; `add` and `record` with such
     /// a `now` add nothing.
+    #[inline]
     pub fn try_add(
         &self,
         now: u64,
@@ -537,17 +539,20 @@ impl TimeWindow {
     }
 
     /// Records one call outcome at `now`; returns the totals just after.
+    #[inline]
     pub fn record(&self, now: u64, outcome: Outcome) -> Tally {
         self.add(now, outcome.tally().into()).into()
     }
 
     /// The totals over the span ending at `now`, as a breaker reads them.
+    #[inline]
     pub fn tally(&self, now: u64) -> Tally {
         self.totals(now).into()
     }
 
     /// The totals over the span ending at `now` (a `now` older than the newest seen reads the
     /// span ending at the newest).
+    #[inline]
     pub fn totals(&self, now: u64) -> Lanes {
         let head = self.advance(self.per_bucket.div(now));
         self.with_fast(head, unpack(self.hot.totals.load(Ordering::Relaxed)))
