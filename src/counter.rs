@@ -29,7 +29,7 @@
 //!
 //! # Cost
 //!
-//! Memory: `stripes × size_of::<CachePadded<..>>()` (128 bytes on x86_64 and aarch64), so 256 B
+//! Memory: `stripes × size_of::<CachePadded<..>>()` (128 bytes on x86_64 and aarch64), so 512 B
 //! on 2 CPUs and 4 KiB at the 32-stripe cap, allocated once when the owning primitive is built;
 //! `add` and `sum` never allocate. `add`: a thread-local read, an index and one uncontended
 //! `fetch_add`. `sum`: one load per stripe.

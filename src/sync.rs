@@ -72,15 +72,18 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The most stripes a [`StripedCounter`](crate::counter::StripedCounter) uses.
 pub(crate) const MAX_STRIPES: usize = 32;
 
-/// How many stripes a striped counter gets: the available parallelism rounded up to a power of
-/// two, capped at [`MAX_STRIPES`], at least 1. Asked of the OS once per process (it may read
-/// cgroup files), then cached; a counter calls this only when it is built.
+/// How many stripes a striped counter gets: twice the available parallelism rounded up to a
+/// power of two, capped at [`MAX_STRIPES`]. Twice, because servers often run more threads than
+/// cores (blocking pools, thread-per-request), and two threads on one stripe running on two
+/// cores bounce its line on every add. Asked of the OS once per process (it may read cgroup
+/// files), then cached; a counter calls this only when it is built.
 #[cfg(not(resile_loom))]
 pub(crate) fn stripe_count() -> usize {
     static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *COUNT.get_or_init(|| {
         std::thread::available_parallelism()
             .map_or(1, std::num::NonZeroUsize::get)
+            .saturating_mul(2)
             .next_power_of_two()
             .min(MAX_STRIPES)
     })
