@@ -120,12 +120,12 @@ mod tests {
     use crate::sync::{AtomicBool, MAX_STRIPES};
 
     #[test]
-    fn stripes_are_a_power_of_two_within_the_cap() {
+    fn stripes_are_twice_the_cores_as_a_power_of_two_within_the_cap() {
         let c = StripedCounter::new();
         assert!(c.stripes().is_power_of_two());
         assert!((1..=MAX_STRIPES).contains(&c.stripes()));
         let par = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(c.stripes(), par.next_power_of_two().min(MAX_STRIPES));
+        assert_eq!(c.stripes(), (2 * par).next_power_of_two().min(MAX_STRIPES));
     }
 
     #[test]
