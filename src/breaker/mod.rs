@@ -107,7 +107,9 @@
 //!
 //! A closed breaker with a count window reads no clock. Once its window is full of successes, a
 //! successful call is two loads of one shared word and no write at all: nothing needs recording
-//! when a success replaces a success. A refusal reads the clock once; with a
+//! when a success replaces a success. With a time window, while the window holds no failure and
+//! no slow call, a successful call is one clock reading and one compare-and-swap on its bucket's
+//! own word, with no decision to make. A refusal reads the clock once; with a
 //! [`CoarseClock`](crate::clock::CoarseClock) that is a few nanoseconds. No call path allocates.
 //! The packed word and its orderings are documented in the source of `breaker/state.rs`.
 
