@@ -30,10 +30,10 @@
 //!
 //! # Implementation details
 //!
-//! Everything admission needs is one `AtomicU64`, the *word* (see [`word`] for the layout, the
-//! state table and the orderings). Admission is one CAS on it; a release with nobody waiting is
-//! one `fetch_sub`. Neither locks nor allocates. Waiting uses a mutex-guarded
-//! [`Queue`](crate::wait::queue::Queue), reached only when the word's `WAITERS` bit is set.
+//! Everything admission needs is one `AtomicU64`, the *word* (the `word` module in the source has
+//! the layout, the state table and the orderings). Admission is one CAS on it; a release with
+//! nobody waiting is one `fetch_sub`. Neither locks nor allocates. Waiting uses a mutex-guarded
+//! `Queue` (`src/wait/queue.rs`), reached only when the word's `WAITERS` bit is set.
 
 use crate::clock::{Clock, SystemClock, duration_to_nanos};
 use crate::counter::StripedCounter;
