@@ -98,8 +98,8 @@
 //! - clones of a guard: `fetch_add(Relaxed)` (like `Arc::clone`: the clone is made from a live
 //!   guard, so the count cannot be zero and nothing needs publishing).
 //!
-//! The waiter lists are `Notify` broadcasts (`src/wait/notify.rs`): touched only by waiters and by the one transition
-//! that fires them.
+//! The waiter lists are `Notify` broadcasts (`src/wait/notify.rs`): touched only by waiters and
+//! by the one transition that fires them.
 
 use crate::clock::{Clock, SystemClock, duration_to_nanos};
 use crate::counter::StripedCounter;
