@@ -128,25 +128,31 @@ fn open_to_half_open_has_one_winner_and_one_hook_call() {
     });
 }
 
+/// Fails one call on each of `threads` threads at once; the breaker must be open, and the
+/// transition to open reported once.
+fn fail_concurrently(b: &Arc<CircuitBreaker<ManualClock>>, counts: &Counts, threads: usize) {
+    let threads: Vec<_> = (0..threads)
+        .map(|_| {
+            let b = b.clone();
+            thread::spawn(move || {
+                if let Ok(p) = b.try_acquire() {
+                    p.failure();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(b.state(), State::Open);
+    assert_eq!(counts.to_open.load(Ordering::Relaxed), 1);
+}
+
 #[test]
 fn concurrent_failures_trip_exactly_once() {
     resile_loom_tests::model(|| {
         let (b, _, counts) = breaker(1);
-        let threads: Vec<_> = (0..3)
-            .map(|_| {
-                let b = b.clone();
-                thread::spawn(move || {
-                    if let Ok(p) = b.try_acquire() {
-                        p.failure();
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        assert_eq!(b.state(), State::Open);
-        assert_eq!(counts.to_open.load(Ordering::Relaxed), 1);
+        fail_concurrently(&b, &counts, 3);
     });
 }
 
@@ -319,20 +325,6 @@ fn a_clean_time_window_success_races_a_failure_and_both_count_once() {
 fn concurrent_failures_in_a_clean_time_window_trip_exactly_once() {
     resile_loom_tests::model(|| {
         let (b, counts) = clean_time_breaker();
-        let threads: Vec<_> = (0..2)
-            .map(|_| {
-                let b = b.clone();
-                thread::spawn(move || {
-                    if let Ok(p) = b.try_acquire() {
-                        p.failure();
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        assert_eq!(b.state(), State::Open);
-        assert_eq!(counts.to_open.load(Ordering::Relaxed), 1);
+        fail_concurrently(&b, &counts, 2);
     });
 }

@@ -332,9 +332,13 @@ fn time_try_add_races_a_rotation() {
     });
 }
 
-/// [`tiny_time_window`] with fast calls (the breaker's kind).
-fn tiny_fast_window() -> TimeWindow {
-    TimeWindow::with_fast_calls(Duration::from_nanos(2), 2).unwrap()
+/// [`tiny_time_window`] with fast calls (the breaker's kind), holding one fast call at time 0,
+/// and a thread that adds another fast call at time 0.
+fn fast_window_and_a_fast_call() -> (Arc<TimeWindow>, thread::JoinHandle<()>) {
+    let w = Arc::new(TimeWindow::with_fast_calls(Duration::from_nanos(2), 2).unwrap());
+    w.add_fast(0);
+    let wa = w.clone();
+    (w, thread::spawn(move || wa.add_fast(0)))
 }
 
 #[test]
@@ -344,10 +348,7 @@ fn time_fast_call_races_a_rotation_that_kills_it() {
     // A's call must age out whether it lands before B's replacement (replaced with it), after
     // it (refused: its epoch is dead), or in between; B's stays counted exactly once.
     model(|| {
-        let w = Arc::new(tiny_fast_window());
-        w.add_fast(0);
-        let wa = w.clone();
-        let a = thread::spawn(move || wa.add_fast(0));
+        let (w, a) = fast_window_and_a_fast_call();
         let wb = w.clone();
         let b = thread::spawn(move || wb.add_fast(2));
         a.join().unwrap();
@@ -362,10 +363,7 @@ fn time_fast_call_races_a_record_and_a_rotation_that_keeps_it() {
     // A fast call, a recorded failure (totals and lane words) and a read that moves the head one
     // bucket on all race; both events stay live, so each counts exactly once, in its own lane.
     model(|| {
-        let w = Arc::new(tiny_fast_window());
-        w.add_fast(0);
-        let wa = w.clone();
-        let a = thread::spawn(move || wa.add_fast(0));
+        let (w, a) = fast_window_and_a_fast_call();
         let wb = w.clone();
         let b = thread::spawn(move || {
             wb.record(0, Outcome::Failure);
@@ -383,10 +381,7 @@ fn time_fast_call_races_a_record_and_a_rotation_that_keeps_it() {
 fn time_fast_call_races_a_reset() {
     // A fast call races a reset: it may or may not survive it, and whatever survives ages out.
     model(|| {
-        let w = Arc::new(tiny_fast_window());
-        w.add_fast(0);
-        let wa = w.clone();
-        let a = thread::spawn(move || wa.add_fast(0));
+        let (w, a) = fast_window_and_a_fast_call();
         w.reset();
         a.join().unwrap();
         let t = w.totals(1);
