@@ -16,6 +16,30 @@ struct Counts {
     to_closed: AtomicUsize,
 }
 
+impl Counts {
+    fn new() -> Arc<Self> {
+        Arc::new(Counts {
+            to_open: AtomicUsize::new(0),
+            to_half_open: AtomicUsize::new(0),
+            to_closed: AtomicUsize::new(0),
+        })
+    }
+
+    /// A state-change hook that counts transitions by target.
+    fn hook(counts: &Arc<Self>) -> impl Fn(&StateChange) + Send + Sync + 'static {
+        let c = counts.clone();
+        move |s: &StateChange| {
+            let n = match s.to {
+                State::Open => &c.to_open,
+                State::HalfOpen => &c.to_half_open,
+                State::Closed => &c.to_closed,
+                _ => return,
+            };
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// A breaker over a count window of 2 that trips at 2 calls and 50 %, with `probes` probes
 /// deciding after `min(2, probes)` results; the hook counts transitions by target.
 fn breaker(probes: u32) -> (Arc<CircuitBreaker<ManualClock>>, ManualClock, Arc<Counts>) {
@@ -38,12 +62,7 @@ fn owned_breaker(
 
 fn bare_breaker(probes: u32) -> (CircuitBreaker<ManualClock>, ManualClock, Arc<Counts>) {
     let clock = ManualClock::new();
-    let counts = Arc::new(Counts {
-        to_open: AtomicUsize::new(0),
-        to_half_open: AtomicUsize::new(0),
-        to_closed: AtomicUsize::new(0),
-    });
-    let c = counts.clone();
+    let counts = Counts::new();
     let b = CircuitBreaker::builder()
         .clock(clock.clone())
         .count_window(2)
@@ -51,15 +70,7 @@ fn bare_breaker(probes: u32) -> (CircuitBreaker<ManualClock>, ManualClock, Arc<C
         .failure_rate_threshold(0.5)
         .open_for(OPEN_FOR)
         .half_open_probes(probes)
-        .on_state_change(move |s: &StateChange| {
-            let n = match s.to {
-                State::Open => &c.to_open,
-                State::HalfOpen => &c.to_half_open,
-                State::Closed => &c.to_closed,
-                _ => return,
-            };
-            n.fetch_add(1, Ordering::Relaxed);
-        })
+        .on_state_change(Counts::hook(&counts))
         .build()
         .unwrap();
     (b, clock, counts)
@@ -276,23 +287,14 @@ fn a_late_owned_permit_dropped_unresolved_never_frees_a_current_probe_slot() {
 /// A breaker over a time window of two 1 s buckets that trips at 3 calls and 50 %, warmed
 /// with one success so the window is clean (the healthy fast path is armed).
 fn clean_time_breaker() -> (Arc<CircuitBreaker<ManualClock>>, Arc<Counts>) {
-    let counts = Arc::new(Counts {
-        to_open: AtomicUsize::new(0),
-        to_half_open: AtomicUsize::new(0),
-        to_closed: AtomicUsize::new(0),
-    });
-    let c = counts.clone();
+    let counts = Counts::new();
     let b = CircuitBreaker::builder()
         .clock(ManualClock::new())
         .time_window(Duration::from_secs(2), 2)
         .minimum_calls(3)
         .failure_rate_threshold(0.5)
         .open_for(OPEN_FOR)
-        .on_state_change(move |s: &StateChange| {
-            if s.to == State::Open {
-                c.to_open.fetch_add(1, Ordering::Relaxed);
-            }
-        })
+        .on_state_change(Counts::hook(&counts))
         .build()
         .unwrap();
     b.try_acquire().unwrap().success();
