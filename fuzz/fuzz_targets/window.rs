@@ -22,7 +22,8 @@ enum Op {
     Record { failed: bool, slow: bool },
     /// Many plain successes (the count window's write-free path).
     Successes(u8),
-    /// A few fast calls (lane 0, outside the totals) into the window that has them.
+    /// A few fast calls (lane 0, outside the totals) into the window that has them, and the
+    /// same into the plain window (where they are plain adds).
     FastCalls(u8),
     /// Add to the time window's lanes (large values saturate).
     Add([u32; 3]),
@@ -202,6 +203,9 @@ fuzz_target!(|input: Input| {
                 for _ in 0..k % 8 {
                     tf.add_fast(now);
                     tfm.add_fast(now);
+                    // Without fast words it is a plain add to lane 0.
+                    tw.add_fast(now);
+                    tm.add(now, [1, 0, 0]);
                 }
             }
             Op::Successes(k) => {

@@ -446,16 +446,16 @@ impl TimeWindow {
         let head = self.advance(epoch);
         let mut t = self.hot.totals.load(Ordering::Relaxed);
         if head - epoch >= self.buckets {
-            return Err(self.with_fast(head, unpack(t)));
+            return Err(self.with_fast(unpack(t)));
         }
         let (after, applied) = loop {
             let cur = unpack(t);
             if !admit(cur) {
-                return Err(self.with_fast(head, cur));
+                return Err(self.with_fast(cur));
             }
             let (next, applied) = add_saturating(t, delta);
             if next == t {
-                return Ok(self.with_fast(head, cur));
+                return Ok(self.with_fast(cur));
             }
             match self.hot.totals.compare_exchange_weak(
                 t,
@@ -486,10 +486,10 @@ impl TimeWindow {
             give_back += u64::from(a) << shift;
         }
         if give_back == 0 {
-            Ok(self.with_fast(head, unpack(after)))
+            Ok(self.with_fast(unpack(after)))
         } else {
             let before = self.hot.totals.fetch_sub(give_back, Ordering::Relaxed);
-            Ok(self.with_fast(head, unpack(before - give_back)))
+            Ok(self.with_fast(unpack(before - give_back)))
         }
     }
 
@@ -498,23 +498,28 @@ impl TimeWindow {
     /// where the count needs no decision. Reads ([`totals`](Self::totals), [`tally`](Self::tally)
     /// and what [`add`](Self::add) returns) include it; the predicate of
     /// [`try_add`](Self::try_add) sees the totals without it. A `now` whose bucket has aged out
-    /// adds nothing, as in [`add`](Self::add). On a window built by [`new`](Self::new), which has
-    /// no fast words, it adds nothing (and panics in a debug build).
+    /// adds nothing, as in [`add`](Self::add). A window built by [`new`](Self::new) has no fast
+    /// words: there it is `add(now, [1, 0, 0])`.
     #[inline]
     pub fn add_fast(&self, now: u64) {
         let (epoch, (lap, i)) = self.locate(now);
-        self.advance(epoch);
-        debug_assert!(!self.fast.is_empty(), "built without fast calls");
-        if let Some(w) = self.fast.get(i as usize) {
-            // Nothing to give back: a dead count replaced here was never in the totals.
-            let _ = self.add_word(w, epoch, lap, 1);
+        match self.fast.get(i as usize) {
+            Some(w) => {
+                self.advance(epoch);
+                // Nothing to give back: a dead count replaced here was never in the totals.
+                let _ = self.add_word(w, epoch, lap, 1);
+            }
+            None => {
+                self.add(now, [1, 0, 0]);
+            }
         }
     }
 
-    /// `lanes` with the live fast counts under `head` added to lane 0.
+    /// `lanes` with the fast counts live under the head (loaded now) added to lane 0.
     #[inline]
-    fn with_fast(&self, head: u64, mut lanes: Lanes) -> Lanes {
+    fn with_fast(&self, mut lanes: Lanes) -> Lanes {
         if !self.fast.is_empty() {
+            let head = self.hot.head.load(Ordering::Acquire);
             lanes[0] = lanes[0].saturating_add(self.fast_sum(head));
         }
         lanes
@@ -554,8 +559,8 @@ impl TimeWindow {
     /// span ending at the newest).
     #[inline]
     pub fn totals(&self, now: u64) -> Lanes {
-        let head = self.advance(self.per_bucket.div(now));
-        self.with_fast(head, unpack(self.hot.totals.load(Ordering::Relaxed)))
+        self.advance(self.per_bucket.div(now));
+        self.with_fast(unpack(self.hot.totals.load(Ordering::Relaxed)))
     }
 
     /// Empties the window. Events added concurrently with a reset may survive it; the totals
@@ -838,6 +843,45 @@ mod tests {
             (w.span(), w.bucket(), w.buckets()),
             (Duration::from_secs(30), Duration::from_secs(3), 10)
         );
+    }
+
+    #[test]
+    fn fast_calls_count_with_the_rest_and_age_out() {
+        use std::sync::Arc;
+        let w = Arc::new(TimeWindow::with_fast_calls(Duration::from_millis(10), 5).unwrap());
+        let hs: Vec<_> = (0..4)
+            .map(|t| {
+                let w = w.clone();
+                std::thread::spawn(move || {
+                    for k in 0..10_000u32 {
+                        if t % 2 == 0 {
+                            w.add_fast(1_000);
+                        } else {
+                            w.add(1_000, [1, k % 2, 0]);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(w.totals(1_000), [40_000, 10_000, 0]);
+        assert_eq!(
+            w.totals(9_999_999),
+            [40_000, 10_000, 0],
+            "bucket 0 still live"
+        );
+        assert_eq!(w.totals(10_000_000), [0, 0, 0], "aged out");
+        w.add_fast(10_000_000);
+        w.reset();
+        assert_eq!(w.totals(10_000_000), [0, 0, 0]);
+
+        // Without fast words, a fast call is a plain add to lane 0.
+        let plain = TimeWindow::new(Duration::from_millis(10), 5).unwrap();
+        plain.add_fast(0);
+        plain.add(0, [0, 1, 0]);
+        assert_eq!(plain.totals(0), [1, 1, 0]);
     }
 
     #[test]
