@@ -117,7 +117,7 @@ impl CircuitOpen {
     /// `u64::MAX - 1` nanoseconds, about 584 years).
     pub fn new(refusal: Refusal, retry_after: Option<std::time::Duration>) -> Self {
         let nanos = retry_after.map_or(NO_RETRY_AFTER, |d| {
-            u64::try_from(d.as_nanos()).map_or(NO_RETRY_AFTER - 1, |n| n.min(NO_RETRY_AFTER - 1))
+            crate::clock::duration_to_nanos(d).min(NO_RETRY_AFTER - 1)
         });
         Self::from_nanos(refusal, nanos)
     }
