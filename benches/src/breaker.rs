@@ -87,6 +87,24 @@ fn resile_open_coarse(pool: &Pool, threads: usize, iters: u64) -> Duration {
     )
 }
 
+fn resile_closed_time_recent(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    pool.run_op(
+        threads,
+        iters,
+        warm(resile_time(crate::recent_clock())),
+        resile_op,
+    )
+}
+
+fn resile_open_recent(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    pool.run_op(
+        threads,
+        iters,
+        tripped(resile_count(crate::recent_clock())),
+        resile_op,
+    )
+}
+
 fn resile_open_system(pool: &Pool, threads: usize, iters: u64) -> Duration {
     pool.run_op(
         threads,
@@ -270,6 +288,12 @@ pub fn cases() -> Vec<Case> {
         },
         Case {
             group: closed,
+            name: "resile time window + RecentClock",
+            role: Role::Resile,
+            run: resile_closed_time_recent,
+        },
+        Case {
+            group: closed,
             name: "std::Mutex breaker",
             role: Role::StdMutex,
             run: std_closed,
@@ -297,6 +321,12 @@ pub fn cases() -> Vec<Case> {
             name: "resile + CoarseClock",
             role: Role::Resile,
             run: resile_open_coarse,
+        },
+        Case {
+            group: open,
+            name: "resile + RecentClock",
+            role: Role::Resile,
+            run: resile_open_recent,
         },
         Case {
             group: open,

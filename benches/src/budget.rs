@@ -57,6 +57,14 @@ fn ratio_coarse(pool: &Pool, threads: usize, iters: u64) -> Duration {
     run_resile(pool, threads, iters, resile_ratio(CoarseClock::new()))
 }
 
+fn fixed_recent(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    run_resile(pool, threads, iters, resile_fixed(crate::recent_clock()))
+}
+
+fn ratio_recent(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    run_resile(pool, threads, iters, resile_ratio(crate::recent_clock()))
+}
+
 fn ratio_system(pool: &Pool, threads: usize, iters: u64) -> Duration {
     run_resile(pool, threads, iters, resile_ratio(SystemClock::new()))
 }
@@ -234,6 +242,18 @@ pub fn cases() -> Vec<Case> {
             "resile ratio (CoarseClock)",
             Role::Resile,
             ratio_coarse,
+        ),
+        c(
+            GROUP,
+            "resile fixed (RecentClock)",
+            Role::Resile,
+            fixed_recent,
+        ),
+        c(
+            GROUP,
+            "resile ratio (RecentClock)",
+            Role::Resile,
+            ratio_recent,
         ),
         c(
             GROUP,

@@ -139,6 +139,12 @@ impl Drop for Pool {
     }
 }
 
+/// A [`resile::clock::RecentClock`] updated every millisecond by its ticker thread (which ends
+/// when the case's state, the clock's last holder, is dropped).
+pub fn recent_clock() -> resile::clock::RecentClock {
+    resile::clock::RecentClock::with_ticker(Duration::from_millis(1)).expect("ticker thread")
+}
+
 /// The thread counts the criterion suites measure.
 pub const THREADS: [usize; 3] = [1, 2, 4];
 

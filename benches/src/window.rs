@@ -236,6 +236,12 @@ fn clock_coarse(pool: &Pool, threads: usize, iters: u64) -> Duration {
     })
 }
 
+fn clock_recent(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    pool.run_op(threads, iters, crate::recent_clock(), |c| {
+        black_box(c.now());
+    })
+}
+
 fn clock_manual(pool: &Pool, threads: usize, iters: u64) -> Duration {
     pool.run_op(threads, iters, ManualClock::new(), |c| {
         black_box(c.now());
@@ -291,6 +297,7 @@ pub fn cases() -> Vec<Case> {
         ),
         case(clock, "SystemClock", Role::Floor, clock_system),
         case(clock, "CoarseClock", Role::Floor, clock_coarse),
+        case(clock, "RecentClock (1 ms ticker)", Role::Floor, clock_recent),
         case(clock, "ManualClock", Role::Floor, clock_manual),
     ]
 }
