@@ -297,7 +297,12 @@ pub fn cases() -> Vec<Case> {
         ),
         case(clock, "SystemClock", Role::Floor, clock_system),
         case(clock, "CoarseClock", Role::Floor, clock_coarse),
-        case(clock, "RecentClock (1 ms ticker)", Role::Floor, clock_recent),
+        case(
+            clock,
+            "RecentClock (1 ms ticker)",
+            Role::Floor,
+            clock_recent,
+        ),
         case(clock, "ManualClock", Role::Floor, clock_manual),
     ]
 }

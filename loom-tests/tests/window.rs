@@ -332,8 +332,9 @@ fn time_try_add_races_a_rotation() {
     });
 }
 
-/// [`tiny_time_window`] with fast calls (the breaker's kind), holding one fast call at time 0,
-/// and a thread that adds another fast call at time 0.
+/// [`tiny_time_window`] with fast calls (the breaker's kind), holding one fast call at time 0
+/// (on the main thread's stripe, 0), and a thread (1, so stripe 1) that adds another fast call
+/// at time 0.
 fn fast_window_and_a_fast_call() -> (Arc<TimeWindow>, thread::JoinHandle<()>) {
     let w = Arc::new(TimeWindow::with_fast_calls(Duration::from_nanos(2), 2).unwrap());
     w.add_fast(0);
@@ -343,14 +344,18 @@ fn fast_window_and_a_fast_call() -> (Arc<TimeWindow>, thread::JoinHandle<()>) {
 
 #[test]
 fn time_fast_call_races_a_rotation_that_kills_it() {
-    // Bucket 0's fast word already carries epoch 0's lap; A adds a fast call at time 0 while B
-    // moves the head to 2 (killing epoch 0) and adds a fast call there, to the very same word.
-    // A's call must age out whether it lands before B's replacement (replaced with it), after
-    // it (refused: its epoch is dead), or in between; B's stays counted exactly once.
+    // Fast words are striped by thread (under loom: 2 stripes, thread i on stripe i % 2, the
+    // model's main thread being 0). Bucket 0's word on stripe 0 already carries epoch 0's lap.
+    // B (thread 2, stripe 0) moves the head to 2, killing epoch 0, and adds a fast call there,
+    // to that very word, while the main thread adds a fast call at time 0 to the same word and
+    // A (thread 1) adds one at time 0 to its own stripe's word. Both time-0 calls must age out,
+    // whether they land before B's replacement (replaced with it), after it (refused: their
+    // epoch is dead), or in between; B's stays counted exactly once.
     model(|| {
         let (w, a) = fast_window_and_a_fast_call();
         let wb = w.clone();
         let b = thread::spawn(move || wb.add_fast(2));
+        w.add_fast(0);
         a.join().unwrap();
         b.join().unwrap();
         assert_eq!(w.totals(2), [1, 0, 0]);

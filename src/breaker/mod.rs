@@ -607,7 +607,23 @@ impl<C: Clock> CircuitBreaker<C> {
         }
         let (tally, full_size) = match &self.window {
             Window::Count(c) => (c.record(outcome), Some(c.size())),
-            Window::Time(t) => (t.record(now.unwrap_or(0), outcome), None),
+            Window::Time(t) => {
+                let now = now.unwrap_or(0);
+                let counted = t.record_counted(now, outcome);
+                // The fast calls (kept out of the counted totals) only add to `calls`, and more
+                // calls only lower a rate: unless the counted totals breach a threshold, the
+                // whole tally cannot, and the fast words (one per stripe and bucket) need not be
+                // summed. Failures and slow calls are exact either way.
+                let p = &self.params;
+                let could_breach = state::breached(
+                    counted.calls,
+                    counted.failures,
+                    counted.slow,
+                    p.failure_count,
+                    p,
+                );
+                (if could_breach { t.tally(now) } else { counted }, None)
+            }
         };
         let breach = state::closed_breach(tally, &self.params);
         let dirty = outcome != Outcome::Success;

@@ -40,12 +40,23 @@
 //! (counted once) or was removed with its word (aged out). The totals never go below zero, as an
 //! amount is always added to them before any thread can remove it from a word.
 //!
-//! **Fast calls** (a window built by `with_fast_calls`, the breaker's): a fourth word per bucket,
-//! laid out as a lane word, holds lane-0 counts added by `add_fast` with a single CAS on that
-//! word and no totals update. They never enter the totals, so nothing subtracts them: a read
-//! loads the head, then sums the fast words whose lap is live under it (a word of a dead lap
-//! counts nothing, so fast words need no stamping). `add_fast` takes the epoch-liveness check and
-//! the dead-word replacement of step 3 above, with nothing to give back.
+//! **Fast calls** (a window built by `with_fast_calls`, the breaker's): per stripe of threads, one
+//! more word per bucket, laid out as a lane word, holds lane-0 counts added by `add_fast` with a
+//! single CAS on the calling thread's stripe's word of the bucket and no totals update, so
+//! threads on different stripes never write one cache line. Fast counts never enter the totals,
+//! so nothing subtracts them: a read loads the head, then sums the fast words (every stripe)
+//! whose lap is live under it (a word of a dead lap counts nothing, so fast words need no
+//! stamping). `add_fast` takes the epoch-liveness check and the dead-word replacement of step 3
+//! above, with nothing to give back.
+//!
+//! ```text
+//! fast: Box<[CachePadded<[AtomicU64; 16]>]>   stripes x chunks: stripe s's word of bucket i is
+//!       fast[s * chunks + i / 16][i % 16]      (each stripe's words on lines of their own)
+//! ```
+//!
+//! The stripes are [`stripe_count`]'s, fewer where the window has many buckets (at most
+//! `MAX_FAST_CHUNKS` padded chunks in all: 8 KiB on x86_64), so a full read stays a few hundred
+//! loads.
 //!
 //! **Caveats.** While an advance is stamping (at most `3N` CASes) a concurrent reader can still
 //! see counts of the epochs that just died. A lap tag keeps 42 bits, so a bucket whose word was
@@ -54,7 +65,7 @@
 //! exactly that lap; its stale count (if any) then lingers for one more span.
 
 use crate::error::ConfigError;
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering, stripe_count, thread_stripe};
 use crossbeam_utils::CachePadded;
 use std::fmt;
 use std::time::Duration;
@@ -200,6 +211,11 @@ struct WordStep {
     removed: u64,
 }
 
+/// Fast words per padded chunk: 128 bytes, the size of `CachePadded` on x86_64 and aarch64.
+const FAST_CHUNK: usize = 16;
+/// The most padded chunks of fast words a window allocates (8 KiB at 128 bytes a chunk).
+const MAX_FAST_CHUNKS: usize = 64;
+
 #[derive(Debug)]
 struct Hot {
     totals: AtomicU64,
@@ -230,10 +246,15 @@ pub struct TimeWindow {
     /// writes the totals, and the head changes at most once per bucket period.
     hot: CachePadded<Hot>,
     words: Box<[AtomicU64]>,
-    /// Lane 0 counts added by [`add_fast`](Self::add_fast): one word per bucket, laid out as a
-    /// lane word, kept out of the totals and summed (live laps only) when the totals are read.
-    /// Empty unless built by [`with_fast_calls`](Self::with_fast_calls).
-    fast: Box<[AtomicU64]>,
+    /// Lane 0 counts added by [`add_fast`](Self::add_fast): per stripe, one word per bucket,
+    /// laid out as a lane word, kept out of the totals and summed (live laps only) when the
+    /// totals are read (layout in the module docs). Empty unless built by
+    /// [`with_fast_calls`](Self::with_fast_calls).
+    fast: Box<[CachePadded<[AtomicU64; FAST_CHUNK]>]>,
+    /// Chunks per stripe of `fast`: `buckets` words rounded up to whole chunks.
+    fast_chunks: usize,
+    /// `stripes - 1` for `fast` (a power of two of stripes); unused while `fast` is empty.
+    fast_mask: usize,
     bucket_nanos: u64,
     buckets: u64,
     /// `now / bucket_nanos` and `now / span` without a `div` instruction.
@@ -282,6 +303,8 @@ impl TimeWindow {
             }),
             words: (0..3 * buckets).map(|_| AtomicU64::new(0)).collect(),
             fast: Box::new([]),
+            fast_chunks: 0,
+            fast_mask: 0,
             bucket_nanos: span_n / u64::from(buckets),
             buckets: u64::from(buckets),
             per_bucket: Divisor::new(span_n / u64::from(buckets)),
@@ -289,9 +312,10 @@ impl TimeWindow {
         })
     }
 
-    /// [`new`](Self::new), plus a per-bucket word of lane-0 counts that
-    /// [`add_fast`](Self::add_fast) writes with one compare-and-swap and a read sums (what a
-    /// circuit breaker's time window is built with).
+    /// [`new`](Self::new), plus per-bucket words of lane-0 counts, one per stripe of threads,
+    /// that [`add_fast`](Self::add_fast) writes with one compare-and-swap on the caller's stripe
+    /// and a read sums (what a circuit breaker's time window is built with). They take at most
+    /// 8 KiB, allocated here.
     ///
     /// ```
     /// use resile::window::TimeWindow;
@@ -304,7 +328,15 @@ impl TimeWindow {
     /// ```
     pub fn with_fast_calls(span: Duration, buckets: u32) -> Result<Self, ConfigError> {
         let mut w = Self::new(span, buckets)?;
-        w.fast = (0..buckets).map(|_| AtomicU64::new(0)).collect();
+        let chunks = (buckets as usize).div_ceil(FAST_CHUNK);
+        // Both are at least 1 (buckets <= MAX_BUCKETS = MAX_FAST_CHUNKS * FAST_CHUNK).
+        let fit = 1 << (MAX_FAST_CHUNKS / chunks).ilog2();
+        let stripes = stripe_count().min(fit);
+        w.fast = (0..stripes * chunks)
+            .map(|_| CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))))
+            .collect();
+        w.fast_chunks = chunks;
+        w.fast_mask = stripes - 1;
         Ok(w)
     }
 
@@ -442,20 +474,33 @@ impl TimeWindow {
         delta: Lanes,
         admit: impl Fn(Lanes) -> bool,
     ) -> Result<Lanes, Lanes> {
+        self.try_add_counted(now, delta, admit)
+            .map(|t| self.with_fast(t))
+            .map_err(|t| self.with_fast(t))
+    }
+
+    /// [`try_add`](Self::try_add), returning the running totals without the fast calls.
+    #[inline]
+    fn try_add_counted(
+        &self,
+        now: u64,
+        delta: Lanes,
+        admit: impl Fn(Lanes) -> bool,
+    ) -> Result<Lanes, Lanes> {
         let (epoch, at) = self.locate(now);
         let head = self.advance(epoch);
         let mut t = self.hot.totals.load(Ordering::Relaxed);
         if head - epoch >= self.buckets {
-            return Err(self.with_fast(unpack(t)));
+            return Err(unpack(t));
         }
         let (after, applied) = loop {
             let cur = unpack(t);
             if !admit(cur) {
-                return Err(self.with_fast(cur));
+                return Err(cur);
             }
             let (next, applied) = add_saturating(t, delta);
             if next == t {
-                return Ok(self.with_fast(cur));
+                return Ok(cur);
             }
             match self.hot.totals.compare_exchange_weak(
                 t,
@@ -486,33 +531,37 @@ impl TimeWindow {
             give_back += u64::from(a) << shift;
         }
         if give_back == 0 {
-            Ok(self.with_fast(unpack(after)))
+            Ok(unpack(after))
         } else {
             let before = self.hot.totals.fetch_sub(give_back, Ordering::Relaxed);
-            Ok(self.with_fast(unpack(before - give_back)))
+            Ok(unpack(before - give_back))
         }
     }
 
-    /// Adds one to lane 0 at `now` with one compare-and-swap on the bucket's fast word, leaving
-    /// the running totals alone: the breaker's success path while its window holds no failure,
+    /// Adds one to lane 0 at `now` with one compare-and-swap on the bucket's fast word of the
+    /// calling thread's stripe, leaving the running totals alone: the breaker's success path while its window holds no failure,
     /// where the count needs no decision. Reads ([`totals`](Self::totals), [`tally`](Self::tally)
     /// and what [`add`](Self::add) returns) include it; the predicate of
     /// [`try_add`](Self::try_add) sees the totals without it. A `now` whose bucket has aged out
     /// adds nothing, as in [`add`](Self::add). A window built by [`new`](Self::new) has no fast
     /// words: there it is `add(now, [1, 0, 0])`.
-    #[inline]
+    #[inline(always)]
     pub fn add_fast(&self, now: u64) {
-        let (epoch, (lap, i)) = self.locate(now);
-        match self.fast.get(i as usize) {
-            Some(w) => {
-                self.advance(epoch);
-                // Nothing to give back: a dead count replaced here was never in the totals.
-                let _ = self.add_word(w, epoch, lap, 1);
-            }
-            None => {
-                self.add(now, [1, 0, 0]);
-            }
+        if self.fast.is_empty() {
+            self.add(now, [1, 0, 0]);
+            return;
         }
+        let (epoch, (lap, i)) = self.locate(now);
+        let w = self.fast_word(thread_stripe() & self.fast_mask, i as usize);
+        self.advance(epoch);
+        // Nothing to give back: a dead count replaced here was never in the totals.
+        let _ = self.add_word(w, epoch, lap, 1);
+    }
+
+    /// Stripe `s`'s fast word of bucket `i`.
+    #[inline]
+    fn fast_word(&self, s: usize, i: usize) -> &AtomicU64 {
+        &self.fast[s * self.fast_chunks + i / FAST_CHUNK][i % FAST_CHUNK]
     }
 
     /// `lanes` with the fast counts live under the head (loaded now) added to lane 0.
@@ -529,17 +578,16 @@ impl TimeWindow {
     /// nothing: its epoch aged out, and no stamp is needed to zero it).
     fn fast_sum(&self, head: u64) -> u32 {
         let n = self.buckets;
-        let sum: u64 = (0..n)
-            .zip(self.fast.iter())
-            .map(|(i, w)| {
-                let v = w.load(Ordering::Acquire);
-                if v & TAG_MASK == tag(live_lap(head, n, i)) {
-                    count(v)
-                } else {
-                    0
+        let mut sum = 0u64;
+        for i in 0..n {
+            let live = tag(live_lap(head, n, i));
+            for s in 0..=self.fast_mask {
+                let v = self.fast_word(s, i as usize).load(Ordering::Acquire);
+                if v & TAG_MASK == live {
+                    sum += count(v);
                 }
-            })
-            .sum();
+            }
+        }
         u32::try_from(sum).unwrap_or(u32::MAX)
     }
 
@@ -547,6 +595,16 @@ impl TimeWindow {
     #[inline]
     pub fn record(&self, now: u64, outcome: Outcome) -> Tally {
         self.add(now, outcome.tally().into()).into()
+    }
+
+    /// [`record`](Self::record) returning the totals without the fast calls: failures and slow
+    /// calls exact, calls a lower bound (the breaker's dirty path, which sums the fast words only
+    /// when that bound could breach a threshold).
+    #[inline]
+    pub(crate) fn record_counted(&self, now: u64, outcome: Outcome) -> Tally {
+        match self.try_add_counted(now, outcome.tally().into(), |_| true) {
+            Ok(t) | Err(t) => t.into(),
+        }
     }
 
     /// The totals over the span ending at `now`, as a breaker reads them.
@@ -574,7 +632,7 @@ impl TimeWindow {
         if removed != 0 {
             self.hot.totals.fetch_sub(removed, Ordering::Relaxed);
         }
-        for w in self.fast.iter() {
+        for w in self.fast.iter().flat_map(|c| c.iter()) {
             w.swap(0, Ordering::AcqRel);
         }
     }
@@ -882,6 +940,49 @@ mod tests {
         plain.add_fast(0);
         plain.add(0, [0, 1, 0]);
         assert_eq!(plain.totals(0), [1, 1, 0]);
+    }
+
+    #[test]
+    fn fast_words_are_striped_within_their_memory_cap() {
+        for buckets in [1, 10, 16, 17, 100, 1000, TimeWindow::MAX_BUCKETS] {
+            let span = Duration::from_micros(u64::from(buckets));
+            let w = TimeWindow::with_fast_calls(span, buckets).unwrap();
+            let stripes = w.fast_mask + 1;
+            assert!(stripes.is_power_of_two() && stripes <= stripe_count());
+            assert_eq!(w.fast_chunks, (buckets as usize).div_ceil(FAST_CHUNK));
+            assert_eq!(w.fast.len(), stripes * w.fast_chunks);
+            assert!(w.fast.len() <= MAX_FAST_CHUNKS, "{buckets} buckets");
+            // As many stripes as fit, up to one per stripe of the counters.
+            assert!(stripes == stripe_count() || 2 * w.fast.len() > MAX_FAST_CHUNKS);
+        }
+    }
+
+    #[test]
+    fn fast_calls_on_many_threads_and_buckets_are_exact_and_age_out_by_bucket() {
+        // 40 buckets of 1 ms: bucket i's words sit in chunk i / 16 of each stripe.
+        let w = TimeWindow::with_fast_calls(Duration::from_millis(40), 40).unwrap();
+        let ms = 1_000_000;
+        // Thread t's k-th call lands in bucket (t + 6k) % 40 (all of them live at 39 ms).
+        let bucket = |t: u64, k: u64| (t + 6 * k) % 40;
+        std::thread::scope(|s| {
+            for t in 0..6u64 {
+                let w = &w;
+                s.spawn(move || {
+                    for k in 0..4_000u64 {
+                        w.add_fast(bucket(t, k) * ms);
+                    }
+                });
+            }
+        });
+        assert_eq!(w.totals(39 * ms)[0], 24_000);
+        // At 40 ms bucket 0 dies: exactly the calls that landed in it leave.
+        let in_bucket_0 = (0..6u64)
+            .flat_map(|t| (0..4_000u64).map(move |k| bucket(t, k)))
+            .filter(|&b| b == 0)
+            .count() as u32;
+        assert!(in_bucket_0 > 0);
+        assert_eq!(w.totals(40 * ms)[0], 24_000 - in_bucket_0);
+        assert_eq!(w.totals(79 * ms)[0], 0);
     }
 
     #[test]
