@@ -47,21 +47,19 @@
 use crate::clock::{Clock, SystemClock, duration_to_nanos};
 use crate::counter::StripedCounters;
 use crate::error::{BudgetExhausted, ConfigError};
-use crate::window::{Lanes, TimeWindow};
+use crate::window::TimeWindow;
+use ledger::{Ledger, REQUESTS, RETRIES};
 use std::fmt;
 use std::time::Duration;
 
-/// The window lane holding original requests (ratio mode only).
-const REQUESTS: usize = 0;
-/// The window lane holding granted retries.
-const RETRIES: usize = 1;
+mod ledger;
 /// Ratios are kept in thousandths of a retry per request.
 const SCALE: u64 = 1000;
 /// The longest window a budget accepts.
 pub const MAX_WINDOW: Duration = Duration::from_secs(3600);
-/// The most retries a window can hold (the window's lane width): bounds `max_retries` and the
+/// The most retries a window can hold (the width of its counts): bounds `max_retries` and the
 /// ratio mode's floor.
-pub const MAX_RETRIES: u32 = TimeWindow::MAX_LANE;
+pub const MAX_RETRIES: u32 = ledger::MAX_COUNT as u32;
 
 /// How a budget decides, kept as integers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,26 +71,25 @@ enum Mode {
 }
 
 impl Mode {
-    /// The retries the window allows in total given its `lanes` (pure; rounds down, against the
-    /// retrier). Never above [`MAX_RETRIES`], so the retries lane can never saturate and let a
-    /// withdraw through uncounted.
+    /// The retries the window allows in total given its `[requests, retries]` (pure; rounds
+    /// down, against the retrier). Never above [`MAX_RETRIES`], so the retries count can never
+    /// saturate and let a withdraw through uncounted.
     #[inline]
-    fn allowance(self, lanes: Lanes) -> u64 {
+    fn allowance(self, lanes: [u64; 2]) -> u64 {
         let a = match self {
             Mode::Fixed { max } => max,
             Mode::Ratio {
                 ratio_milli,
                 reserve,
-            } => ratio_milli * u64::from(lanes[REQUESTS]) / SCALE + reserve,
+            } => ratio_milli * lanes[REQUESTS] / SCALE + reserve,
         };
         a.min(u64::from(MAX_RETRIES))
     }
 
-    /// Retries still available given the window's `lanes` (pure).
+    /// Retries still available given the window's `[requests, retries]` (pure).
     #[inline]
-    fn balance(self, lanes: Lanes) -> u64 {
-        self.allowance(lanes)
-            .saturating_sub(u64::from(lanes[RETRIES]))
+    fn balance(self, lanes: [u64; 2]) -> u64 {
+        self.allowance(lanes).saturating_sub(lanes[RETRIES])
     }
 }
 
@@ -161,7 +158,7 @@ mod lane {
 /// # Ok::<(), resile::error::ConfigError>(())
 /// ```
 pub struct RetryBudget<C: Clock = SystemClock> {
-    window: TimeWindow,
+    window: Ledger,
     mode: Mode,
     clock: C,
     counters: StripedCounters<3>,
@@ -190,7 +187,7 @@ impl<C: Clock> RetryBudget<C> {
     pub fn deposit(&self) {
         if let Mode::Ratio { ratio_milli, .. } = self.mode {
             if ratio_milli != 0 {
-                self.window.add(self.clock.now(), [1, 0, 0]);
+                self.window.add(self.clock.now(), REQUESTS);
             }
         }
         self.counters.add_to(lane::DEPOSITS, 1);
@@ -205,18 +202,15 @@ impl<C: Clock> RetryBudget<C> {
     pub fn try_withdraw(&self) -> Result<(), BudgetExhausted> {
         let mode = self.mode;
         let now = self.clock.now();
-        match self
+        if self
             .window
-            .try_add(now, [0, 1, 0], move |lanes| mode.balance(lanes) > 0)
+            .try_debit(now, move |lanes| mode.balance(lanes) > 0)
         {
-            Ok(_) => {
-                self.counters.add_to(lane::GRANTED, 1);
-                Ok(())
-            }
-            Err(_) => {
-                self.counters.add_to(lane::REFUSED, 1);
-                Err(BudgetExhausted)
-            }
+            self.counters.add_to(lane::GRANTED, 1);
+            Ok(())
+        } else {
+            self.counters.add_to(lane::REFUSED, 1);
+            Err(BudgetExhausted)
         }
     }
 
@@ -408,16 +402,17 @@ impl<C: Clock> RetryBudgetBuilder<C> {
                 format!("1..={}", TimeWindow::MAX_BUCKETS),
             ));
         }
-        let window = TimeWindow::new(window, self.buckets).map_err(|_| {
-            ConfigError::new(
+        if window_nanos % u64::from(self.buckets) != 0 {
+            return Err(ConfigError::new(
                 "window",
                 window,
                 format!(
                     "a span that divides into {} whole-nanosecond buckets",
                     self.buckets
                 ),
-            )
-        })?;
+            ));
+        }
+        let window = Ledger::new(window_nanos / u64::from(self.buckets), self.buckets);
         Ok(RetryBudget {
             window,
             mode,
@@ -619,7 +614,8 @@ mod tests {
             ratio_milli: 10_000,
             reserve: 0,
         };
-        assert_eq!(m.allowance([MAX_RETRIES, 0, 0]), u64::from(MAX_RETRIES));
-        assert_eq!(m.balance([MAX_RETRIES, MAX_RETRIES, 0]), 0);
+        let max = u64::from(MAX_RETRIES);
+        assert_eq!(m.allowance([max, 0]), max);
+        assert_eq!(m.balance([max, max]), 0);
     }
 }

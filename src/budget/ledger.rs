@@ -1,0 +1,388 @@
+//! The retry budget's sliding window: `N` buckets of (requests, retries) in which only the
+//! newest bucket is ever written, the others *sealed*, with their sums kept in one word.
+//!
+//! A deposit or a withdrawal is one compare-and-swap on the newest bucket's lane word; the
+//! withdrawal's check reads the sealed sums and the newest bucket's two words, and its debit is
+//! the CAS on the retries word, so concurrent withdrawals serialise on that one word and can
+//! never admit past the limit. Compared with a window that keeps running totals beside its
+//! buckets (two CASes per event), this halves the shared writes of the budget's hot path.
+//!
+//! # Words
+//!
+//! ```text
+//! hot:   head: AtomicU64   the newest epoch (now / bucket) any operation has seen; only grows } one
+//!        sums: AtomicU64   tag 22 | sealed requests 21 | sealed retries 21  (SUM_* below)   } line
+//! words: Box<[AtomicU64]>  2 per bucket (requests, retries): SEALED | VALID | tag 41 | count 21
+//! ```
+//!
+//! Epoch `e` lives in bucket `e % N`. Under head `E` the live epochs are `E-N+1 ..= E`; `E` is
+//! the *open* one, the rest are *sealed*: `sums` holds the sum of their counts, tagged with the
+//! low bits of the epoch `E` it is for.
+//!
+//! # Operations
+//!
+//! Every operation first brings the head up to its own epoch `f` (`advance`), then works at the
+//! head's epoch `E >= f` (an operation whose clock read is older than the head is counted in the
+//! newest bucket, where it lives at least as long as in its own).
+//!
+//! - **Opening.** A lane word of bucket `E % N` not tagged `E` (never written, or holding an
+//!   epoch `E - kN` that died) is replaced by `(tag E, 0)` with one CAS, but only after a load of
+//!   the head (taken after loading the word) still reads `E`: then no word can carry a newer
+//!   epoch (its writer saw the head at that epoch first), so the word is dead.
+//! - **Adding** (deposit, withdrawal): CAS `(tag E, c)` to `(tag E, c + 1)`. A withdrawal loads
+//!   the retries word, then the requests word, and admits only if
+//!   `allowance(sums.requests + requests) > sums.retries + retries`; its CAS succeeds only if the
+//!   retries word is unchanged, so at that instant retries are exactly what it checked and
+//!   requests at least what it read: it never overdraws.
+//! - **Sums.** Before anything reads or leaves head `E`, `sums` must be for `E`. Whoever finds it
+//!   stale computes it: each bucket of an epoch `d` in `E-N+1 ..= E-1` is *sealed*, its words
+//!   CASed to carry `SEALED` (or, if not tagged `d`, replaced by `(SEALED, tag d, 0)` under the
+//!   same head check as opening), and the sealed counts are summed; then one CAS installs
+//!   `(tag E, sums)`. A sealed word never changes again while its epoch is live, so every helper
+//!   computes the same sums, and an adder that was still working at `d` finds its CAS failing
+//!   and moves to the head.
+//! - **Advancing** from `h` to `f`: sums for `h` first, then one CAS on the head. Only once the
+//!   sums for the new head are installed is the move visible to any decision, and computing them
+//!   sealed the bucket `h`: an adder at `h` either lands before that seal (and is counted in the
+//!   new sums) or fails its CAS and retries at the new head. So each operation takes effect at
+//!   one instant under one consistent (head, sums, open bucket).
+//!
+//! # Orderings
+//!
+//! Word and head loads are `Acquire`, their CASes `AcqRel`; the sums word likewise. A thread that
+//! writes tag `e` to a word has loaded the head at `e` (or later) before; a thread that then reads
+//! that word with `Acquire` and loads the head afterwards sees the head at `e` or later too. So
+//! "the word is not tagged `E` and the head (loaded after it) still reads `E`" always means "the
+//! word is dead", never "the word belongs to an epoch newer than my view of the head".
+//!
+//! # Caveats
+//!
+//! A lane word's tag keeps 41 bits of the epoch and the sums' 22 bits. A word last written
+//! exactly `k * 2^41` epochs ago is taken for a live one, as in [`TimeWindow`](crate::window::TimeWindow)
+//! (its stale count lingers for one span). The head never jumps from `h` to an epoch with the
+//! same low 22 bits (it stops one epoch short and moves on), so a sums word is never taken for
+//! a head it was not computed for, unless a thread that read the sums is stalled across `2^22`
+//! bucket periods before its CAS.
+
+use crate::sync::{AtomicU64, Ordering};
+use crate::window::Divisor;
+use crossbeam_utils::CachePadded;
+
+/// The requests lane.
+pub(super) const REQUESTS: usize = 0;
+/// The retries lane.
+pub(super) const RETRIES: usize = 1;
+
+/// Bits of a count, in a lane word and in each lane of the sums word.
+const COUNT_BITS: u32 = 21;
+/// The largest count a lane holds (a bucket's or the sealed sums'); counts saturate there.
+pub(super) const MAX_COUNT: u64 = (1 << COUNT_BITS) - 1;
+
+/// Lane word layout:
+///
+/// ```text
+///     63     62    61              21 20        0
+/// +--------+-------+------------------+-----------+
+/// | SEALED | VALID | epoch mod 2^41   |   count   |
+/// +--------+-------+------------------+-----------+
+/// ```
+///
+/// | state                   | meaning                              | moved by                       |
+/// |-------------------------|--------------------------------------|--------------------------------|
+/// | `0`                     | never written                        | (`new`)                        |
+/// | `VALID, e, c`           | the open bucket's `c` events of `e`  | adders: `c + 1`; opening: from any word not tagged with the head epoch |
+/// | `SEALED, VALID, d, c`   | final count of a past epoch `d`      | sums computers: from `VALID, d, c`, or from a dead word (`c = 0`) |
+///
+/// A word tagged `d` leaves it only by opening for a later epoch `d + kN`, which needs the head
+/// at that epoch: `d` has died by then.
+const VALID: u64 = 1 << 62;
+const SEALED: u64 = 1 << 63;
+const TAG_SHIFT: u32 = COUNT_BITS;
+const TAG_BITS: u32 = 41;
+/// The bits that say whose word it is: `SEALED` aside, a word is epoch `e`'s iff these equal
+/// `tag(e)`.
+const ID_MASK: u64 = VALID | (((1 << TAG_BITS) - 1) << TAG_SHIFT);
+
+#[inline]
+const fn tag(e: u64) -> u64 {
+    VALID | ((e & ((1 << TAG_BITS) - 1)) << TAG_SHIFT)
+}
+
+#[inline]
+const fn count(w: u64) -> u64 {
+    w & MAX_COUNT
+}
+
+/// Sums word layout:
+///
+/// ```text
+///  63           42 41           21 20           0
+/// +---------------+---------------+---------------+
+/// | epoch mod 2^22| sealed retries| sealed requests|
+/// +---------------+---------------+---------------+
+/// ```
+///
+/// `(E, r, t)`: under head `E`, the sealed buckets `E-N+1 ..= E-1` hold `r` requests and `t`
+/// retries (each saturating at [`MAX_COUNT`]). Moved only by a CAS from the sums of an earlier
+/// head to the sums of the current one; starts as `(0, 0, 0)`, the sums of epoch 0.
+const SUM_TAG_SHIFT: u32 = 2 * COUNT_BITS;
+
+#[inline]
+const fn sum_tag(e: u64) -> u64 {
+    e << SUM_TAG_SHIFT
+}
+
+#[inline]
+const fn sum_tag_mask() -> u64 {
+    !((1 << SUM_TAG_SHIFT) - 1)
+}
+
+#[inline]
+const fn sums_of(s: u64) -> [u64; 2] {
+    [s & MAX_COUNT, (s >> COUNT_BITS) & MAX_COUNT]
+}
+
+#[derive(Debug)]
+struct Hot {
+    head: AtomicU64,
+    sums: AtomicU64,
+}
+
+/// See the [module docs](self).
+pub(super) struct Ledger {
+    hot: CachePadded<Hot>,
+    /// `words[2 * bucket + lane]`.
+    words: Box<[AtomicU64]>,
+    n: u64,
+    /// `now / bucket` and `epoch % N` without a `div` instruction.
+    per_bucket: Divisor,
+    per_n: Divisor,
+}
+
+impl Ledger {
+    /// `buckets` buckets (`>= 1`) of `bucket_nanos` (`>= 1`) each.
+    pub(super) fn new(bucket_nanos: u64, buckets: u32) -> Self {
+        Self {
+            hot: CachePadded::new(Hot {
+                head: AtomicU64::new(0),
+                sums: AtomicU64::new(0),
+            }),
+            words: (0..2 * buckets).map(|_| AtomicU64::new(0)).collect(),
+            n: u64::from(buckets),
+            per_bucket: Divisor::new(bucket_nanos),
+            per_n: Divisor::new(u64::from(buckets)),
+        }
+    }
+
+    #[inline]
+    fn word(&self, bucket: u64, lane: usize) -> &AtomicU64 {
+        &self.words[bucket as usize * 2 + lane]
+    }
+
+    #[inline]
+    fn bucket_of(&self, e: u64) -> u64 {
+        self.per_n.div_rem(e).1
+    }
+
+    #[inline]
+    fn head(&self) -> u64 {
+        self.hot.head.load(Ordering::Acquire)
+    }
+
+    /// Moves the head toward `f` (caller saw it at `h < f`); the caller then reloads it.
+    #[cold]
+    fn advance(&self, h: u64, f: u64) {
+        // The head leaves `h` only with the sums for `h` installed, so a sums word is at most
+        // one head behind, and the head never lands on an epoch whose tag is the sums'.
+        if self.sums_at(h).is_none() {
+            return;
+        }
+        let to = if (f ^ h) & ((1 << (64 - SUM_TAG_SHIFT)) - 1) == 0 {
+            f - 1 // same low bits as `h`: f - h >= 2^22, so f - 1 > h
+        } else {
+            f
+        };
+        let _ = self
+            .hot
+            .head
+            .compare_exchange(h, to, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// The head epoch at or after `f` that an operation at epoch `f` works at, with the sums for
+    /// it installed.
+    #[inline]
+    fn settle(&self, f: u64) -> (u64, [u64; 2]) {
+        loop {
+            let h = self.head();
+            if f > h {
+                self.advance(h, f);
+                continue;
+            }
+            if let Some(s) = self.sums_at(h) {
+                return (h, s);
+            }
+        }
+    }
+
+    /// The sums for head `e`, computing and installing them if they are stale; `None` if the head
+    /// moved past `e` meanwhile.
+    #[inline]
+    fn sums_at(&self, e: u64) -> Option<[u64; 2]> {
+        let s = self.hot.sums.load(Ordering::Acquire);
+        if s & sum_tag_mask() == sum_tag(e) {
+            return Some(sums_of(s));
+        }
+        self.install_sums(e, s)
+    }
+
+    #[cold]
+    fn install_sums(&self, e: u64, seen: u64) -> Option<[u64; 2]> {
+        let open = self.bucket_of(e);
+        let mut sums = [0u64; 2];
+        // The sealed epochs e-1, e-2, ... down to e-N+1 (none below 0), each in its own bucket.
+        for k in 1..self.n.min(e.saturating_add(1)) {
+            let d = e - k;
+            let i = if open >= k {
+                open - k
+            } else {
+                open + self.n - k
+            };
+            for (lane, sum) in sums.iter_mut().enumerate() {
+                *sum += self.seal(self.word(i, lane), d, e)?;
+            }
+        }
+        let next = sum_tag(e)
+            | sums[REQUESTS].min(MAX_COUNT)
+            | (sums[RETRIES].min(MAX_COUNT) << COUNT_BITS);
+        match self
+            .hot
+            .sums
+            .compare_exchange(seen, next, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Some(sums_of(next)),
+            Err(cur) if cur & sum_tag_mask() == sum_tag(e) => Some(sums_of(cur)),
+            Err(_) => None,
+        }
+    }
+
+    /// Seals `w`, a word of the bucket of past epoch `d`, for sums at head `e`; its final count,
+    /// or `None` if the head moved past `e`.
+    fn seal(&self, w: &AtomicU64, d: u64, e: u64) -> Option<u64> {
+        let mut cur = w.load(Ordering::Acquire);
+        loop {
+            let next = if cur & ID_MASK == tag(d) {
+                if cur & SEALED != 0 {
+                    return Some(count(cur));
+                }
+                cur | SEALED
+            } else {
+                // Not `d`'s: never written, or an epoch of this bucket that died before `d`
+                // (nothing happened at `d`), unless the head moved on. Seal it empty, so that no
+                // late adder at `d` can open it now.
+                if self.head() != e {
+                    return None;
+                }
+                SEALED | tag(d)
+            };
+            match w.compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(count(next)),
+                Err(seen) => cur = seen,
+            }
+        }
+    }
+
+    /// Lane `lane`'s word of the open bucket of head `e`, opened if need be, and its value;
+    /// `None` if the head moved past `e`.
+    #[inline]
+    fn open_word(&self, lane: usize, e: u64) -> Option<(&AtomicU64, u64)> {
+        let w = self.word(self.bucket_of(e), lane);
+        let mut cur = w.load(Ordering::Acquire);
+        loop {
+            if cur & (ID_MASK | SEALED) == tag(e) {
+                return Some((w, cur));
+            }
+            // A dead word (see the module docs), or the head moved on.
+            if self.head() != e {
+                return None;
+            }
+            match w.compare_exchange(cur, tag(e), Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some((w, tag(e))),
+                Err(seen) => cur = seen,
+            }
+        }
+    }
+
+    /// The count of lane `lane` in the open bucket of head `e` (0 if not opened yet).
+    #[inline]
+    fn open_count(&self, lane: usize, e: u64) -> u64 {
+        let w = self.word(self.bucket_of(e), lane).load(Ordering::Acquire);
+        if w & ID_MASK == tag(e) { count(w) } else { 0 }
+    }
+
+    /// Adds one to `lane` at time `now`; `false` if the bucket's count is saturated.
+    #[inline]
+    pub(super) fn add(&self, now: u64, lane: usize) -> bool {
+        let f = self.per_bucket.div(now);
+        loop {
+            let (e, _) = self.settle(f);
+            let Some((w, cur)) = self.open_word(lane, e) else {
+                continue;
+            };
+            if count(cur) == MAX_COUNT {
+                return false;
+            }
+            if w.compare_exchange(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return true;
+            }
+        }
+    }
+
+    /// Adds one retry at `now` if `admit([requests, retries])` holds for the window's counts, in
+    /// one atomic step (the CAS on the open bucket's retries word); whether it did.
+    #[inline]
+    pub(super) fn try_debit(&self, now: u64, admit: impl Fn([u64; 2]) -> bool) -> bool {
+        let f = self.per_bucket.div(now);
+        loop {
+            let (e, sums) = self.settle(f);
+            let Some((w, cur)) = self.open_word(RETRIES, e) else {
+                continue;
+            };
+            // After the retries word: requests only grow while it is unchanged, so what the CAS
+            // below validates is at least what is checked here.
+            let requests = sums[REQUESTS] + self.open_count(REQUESTS, e);
+            if count(cur) == MAX_COUNT || !admit([requests, sums[RETRIES] + count(cur)]) {
+                return false;
+            }
+            if w.compare_exchange(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return true;
+            }
+        }
+    }
+
+    /// `[requests, retries]` in the window ending at `now` (the newest seen, if later).
+    pub(super) fn totals(&self, now: u64) -> [u64; 2] {
+        let f = self.per_bucket.div(now);
+        loop {
+            let (e, sums) = self.settle(f);
+            let retries = self.open_count(RETRIES, e);
+            let requests = self.open_count(REQUESTS, e);
+            // The open counts are the head's only if it did not move while they were read.
+            if self.head() == e {
+                return [sums[REQUESTS] + requests, sums[RETRIES] + retries];
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("buckets", &self.n)
+            .field("head", &self.hot.head.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
