@@ -103,3 +103,62 @@ fn withdraw_racing_a_rotation_and_a_deposit_neither_loses_nor_invents() {
         assert_eq!(b.balance(), 1);
     });
 }
+
+/// A budget over two 1 ns buckets (a window of 2 ns) on `clock`.
+fn two_bucket_budget(clock: &ManualClock, fixed: Option<u32>) -> Arc<RetryBudget<ManualClock>> {
+    let b = RetryBudget::builder()
+        .window(Duration::from_nanos(2))
+        .buckets(2)
+        .clock(clock.clone());
+    let b = match fixed {
+        Some(n) => b.max_retries(n),
+        None => b.ratio(1.0).min_per_sec(0),
+    };
+    Arc::new(b.build().unwrap())
+}
+
+#[test]
+fn withdraws_racing_the_rotation_that_frees_a_retry_take_it_once() {
+    // One retry a window. The retry taken at t = 0 fills the window until t = 2, when its bucket
+    // dies. A withdraws while the clock moves to 2 (the withdraw may read 0 and work at the head
+    // someone else moved, or read 2 and move it itself, sealing bucket 1); then the main thread
+    // withdraws at 2. Exactly one of the two gets the freed retry.
+    model(|| {
+        let clock = ManualClock::new();
+        let b = two_bucket_budget(&clock, Some(1));
+        assert!(b.try_withdraw().is_ok());
+        clock.set(1);
+        assert!(b.try_withdraw().is_err(), "the window still holds t = 0");
+        let ba = b.clone();
+        let a = thread::spawn(move || ba.try_withdraw().is_ok());
+        clock.set(2);
+        let mine = b.try_withdraw().is_ok();
+        let theirs = a.join().unwrap();
+        assert!(mine ^ theirs, "granted: main {mine}, A {theirs}");
+        assert_eq!(b.balance(), 0);
+        clock.set(4);
+        assert_eq!(b.balance(), 1);
+    });
+}
+
+#[test]
+fn a_late_deposit_racing_the_seal_of_its_bucket_counts_exactly_once() {
+    // A deposits while the main thread moves the clock to 1 and reads the balance, which seals
+    // bucket 0 (its sums installed for head 1). A's request lands in bucket 0 before the seal, or
+    // in bucket 1 (its clock read 1, or its CAS on the sealed word failed and it moved to the
+    // head): either way it counts once at t = 1 and is gone once both buckets have aged out.
+    model(|| {
+        let clock = ManualClock::new();
+        let b = two_bucket_budget(&clock, None);
+        let ba = b.clone();
+        let a = thread::spawn(move || ba.deposit());
+        clock.set(1);
+        let seen = b.balance();
+        assert!(seen <= 1, "{seen}");
+        a.join().unwrap();
+        assert_eq!(b.balance(), 1);
+        clock.set(3);
+        assert_eq!(b.balance(), 0);
+        assert_eq!(b.metrics().deposits, 1);
+    });
+}

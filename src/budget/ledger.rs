@@ -325,16 +325,10 @@ impl Ledger {
         let f = self.per_bucket.div(now);
         loop {
             let (e, _) = self.settle(f);
-            let Some((w, cur)) = self.open_word(lane, e) else {
-                continue;
-            };
-            if count(cur) == MAX_COUNT {
-                return false;
-            }
-            if w.compare_exchange(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                return true;
+            if let Some((w, cur)) = self.open_word(lane, e) {
+                if let Some(added) = self.bump(w, cur, e, |_| true) {
+                    return added;
+                }
             }
         }
     }
@@ -346,21 +340,42 @@ impl Ledger {
         let f = self.per_bucket.div(now);
         loop {
             let (e, sums) = self.settle(f);
-            let Some((w, cur)) = self.open_word(RETRIES, e) else {
-                continue;
-            };
-            // After the retries word: requests only grow while it is unchanged, so what the CAS
-            // below validates is at least what is checked here.
-            let requests = sums[REQUESTS] + self.open_count(REQUESTS, e);
-            if count(cur) == MAX_COUNT || !admit([requests, sums[RETRIES] + count(cur)]) {
-                return false;
-            }
-            if w.compare_exchange(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                return true;
+            if let Some((w, cur)) = self.open_word(RETRIES, e) {
+                // Requests are read after the retries word: they only grow while that word is
+                // unchanged, so at the instant of the CAS that validates it there are at least
+                // as many as checked here.
+                let check = |retries| {
+                    let requests = sums[REQUESTS] + self.open_count(REQUESTS, e);
+                    admit([requests, sums[RETRIES] + retries])
+                };
+                if let Some(debited) = self.bump(w, cur, e, check) {
+                    return debited;
+                }
             }
         }
+    }
+
+    /// Adds one to `w`, the open word of head `e` seen as `cur`, if `check(count)` holds and the
+    /// count is below [`MAX_COUNT`]: `Some(whether it added)`, or `None` once the word has left
+    /// `e` (the caller starts over at the head). A lost race only reloads the count.
+    #[inline]
+    fn bump(
+        &self,
+        w: &AtomicU64,
+        mut cur: u64,
+        e: u64,
+        check: impl Fn(u64) -> bool,
+    ) -> Option<bool> {
+        while cur & (ID_MASK | SEALED) == tag(e) {
+            if count(cur) == MAX_COUNT || !check(count(cur)) {
+                return Some(false);
+            }
+            match w.compare_exchange(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(true),
+                Err(seen) => cur = seen,
+            }
+        }
+        None
     }
 
     /// `[requests, retries]` in the window ending at `now` (the newest seen, if later).

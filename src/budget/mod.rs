@@ -15,8 +15,9 @@
 //! Call [`deposit`](RetryBudget::deposit) once per original request and
 //! [`try_withdraw`](RetryBudget::try_withdraw) when a retry is decided (before the backoff wait,
 //! so retries sleeping in backoff are counted: envoy#30205). `try_withdraw` checks and debits in
-//! one atomic step of the window, so however many threads race, the budget is never overdrawn
-//! (tower's `TpsBudget` checks and then debits separately and can overdraw).
+//! one atomic step of the window (one compare-and-swap on its newest bucket), so however many
+//! threads race, the budget is never overdrawn (tower's `TpsBudget` checks and then debits
+//! separately and can overdraw). A deposit is one compare-and-swap too.
 //!
 //! ```
 //! use resile::budget::RetryBudget;
@@ -120,19 +121,23 @@ mod lane {
 ///
 /// # State
 ///
-/// The decision state is the budget's [`TimeWindow`], lanes `[requests, retries, unused]`; the
-/// budget adds no packed word of its own:
+/// The decision state is the budget's window, a ledger of `buckets` buckets of (requests,
+/// retries) in which only the newest bucket is written and the older ones are sealed, their sums
+/// kept in one word (bit layouts, states and orderings in `budget/ledger.rs`); the budget adds no
+/// packed word of its own:
 ///
 /// | what | written by | how |
 /// |---|---|---|
-/// | window lane `requests` | [`deposit`](Self::deposit), ratio mode only | `TimeWindow::add` |
-/// | window lane `retries` | [`try_withdraw`](Self::try_withdraw) | `TimeWindow::try_add`: the admit check and the debit are one atomic step of the window |
+/// | newest bucket's `requests` word | [`deposit`](Self::deposit), ratio mode only | one CAS: count + 1 |
+/// | newest bucket's `retries` word | [`try_withdraw`](Self::try_withdraw) | one CAS, after checking `allowance(requests) > retries` against the sealed sums and the words it read: the CAS succeeds only if the retries it checked are still the retries, so the check and the debit are one atomic step |
+/// | sealed sums, head epoch | the first operation in a new bucket period | seals the previous bucket, sums the sealed ones, one CAS each |
 /// | counters `deposits`, `granted`, `refused` | deposit, try_withdraw | `add_to(lane, 1)`: one `fetch_add(Relaxed)` on this thread's stripe |
 ///
-/// Orderings: the no-overdraw promise rests entirely on `try_add`'s atomicity (every withdraw
-/// sees every earlier debit of the same window); nothing else is published through the budget, so
-/// the counters need no ordering. A fixed-mode deposit reads no clock and touches only its
-/// counter. Each operation reads the clock at most once.
+/// Orderings: the no-overdraw promise rests on the retries word's CAS (every withdraw sees every
+/// earlier debit of the same bucket) and on the seal (a debit either lands before its bucket is
+/// sealed and is in the sums, or fails and retries in the newest bucket); nothing else is
+/// published through the budget, so the counters need no ordering. A fixed-mode deposit reads no
+/// clock and touches only its counter. Each operation reads the clock at most once.
 ///
 /// ```
 /// use resile::budget::RetryBudget;
@@ -556,6 +561,36 @@ mod tests {
         clock.advance(10 * SEC);
         assert_eq!(b.balance(), 0);
         assert_eq!(b.try_withdraw(), Err(BudgetExhausted));
+    }
+
+    #[test]
+    fn an_idle_jump_onto_the_sums_tag_never_revives_dead_counts() {
+        // The sealed sums carry the low 22 bits of their head epoch. Sums with 3 requests are
+        // installed for epoch 1; the clock then jumps exactly 2^22 buckets, to an epoch with the
+        // same low bits: those sums must not be taken for the new head.
+        let clock = ManualClock::new();
+        let b = RetryBudget::builder()
+            .ratio(1.0)
+            .min_per_sec(0)
+            .window(Duration::from_nanos(2))
+            .buckets(2)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        for _ in 0..3 {
+            b.deposit();
+        }
+        clock.set(1);
+        assert_eq!(b.balance(), 3, "epoch 0 is live at 1, its sums installed");
+        clock.set(1 + (1 << 22));
+        assert_eq!(b.balance(), 0);
+        assert_eq!(b.try_withdraw(), Err(BudgetExhausted));
+        b.deposit();
+        assert_eq!(b.balance(), 1);
+        clock.advance(Duration::from_nanos(1));
+        assert_eq!(b.balance(), 1);
+        clock.advance(Duration::from_nanos(1));
+        assert_eq!(b.balance(), 0);
     }
 
     #[test]
