@@ -162,3 +162,25 @@ fn a_late_deposit_racing_the_seal_of_its_bucket_counts_exactly_once() {
         assert_eq!(b.metrics().deposits, 1);
     });
 }
+
+#[test]
+fn withdraws_at_stale_and_new_times_racing_two_rotations_never_overdraw() {
+    // One retry a window of two 1 ns buckets, taken at t = 0. While the clock moves to 2 and then
+    // 3, A and B withdraw, each reading 0, 2 or 3 (an operation older than the head works in the
+    // newest bucket). Epochs 2 and 3 share one window, so at most one of them is granted, and the
+    // balance at 3 agrees with what was granted.
+    model(|| {
+        let clock = ManualClock::new();
+        let b = two_bucket_budget(&clock, Some(1));
+        assert!(b.try_withdraw().is_ok());
+        let (ba, bb) = (b.clone(), b.clone());
+        let a = thread::spawn(move || ba.try_withdraw().is_ok());
+        let bt = thread::spawn(move || bb.try_withdraw().is_ok());
+        clock.set(2);
+        clock.set(3);
+        let granted = u64::from(a.join().unwrap()) + u64::from(bt.join().unwrap());
+        assert!(granted <= 1, "{granted} granted in one window");
+        assert_eq!(b.balance(), 1 - granted);
+        assert_eq!(b.metrics().retries_granted, 1 + granted);
+    });
+}
