@@ -12,12 +12,14 @@
 //! ```text
 //! hot:   head: AtomicU64   the newest epoch (now / bucket) any operation has seen; only grows } one
 //!        sums: AtomicU64   tag 22 | sealed requests 21 | sealed retries 21  (SUM_* below)   } line
-//! words: Box<[AtomicU64]>  2 per bucket (requests, retries): SEALED | VALID | tag 41 | count 21
+//! words: Box<[AtomicU64]>  2 per slot (requests, retries): SEALED | VALID | tag 41 | count 21
 //! ```
 //!
-//! Epoch `e` lives in bucket `e % N`. Under head `E` the live epochs are `E-N+1 ..= E`; `E` is
-//! the *open* one, the rest are *sealed*: `sums` holds the sum of their counts, tagged with the
-//! low bits of the epoch `E` it is for.
+//! Epoch `e` lives in slot `e % S`, where `S` is the bucket count `N` rounded up to a power of
+//! two (so the slot is a mask, not a division), and the `N` live epochs always fall in distinct
+//! slots. Under head `E` the live epochs are `E-N+1 ..= E`; `E` is the *open* one, the rest are
+//! *sealed*: `sums` holds the sum of their counts, tagged with the low bits of the epoch `E` it
+//! is for.
 //!
 //! # Operations
 //!
@@ -25,8 +27,8 @@
 //! head's epoch `E >= f` (an operation whose clock read is older than the head is counted in the
 //! newest bucket, where it lives at least as long as in its own).
 //!
-//! - **Opening.** A lane word of bucket `E % N` not tagged `E` (never written, or holding an
-//!   epoch `E - kN` that died) is replaced by `(tag E, 0)` with one CAS, but only after a load of
+//! - **Opening.** A lane word of slot `E % S` not tagged `E` (never written, or holding an
+//!   epoch `E - kS` that died) is replaced by `(tag E, 0)` with one CAS, but only after a load of
 //!   the head (taken after loading the word) still reads `E`: then no word can carry a newer
 //!   epoch (its writer saw the head at that epoch first), so the word is dead.
 //! - **Adding** (deposit, withdrawal): CAS `(tag E, c)` to `(tag E, c + 1)`. A withdrawal loads
@@ -151,12 +153,14 @@ struct Hot {
 /// See the [module docs](self).
 pub(super) struct Ledger {
     hot: CachePadded<Hot>,
-    /// `words[2 * bucket + lane]`.
+    /// `words[2 * slot + lane]`.
     words: Box<[AtomicU64]>,
+    /// The number of buckets, `N`.
     n: u64,
-    /// `now / bucket` and `epoch % N` without a `div` instruction.
+    /// `S - 1`: the slot of epoch `e` is `e & mask`.
+    mask: u64,
+    /// `now / bucket` without a `div` instruction.
     per_bucket: Divisor,
-    per_n: Divisor,
 }
 
 impl Ledger {
@@ -167,21 +171,23 @@ impl Ledger {
                 head: AtomicU64::new(0),
                 sums: AtomicU64::new(0),
             }),
-            words: (0..2 * buckets).map(|_| AtomicU64::new(0)).collect(),
+            words: (0..2 * buckets.next_power_of_two())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             n: u64::from(buckets),
+            mask: u64::from(buckets.next_power_of_two()) - 1,
             per_bucket: Divisor::new(bucket_nanos),
-            per_n: Divisor::new(u64::from(buckets)),
         }
     }
 
     #[inline]
-    fn word(&self, bucket: u64, lane: usize) -> &AtomicU64 {
-        &self.words[bucket as usize * 2 + lane]
+    fn word(&self, slot: u64, lane: usize) -> &AtomicU64 {
+        &self.words[slot as usize * 2 + lane]
     }
 
     #[inline]
-    fn bucket_of(&self, e: u64) -> u64 {
-        self.per_n.div_rem(e).1
+    fn slot_of(&self, e: u64) -> u64 {
+        e & self.mask
     }
 
     #[inline]
@@ -237,18 +243,12 @@ impl Ledger {
 
     #[cold]
     fn install_sums(&self, e: u64, seen: u64) -> Option<[u64; 2]> {
-        let open = self.bucket_of(e);
         let mut sums = [0u64; 2];
-        // The sealed epochs e-1, e-2, ... down to e-N+1 (none below 0), each in its own bucket.
+        // The sealed epochs e-1, e-2, ... down to e-N+1 (none below 0), each in its own slot.
         for k in 1..self.n.min(e.saturating_add(1)) {
             let d = e - k;
-            let i = if open >= k {
-                open - k
-            } else {
-                open + self.n - k
-            };
             for (lane, sum) in sums.iter_mut().enumerate() {
-                *sum += self.seal(self.word(i, lane), d, e)?;
+                *sum += self.seal(self.word(self.slot_of(d), lane), d, e)?;
             }
         }
         let next = sum_tag(e)
@@ -265,7 +265,7 @@ impl Ledger {
         }
     }
 
-    /// Seals `w`, a word of the bucket of past epoch `d`, for sums at head `e`; its final count,
+    /// Seals `w`, a word of the slot of past epoch `d`, for sums at head `e`; its final count,
     /// or `None` if the head moved past `e`.
     fn seal(&self, w: &AtomicU64, d: u64, e: u64) -> Option<u64> {
         let mut cur = w.load(Ordering::Acquire);
@@ -276,7 +276,7 @@ impl Ledger {
                 }
                 cur | SEALED
             } else {
-                // Not `d`'s: never written, or an epoch of this bucket that died before `d`
+                // Not `d`'s: never written, or an epoch of this slot that died before `d`
                 // (nothing happened at `d`), unless the head moved on. Seal it empty, so that no
                 // late adder at `d` can open it now.
                 if self.head() != e {
@@ -291,11 +291,11 @@ impl Ledger {
         }
     }
 
-    /// Lane `lane`'s word of the open bucket of head `e`, opened if need be, and its value;
+    /// Lane `lane`'s word of the open slot of head `e`, opened if need be, and its value;
     /// `None` if the head moved past `e`.
     #[inline]
     fn open_word(&self, lane: usize, e: u64) -> Option<(&AtomicU64, u64)> {
-        let w = self.word(self.bucket_of(e), lane);
+        let w = self.word(self.slot_of(e), lane);
         let mut cur = w.load(Ordering::Acquire);
         loop {
             if cur & (ID_MASK | SEALED) == tag(e) {
@@ -315,7 +315,7 @@ impl Ledger {
     /// The count of lane `lane` in the open bucket of head `e` (0 if not opened yet).
     #[inline]
     fn open_count(&self, lane: usize, e: u64) -> u64 {
-        let w = self.word(self.bucket_of(e), lane).load(Ordering::Acquire);
+        let w = self.word(self.slot_of(e), lane).load(Ordering::Acquire);
         if w & ID_MASK == tag(e) { count(w) } else { 0 }
     }
 
