@@ -40,17 +40,19 @@
 //! (counted once) or was removed with its word (aged out). The totals never go below zero, as an
 //! amount is always added to them before any thread can remove it from a word.
 //!
-//! **Fast calls** (a window built by `with_fast_calls`, the breaker's): per stripe of threads, one
-//! more word per bucket, laid out as a lane word, holds lane-0 counts added by `add_fast` with a
-//! single CAS on the calling thread's stripe's word of the bucket and no totals update, so
-//! threads on different stripes never write one cache line. Fast counts never enter the totals,
-//! so nothing subtracts them: a read loads the head, then sums the fast words (every stripe)
-//! whose lap is live under it (a word of a dead lap counts nothing, so fast words need no
-//! stamping). `add_fast` takes the epoch-liveness check and the dead-word replacement of step 3
-//! above, with nothing to give back.
+//! **Fast calls** (a window built by `with_fast_calls`, the breaker's): per stripe of threads, a
+//! ring of `S` words (`N` rounded up to a power of two), laid out as lane words but tagged with
+//! the epoch itself (mod 2^42) rather than its lap, holds lane-0 counts added by `add_fast`:
+//! epoch `e` goes to slot `e & (S - 1)` of the calling thread's stripe with a single CAS and no
+//! totals update, so threads on different stripes never write one cache line, and placing a call
+//! takes one division (`now / bucket`), not two. The `N` live epochs fall in distinct slots.
+//! Fast counts never enter the totals, so nothing subtracts them: a read loads the head, then
+//! sums the fast words (every stripe) tagged with the live epoch of their slot (a word of a dead
+//! epoch counts nothing, so fast words need no stamping). `add_fast` takes the epoch-liveness
+//! check and the dead-word replacement of step 3 above, with nothing to give back.
 //!
 //! ```text
-//! fast: Box<[CachePadded<[AtomicU64; 16]>]>   stripes x chunks: stripe s's word of bucket i is
+//! fast: Box<[CachePadded<[AtomicU64; 16]>]>   stripes x chunks: stripe s's word of slot i is
 //!       fast[s * chunks + i / 16][i % 16]      (each stripe's words on lines of their own)
 //! ```
 //!
@@ -255,6 +257,9 @@ pub struct TimeWindow {
     fast_chunks: usize,
     /// `stripes - 1` for `fast` (a power of two of stripes); unused while `fast` is empty.
     fast_mask: usize,
+    /// `slots - 1`: a stripe's fast words form a ring of `buckets` rounded up to a power of two
+    /// slots, epoch `e` in slot `e & fast_slot_mask`, each word tagged with its epoch.
+    fast_slot_mask: u64,
     bucket_nanos: u64,
     buckets: u64,
     /// `now / bucket_nanos` and `now / span` without a `div` instruction.
@@ -305,6 +310,7 @@ impl TimeWindow {
             fast: Box::new([]),
             fast_chunks: 0,
             fast_mask: 0,
+            fast_slot_mask: 0,
             bucket_nanos: span_n / u64::from(buckets),
             buckets: u64::from(buckets),
             per_bucket: Divisor::new(span_n / u64::from(buckets)),
@@ -328,7 +334,8 @@ impl TimeWindow {
     /// ```
     pub fn with_fast_calls(span: Duration, buckets: u32) -> Result<Self, ConfigError> {
         let mut w = Self::new(span, buckets)?;
-        let chunks = (buckets as usize).div_ceil(FAST_CHUNK);
+        let slots = buckets.next_power_of_two() as usize;
+        let chunks = slots.div_ceil(FAST_CHUNK);
         // Both are at least 1 (buckets <= MAX_BUCKETS = MAX_FAST_CHUNKS * FAST_CHUNK).
         let fit = 1 << (MAX_FAST_CHUNKS / chunks).ilog2();
         let stripes = stripe_count().min(fit);
@@ -337,6 +344,7 @@ impl TimeWindow {
             .collect();
         w.fast_chunks = chunks;
         w.fast_mask = stripes - 1;
+        w.fast_slot_mask = slots as u64 - 1;
         Ok(w)
     }
 
@@ -551,14 +559,17 @@ impl TimeWindow {
             self.add(now, [1, 0, 0]);
             return;
         }
-        let (epoch, (lap, i)) = self.locate(now);
-        let w = self.fast_word(thread_stripe() & self.fast_mask, i as usize);
+        // Fast words are tagged with the epoch itself and kept in a power-of-two ring of slots,
+        // so one division (`now / bucket`) places the call.
+        let epoch = self.per_bucket.div(now);
+        let slot = (epoch & self.fast_slot_mask) as usize;
+        let w = self.fast_word(thread_stripe() & self.fast_mask, slot);
         self.advance(epoch);
         // Nothing to give back: a dead count replaced here was never in the totals.
-        let _ = self.add_word(w, epoch, lap, 1);
+        let _ = self.add_word(w, epoch, epoch, 1);
     }
 
-    /// Stripe `s`'s fast word of bucket `i`.
+    /// Stripe `s`'s fast word of slot `i`.
     #[inline]
     fn fast_word(&self, s: usize, i: usize) -> &AtomicU64 {
         &self.fast[s * self.fast_chunks + i / FAST_CHUNK][i % FAST_CHUNK]
@@ -577,10 +588,15 @@ impl TimeWindow {
     /// The fast words whose lap is live under `head`, summed (a word of a dead lap counts
     /// nothing: its epoch aged out, and no stamp is needed to zero it).
     fn fast_sum(&self, head: u64) -> u32 {
-        let n = self.buckets;
         let mut sum = 0u64;
-        for i in 0..n {
-            let live = tag(live_lap(head, n, i));
+        for i in 0..=self.fast_slot_mask {
+            // The newest epoch at or before the head in slot `i`, `back` epochs ago: live if
+            // within the span (and not before epoch 0).
+            let back = head.wrapping_sub(i) & self.fast_slot_mask;
+            if back >= self.buckets || back > head {
+                continue;
+            }
+            let live = tag(head - back);
             for s in 0..=self.fast_mask {
                 let v = self.fast_word(s, i as usize).load(Ordering::Acquire);
                 if v & TAG_MASK == live {
@@ -943,13 +959,15 @@ mod tests {
     }
 
     #[test]
-    fn fast_words_are_striped_within_their_memory_cap() {
+    fn fast_words_are_a_power_of_two_ring_striped_within_their_memory_cap() {
         for buckets in [1, 10, 16, 17, 100, 1000, TimeWindow::MAX_BUCKETS] {
             let span = Duration::from_micros(u64::from(buckets));
             let w = TimeWindow::with_fast_calls(span, buckets).unwrap();
             let stripes = w.fast_mask + 1;
             assert!(stripes.is_power_of_two() && stripes <= stripe_count());
-            assert_eq!(w.fast_chunks, (buckets as usize).div_ceil(FAST_CHUNK));
+            let slots = buckets.next_power_of_two();
+            assert_eq!(w.fast_slot_mask, u64::from(slots) - 1);
+            assert_eq!(w.fast_chunks, (slots as usize).div_ceil(FAST_CHUNK));
             assert_eq!(w.fast.len(), stripes * w.fast_chunks);
             assert!(w.fast.len() <= MAX_FAST_CHUNKS, "{buckets} buckets");
             // As many stripes as fit, up to one per stripe of the counters.
