@@ -115,7 +115,8 @@ impl Builder<SystemClock> {
 
 impl<C: Clock> Builder<C> {
     /// Uses `clock` for every time reading (a [`ManualClock`](crate::clock::ManualClock) in
-    /// tests, a [`CoarseClock`](crate::clock::CoarseClock) for cheaper readings).
+    /// tests, a [`CoarseClock`](crate::clock::CoarseClock) or a
+    /// [`RecentClock`](crate::clock::RecentClock) for cheaper readings).
     pub fn clock<D: Clock>(self, clock: D) -> Builder<D> {
         Builder {
             clock,

@@ -109,8 +109,9 @@
 //! successful call is two loads of one shared word and no write at all: nothing needs recording
 //! when a success replaces a success. With a time window, while the window holds no failure and
 //! no slow call, a successful call is one clock reading and one compare-and-swap on its bucket's
-//! own word, with no decision to make. A refusal reads the clock once; with a
-//! [`CoarseClock`](crate::clock::CoarseClock) that is a few nanoseconds. No call path allocates.
+//! word for the calling thread's stripe, with no decision to make. A refusal reads the clock
+//! once; a [`CoarseClock`](crate::clock::CoarseClock) reading costs a few nanoseconds, a
+//! [`RecentClock`](crate::clock::RecentClock) one about a nanosecond. No call path allocates.
 //! The packed word and its orderings are documented in the source of `breaker/state.rs`.
 
 mod config;

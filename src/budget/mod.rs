@@ -314,9 +314,9 @@ impl<C: Clock> RetryBudgetBuilder<C> {
         self
     }
 
-    /// The clock (default [`SystemClock`]; [`CoarseClock`](crate::clock::CoarseClock) is several
-    /// times cheaper and fine for buckets of a second; tests use
-    /// [`ManualClock`](crate::clock::ManualClock)).
+    /// The clock (default [`SystemClock`]; [`CoarseClock`](crate::clock::CoarseClock) and
+    /// [`RecentClock`](crate::clock::RecentClock) are several times cheaper and fine for buckets
+    /// of a second; tests use [`ManualClock`](crate::clock::ManualClock)).
     pub fn clock<C2: Clock>(self, clock: C2) -> RetryBudgetBuilder<C2> {
         RetryBudgetBuilder {
             max_retries: self.max_retries,
