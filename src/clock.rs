@@ -11,7 +11,7 @@
 //!   one scheduler tick (1 to 4 ms); elsewhere it falls back to [`SystemClock`]. Good for windows
 //!   whose buckets are much longer than a tick.
 //! - [`RecentClock`]: one atomic load a read (about 1 ns), at the resolution of whoever updates it:
-//!   a ticker thread it starts ([`RecentClock::with_ticker`], every millisecond by default) or the
+//!   a ticker thread it starts ([`RecentClock::with_ticker`], say every millisecond) or the
 //!   caller's own event loop ([`RecentClock::update`]). The choice for the hottest paths, where a
 //!   `CoarseClock` read (6 to 10 ns on a KVM guest) would be most of a call's cost: the cached
 //!   time of nginx and of Seastar's `lowres_clock`.

@@ -54,6 +54,7 @@ use std::fmt;
 use std::time::Duration;
 
 mod ledger;
+
 /// Ratios are kept in thousandths of a retry per request.
 const SCALE: u64 = 1000;
 /// The longest window a budget accepts.
