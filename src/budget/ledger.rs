@@ -60,11 +60,11 @@
 //! # Caveats
 //!
 //! A lane word's tag keeps 41 bits of the epoch and the sums' 22 bits. A word last written
-//! exactly `k * 2^41` epochs ago is taken for a live one, as in [`TimeWindow`](crate::window::TimeWindow)
-//! (its stale count lingers for one span). The head never jumps from `h` to an epoch with the
-//! same low 22 bits (it stops one epoch short and moves on), so a sums word is never taken for
-//! a head it was not computed for, unless a thread that read the sums is stalled across `2^22`
-//! bucket periods before its CAS.
+//! exactly `k * 2^41` epochs ago is taken for a live one, as in
+//! [`TimeWindow`](crate::window::TimeWindow) (its stale count lingers for one span). The head
+//! never jumps from `h` to an epoch with the same low 22 bits (it stops one epoch short and moves
+//! on), so a sums word is never taken for a head it was not computed for, unless a thread that
+//! read the sums is stalled across `2^22` bucket periods before its CAS.
 
 use crate::sync::{AtomicU64, Ordering};
 use crate::window::Divisor;
