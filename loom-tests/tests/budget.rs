@@ -184,3 +184,34 @@ fn withdraws_at_stale_and_new_times_racing_two_rotations_never_overdraw() {
         assert_eq!(b.metrics().retries_granted, 1 + granted);
     });
 }
+
+#[test]
+fn three_buckets_in_four_slots_free_the_oldest_retry_once() {
+    // Three 1 ns buckets live in a ring of four slots (the bucket count rounded up to a power of
+    // two), so the epoch that dies at t = 3 (0, slot 0) is not the one whose slot t = 3 opens
+    // (slot 3). One retry a window, taken at 0; A withdraws while the clock moves to 3, then the
+    // main thread withdraws at 3: exactly one of them gets the retry that epoch 0's death frees.
+    model(|| {
+        let clock = ManualClock::new();
+        let b = Arc::new(
+            RetryBudget::builder()
+                .max_retries(1)
+                .window(Duration::from_nanos(3))
+                .buckets(3)
+                .clock(clock.clone())
+                .build()
+                .unwrap(),
+        );
+        assert!(b.try_withdraw().is_ok());
+        let ba = b.clone();
+        let a = thread::spawn(move || ba.try_withdraw().is_ok());
+        clock.set(3);
+        let mine = b.try_withdraw().is_ok();
+        let theirs = a.join().unwrap();
+        assert!(mine ^ theirs, "granted: main {mine}, A {theirs}");
+        clock.set(5);
+        assert_eq!(b.balance(), 0, "the retry at 3 is live until 6");
+        clock.set(6);
+        assert_eq!(b.balance(), 1);
+    });
+}
