@@ -396,3 +396,21 @@ fn time_fast_call_races_a_reset() {
         assert_eq!(w.totals(3), [0, 0, 0]);
     });
 }
+
+#[test]
+fn time_fast_calls_in_a_ring_of_four_slots_for_three_buckets_age_out_by_epoch() {
+    // Three 1 ns buckets: fast words form a ring of four slots, so the epoch that dies at 3 (0,
+    // slot 0) is not the one whose slot 3 opens. A adds a fast call at 1 (slot 1) while the main
+    // thread adds one at 3: A's stays live until 4, epoch 0's call ages out at 3.
+    model(|| {
+        let w = Arc::new(TimeWindow::with_fast_calls(Duration::from_nanos(3), 3).unwrap());
+        w.add_fast(0);
+        let wa = w.clone();
+        let a = thread::spawn(move || wa.add_fast(1));
+        w.add_fast(3);
+        a.join().unwrap();
+        assert_eq!(w.totals(3), [2, 0, 0]);
+        assert_eq!(w.totals(4), [1, 0, 0]);
+        assert_eq!(w.totals(6), [0, 0, 0]);
+    });
+}
