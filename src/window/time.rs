@@ -439,8 +439,9 @@ impl TimeWindow {
         }
     }
 
-    /// Adds `amount` of epoch `epoch` (of lap `lap`) to `w`, a word of the epoch's bucket;
-    /// `Ok(dead count replaced)`, or `Err(())` if the epoch died first.
+    /// Adds `amount` of epoch `epoch` to `w`, a word of the epoch's bucket tagged with `lap` (the
+    /// epoch's lap for a lane word, the epoch itself for a fast word); `Ok(dead count
+    /// replaced)`, or `Err(())` if the epoch died first.
     #[inline]
     fn add_word(&self, w: &AtomicU64, epoch: u64, lap: u64, amount: u64) -> Result<u64, ()> {
         let mut cur = w.load(Ordering::Acquire);
@@ -547,12 +548,12 @@ impl TimeWindow {
     }
 
     /// Adds one to lane 0 at `now` with one compare-and-swap on the bucket's fast word of the
-    /// calling thread's stripe, leaving the running totals alone: the breaker's success path while its window holds no failure,
-    /// where the count needs no decision. Reads ([`totals`](Self::totals), [`tally`](Self::tally)
-    /// and what [`add`](Self::add) returns) include it; the predicate of
-    /// [`try_add`](Self::try_add) sees the totals without it. A `now` whose bucket has aged out
-    /// adds nothing, as in [`add`](Self::add). A window built by [`new`](Self::new) has no fast
-    /// words: there it is `add(now, [1, 0, 0])`.
+    /// calling thread's stripe, leaving the running totals alone: the breaker's success path
+    /// while its window holds no failure, where the count needs no decision. Reads
+    /// ([`totals`](Self::totals), [`tally`](Self::tally) and what [`add`](Self::add) returns)
+    /// include it; the predicate of [`try_add`](Self::try_add) sees the totals without it. A
+    /// `now` whose bucket has aged out adds nothing, as in [`add`](Self::add). A window built by
+    /// [`new`](Self::new) has no fast words: there it is `add(now, [1, 0, 0])`.
     #[inline(always)]
     pub fn add_fast(&self, now: u64) {
         if self.fast.is_empty() {
@@ -585,8 +586,8 @@ impl TimeWindow {
         lanes
     }
 
-    /// The fast words whose lap is live under `head`, summed (a word of a dead lap counts
-    /// nothing: its epoch aged out, and no stamp is needed to zero it).
+    /// The fast words tagged with the live epoch of their slot under `head`, summed (a word of a
+    /// dead epoch counts nothing: it aged out, and no stamp is needed to zero it).
     fn fast_sum(&self, head: u64) -> u32 {
         let mut sum = 0u64;
         for i in 0..=self.fast_slot_mask {
@@ -977,7 +978,8 @@ mod tests {
 
     #[test]
     fn fast_calls_on_many_threads_and_buckets_are_exact_and_age_out_by_bucket() {
-        // 40 buckets of 1 ms: bucket i's words sit in chunk i / 16 of each stripe.
+        // 40 buckets of 1 ms in a ring of 64 slots: slot i's words sit in chunk i / 16 of each
+        // stripe.
         let w = TimeWindow::with_fast_calls(Duration::from_millis(40), 40).unwrap();
         let ms = 1_000_000;
         // Thread t's k-th call lands in bucket (t + 6k) % 40 (all of them live at 39 ms).
