@@ -8,12 +8,13 @@
 //! - [`SystemClock`] (the default): precise, backed by [`std::time::Instant`] (about 30 ns a read
 //!   on a KVM guest with the `tsc` clocksource).
 //! - [`CoarseClock`]: `CLOCK_MONOTONIC_COARSE` on Linux, several times cheaper at a resolution of
-//!   one scheduler tick (1 to 4 ms); elsewhere it falls back to [`SystemClock`]. Good for windows
-//!   whose buckets are much longer than a tick.
+//!   one scheduler tick (1 to 4 ms), read by calling the kernel's vDSO directly (5 to 8 ns on a
+//!   KVM guest); elsewhere it falls back to [`SystemClock`]. Good for windows whose buckets are
+//!   much longer than a tick.
 //! - [`RecentClock`]: one atomic load a read (about 1 ns), at the resolution of whoever updates it:
 //!   a ticker thread it starts ([`RecentClock::with_ticker`], say every millisecond) or the
 //!   caller's own event loop ([`RecentClock::update`]). The choice for the hottest paths, where a
-//!   `CoarseClock` read (6 to 10 ns on a KVM guest) would be most of a call's cost: the cached
+//!   `CoarseClock` read would be most of a call's cost: the cached
 //!   time of nginx and of Seastar's `lowres_clock`.
 //! - [`ManualClock`]: moved only by [`ManualClock::advance`] and [`ManualClock::set`]; cheap to
 //!   clone (clones share one reading), and usable inside loom models. Tests use it and never wall
@@ -38,6 +39,9 @@ use std::fmt;
 #[cfg(not(resile_loom))]
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod vdso;
 
 /// A monotonic source of time: nanoseconds since the clock's own epoch.
 ///
@@ -113,20 +117,25 @@ impl Clock for SystemClock {
 pub struct CoarseClock {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     epoch: u64,
+    /// The vDSO's `clock_gettime` where it was found, else the C library's.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    read: vdso::ClockGettime,
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     inner: SystemClock,
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 #[inline]
-fn coarse_monotonic_nanos() -> u64 {
+fn coarse_monotonic_nanos(read: vdso::ClockGettime) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: `ts` is a valid, writable `timespec`, and `CLOCK_MONOTONIC_COARSE` is a clock id
-    // every Linux kernel since 2.6.32 supports; the call writes only through the pointer it is given.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    // SAFETY: `read` is the vDSO's `clock_gettime` or the C library's (`vdso::clock_gettime`
+    // documents why the former has the latter's contract). `ts` is a valid, writable
+    // `timespec`, and `CLOCK_MONOTONIC_COARSE` is a clock id every Linux kernel since 2.6.32
+    // supports; the call writes only through the pointer it is given.
+    let rc = unsafe { read(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
     debug_assert_eq!(rc, 0);
     (ts.tv_sec as u64)
         .wrapping_mul(1_000_000_000)
@@ -134,12 +143,16 @@ fn coarse_monotonic_nanos() -> u64 {
 }
 
 impl CoarseClock {
-    /// A coarse clock whose epoch is now.
+    /// A coarse clock whose epoch is now. On 64-bit Linux (x86_64, aarch64) it finds the
+    /// kernel's `clock_gettime` in the vDSO here, once, and calls it directly on every read,
+    /// skipping the C library's wrapper (about 2 ns of a 6 to 8 ns read on a KVM guest).
     pub fn new() -> Self {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         {
+            let read = vdso::clock_gettime().unwrap_or(libc::clock_gettime);
             Self {
-                epoch: coarse_monotonic_nanos(),
+                epoch: coarse_monotonic_nanos(read),
+                read,
             }
         }
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -162,7 +175,7 @@ impl Clock for CoarseClock {
     fn now(&self) -> u64 {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         {
-            coarse_monotonic_nanos().saturating_sub(self.epoch)
+            coarse_monotonic_nanos(self.read).saturating_sub(self.epoch)
         }
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         {
@@ -178,7 +191,7 @@ impl Clock for CoarseClock {
 /// share one reading.
 ///
 /// A read costs about what a `Relaxed` load of a shared, rarely written cache line costs (about
-/// 1 ns), where [`CoarseClock`] makes a vDSO call (6 to 10 ns on a KVM guest) and
+/// 1 ns), where [`CoarseClock`] makes a vDSO call (5 to 8 ns on a KVM guest) and
 /// [`SystemClock`] reads the TSC (30 ns or more). Its resolution is the update interval: a breaker
 /// measuring slow calls, or a window with buckets, needs an interval well below the threshold or
 /// bucket (1 ms against one-second buckets, say). A clock built by `new` stands still until
@@ -445,6 +458,52 @@ mod tests {
             assert!(ns >= ls && nc >= lc);
             (ls, lc) = (ns, nc);
         }
+    }
+
+    /// The vDSO lookup finds the kernel's `clock_gettime` on the targets it supports (wherever a
+    /// vDSO is mapped: valgrind maps none), and what it finds reads the same clock as the C
+    /// library's: interleaved reads never go backwards.
+    #[cfg(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64"),
+        not(miri)
+    ))]
+    #[test]
+    fn coarse_clock_calls_the_vdso_which_agrees_with_the_c_library() {
+        // SAFETY: `getauxval` only reads this process's auxiliary vector.
+        let mapped = unsafe { libc::getauxval(libc::AT_SYSINFO_EHDR) } != 0;
+        let c = CoarseClock::new();
+        let Some(direct) = vdso::clock_gettime() else {
+            assert!(
+                !mapped,
+                "a vDSO is mapped but its clock_gettime was not found"
+            );
+            assert_eq!(c.read as usize, libc::clock_gettime as *const () as usize);
+            return;
+        };
+        assert_eq!(c.read as usize, direct as usize);
+        let mut last = coarse_monotonic_nanos(libc::clock_gettime);
+        for i in 0..10_000 {
+            let via = if i % 2 == 0 {
+                coarse_monotonic_nanos(direct)
+            } else {
+                coarse_monotonic_nanos(libc::clock_gettime)
+            };
+            assert!(via >= last, "read {i}: {via} < {last}");
+            last = via;
+        }
+        // CLOCK_MONOTONIC_COARSE and CLOCK_MONOTONIC count from the same origin (boot), a tick
+        // apart at most: the direct read is that clock, not some other.
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid, writable `timespec` and a clock id every Linux kernel supports.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        assert_eq!(rc, 0);
+        let precise = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+        let coarse = coarse_monotonic_nanos(direct);
+        assert!(coarse <= precise + 1_000_000_000 && precise <= coarse + 1_000_000_000);
     }
 
     #[test]
