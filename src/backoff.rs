@@ -44,6 +44,24 @@ use rand::Rng;
 use std::time::Duration;
 
 /// How the ceiling grows with the attempt number.
+///
+/// Chosen by the builder's [`constant`](BackoffBuilder::constant),
+/// [`linear`](BackoffBuilder::linear) or [`exponential`](BackoffBuilder::exponential); the
+/// ceiling it gives is capped before any jitter:
+///
+/// ```
+/// use resile::backoff::{Backoff, Growth};
+/// use std::time::Duration;
+///
+/// let ms = Duration::from_millis;
+/// let b = Backoff::builder().exponential(ms(100), 3).cap(ms(1000)).build()?;
+/// assert_eq!(b.growth(), Growth::Exponential { factor: 3 });
+/// let ceilings: Vec<_> = (1..=4).map(|n| b.ceiling(n)).collect();
+/// assert_eq!(ceilings, [ms(100), ms(300), ms(900), ms(1000)]); // the last one capped
+/// let b = Backoff::builder().linear(ms(100)).build()?;
+/// assert_eq!((b.growth(), b.ceiling(3)), (Growth::Linear, ms(300)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Growth {
     /// `base` for every attempt.
@@ -58,6 +76,26 @@ pub enum Growth {
 }
 
 /// How the delay is randomised below its ceiling.
+///
+/// Whatever the rng draws, a delay stays within the jitter's bounds (and never above the cap):
+///
+/// ```
+/// use resile::backoff::{Backoff, Jitter};
+/// use rand::{SeedableRng, rngs::SmallRng};
+/// use std::time::Duration;
+///
+/// let mut rng = SmallRng::seed_from_u64(7);
+/// let b = Backoff::builder().constant(Duration::from_secs(1)).jitter(Jitter::Equal).build()?;
+/// assert_eq!(b.jitter_kind(), Jitter::Equal);
+/// for _ in 0..100 {
+///     let d = b.delay(1, Duration::ZERO, &mut rng);
+///     assert!(d >= Duration::from_millis(500) && d <= Duration::from_secs(1));
+/// }
+/// let none = Backoff::builder().constant(Duration::from_secs(1)).jitter(Jitter::None).build()?;
+/// assert_eq!(none.delay(1, Duration::ZERO, &mut rng), Duration::from_secs(1));
+/// assert_eq!(Jitter::default(), Jitter::Full);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Jitter {
     /// No randomness: the delay is the ceiling.

@@ -1012,6 +1012,25 @@ impl WaitState {
 
 /// The future of [`Bulkhead::acquire`]. Dropping it leaves the queue; a slot already handed to it
 /// goes to the next waiter.
+///
+/// Awaiting it yields a [`Permit`] once a slot is handed to it, before any newcomer:
+///
+/// ```
+/// use futures::FutureExt;
+/// use resile::bulkhead::Bulkhead;
+///
+/// let b = Bulkhead::builder().limit(1).build()?;
+/// let held = b.try_acquire()?;
+/// let mut waiting = b.acquire();
+/// assert!((&mut waiting).now_or_never().is_none()); // full: queued
+/// assert_eq!(b.metrics().waiting, 1);
+/// drop(held); // the freed slot goes straight to the oldest waiter...
+/// assert!(b.try_acquire().unwrap_err().is_full()); // ...not to a newcomer
+/// let permit = futures::executor::block_on(waiting)?;
+/// assert_eq!(b.metrics().in_flight, 1);
+/// # drop(permit);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
 pub struct Acquire<'a, C: Clock = SystemClock> {
@@ -1036,6 +1055,26 @@ impl<C: Clock> Drop for Acquire<'_, C> {
 }
 
 /// The future of [`Bulkhead::acquire_owned`]; cancels as [`Acquire`] does.
+///
+/// It owns an `Arc` of the bulkhead, so it can move to another thread or task; awaiting it
+/// yields an [`OwnedPermit`], or [`BulkheadError::Closed`] once the bulkhead is closed:
+///
+/// ```
+/// use resile::bulkhead::Bulkhead;
+/// use std::sync::Arc;
+///
+/// let b = Arc::new(Bulkhead::builder().limit(1).build()?);
+/// let held = b.try_acquire_owned()?;
+/// let waiting = b.clone().acquire_owned(); // 'static
+/// let task = std::thread::spawn(move || futures::executor::block_on(waiting));
+/// drop(held); // the slot is handed to the waiter
+/// let permit = task.join().unwrap()?;
+/// assert!(Arc::ptr_eq(permit.bulkhead(), &b));
+/// b.close();
+/// let e = futures::executor::block_on(b.clone().acquire_owned()).unwrap_err();
+/// assert!(e.is_closed());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
 pub struct AcquireOwned<C: Clock = SystemClock> {

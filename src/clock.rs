@@ -48,6 +48,28 @@ mod vdso;
 /// Readings never decrease. Implementations must be cheap to call and safe to share between
 /// threads; primitives hold their clock by value, so a shared clock is a cheap handle (as
 /// [`ManualClock`] is).
+///
+/// Implement it to drive primitives from a time source you own, such as an event loop's cached
+/// tick, and pass it to a builder's `clock`:
+///
+/// ```
+/// use resile::{budget::RetryBudget, clock::Clock};
+/// use std::sync::{Arc, atomic::{AtomicU64, Ordering::Relaxed}};
+///
+/// /// Milliseconds, stored by the caller's event loop once a turn.
+/// struct LoopTime(Arc<AtomicU64>);
+/// impl Clock for LoopTime {
+///     fn now(&self) -> u64 { self.0.load(Relaxed) * 1_000_000 }
+/// }
+/// let millis = Arc::new(AtomicU64::new(0));
+/// let builder = RetryBudget::builder().max_retries(1).window(std::time::Duration::from_secs(1));
+/// let budget = builder.clock(LoopTime(millis.clone())).build()?;
+/// assert!(budget.try_withdraw().is_ok() && budget.try_withdraw().is_err());
+/// millis.store(1_000, Relaxed); // one second later, by the loop's time
+/// assert_eq!(budget.clock().now(), 1_000_000_000);
+/// assert!(budget.try_withdraw().is_ok()); // the spent retry aged out of the window
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait Clock: Send + Sync + 'static {
     /// Nanoseconds since this clock's epoch.
     fn now(&self) -> u64;

@@ -75,6 +75,25 @@ impl std::error::Error for ConfigError {}
 // ---------------------------------------------------------------------------------------------
 
 /// Why a circuit breaker refused a call.
+///
+/// Read from [`CircuitOpen::refusal`]: an open breaker refuses until its open period ends, then
+/// admits probes and refuses the rest as half-open.
+///
+/// ```
+/// use resile::{breaker::CircuitBreaker, clock::ManualClock, error::Refusal};
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new();
+/// let builder = CircuitBreaker::builder().clock(clock.clone()).minimum_calls(1);
+/// let breaker = builder.open_for(Duration::from_secs(5)).half_open_probes(1).build()?;
+/// breaker.try_acquire()?.failure(); // 1 failure in 1 call: open for 5 s
+/// let refused = breaker.try_acquire().unwrap_err();
+/// assert_eq!(refused.refusal(), Refusal::Open);
+/// clock.advance(refused.retry_after().unwrap()); // 5 s, rounded up to the breaker's ~1 ms tick
+/// let _probe = breaker.try_acquire()?; // the one probe slot
+/// assert_eq!(breaker.try_acquire().unwrap_err().refusal(), Refusal::HalfOpen);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Refusal {
     /// The breaker is open: the dependency failed recently.

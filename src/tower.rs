@@ -63,6 +63,26 @@ use tower_service::Service;
 
 /// The error of every service here (tower's convention): downcast it to the primitive's refusal
 /// or to the inner service's error.
+///
+/// ```
+/// use resile::drain::Drainer;
+/// use resile::error::Refused;
+/// use resile::tower::{BoxError, DrainLayer};
+/// use std::sync::Arc;
+/// use tower::{Layer, Service, service_fn};
+///
+/// let drainer = Arc::new(Drainer::new());
+/// let mut svc = DrainLayer::new(drainer.clone())
+///     .layer(service_fn(|_: u32| async { Err::<u32, _>(std::io::Error::other("db down")) }));
+/// let status = |e: BoxError| if e.is::<Refused>() { 503 } else { 500 };
+/// let e = futures::executor::block_on(svc.call(1)).unwrap_err();
+/// assert_eq!(e.downcast_ref::<std::io::Error>().unwrap().to_string(), "db down"); // boxed
+/// assert_eq!(status(e), 500);
+/// drainer.start_draining();
+/// let e = futures::executor::block_on(svc.call(2)).unwrap_err();
+/// assert_eq!(e.downcast_ref::<Refused>(), Some(&Refused::Draining)); // the refusal
+/// assert_eq!(status(e), 503);
+/// ```
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The error of a response future polled again after it completed.
@@ -145,6 +165,25 @@ pin_project! {
     /// The response future of [`BulkheadService`] and [`DrainService`]: the inner service's
     /// future, holding the permit or guard `G` until it completes (or is dropped), or the
     /// refusal.
+    ///
+    /// ```
+    /// use futures::executor::block_on;
+    /// use resile::bulkhead::Bulkhead;
+    /// use resile::tower::BulkheadLayer;
+    /// use std::sync::Arc;
+    /// use tower::{Layer, Service, ServiceExt, service_fn};
+    ///
+    /// let bulkhead = Arc::new(Bulkhead::builder().limit(1).build()?);
+    /// let mut svc = BulkheadLayer::new(bulkhead.clone())
+    ///     .layer(service_fn(|req: u32| async move { Ok::<_, std::io::Error>(req) }));
+    /// let fut = block_on(svc.ready())?.call(1);
+    /// assert_eq!(bulkhead.metrics().in_flight, 1); // the future holds the slot...
+    /// assert_eq!(block_on(fut)?, 1);
+    /// assert_eq!(bulkhead.metrics().in_flight, 0); // ...until it completes
+    /// drop(block_on(svc.ready())?.call(2)); // or is dropped
+    /// assert_eq!(bulkhead.metrics().in_flight, 0);
+    /// # Ok::<(), resile::tower::BoxError>(())
+    /// ```
     #[must_use = "futures do nothing unless polled"]
     pub struct ResponseFuture<F, G> {
         #[pin]
@@ -270,6 +309,27 @@ impl<S, C: Clock> Layer<S> for DrainLayer<C> {
 /// future fails with [`Refused`](crate::error::Refused) (boxed) and the inner service is not called. An admitted
 /// request's guard is held until its response future completes or is dropped, so
 /// [`Drainer::wait`] sees every request in flight. `poll_ready` is the inner service's.
+///
+/// ```
+/// use futures::executor::block_on;
+/// use resile::drain::Drainer;
+/// use resile::error::Refused;
+/// use resile::tower::DrainLayer;
+/// use std::sync::Arc;
+/// use tower::{Layer, Service, service_fn};
+///
+/// let drainer = Arc::new(Drainer::new());
+/// let mut svc = DrainLayer::new(drainer.clone())
+///     .layer(service_fn(|req: u32| async move { Ok::<_, std::io::Error>(req) }));
+/// let admitted = svc.call(1);
+/// drainer.start_draining();
+/// assert_eq!(drainer.in_flight(), 1); // the drain waits for the admitted request
+/// let e = block_on(svc.call(2)).unwrap_err(); // new ones are refused
+/// assert_eq!(e.downcast_ref::<Refused>(), Some(&Refused::Draining));
+/// assert_eq!(block_on(admitted)?, 1); // the admitted one finishes
+/// assert_eq!(drainer.in_flight(), 0);
+/// # Ok::<(), resile::tower::BoxError>(())
+/// ```
 pub struct DrainService<S, C: Clock = SystemClock> {
     inner: S,
     drainer: Arc<Drainer<C>>,
@@ -424,6 +484,27 @@ enum Admission<C: Clock, F> {
 /// [`BulkheadLayer::wait_with`]), `poll_ready` queues for a slot, FIFO with every other waiter,
 /// and gives up with [`BulkheadError::TimedOut`] after the max wait. A `call` without
 /// `poll_ready` tries once, failing fast.
+///
+/// ```
+/// use resile::bulkhead::Bulkhead;
+/// use resile::error::BulkheadError;
+/// use resile::tower::{BoxError, BulkheadLayer};
+/// use std::sync::Arc;
+/// use tower::{Layer, Service, ServiceExt, service_fn};
+///
+/// let bulkhead = Arc::new(Bulkhead::builder().limit(1).build()?);
+/// let mut svc = BulkheadLayer::new(bulkhead.clone())
+///     .layer(service_fn(|req: u32| async move { Ok::<_, std::io::Error>(req) }));
+/// let held = bulkhead.try_acquire_owned()?; // the only slot is taken
+/// futures::executor::block_on(async {
+///     let e = svc.ready().await?.call(1).await.unwrap_err(); // ready, then refused
+///     assert!(e.downcast_ref::<BulkheadError>().unwrap().is_full());
+///     drop(held);
+///     assert_eq!(svc.ready().await?.call(2).await?, 2); // the service still works
+///     Ok::<(), BoxError>(())
+/// })?;
+/// # Ok::<(), BoxError>(())
+/// ```
 pub struct BulkheadService<S, C: Clock = SystemClock, T: Sleep = FailFast> {
     inner: S,
     bulkhead: Arc<Bulkhead<C>>,
@@ -686,6 +767,27 @@ impl<S, C: Clock, K: Clone> Layer<S> for BreakerLayer<C, K> {
 /// response future fails with [`CircuitOpen`] (boxed) and the inner service is not called;
 /// admitted, the response future records its result as the classifier says. A response future
 /// dropped unfinished releases its permit unrecorded. `poll_ready` is the inner service's.
+///
+/// ```
+/// use futures::executor::block_on;
+/// use resile::breaker::CircuitBreaker;
+/// use resile::error::{CircuitOpen, Refusal};
+/// use resile::tower::BreakerLayer;
+/// use std::sync::Arc;
+/// use tower::{Layer, Service, service_fn};
+///
+/// let breaker = Arc::new(CircuitBreaker::builder().build()?);
+/// let mut svc = BreakerLayer::new(breaker.clone())
+///     .layer(service_fn(|req: u32| async move { Ok::<_, std::io::Error>(req) }));
+/// breaker.force_open(); // refused at once, the inner service not called
+/// let e = block_on(svc.call(1)).unwrap_err();
+/// assert_eq!(e.downcast_ref::<CircuitOpen>().unwrap().refusal(), Refusal::ForcedOpen);
+/// breaker.reset();
+/// assert_eq!(block_on(svc.call(2))?, 2);
+/// let m = breaker.metrics();
+/// assert_eq!((m.calls, m.refused), (1, 1)); // one call recorded, one refused
+/// # Ok::<(), resile::tower::BoxError>(())
+/// ```
 pub struct BreakerService<S, C: Clock = SystemClock, K = ErrIsFailure> {
     inner: S,
     breaker: Arc<CircuitBreaker<C>>,
@@ -745,7 +847,27 @@ where
 }
 
 pin_project! {
-    /// The response future of [`BreakerService`].
+    /// The response future of [`BreakerService`]: records its result in the breaker when it
+    /// completes, and nothing if dropped unfinished.
+    ///
+    /// ```
+    /// use futures::executor::block_on;
+    /// use resile::breaker::CircuitBreaker;
+    /// use resile::tower::BreakerLayer;
+    /// use std::sync::Arc;
+    /// use tower::{Layer, Service, service_fn};
+    ///
+    /// let breaker = Arc::new(CircuitBreaker::builder().build()?);
+    /// let mut svc = BreakerLayer::new(breaker.clone())
+    ///     .layer(service_fn(|_: u32| async { Err::<u32, _>(std::io::Error::other("down")) }));
+    /// drop(svc.call(1)); // dropped unfinished: nothing recorded
+    /// assert_eq!(breaker.metrics().calls, 0);
+    /// let e = block_on(svc.call(2)).unwrap_err(); // the inner error, boxed...
+    /// assert!(e.downcast_ref::<std::io::Error>().is_some());
+    /// let m = breaker.metrics();
+    /// assert_eq!((m.calls, m.failures), (1, 1)); // ...and recorded as a failure
+    /// # Ok::<(), resile::tower::BoxError>(())
+    /// ```
     #[must_use = "futures do nothing unless polled"]
     pub struct BreakerFuture<F, C: Clock, K> {
         #[pin]

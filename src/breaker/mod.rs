@@ -139,6 +139,26 @@ use std::time::Duration;
 pub const TICK: Duration = Duration::from_nanos(state::TICK_NANOS);
 
 /// A transition, as the [state-change hook](Builder::on_state_change) sees it.
+///
+/// The hook sees each transition once, `from` the state left `to` the state entered; a manual
+/// move to the state the breaker is already in is no transition.
+///
+/// ```
+/// use resile::breaker::{CircuitBreaker, State::*, StateChange};
+/// use std::sync::{Arc, Mutex};
+///
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let log = Arc::clone(&seen);
+/// let breaker = CircuitBreaker::builder().minimum_calls(1)
+///     .on_state_change(move |c: &StateChange| log.lock().unwrap().push((c.from, c.to)))
+///     .build()?;
+/// breaker.try_acquire()?.failure(); // 1 failure of 1 call: trips
+/// breaker.force_open();
+/// breaker.force_open(); // already forced open: nothing to report
+/// breaker.reset();
+/// assert_eq!(*seen.lock().unwrap(), [(Closed, Open), (Open, ForcedOpen), (ForcedOpen, Closed)]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct StateChange {
     /// The state before.
@@ -148,6 +168,25 @@ pub struct StateChange {
 }
 
 /// How the caller classifies an error of a [`call_with`](CircuitBreaker::call_with).
+///
+/// Only `Failure` counts against the dependency; `Ignore` leaves the window untouched.
+///
+/// ```
+/// use resile::breaker::{CircuitBreaker, ErrorClass};
+///
+/// let breaker = CircuitBreaker::builder().build()?;
+/// let classify = |status: &u16| match status {
+///     404 => ErrorClass::Success, // an expected answer: the dependency works
+///     400 => ErrorClass::Ignore,  // the caller's own mistake: says nothing
+///     _ => ErrorClass::Failure,
+/// };
+/// for status in [404, 400, 503] {
+///     let _ = breaker.call_with(classify, || Err::<(), u16>(status));
+/// }
+/// let m = breaker.metrics();
+/// assert_eq!((m.calls, m.failures), (2, 1)); // the 404 and the 503; only the 503 failed
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorClass {
     /// The dependency failed: record a failure.
@@ -159,6 +198,21 @@ pub enum ErrorClass {
 }
 
 /// The error of a wrapped call: refused by the breaker, or the call's own error.
+///
+/// ```
+/// use resile::breaker::{CallError, CircuitBreaker, Refusal};
+///
+/// let breaker = CircuitBreaker::builder().minimum_calls(1).build()?;
+/// // The call ran and failed: its own error comes back (and trips the breaker).
+/// let r: Result<(), _> = breaker.call(|| Err("timeout"));
+/// assert_eq!(r, Err(CallError::Inner("timeout")));
+/// // Now the breaker refuses, and the closure never runs.
+/// let mut ran = false;
+/// let r = breaker.call(|| { ran = true; Ok::<(), &str>(()) });
+/// assert!(matches!(r, Err(CallError::Refused(e)) if e.refusal() == Refusal::Open));
+/// assert!(!ran);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CallError<E> {
     /// The breaker refused; the call did not run.
@@ -189,6 +243,22 @@ impl<E: std::error::Error + 'static> std::error::Error for CallError<E> {
 ///
 /// `calls`, `failures` and `slow_calls` (and the rates) describe the closed window: kept while
 /// open and half-open, emptied when the breaker closes again or is reset.
+///
+/// ```
+/// use resile::breaker::{CircuitBreaker, State};
+/// use resile::clock::ManualClock;
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new();
+/// let breaker = CircuitBreaker::builder().clock(clock.clone()).minimum_calls(4).build()?;
+/// for r in [Ok(()), Ok(()), Err("503"), Err("503")] { let _ = breaker.call(|| r); }
+/// clock.advance(Duration::from_secs(2));
+/// assert!(breaker.try_acquire().is_err()); // 2 failures of 4 calls = 50 %: open
+/// let m = breaker.metrics();
+/// assert_eq!((m.state, m.calls, m.failures, m.failure_rate), (State::Open, 4, 2, 0.5));
+/// assert_eq!((m.refused, m.since_last_transition), (1, Duration::from_secs(2)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Metrics {
     /// The state.

@@ -132,6 +132,27 @@ pub(crate) const MAX_TICKS: u64 = HORIZON - 2;
 pub(crate) const MAX_PROBES: u32 = FIELD_MAX as u32;
 
 /// A breaker's state.
+///
+/// [`state`](super::CircuitBreaker::state) reports the state as last moved: open moves on to
+/// half-open only when a call asks, after the open period.
+///
+/// ```
+/// use resile::breaker::{CircuitBreaker, State};
+/// use resile::clock::ManualClock;
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new();
+/// let breaker = CircuitBreaker::builder().clock(clock.clone()).minimum_calls(1).build()?;
+/// breaker.try_acquire()?.failure();
+/// assert_eq!(breaker.state(), State::Open);
+/// clock.advance(Duration::from_secs(61)); // past the default 60 s open period
+/// assert_eq!(breaker.state(), State::Open); // nothing asked yet
+/// let probe = breaker.try_acquire()?;
+/// assert_eq!(breaker.state(), State::HalfOpen);
+/// probe.success();
+/// assert_eq!(breaker.state(), State::Closed);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum State {
     /// Calls pass; their outcomes are recorded and may trip the breaker.

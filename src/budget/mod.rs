@@ -96,6 +96,28 @@ impl Mode {
 }
 
 /// Lifetime counters of a budget, plus its balance when read.
+///
+/// Read by [`RetryBudget::metrics`]. The counters only grow; the balance comes back as spent
+/// retries age out of the window:
+///
+/// ```
+/// use resile::budget::RetryBudget;
+/// use resile::clock::ManualClock;
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new();
+/// let builder = RetryBudget::builder().max_retries(2).window(Duration::from_secs(10));
+/// let budget = builder.clock(clock.clone()).build()?;
+/// budget.deposit();
+/// let granted: Vec<bool> = (0..3).map(|_| budget.try_withdraw().is_ok()).collect();
+/// assert_eq!(granted, [true, true, false]);
+/// let m = budget.metrics();
+/// assert_eq!((m.deposits, m.retries_granted, m.retries_refused, m.balance), (1, 2, 1, 0));
+/// clock.advance(Duration::from_secs(10)); // the two retries age out of the window
+/// let m = budget.metrics();
+/// assert_eq!((m.retries_granted, m.balance), (2, 2)); // the lifetime count keeps them
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct BudgetMetrics {
     /// Original requests deposited.

@@ -23,6 +23,21 @@ pub use count::CountWindow;
 pub use time::{Lanes, TimeWindow};
 
 /// The outcome of one call, as a window records it.
+///
+/// Classify a call by whether it failed and whether it took longer than the slow-call
+/// threshold; each outcome counts once as a call, and in the failure and slow lanes it names:
+///
+/// ```
+/// use resile::window::{Outcome, Tally};
+/// use std::time::Duration;
+///
+/// let slow_threshold = Duration::from_millis(200);
+/// let o = Outcome::new(false, Duration::from_millis(350) > slow_threshold);
+/// assert_eq!(o, Outcome::SlowSuccess);
+/// assert!(o.is_slow() && !o.is_failure());
+/// assert_eq!(o.tally(), Tally { calls: 1, failures: 0, slow: 1 });
+/// assert_eq!(Outcome::new(true, true).tally(), Tally { calls: 1, failures: 1, slow: 1 });
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Outcome {
     /// The call succeeded within the slow-call threshold.
@@ -71,6 +86,24 @@ impl Outcome {
 }
 
 /// Counts of outcomes in a window.
+///
+/// Returned by the windows' `record`, [`CountWindow::snapshot`] and [`TimeWindow::tally`]; a
+/// breaker compares its rates with the thresholds.
+///
+/// ```
+/// use resile::window::{CountWindow, Outcome, Tally};
+///
+/// let w = CountWindow::new(4)?;
+/// for o in [Outcome::Success, Outcome::Failure, Outcome::SlowFailure, Outcome::Success] {
+///     w.record(o);
+/// }
+/// let t = w.snapshot();
+/// assert_eq!(t, Tally { calls: 4, failures: 2, slow: 1 });
+/// assert_eq!((t.failure_rate(), t.slow_rate()), (0.5, 0.25));
+/// assert_eq!(<[u32; 3]>::from(t), [4, 2, 1]); // a time window's lanes
+/// assert_eq!(Tally::default().failure_rate(), 0.0); // no calls, no rate
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Tally {
     /// Calls recorded (every outcome counts once).

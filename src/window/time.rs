@@ -81,6 +81,23 @@ use super::{Divisor, Outcome, Tally};
 /// lane past it adds only up to it, and the excess is never recorded in any bucket, so it never
 /// comes back out. A rate computed from two lanes one of which saturated is biased toward the
 /// other lane; size the window so that the peak rate times the span stays below `MAX_LANE`.
+///
+/// ```
+/// use resile::{clock::{Clock, ManualClock}, window::{Lanes, TimeWindow}};
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new();
+/// let w = TimeWindow::new(Duration::from_secs(10), 10)?;
+/// assert_eq!(w.add(clock.now(), [5, 0, 0]), [5, 0, 0]); // 5 requests
+/// // A retry only while retries stay under 20% of requests: checked and added in one step.
+/// let under_20_percent = |l: Lanes| (l[1] + 1) * 5 <= l[0];
+/// assert_eq!(w.try_add(clock.now(), [0, 1, 0], under_20_percent), Ok([5, 1, 0]));
+/// assert_eq!(w.try_add(clock.now(), [0, 1, 0], under_20_percent), Err([5, 1, 0]));
+/// assert_eq!(w.add(clock.now(), [0, 0, u32::MAX])[2], TimeWindow::MAX_LANE); // saturates
+/// clock.advance(Duration::from_secs(10));
+/// assert_eq!(w.totals(clock.now()), [0, 0, 0]); // aged out
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub type Lanes = [u32; 3];
 
 /// Bits per lane of the totals word and of a lane word's count.
