@@ -14,8 +14,8 @@
 //! the dynamic section (`DT_SYMTAB`, `DT_STRTAB`, `DT_HASH`, whose second word is the number of
 //! symbols), then the symbol table, for a defined global function with the expected name. Any
 //! mismatch (no vDSO, as under valgrind; another ELF class or byte order; no `DT_HASH`; no such
-//! symbol) returns `None`, and the caller uses the C library. The lookup runs once per
-//! [`CoarseClock::new`](super::CoarseClock::new), never on a read.
+//! symbol) returns `None`, and the caller uses the C library. The lookup runs once per process,
+//! in the first [`CoarseClock::new`](super::CoarseClock::new), never on a read.
 //!
 //! 64-bit Linux on x86_64 and aarch64 only, the architectures whose vDSO symbol names are fixed
 //! here; everywhere else [`clock_gettime`] returns `None`.
