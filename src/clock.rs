@@ -14,8 +14,8 @@
 //! - [`RecentClock`]: one atomic load a read (about 1 ns), at the resolution of whoever updates it:
 //!   a ticker thread it starts ([`RecentClock::with_ticker`], say every millisecond) or the
 //!   caller's own event loop ([`RecentClock::update`]). The choice for the hottest paths, where a
-//!   `CoarseClock` read would be most of a call's cost: the cached
-//!   time of nginx and of Seastar's `lowres_clock`.
+//!   `CoarseClock` read would be most of a call's cost: the cached time of nginx and of
+//!   Seastar's `lowres_clock`.
 //! - [`ManualClock`]: moved only by [`ManualClock::advance`] and [`ManualClock::set`]; cheap to
 //!   clone (clones share one reading), and usable inside loom models. Tests use it and never wall
 //!   time.
