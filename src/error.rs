@@ -150,7 +150,9 @@ impl CircuitOpen {
         }
     }
 
-    /// How long until the breaker admits a probe; `None` when forced open.
+    /// How long until the breaker admits a probe; `None` when forced open. When half-open with
+    /// every probe taken it is the latest that can be: the probes may decide sooner, and if they
+    /// do not, the half-open timeout re-opens the breaker for one more open period.
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         (self.retry_after_nanos != NO_RETRY_AFTER)
             .then(|| std::time::Duration::from_nanos(self.retry_after_nanos))

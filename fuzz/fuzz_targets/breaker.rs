@@ -46,6 +46,8 @@ enum Op {
     Drop(u8),
     AdvanceMs(u16),
     AdvanceNs(u32),
+    /// Minutes: up to 45 days, past the 25-bit deadline field's wrap (about 9.8 hours).
+    AdvanceMin(u16),
     ForceOpen,
     Disable,
     Reset,
@@ -185,7 +187,11 @@ impl Model {
                 self.adm += 1;
                 Ok(())
             }
-            St::HalfOpen => Err((Refusal::HalfOpen, Some(self.deadline - now))),
+            // At the latest: the timeout, then the next open period.
+            St::HalfOpen => Err((
+                Refusal::HalfOpen,
+                Some(self.deadline - now + self.cfg.open_ns[(self.attempts + 1).min(15)]),
+            )),
         };
         match r {
             Ok(()) => Ok(MPermit {
@@ -225,6 +231,8 @@ impl Model {
                     self.go(St::Open, now);
                 }
             }
+            // The timeout re-opened it before this result, which does not count.
+            St::HalfOpen if now >= self.deadline => self.reopen(now),
             St::HalfOpen => {
                 self.res += 1;
                 self.fail += failed as u32;
@@ -244,6 +252,18 @@ impl Model {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// `reset`: back to closed with an empty window; from closed that is no transition (no
+    /// hook, the time since the last transition runs on), but earlier permits still lapse.
+    fn reset(&mut self, now: u64) {
+        if self.state == St::Closed {
+            self.epoch += 1;
+            self.count.clear();
+            self.timed.clear();
+        } else {
+            self.go(St::Closed, now);
         }
     }
 
@@ -391,6 +411,7 @@ fuzz_target!(|input: Input| {
             }
             Op::AdvanceMs(ms) => clock.advance(Duration::from_millis(u64::from(ms))),
             Op::AdvanceNs(ns) => clock.advance(Duration::from_nanos(u64::from(ns))),
+            Op::AdvanceMin(min) => clock.advance(Duration::from_secs(60 * u64::from(min))),
             Op::ForceOpen => {
                 breaker.force_open();
                 if m.state != St::Forced {
@@ -405,7 +426,7 @@ fuzz_target!(|input: Input| {
             }
             Op::Reset => {
                 breaker.reset();
-                m.go(St::Closed, now);
+                m.reset(now);
             }
         }
         let now = clock.now();

@@ -330,3 +330,32 @@ fn concurrent_failures_in_a_clean_time_window_trip_exactly_once() {
         fail_concurrently(&b, &counts, 2);
     });
 }
+
+#[test]
+fn an_acquire_racing_a_trip_hours_after_the_last_transition_sees_a_fresh_open_state() {
+    // The deadline's tick field wraps, so an open state older than 2^24 ticks (about 4.9 hours)
+    // reads as passed from the transition stamp. The stamp must never be older than the state
+    // that an acquire sees, or an acquire racing a trip long after the breaker's last transition
+    // would take the fresh open state for an old one and probe at once.
+    resile_loom_tests::model(|| {
+        let (b, clock, counts) = breaker(1);
+        clock.advance(Duration::from_secs(10 * 3600));
+        let first = b.try_acquire().unwrap();
+        b.try_acquire().unwrap().failure();
+        let racer = {
+            let b = b.clone();
+            thread::spawn(move || match b.try_acquire() {
+                Ok(p) => drop(p), // admitted while still closed: released unrecorded
+                Err(e) => assert!(e.retry_after().unwrap() >= OPEN_FOR, "a whole open period"),
+            })
+        };
+        first.failure(); // the second failure of two calls: trips
+        racer.join().unwrap();
+        assert_eq!(
+            b.state(),
+            State::Open,
+            "no probe before the open period ends"
+        );
+        assert_eq!(counts.to_half_open.load(Ordering::Relaxed), 0);
+    });
+}

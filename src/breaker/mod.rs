@@ -36,10 +36,12 @@
 //!   may [grow](Builder::open_for_growth) with each consecutive re-open, capped.
 //! - Half-open admits at most `half_open_probes` calls. A probe permit dropped without a result
 //!   gives its slot back. A half-open breaker that has not decided within its
-//!   [timeout](Builder::half_open_timeout) re-opens. A result from a call admitted in an earlier
-//!   state never counts as a probe.
-//! - Transitions out of open and half-open happen lazily, in [`try_acquire`]: [`state`] reports
-//!   the state as last moved.
+//!   [timeout](Builder::half_open_timeout) re-opens; a probe result that arrives after the
+//!   timeout does not count. A result from a call admitted in an earlier state never counts as
+//!   a probe.
+//! - Transitions out of open and half-open happen lazily, in [`try_acquire`] (and, for the
+//!   half-open timeout, in a late probe's report): [`state`] reports the state as last moved.
+//!   Deadlines hold however long the breaker sits untouched.
 //!
 //! [`try_acquire`]: CircuitBreaker::try_acquire
 //! [`state`]: CircuitBreaker::state
@@ -127,7 +129,7 @@ use crate::sync::{AtomicU64, Ordering};
 use crate::window::Outcome;
 use config::{Hook, Window};
 use crossbeam_utils::CachePadded;
-use state::{Params, Step, Verdict};
+use state::{Now, Params, Step, Verdict};
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
@@ -290,6 +292,9 @@ pub struct CircuitBreaker<C: Clock = SystemClock> {
     word: CachePadded<AtomicU64>,
     /// Refusals, striped: the open breaker's refusal path is otherwise read-only.
     refused: StripedCounter,
+    /// The transition stamp: the `now` of the latest transition (raised before its CAS, so a
+    /// lower bound on the age of any state a thread has loaded since), for
+    /// [`Metrics::since_last_transition`] and for reading deadlines older than their tick field.
     changed_at: AtomicU64,
     window: Window,
     pub(crate) params: Params,
@@ -380,7 +385,7 @@ impl<C: Clock> CircuitBreaker<C> {
         if s == state::OPEN {
             // The refusal path: one clock reading, no write to the word.
             let now = self.clock.now();
-            if let Some(left) = state::remaining(w, now) {
+            if let Some(left) = state::remaining(w, self.at(now)) {
                 self.refused.add(1);
                 return Err(CircuitOpen::from_nanos(Refusal::Open, left));
             }
@@ -424,13 +429,13 @@ impl<C: Clock> CircuitBreaker<C> {
     #[cold]
     fn acquire_timed(&self, mut w: u64, now: u64) -> Result<Permit<'_, C>, CircuitOpen> {
         loop {
-            let step = state::acquire(w, now, &self.params);
+            let step = state::acquire(w, self.at(now), &self.params);
             if step.next != w {
-                if let Err(seen) = self.cas(w, step.next) {
+                if let Err(seen) = self.install(w, &step, now) {
                     w = seen;
                     continue;
                 }
-                self.transitioned(&step, now);
+                self.transitioned(&step);
             }
             return match step.verdict {
                 Verdict::Admit => Ok(Permit::new(self, state::generation(step.next), now)),
@@ -581,9 +586,32 @@ impl<C: Clock> CircuitBreaker<C> {
             .compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
     }
 
-    /// Runs after a winning CAS that made `step.change` (if any): empties the window on a move to
-    /// closed, then clears `HOLD`, then stamps the time and runs the hook.
-    fn transitioned(&self, step: &Step, now: u64) {
+    /// `now` as the pure functions take it; call it after loading the word the decision is about,
+    /// so that the stamp read here is no earlier than that word's state (see `state.rs`, "Time
+    /// and wrap-around").
+    #[inline]
+    fn at(&self, now: u64) -> Now {
+        Now::new(now, self.changed_at.load(Ordering::Relaxed))
+    }
+
+    /// Installs `step` over `w` with one CAS. A transition first raises the stamp to `now`, so
+    /// that whoever sees the new state (through the CAS's release) also sees a stamp no earlier
+    /// than its entry; a CAS that then loses leaves the stamp a little late, which keeps it a lower
+    /// bound of the state's age.
+    #[inline]
+    fn install(&self, w: u64, step: &Step, now: u64) -> Result<u64, u64> {
+        if let Some((from, to)) = step.change {
+            if from != to {
+                self.changed_at.fetch_max(now, Ordering::Relaxed);
+            }
+        }
+        self.cas(w, step.next)
+    }
+
+    /// Runs after a winning [`install`](Self::install) that made `step.change` (if any): empties
+    /// the window on a move to closed, then clears `HOLD`, then runs the hook (not for the reset
+    /// of a closed breaker, which is no transition).
+    fn transitioned(&self, step: &Step) {
         let Some((from, to)) = step.change else {
             return;
         };
@@ -601,7 +629,9 @@ impl<C: Clock> CircuitBreaker<C> {
                 }
             }
         }
-        self.changed_at.fetch_max(now, Ordering::Relaxed);
+        if from == to {
+            return;
+        }
         if let Some(hook) = &self.hook {
             hook(&StateChange { from, to });
         }
@@ -611,9 +641,9 @@ impl<C: Clock> CircuitBreaker<C> {
         let now = self.clock.now();
         let mut w = self.word.load(Ordering::Acquire);
         while let Some(step) = state::manual(w, to) {
-            match self.cas(w, step.next) {
+            match self.install(w, &step, now) {
                 Ok(_) => {
-                    self.transitioned(&step, now);
+                    self.transitioned(&step);
                     return;
                 }
                 Err(seen) => w = seen,
@@ -704,12 +734,26 @@ impl<C: Clock> CircuitBreaker<C> {
             while let Some(step) =
                 state::closed_after(w, generation, breach, dirty, now, &self.params)
             {
-                match self.cas(w, step.next) {
+                match self.install(w, &step, now) {
                     Ok(_) => {
-                        self.transitioned(&step, now);
+                        self.transitioned(&step);
                         return;
                     }
                     Err(seen) => w = seen,
+                }
+            }
+            if dirty {
+                // The period this result was admitted in ended (a reset, or a trip by another
+                // thread) while it was being recorded: it may have landed in a newer closed
+                // period's window. Keep that period's `CLEAN` and `SEQ` truthful (no decision:
+                // see "Orderings" in `state.rs`).
+                while let Some(step) =
+                    state::closed_after(w, state::generation(w), false, true, now, &self.params)
+                {
+                    match self.cas(w, step.next) {
+                        Ok(_) => return,
+                        Err(seen) => w = seen,
+                    }
                 }
             }
         } else if tally.failures == 0
@@ -727,10 +771,12 @@ impl<C: Clock> CircuitBreaker<C> {
     fn record_probe(&self, mut w: u64, generation: u32, start: u64, failed: bool) {
         let now = self.clock.now();
         let outcome = Outcome::new(failed, self.is_slow(start, now));
-        while let Some(step) = state::probe_result(w, generation, outcome, now, &self.params) {
-            match self.cas(w, step.next) {
+        while let Some(step) =
+            state::probe_result(w, generation, outcome, self.at(now), &self.params)
+        {
+            match self.install(w, &step, now) {
                 Ok(_) => {
-                    self.transitioned(&step, now);
+                    self.transitioned(&step);
                     return;
                 }
                 Err(seen) => w = seen,

@@ -57,15 +57,27 @@
 //! ## Orderings
 //!
 //! Loads of the word are `Acquire` and CASes `AcqRel` (failure `Acquire`). The word publishes
-//! nothing but itself except in one place: the thread that moves to closed empties the window
+//! nothing but itself except in two places: the thread that moves to closed empties the window
 //! *before* it clears `HOLD` (a `Release` through the CAS), and a recorder reads `HOLD` clear with
-//! `Acquire` before it records, so it records into the emptied window. The window is itself
+//! `Acquire` before it records, so it records into the emptied window; and every transition
+//! raises the transition stamp *before* its CAS, so that a thread that loads the new word with
+//! `Acquire` then reads a stamp at least that new (a `Relaxed` load suffices after the
+//! `Acquire`; see "Time and wrap-around"). The window is itself
 //! linearizable, and the `CLEAN`/`SEQ` argument needs only the single total order of
 //! modifications of the word plus program order (a failure's window record precedes its `SEQ`
 //! bump; a `CLEAN` setter's load precedes its window record), which `AcqRel` RMWs on one location
 //! give.
 //!
-//! The one race the flag leaves: a success that read `CLEAN` just before a concurrent failure
+//! A recorder checks the generation and `HOLD` before it writes to the window, so a result
+//! admitted in an earlier period is dropped, except in one race: a recorder preempted between
+//! that check and its window write, while another thread resets the breaker (or closes it from
+//! half-open), writes into the new closed period's window. There it counts, as resilience4j
+//! counts every late result in the current state's window; it makes no decision itself (the
+//! decision's CAS carries the old generation), but a failed or slow one then bumps the new
+//! period's `SEQ` and clears its `CLEAN`, so the flag never claims a window that holds it is
+//! clean. Dropping it outright would need the window's own writes to carry the generation.
+//!
+//! The race the flag itself leaves: a success that read `CLEAN` just before a concurrent failure
 //! bumped `SEQ` is taken as landing before that failure, so it makes no decision itself (into a
 //! count window it writes nothing; into a time window it is counted). Where the failure's own
 //! decision did not trip, a trip that this success would have completed (the minimum number of
@@ -74,13 +86,21 @@
 //! ## Time and wrap-around
 //!
 //! The deadline is stored as a tick count modulo `2^25`. Durations are refused by the builder
-//! unless they fit in [`MAX_TICKS`] (`2^24 - 2` ticks, about 4.9 hours), so a live deadline is
-//! always less than `2^24` ticks ahead of now. [`remaining`] takes the wrapped difference
-//! `deadline - now` modulo `2^25`: between 1 and `2^24 - 1` means "that many ticks to go";
-//! anything else means the deadline has passed. That holds across the field's wrap (tested with a
-//! clock just below it). The one limit: a breaker left untouched in open for more than `2^24`
-//! ticks (4.9 hours) past its deadline may see its deadline as up to one open period ahead again,
-//! and so refuse for at most one more open period.
+//! unless they fit in [`MAX_TICKS`] (`2^24 - 2` ticks, about 4.9 hours), so a deadline is always
+//! less than `2^24` ticks after the moment its state was entered. [`remaining`] takes the wrapped
+//! difference `deadline - now` modulo `2^25`: between 1 and `2^24 - 1` means "that many ticks to
+//! go"; anything else means the deadline has passed. That holds across the field's wrap (tested
+//! with a clock just below it) while the state is younger than `2^24` ticks. An older state (a
+//! breaker left untouched in open or half-open for hours) would see its deadline come round
+//! again, so the time also carries [`Now::held`]: a lower bound on the state's age, from the
+//! breaker's transition stamp (a plain `u64` of nanoseconds). Once it reaches `2^24` ticks the
+//! deadline has passed, whatever the tick field says.
+//!
+//! The stamp is a lower bound because every transition raises it (`fetch_max` with the
+//! transition's `now`) *before* the CAS that installs the new state, and a reader loads it after
+//! loading the word with `Acquire`: a reader that sees a state sees a stamp at least as late as
+//! that state's entry. A losing CAS may have raised it a little further, which only makes the
+//! bound more cautious.
 
 use crate::window::{Outcome, Tally};
 
@@ -226,7 +246,8 @@ pub(crate) enum Verdict {
 }
 
 /// One step of a CAS loop: the word to install (equal to the old one when nothing changes), what
-/// the caller is told, and the transition the install makes, if any.
+/// the caller is told, and the transition the install makes, if any (`from == to` only for the
+/// reset of a closed breaker: a new generation and an empty window, but no transition).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Step {
     pub(crate) next: u64,
@@ -292,16 +313,39 @@ pub(crate) fn deadline_after(now: u64, d: u64) -> u64 {
     now.saturating_add(d).div_ceil(TICK_NANOS) & DEADLINE_MASK
 }
 
-/// Nanoseconds from `now` to the deadline in `w`, or `None` when it has passed.
+/// The time a pure function decides at (see "Time and wrap-around" above).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Now {
+    /// Nanoseconds since the clock's epoch.
+    pub(crate) nanos: u64,
+    /// At most the time, in nanoseconds, since the word's state was entered.
+    pub(crate) held: u64,
+}
+
+impl Now {
+    /// `nanos`, with the breaker's transition stamp as read after the word.
+    #[inline]
+    pub(crate) fn new(nanos: u64, stamp: u64) -> Self {
+        Self {
+            nanos,
+            held: nanos.saturating_sub(stamp),
+        }
+    }
+}
+
+/// A state this old (in ns) has passed any deadline it set.
+const STALE_NANOS: u64 = HORIZON << TICK_SHIFT;
+
+/// Nanoseconds from `t` to the deadline in `w`, or `None` when it has passed.
 #[inline]
-pub(crate) fn remaining(w: u64, now: u64) -> Option<u64> {
+pub(crate) fn remaining(w: u64, t: Now) -> Option<u64> {
     let deadline = (w >> DEADLINE_SHIFT) & DEADLINE_MASK;
-    let now_tick = (now >> TICK_SHIFT) & DEADLINE_MASK;
+    let now_tick = (t.nanos >> TICK_SHIFT) & DEADLINE_MASK;
     let ahead = deadline.wrapping_sub(now_tick) & DEADLINE_MASK;
-    if ahead == 0 || ahead >= HORIZON {
+    if ahead == 0 || ahead >= HORIZON || t.held >= STALE_NANOS {
         None
     } else {
-        Some((ahead << TICK_SHIFT) - (now & (TICK_NANOS - 1)))
+        Some((ahead << TICK_SHIFT) - (t.nanos & (TICK_NANOS - 1)))
     }
 }
 
@@ -347,8 +391,8 @@ fn refuse(w: u64, retry_after: Option<u64>, state: State) -> Step {
     }
 }
 
-/// `try_acquire` at `now`.
-pub(crate) fn acquire(w: u64, now: u64, p: &Params) -> Step {
+/// `try_acquire` at `t`.
+pub(crate) fn acquire(w: u64, t: Now, p: &Params) -> Step {
     match state_bits(w) {
         CLOSED | DISABLED => Step {
             next: w,
@@ -356,14 +400,14 @@ pub(crate) fn acquire(w: u64, now: u64, p: &Params) -> Step {
             change: None,
         },
         FORCED_OPEN => refuse(w, None, State::ForcedOpen),
-        OPEN => match remaining(w, now) {
+        OPEN => match remaining(w, t) {
             Some(left) => refuse(w, Some(left), State::Open),
             None => Step {
                 next: make(
                     HALF_OPEN,
                     next_gen(w),
                     attempts(w),
-                    deadline_after(now, p.half_open_nanos),
+                    deadline_after(t.nanos, p.half_open_nanos),
                 ) | (1 << ADM_SHIFT),
                 verdict: Verdict::Admit,
                 change: Some((State::Open, State::HalfOpen)),
@@ -371,16 +415,16 @@ pub(crate) fn acquire(w: u64, now: u64, p: &Params) -> Step {
         },
         _ => {
             // HALF_OPEN
-            let Some(left) = remaining(w, now) else {
-                // No decision within the half-open timeout: re-open.
-                let next = open_word(w, now, attempts(w) + 1, p);
+            let Some(left) = remaining(w, t) else {
+                let step = half_open_timeout(w, t, p);
+                // The new open state is entered now.
+                let entered = Now { held: 0, ..t };
                 return Step {
-                    next,
                     verdict: Verdict::Refuse {
-                        retry_after: Some(remaining(next, now).unwrap_or(0)),
+                        retry_after: Some(remaining(step.next, entered).unwrap_or(0)),
                         state: State::Open,
                     },
-                    change: Some((State::HalfOpen, State::Open)),
+                    ..step
                 };
             };
             let (admitted, ..) = probes(w);
@@ -391,23 +435,41 @@ pub(crate) fn acquire(w: u64, now: u64, p: &Params) -> Step {
                     change: None,
                 }
             } else {
-                refuse(w, Some(left), State::HalfOpen)
+                // Every probe is out. Unless they decide first, the breaker re-opens at the
+                // half-open timeout and admits a probe one open period after it.
+                let next_open = p.open_nanos[(attempts(w) + 1).clamp(1, MAX_ATTEMPTS) as usize];
+                refuse(w, Some(left.saturating_add(next_open)), State::HalfOpen)
             }
         }
     }
 }
 
+/// Half-open with no decision by its deadline (seen at `t`): re-open.
+fn half_open_timeout(w: u64, t: Now, p: &Params) -> Step {
+    Step {
+        next: open_word(w, t.nanos, attempts(w) + 1, p),
+        verdict: Verdict::Admit,
+        change: Some((State::HalfOpen, State::Open)),
+    }
+}
+
 /// A probe result of generation `generation`; `None` if it does not count (not half-open, or an
-/// earlier generation).
+/// earlier generation). Past the half-open timeout it does not count either, and the step is
+/// the re-open that the timeout makes.
 pub(crate) fn probe_result(
     w: u64,
     generation_: u32,
     outcome: Outcome,
-    now: u64,
+    t: Now,
     p: &Params,
 ) -> Option<Step> {
     if state_bits(w) != HALF_OPEN || generation(w) != generation_ {
         return None;
+    }
+    if remaining(w, t).is_none() {
+        // The half-open timeout passed before this result: the breaker re-opened then (lazily,
+        // now), and the result does not count.
+        return Some(half_open_timeout(w, t, p));
     }
     let (admitted, results, failures, slow) = probes(w);
     if results >= admitted {
@@ -437,7 +499,7 @@ pub(crate) fn probe_result(
         p.failure_count.min(p.needed)
     };
     let (next, to) = if breached(results, failures, slow, count_limit, p) {
-        (open_word(w, now, attempts(w) + 1, p), State::Open)
+        (open_word(w, t.nanos, attempts(w) + 1, p), State::Open)
     } else {
         (closed_word(w), State::Closed)
     };
@@ -492,7 +554,9 @@ pub(crate) fn closed_after(
 }
 
 /// A manual move to `to` (closed = `reset`, which always happens; forced-open and disabled are
-/// no-ops when already there).
+/// no-ops when already there). A reset of a closed breaker still starts a new generation with
+/// an empty window; its `change` is `(Closed, Closed)`, which the caller treats as no transition
+/// (no hook, no stamp).
 pub(crate) fn manual(w: u64, to: State) -> Option<Step> {
     let from = State::of(w);
     let next = match to {
@@ -518,6 +582,11 @@ mod tests {
     use super::*;
 
     const T: u64 = TICK_NANOS;
+
+    /// `nanos` in a state just entered.
+    fn at(nanos: u64) -> Now {
+        Now { nanos, held: 0 }
+    }
 
     fn params() -> Params {
         Params {
@@ -572,7 +641,7 @@ mod tests {
 
     #[test]
     fn closed_admits_without_writing() {
-        let s = acquire(0, 123, &params());
+        let s = acquire(0, at(123), &params());
         assert_eq!(s.next, 0);
         assert_eq!(s.verdict, Verdict::Admit);
     }
@@ -584,9 +653,9 @@ mod tests {
         assert_eq!(State::of(s.next), State::Open);
         assert_eq!(generation(s.next), 1);
         assert_eq!(s.change, Some((State::Closed, State::Open)));
-        assert_eq!(remaining(s.next, 5 * T), Some(10 * T));
+        assert_eq!(remaining(s.next, at(5 * T)), Some(10 * T));
         // Refused until the deadline, with the exact wait.
-        let r = acquire(s.next, 14 * T + 5, &p);
+        let r = acquire(s.next, at(14 * T + 5), &p);
         assert_eq!(
             r.verdict,
             Verdict::Refuse {
@@ -595,7 +664,7 @@ mod tests {
             }
         );
         // The deadline admits a probe and moves to half-open.
-        let h = acquire(s.next, 15 * T, &p);
+        let h = acquire(s.next, at(15 * T), &p);
         assert_eq!(h.verdict, Verdict::Admit);
         assert_eq!(h.change, Some((State::Open, State::HalfOpen)));
         assert_eq!(probes(h.next), (1, 0, 0, 0));
@@ -607,62 +676,63 @@ mod tests {
         let p = params();
         let s = closed_after(0, 0, true, false, 7, &p).unwrap();
         // Opened at 7 ns for 10 ticks: still open at 10 T + 6, not at 11 T.
-        assert!(remaining(s.next, 10 * T + 6).is_some());
-        assert_eq!(remaining(s.next, 11 * T), None);
+        assert!(remaining(s.next, at(10 * T + 6)).is_some());
+        assert_eq!(remaining(s.next, at(11 * T)), None);
     }
 
     #[test]
     fn stale_results_do_not_count() {
         let p = params();
         let open = closed_after(0, 0, true, false, 0, &p).unwrap().next;
-        let half = acquire(open, 10 * T, &p).next;
+        let half = acquire(open, at(10 * T), &p).next;
         assert!(closed_after(half, 0, true, true, 10 * T, &p).is_none());
-        assert!(probe_result(half, 0, Outcome::Failure, 10 * T, &p).is_none());
-        assert!(probe_result(half, 1, Outcome::Failure, 10 * T, &p).is_none());
+        assert!(probe_result(half, 0, Outcome::Failure, at(10 * T), &p).is_none());
+        assert!(probe_result(half, 1, Outcome::Failure, at(10 * T), &p).is_none());
         assert!(release(half, 1).is_none());
-        assert!(probe_result(half, 2, Outcome::Failure, 10 * T, &p).is_some());
+        assert!(probe_result(half, 2, Outcome::Failure, at(10 * T), &p).is_some());
     }
 
     #[test]
     fn half_open_admits_at_most_the_probe_limit_and_release_returns_a_slot() {
         let p = params();
         let open = closed_after(0, 0, true, false, 0, &p).unwrap().next;
-        let mut w = acquire(open, 10 * T, &p).next;
+        let mut w = acquire(open, at(10 * T), &p).next;
         for _ in 1..3 {
-            let s = acquire(w, 10 * T, &p);
+            let s = acquire(w, at(10 * T), &p);
             assert_eq!(s.verdict, Verdict::Admit);
             w = s.next;
         }
-        let full = acquire(w, 10 * T, &p);
+        let full = acquire(w, at(10 * T), &p);
         assert_eq!(
             full.verdict,
             Verdict::Refuse {
-                retry_after: Some(20 * T),
+                // At the latest: the half-open timeout (20 T), then one open period (10 T).
+                retry_after: Some(30 * T),
                 state: State::HalfOpen
             }
         );
         let g = generation(w);
         w = release(w, g).unwrap();
         assert_eq!(probes(w).0, 2);
-        assert_eq!(acquire(w, 10 * T, &p).verdict, Verdict::Admit);
+        assert_eq!(acquire(w, at(10 * T), &p).verdict, Verdict::Admit);
     }
 
     #[test]
     fn half_open_decides_after_needed_results() {
         let p = params();
         let open = closed_after(0, 0, true, false, 0, &p).unwrap().next;
-        let mut w = acquire(open, 10 * T, &p).next;
-        w = acquire(w, 10 * T, &p).next;
+        let mut w = acquire(open, at(10 * T), &p).next;
+        w = acquire(w, at(10 * T), &p).next;
         let g = generation(w);
-        let s = probe_result(w, g, Outcome::Success, 10 * T, &p).unwrap();
+        let s = probe_result(w, g, Outcome::Success, at(10 * T), &p).unwrap();
         assert_eq!(s.change, None);
         assert_eq!(probes(s.next), (2, 1, 0, 0));
         // 1 failure of 2 = 50% >= 50%: re-open, with the second attempt's duration.
-        let o = probe_result(s.next, g, Outcome::Failure, 11 * T, &p).unwrap();
+        let o = probe_result(s.next, g, Outcome::Failure, at(11 * T), &p).unwrap();
         assert_eq!(o.change, Some((State::HalfOpen, State::Open)));
         assert_eq!(attempts(o.next), 2);
         // Both successes: close, with HOLD set and a fresh generation.
-        let c = probe_result(s.next, g, Outcome::Success, 11 * T, &p).unwrap();
+        let c = probe_result(s.next, g, Outcome::Success, at(11 * T), &p).unwrap();
         assert_eq!(c.change, Some((State::HalfOpen, State::Closed)));
         assert_eq!(c.next & HOLD, HOLD);
         assert_eq!(attempts(c.next), 0);
@@ -677,14 +747,14 @@ mod tests {
         let mut now = 0;
         let mut seen = vec![];
         for _ in 0..6 {
-            let left = remaining(w, now).unwrap();
+            let left = remaining(w, at(now)).unwrap();
             seen.push(left / T);
             now += left;
-            let h = acquire(w, now, &p);
+            let h = acquire(w, at(now), &p);
             assert_eq!(h.change, Some((State::Open, State::HalfOpen)));
             // The probe fails: re-open.
             let g = generation(h.next);
-            w = probe_result(h.next, g, Outcome::Failure, now, &{
+            w = probe_result(h.next, g, Outcome::Failure, at(now), &{
                 let mut q = p.clone();
                 q.needed = 1;
                 q
@@ -699,8 +769,8 @@ mod tests {
     fn half_open_times_out_to_open() {
         let p = params();
         let open = closed_after(0, 0, true, false, 0, &p).unwrap().next;
-        let half = acquire(open, 10 * T, &p).next;
-        let s = acquire(half, 30 * T, &p);
+        let half = acquire(open, at(10 * T), &p).next;
+        let s = acquire(half, at(30 * T), &p);
         assert_eq!(s.change, Some((State::HalfOpen, State::Open)));
         assert_eq!(
             s.verdict,
@@ -719,21 +789,43 @@ mod tests {
         let open = closed_after(0, 0, true, false, start, &p).unwrap().next;
         for k in 0..10 {
             assert_eq!(
-                remaining(open, start + k * T),
+                remaining(open, at(start + k * T)),
                 Some((10 - k) * T),
                 "k = {k}"
             );
         }
-        assert_eq!(remaining(open, start + 10 * T), None);
+        assert_eq!(remaining(open, at(start + 10 * T)), None);
         assert_eq!(
-            acquire(open, start + 10 * T, &p).change,
+            acquire(open, at(start + 10 * T), &p).change,
             Some((State::Open, State::HalfOpen))
         );
         // And near the top of the u64 clock.
         let top = u64::MAX - 3 * T;
         let open = closed_after(0, 0, true, false, top, &p).unwrap().next;
         // (The u64 clock saturates at its top, 584 years in: there the deadline stays ahead.)
-        assert_eq!(remaining(open, top), Some(3 * T + 1));
+        assert_eq!(remaining(open, at(top)), Some(3 * T + 1));
+    }
+
+    #[test]
+    fn a_state_older_than_half_the_tick_field_has_passed_its_deadline() {
+        let p = params();
+        let open = closed_after(0, 0, true, false, 0, &p).unwrap().next;
+        // One lap of the tick field later, the field reads as at the trip: 10 T to go.
+        let lap = (1u64 << 25) * T;
+        assert_eq!(remaining(open, at(lap)), Some(10 * T));
+        // The stamp says the state is that old: its deadline has passed.
+        let t = Now::new(lap, 0);
+        assert_eq!(remaining(open, t), None);
+        assert_eq!(
+            acquire(open, t, &p).change,
+            Some((State::Open, State::HalfOpen))
+        );
+        // The same from 2^24 ticks on, and not before: a stamp read late only delays it.
+        assert_eq!(remaining(open, Now::new(lap, lap - STALE_NANOS)), None);
+        assert_eq!(
+            remaining(open, Now::new(lap, lap - STALE_NANOS + 1)),
+            Some(10 * T)
+        );
     }
 
     #[test]
@@ -817,14 +909,14 @@ mod tests {
         assert_eq!(f.change, Some((State::Closed, State::ForcedOpen)));
         assert!(manual(f.next, State::ForcedOpen).is_none());
         assert_eq!(
-            acquire(f.next, 0, &params()).verdict,
+            acquire(f.next, at(0), &params()).verdict,
             Verdict::Refuse {
                 retry_after: None,
                 state: State::ForcedOpen
             }
         );
         let d = manual(f.next, State::Disabled).unwrap();
-        assert_eq!(acquire(d.next, 0, &params()).verdict, Verdict::Admit);
+        assert_eq!(acquire(d.next, at(0), &params()).verdict, Verdict::Admit);
         let r = manual(d.next, State::Closed).unwrap();
         assert_eq!(State::of(r.next), State::Closed);
         assert_eq!(generation(r.next), 3);

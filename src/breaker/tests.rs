@@ -278,7 +278,10 @@ fn half_open_admits_at_most_probes_and_decides_after_enough_results() {
     let p2 = b.try_acquire().unwrap();
     let e = b.try_acquire().unwrap_err();
     assert_eq!(e.refusal(), Refusal::HalfOpen);
-    assert!(e.retry_after().unwrap() < 10 * SEC + TICK);
+    // At the latest (if the probes never decide): the half-open timeout of 10 s, then one more
+    // open period of 5 s.
+    let wait = e.retry_after().unwrap();
+    assert!((15 * SEC..15 * SEC + TICK).contains(&wait), "{wait:?}");
     p1.success();
     assert_eq!(
         b.state(),
@@ -370,6 +373,67 @@ fn half_open_without_a_decision_reopens() {
     b.try_acquire().unwrap().success();
     assert_eq!(b.state(), Closed);
     assert_eq!(log.take(), vec![(Open, HalfOpen), (HalfOpen, Closed)]);
+}
+
+#[test]
+fn a_probe_result_after_the_half_open_timeout_reopens_and_does_not_count() {
+    let (b, clock, log) = breaker(2, 2);
+    outcomes(&b, "FF");
+    past_open(&clock, 0, 5 * SEC);
+    let p1 = b.try_acquire().unwrap();
+    let p2 = b.try_acquire().unwrap();
+    let entered = clock.now();
+    p1.success();
+    // Nobody asks for a permit: the timeout passes unseen, then the second probe succeeds.
+    past_open(&clock, entered, 10 * SEC);
+    p2.success();
+    assert_eq!(b.state(), Open, "the timeout re-opened the breaker first");
+    assert_eq!(
+        log.take(),
+        vec![(Closed, Open), (Open, HalfOpen), (HalfOpen, Open)]
+    );
+    // Re-opened for the second open period (no growth configured: 5 s again), from the result.
+    let wait = b.try_acquire().unwrap_err().retry_after().unwrap();
+    assert!((5 * SEC - TICK..5 * SEC + TICK).contains(&wait), "{wait:?}");
+}
+
+#[test]
+fn an_open_or_half_open_breaker_left_alone_for_hours_moves_on() {
+    // The deadline is a 25-bit tick field (wrapping every 2^25 ticks, about 9.8 hours); a state
+    // untouched for longer than half of that must still read its deadline as passed.
+    let tick = state::TICK_NANOS;
+    let hour = 3_600_000_000_000;
+    for idle in [
+        (1 << 24) * tick - tick,
+        (1 << 24) * tick + 5 * tick,
+        5 * hour,
+        (1 << 25) * tick - 3 * tick,
+        (1 << 25) * tick + 7 * tick,
+        24 * hour,
+        30 * 24 * hour,
+    ] {
+        let (b, clock, log) = breaker(2, 2);
+        outcomes(&b, "FF");
+        clock.advance(Duration::from_nanos(idle));
+        let probe = b.try_acquire().expect("the open period ended long ago");
+        assert_eq!(b.state(), HalfOpen);
+        let _other = b.try_acquire().unwrap();
+        // Both probes hang; nothing happens for as long again.
+        clock.advance(Duration::from_nanos(idle));
+        let e = b.try_acquire().unwrap_err();
+        assert_eq!(e.refusal(), Refusal::Open, "the half-open timeout passed");
+        let wait = e.retry_after().unwrap();
+        assert!(
+            (5 * SEC - TICK..5 * SEC + TICK).contains(&wait),
+            "idle {idle} ns: wait {wait:?} for the next open period"
+        );
+        probe.success();
+        assert_eq!(b.state(), Open);
+        assert_eq!(
+            log.take(),
+            vec![(Closed, Open), (Open, HalfOpen), (HalfOpen, Open)]
+        );
+    }
 }
 
 #[test]
@@ -479,6 +543,87 @@ fn forced_open_disabled_and_reset() {
     b.reset();
     old.failure();
     assert_eq!(b.metrics().calls, 0);
+}
+
+/// A clock whose next reading, once armed, waits until the test lets it go: it holds a
+/// recorder between its look at the word and its window write.
+#[derive(Clone)]
+struct GateClock {
+    inner: ManualClock,
+    gate: Arc<Gate>,
+}
+
+struct Gate {
+    armed: Mutex<bool>,
+    entered: std::sync::Barrier,
+    release: std::sync::Barrier,
+}
+
+impl Clock for GateClock {
+    fn now(&self) -> u64 {
+        if std::mem::take(&mut *self.gate.armed.lock().unwrap()) {
+            self.gate.entered.wait();
+            self.gate.release.wait();
+        }
+        self.inner.now()
+    }
+}
+
+#[test]
+fn a_failure_recorded_across_a_reset_counts_in_the_new_window_and_clears_clean() {
+    let gate = Arc::new(Gate {
+        armed: Mutex::new(false),
+        entered: std::sync::Barrier::new(2),
+        release: std::sync::Barrier::new(2),
+    });
+    let clock = GateClock {
+        inner: ManualClock::new(),
+        gate: gate.clone(),
+    };
+    let b = CircuitBreaker::builder()
+        .clock(clock)
+        .time_window(10 * SEC, 10)
+        .minimum_calls(3)
+        .failure_rate_threshold(None)
+        .failure_count_threshold(1)
+        .build()
+        .unwrap();
+    let old = b.try_acquire().unwrap();
+    *gate.armed.lock().unwrap() = true;
+    std::thread::scope(|s| {
+        // The recorder passes its generation check, then stops at its clock reading.
+        let recorder = s.spawn(|| old.failure());
+        gate.entered.wait();
+        b.reset();
+        outcomes(&b, "SS"); // the new window: clean, 2 calls
+        let w = b.word.load(Ordering::Acquire);
+        assert!(state::is_clean(w, state::generation(w)));
+        gate.release.wait();
+        recorder.join().unwrap();
+    });
+    // The late failure landed in the new window: it counts there, and the window is no
+    // longer marked clean, so the next result decides (3 calls, 1 failure: trip).
+    assert_eq!((b.metrics().calls, b.metrics().failures), (3, 1));
+    assert_eq!(b.state(), Closed, "the late result made no decision itself");
+    outcomes(&b, "S");
+    assert_eq!(b.state(), Open);
+}
+
+#[test]
+fn a_reset_of_a_closed_breaker_empties_the_window_and_is_no_transition() {
+    let (b, clock, log) = breaker(4, 4);
+    outcomes(&b, "SFS");
+    clock.advance(3 * SEC);
+    b.reset();
+    let m = b.metrics();
+    assert_eq!((m.state, m.calls, m.failures), (Closed, 0, 0));
+    assert_eq!(m.since_last_transition, 3 * SEC, "no transition happened");
+    assert_eq!(log.take(), vec![], "the hook does not run");
+    // The window really restarted: three more calls are still below minimum_calls.
+    outcomes(&b, "FFF");
+    assert_eq!(b.state(), Closed);
+    outcomes(&b, "F");
+    assert_eq!(b.state(), Open);
 }
 
 #[test]
