@@ -322,13 +322,16 @@ impl BackoffBuilder {
         self
     }
 
-    /// The smallest delay (default zero; the guide uses 100 ms). At most the cap.
+    /// The smallest delay (default zero; the guide uses 100 ms). At most the cap, and at most the
+    /// lower of the [`retry_after_bounds`](Self::retry_after_bounds), so that a server hint
+    /// never brings a wait under it either.
     pub fn min_retry_interval(mut self, floor: Duration) -> Self {
         self.b.floor = duration_to_nanos(floor);
         self
     }
 
-    /// The bounds a server hint is clamped to (default `[min_retry_interval, cap]`).
+    /// The bounds a server hint is clamped to (default `[min_retry_interval, cap]`); `min` may
+    /// not be below [`min_retry_interval`](Self::min_retry_interval).
     pub fn retry_after_bounds(mut self, min: Duration, max: Duration) -> Self {
         self.hint_bounds = Some((duration_to_nanos(min), duration_to_nanos(max)));
         self
@@ -372,11 +375,14 @@ impl BackoffBuilder {
             ));
         }
         let (lo, hi) = self.hint_bounds.unwrap_or((b.floor, b.cap));
-        if hi == 0 || lo > hi {
+        if hi == 0 || lo > hi || lo < b.floor {
             return Err(ConfigError::new(
                 "retry_after_bounds",
                 (Duration::from_nanos(lo), Duration::from_nanos(hi)),
-                "min <= max, max non-zero",
+                format!(
+                    "min_retry_interval ({:?}) <= min <= max, max non-zero",
+                    Duration::from_nanos(b.floor)
+                ),
             ));
         }
         b.hint_min = lo;
@@ -567,6 +573,14 @@ mod tests {
                 .retry_after_bounds(Duration::from_secs(2), Duration::from_secs(1))),
             "retry_after_bounds"
         );
+        // A hint may not undercut the floor: a lower bound below it is refused, by name.
+        let e = Backoff::builder()
+            .min_retry_interval(100 * MS)
+            .retry_after_bounds(Duration::ZERO, Duration::from_secs(5))
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "retry_after_bounds");
+        assert!(e.to_string().contains("min_retry_interval (100ms)"), "{e}");
         let e = Backoff::builder().cap(Duration::ZERO).build().unwrap_err();
         assert!(e.to_string().contains("non-zero"), "{e}");
     }

@@ -398,9 +398,14 @@ impl<C: Clock> RetryBudgetBuilder<C> {
                         "0.0..=10.0 retries per request",
                     ));
                 }
-                // Round to micro-units first so that 4.35 (4349.99.. thousandths in binary) is
-                // read as 4.350, then down to thousandths, against the retrier.
-                let ratio_milli = (ratio * 1e6).round() as u64 / 1000;
+                // Thousandths, rounded down (against the retrier), except that a ratio equal
+                // to `k / 1000` as written (4.35 is 4349.99.. thousandths in binary) reads as `k`.
+                let floor = (ratio * 1000.0).floor();
+                let ratio_milli = if (floor + 1.0) / 1000.0 <= ratio {
+                    floor as u64 + 1
+                } else {
+                    floor as u64
+                };
                 let min_per_sec = self.min_per_sec.unwrap_or(10);
                 let reserve = u128::from(min_per_sec) * u128::from(window_nanos) / 1_000_000_000;
                 if reserve > u128::from(MAX_RETRIES) {
@@ -552,6 +557,22 @@ mod tests {
             b.deposit();
         }
         assert_eq!(b.balance(), 435);
+        // ... but a ratio just below a thousandth is not rounded up to it.
+        let (b, _c) = ratio(0.199_999_6, 0, 10 * SEC);
+        for _ in 0..1000 {
+            b.deposit();
+        }
+        assert_eq!(b.balance(), 199);
+        let e = RetryBudget::builder()
+            .ratio(0.000_999_6)
+            .min_per_sec(0)
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            e.field(),
+            "ratio",
+            "below one thousandth, with no floor: nothing to grant"
+        );
         // The floor of a fractional window rounds down too: 3/s over 1.5 s is 4 retries.
         let (b, _c) = ratio(0.0, 3, Duration::from_millis(1500));
         assert_eq!(b.balance(), 4);
