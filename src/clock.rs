@@ -65,9 +65,10 @@ mod vdso;
 /// let builder = RetryBudget::builder().max_retries(1).window(std::time::Duration::from_secs(1));
 /// let budget = builder.clock(LoopTime(millis.clone())).build()?;
 /// assert!(budget.try_withdraw().is_ok() && budget.try_withdraw().is_err());
-/// millis.store(1_000, Relaxed); // one second later, by the loop's time
-/// assert_eq!(budget.clock().now(), 1_000_000_000);
-/// assert!(budget.try_withdraw().is_ok()); // the spent retry aged out of the window
+/// millis.store(1_100, Relaxed); // 1.1 s later, by the loop's time
+/// assert_eq!(budget.clock().now(), 1_100_000_000);
+/// // The spent retry aged out: its bucket (the first of ten, of 100 ms) is a whole window old.
+/// assert!(budget.try_withdraw().is_ok());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub trait Clock: Send + Sync + 'static {

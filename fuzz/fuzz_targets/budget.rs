@@ -42,10 +42,12 @@ struct Model {
 impl Model {
     fn lanes(&self, now: u64) -> (u64, u64) {
         let e = now / self.bucket;
+        // Fixed mode keeps a spent retry one bucket longer: a whole window at least.
+        let span = |req: bool| self.buckets + u64::from(self.fixed.is_some() && !req);
         let live = self
             .events
             .iter()
-            .filter(|(ev, _)| *ev <= e && e - *ev < self.buckets);
+            .filter(|(ev, req)| *ev <= e && e - *ev < span(*req));
         live.fold(
             (0, 0),
             |(r, t), (_, req)| {

@@ -119,24 +119,36 @@ fn two_bucket_budget(clock: &ManualClock, fixed: Option<u32>) -> Arc<RetryBudget
 
 #[test]
 fn withdraws_racing_the_rotation_that_frees_a_retry_take_it_once() {
-    // One retry a window. The retry taken at t = 0 fills the window until t = 2, when its bucket
-    // dies. A withdraws while the clock moves to 2 (the withdraw may read 0 and work at the head
-    // someone else moved, or read 2 and move it itself, sealing bucket 1); then the main thread
-    // withdraws at 2. Exactly one of the two gets the freed retry.
+    // One retry a window of three 1 ns buckets. Fixed mode keeps a spent retry for one bucket
+    // more than the window's, so four epochs are live, in a ring of four slots: the retry taken
+    // at t = 0 fills the window until t = 4, when its bucket dies and its slot opens for epoch 4.
+    // A withdraws while the clock moves to 4 (the withdraw may read 3 and work at the head
+    // someone else moved, or read 4 and move it itself, sealing bucket 3); then the main thread
+    // withdraws at 4. Exactly one of the two gets the freed retry.
     model(|| {
         let clock = ManualClock::new();
-        let b = two_bucket_budget(&clock, Some(1));
+        let b = Arc::new(
+            RetryBudget::builder()
+                .max_retries(1)
+                .window(Duration::from_nanos(3))
+                .buckets(3)
+                .clock(clock.clone())
+                .build()
+                .unwrap(),
+        );
         assert!(b.try_withdraw().is_ok());
-        clock.set(1);
+        clock.set(3);
         assert!(b.try_withdraw().is_err(), "the window still holds t = 0");
         let ba = b.clone();
         let a = thread::spawn(move || ba.try_withdraw().is_ok());
-        clock.set(2);
+        clock.set(4);
         let mine = b.try_withdraw().is_ok();
         let theirs = a.join().unwrap();
         assert!(mine ^ theirs, "granted: main {mine}, A {theirs}");
         assert_eq!(b.balance(), 0);
-        clock.set(4);
+        clock.set(7);
+        assert_eq!(b.balance(), 0, "the retry at 4 is live until 8");
+        clock.set(8);
         assert_eq!(b.balance(), 1);
     });
 }
@@ -167,8 +179,9 @@ fn a_late_deposit_racing_the_seal_of_its_bucket_counts_exactly_once() {
 fn withdraws_at_stale_and_new_times_racing_two_rotations_never_overdraw() {
     // One retry a window of two 1 ns buckets, taken at t = 0. While the clock moves to 2 and then
     // 3, A and B withdraw, each reading 0, 2 or 3 (an operation older than the head works in the
-    // newest bucket). Epochs 2 and 3 share one window, so at most one of them is granted, and the
-    // balance at 3 agrees with what was granted.
+    // newest bucket). The retry at 0 counts until t = 3 (fixed mode keeps it a whole window),
+    // and epochs 2 and 3 share one window, so at most one of them is granted, and the balance at
+    // 3 agrees with what was granted.
     model(|| {
         let clock = ManualClock::new();
         let b = two_bucket_budget(&clock, Some(1));
@@ -186,22 +199,15 @@ fn withdraws_at_stale_and_new_times_racing_two_rotations_never_overdraw() {
 }
 
 #[test]
-fn three_buckets_in_four_slots_free_the_oldest_retry_once() {
-    // Three 1 ns buckets live in a ring of four slots (the bucket count rounded up to a power of
-    // two), so the epoch that dies at t = 3 (0, slot 0) is not the one whose slot t = 3 opens
-    // (slot 3). One retry a window, taken at 0; A withdraws while the clock moves to 3, then the
-    // main thread withdraws at 3: exactly one of them gets the retry that epoch 0's death frees.
+fn three_live_buckets_in_four_slots_free_the_oldest_retry_once() {
+    // Two 1 ns buckets, and fixed mode's one more for spent retries: three live epochs in a ring
+    // of four slots (rounded up to a power of two), so the epoch that dies at t = 3 (0, slot 0)
+    // is not the one whose slot t = 3 opens (slot 3). One retry a window, taken at 0; A
+    // withdraws while the clock moves to 3, then the main thread withdraws at 3: exactly one of
+    // them gets the retry that epoch 0's death frees.
     model(|| {
         let clock = ManualClock::new();
-        let b = Arc::new(
-            RetryBudget::builder()
-                .max_retries(1)
-                .window(Duration::from_nanos(3))
-                .buckets(3)
-                .clock(clock.clone())
-                .build()
-                .unwrap(),
-        );
+        let b = two_bucket_budget(&clock, Some(1));
         assert!(b.try_withdraw().is_ok());
         let ba = b.clone();
         let a = thread::spawn(move || ba.try_withdraw().is_ok());

@@ -1,5 +1,7 @@
-//! The retry budget's sliding window: `N` buckets of (requests, retries) in which only the
-//! newest bucket is ever written, the others *sealed*, with their sums kept in one word.
+//! The retry budget's sliding window: buckets of (requests, retries) in which only the newest
+//! bucket is ever written, the others *sealed*, with their sums kept in one word. The requests
+//! lane sums the newest `N` buckets, the retries lane the newest `R`, where `R` is `N` or `N + 1`
+//! (the budget's fixed mode keeps a spent retry for a whole window: see its docs).
 //!
 //! A deposit or a withdrawal is one compare-and-swap on the newest bucket's lane word; the
 //! withdrawal's check reads the sealed sums and the newest bucket's two words, and its debit is
@@ -15,10 +17,11 @@
 //! words: Box<[AtomicU64]>  2 per slot (requests, retries): SEALED | VALID | tag 41 | count 21
 //! ```
 //!
-//! Epoch `e` lives in slot `e % S`, where `S` is the bucket count `N` rounded up to a power of
-//! two (so the slot is a mask, not a division), and the `N` live epochs always fall in distinct
-//! slots. Under head `E` the live epochs are `E-N+1 ..= E`; `E` is the *open* one, the rest are
-//! *sealed*: `sums` holds the sum of their counts, tagged with the low bits of the epoch `E` it
+//! Epoch `e` lives in slot `e % S`, where `S` is `L = max(N, R)` rounded up to a power of two
+//! (so the slot is a mask, not a division), and the `L` live epochs always fall in distinct
+//! slots. Under head `E` the live epochs are `E-L+1 ..= E`; `E` is the *open* one, the rest are
+//! *sealed*: `sums` holds the sum of their counts (each lane over its own span: requests over
+//! `E-N+1 ..= E-1`, retries over `E-R+1 ..= E-1`), tagged with the low bits of the epoch `E` it
 //! is for.
 //!
 //! # Operations
@@ -37,7 +40,7 @@
 //!   retries word is unchanged, so at that instant retries are exactly what it checked and
 //!   requests at least what it read: it never overdraws.
 //! - **Sums.** Before anything reads or leaves head `E`, `sums` must be for `E`. Whoever finds it
-//!   stale computes it: each bucket of an epoch `d` in `E-N+1 ..= E-1` is *sealed*, its words
+//!   stale computes it: each bucket of an epoch `d` in `E-L+1 ..= E-1` is *sealed*, its words
 //!   CASed to carry `SEALED` (or, if not tagged `d`, replaced by `(SEALED, tag d, 0)` under the
 //!   same head check as opening), and the sealed counts are summed; then one CAS installs
 //!   `(tag E, sums)`. A sealed word never changes again while its epoch is live, so every helper
@@ -95,7 +98,7 @@ pub(super) const MAX_COUNT: u64 = (1 << COUNT_BITS) - 1;
 /// | `VALID, e, c`           | the open bucket's `c` events of `e`  | adders: `c + 1`; opening: from any word not tagged with the head epoch |
 /// | `SEALED, VALID, d, c`   | final count of a past epoch `d`      | sums computers: from `VALID, d, c`, or from a dead word (`c = 0`) |
 ///
-/// A word tagged `d` leaves it only by opening for a later epoch `d + kN`, which needs the head
+/// A word tagged `d` leaves it only by opening for a later epoch `d + kS`, which needs the head
 /// at that epoch: `d` has died by then.
 const VALID: u64 = 1 << 62;
 const SEALED: u64 = 1 << 63;
@@ -124,8 +127,8 @@ const fn count(w: u64) -> u64 {
 /// +---------------+---------------+---------------+
 /// ```
 ///
-/// `(E, r, t)`: under head `E`, the sealed buckets `E-N+1 ..= E-1` hold `r` requests and `t`
-/// retries (each saturating at [`MAX_COUNT`]). Moved only by a CAS from the sums of an earlier
+/// `(E, r, t)`: under head `E`, the sealed buckets `E-N+1 ..= E-1` hold `r` requests and the
+/// sealed buckets `E-R+1 ..= E-1` hold `t` retries (each saturating at [`MAX_COUNT`]). Moved only by a CAS from the sums of an earlier
 /// head to the sums of the current one; starts as `(0, 0, 0)`, the sums of epoch 0.
 const SUM_TAG_SHIFT: u32 = 2 * COUNT_BITS;
 
@@ -155,8 +158,10 @@ pub(super) struct Ledger {
     hot: CachePadded<Hot>,
     /// `words[2 * slot + lane]`.
     words: Box<[AtomicU64]>,
-    /// The number of buckets, `N`.
-    n: u64,
+    /// The buckets each lane sums, open one included: `[N, R]`.
+    spans: [u64; 2],
+    /// The live epochs, `L = max(N, R)`.
+    live: u64,
     /// `S - 1`: the slot of epoch `e` is `e & mask`.
     mask: u64,
     /// `now / bucket` without a `div` instruction.
@@ -164,18 +169,22 @@ pub(super) struct Ledger {
 }
 
 impl Ledger {
-    /// `buckets` buckets (`>= 1`) of `bucket_nanos` (`>= 1`) each.
-    pub(super) fn new(bucket_nanos: u64, buckets: u32) -> Self {
+    /// Buckets of `bucket_nanos` (`>= 1`) each: requests summed over the newest `buckets`
+    /// (`>= 1`), retries over the newest `buckets + 1` if `retries_one_more`, else `buckets`.
+    pub(super) fn new(bucket_nanos: u64, buckets: u32, retries_one_more: bool) -> Self {
+        let n = u64::from(buckets);
+        let spans = [n, n + u64::from(retries_one_more)];
+        let live = spans[RETRIES];
+        let slots = live.next_power_of_two();
         Self {
             hot: CachePadded::new(Hot {
                 head: AtomicU64::new(0),
                 sums: AtomicU64::new(0),
             }),
-            words: (0..2 * buckets.next_power_of_two())
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-            n: u64::from(buckets),
-            mask: u64::from(buckets.next_power_of_two()) - 1,
+            words: (0..2 * slots).map(|_| AtomicU64::new(0)).collect(),
+            spans,
+            live,
+            mask: slots - 1,
             per_bucket: Divisor::new(bucket_nanos),
         }
     }
@@ -244,11 +253,14 @@ impl Ledger {
     #[cold]
     fn install_sums(&self, e: u64, seen: u64) -> Option<[u64; 2]> {
         let mut sums = [0u64; 2];
-        // The sealed epochs e-1, e-2, ... down to e-N+1 (none below 0), each in its own slot.
-        for k in 1..self.n.min(e.saturating_add(1)) {
+        // The sealed epochs e-1, e-2, ... down to e-L+1 (none below 0), each in its own slot;
+        // a lane sums those within its span.
+        for k in 1..self.live.min(e.saturating_add(1)) {
             let d = e - k;
             for (lane, sum) in sums.iter_mut().enumerate() {
-                *sum += self.seal(self.word(self.slot_of(d), lane), d, e)?;
+                if k < self.spans[lane] {
+                    *sum += self.seal(self.word(self.slot_of(d), lane), d, e)?;
+                }
             }
         }
         let next = sum_tag(e)
@@ -396,7 +408,7 @@ impl Ledger {
 impl std::fmt::Debug for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ledger")
-            .field("buckets", &self.n)
+            .field("spans", &self.spans)
             .field("head", &self.hot.head.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }

@@ -6,7 +6,8 @@
 //!
 //! Two modes share one type:
 //!
-//! - **fixed** (the guide's): at most `max_retries` retries per sliding `window`;
+//! - **fixed** (the guide's): at most `max_retries` retries per sliding `window`, in any
+//!   interval that long (a spent retry counts until its bucket is a whole window old);
 //! - **ratio** (Finagle's and Linkerd's): retries ≤ `ratio` × original requests over the window,
 //!   plus a floor of `min_per_sec` retries per second of the window. The floor is a reserve that
 //!   comes back as spent retries age out of the window, so it refills with time, not with
@@ -113,7 +114,8 @@ impl Mode {
 /// assert_eq!(granted, [true, true, false]);
 /// let m = budget.metrics();
 /// assert_eq!((m.deposits, m.retries_granted, m.retries_refused, m.balance), (1, 2, 1, 0));
-/// clock.advance(Duration::from_secs(10)); // the two retries age out of the window
+/// // The two retries age out once their bucket (the first of ten, of 1 s) is a whole window old.
+/// clock.advance(Duration::from_secs(11));
 /// let m = budget.metrics();
 /// assert_eq!((m.retries_granted, m.balance), (2, 2)); // the lifetime count keeps them
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -303,8 +305,9 @@ pub struct RetryBudgetBuilder<C: Clock = SystemClock> {
 }
 
 impl<C: Clock> RetryBudgetBuilder<C> {
-    /// Fixed mode: at most `n` retries per window (`1..=`[`MAX_RETRIES`]). The window defaults to
-    /// the guide's 60 s.
+    /// Fixed mode: at most `n` retries per window (`1..=`[`MAX_RETRIES`]), in any interval as
+    /// long as the window: a spent retry stays counted for between one window and one window
+    /// plus one bucket after it was granted. The window defaults to the guide's 60 s.
     pub fn max_retries(mut self, n: u32) -> Self {
         self.max_retries = Some(n);
         self
@@ -330,8 +333,10 @@ impl<C: Clock> RetryBudgetBuilder<C> {
         self
     }
 
-    /// The number of buckets the window slides by (default 10): the window covers between
-    /// `window - window/buckets` and `window` of history.
+    /// The number of buckets the window slides by (default 10). In ratio mode the window covers
+    /// between `window - window/buckets` and `window` of history, requests and retries alike
+    /// (so a retry ages out with the requests that earned it, as in Finagle); in fixed mode a
+    /// spent retry is kept one bucket longer (see [`max_retries`](Self::max_retries)).
     pub fn buckets(mut self, buckets: u32) -> Self {
         self.buckets = buckets;
         self
@@ -445,7 +450,10 @@ impl<C: Clock> RetryBudgetBuilder<C> {
                 ),
             ));
         }
-        let window = Ledger::new(window_nanos / u64::from(self.buckets), self.buckets);
+        // Fixed mode keeps each spent retry for a whole window (one bucket more than the
+        // window's), so no window-long interval ever holds more than `max_retries`.
+        let fixed = matches!(mode, Mode::Fixed { .. });
+        let window = Ledger::new(window_nanos / u64::from(self.buckets), self.buckets, fixed);
         Ok(RetryBudget {
             window,
             mode,
@@ -507,18 +515,48 @@ mod tests {
 
     #[test]
     fn fixed_budget_slides_bucket_by_bucket() {
-        // 10 buckets of 1 s: retries taken at t = 0 s and t = 5 s age out separately.
+        // 10 buckets of 1 s: retries taken at t = 0 s and t = 5 s age out separately, each once
+        // its bucket has been a whole window behind (11 s and 16 s).
         let (b, clock) = fixed(4, 10 * SEC);
         assert!(b.try_withdraw().is_ok() && b.try_withdraw().is_ok());
         clock.set(5_000_000_000);
         assert!(b.try_withdraw().is_ok() && b.try_withdraw().is_ok());
         assert_eq!(b.try_withdraw(), Err(BudgetExhausted));
-        clock.set(9_999_999_999);
+        clock.set(10_999_999_999);
         assert_eq!(b.balance(), 0);
-        clock.set(10_000_000_000);
+        clock.set(11_000_000_000);
         assert_eq!(b.balance(), 2);
-        clock.set(15_000_000_000);
+        clock.set(15_999_999_999);
+        assert_eq!(b.balance(), 2);
+        clock.set(16_000_000_000);
         assert_eq!(b.balance(), 4);
+    }
+
+    #[test]
+    fn fixed_budget_never_grants_more_than_max_in_any_window_long_interval() {
+        // Retries spent at the very end of a bucket are still counted one window later, so a
+        // burst there and a burst as soon as they age out are more than a window apart.
+        for buckets in [1, 2, 10] {
+            let clock = ManualClock::new();
+            let b = RetryBudget::builder()
+                .max_retries(3)
+                .window(10 * SEC)
+                .buckets(buckets)
+                .clock(clock.clone())
+                .build()
+                .unwrap();
+            let first = 10_000_000_000 / u64::from(buckets) - 1; // the last ns of bucket 0
+            clock.set(first);
+            assert_eq!((0..5).filter(|_| b.try_withdraw().is_ok()).count(), 3);
+            clock.set(first + 10_000_000_000);
+            assert_eq!(b.balance(), 0, "{buckets} buckets: one window later");
+            clock.set(first + 10_000_000_001);
+            assert_eq!(
+                b.balance(),
+                3,
+                "{buckets} buckets: more than a window later"
+            );
+        }
     }
 
     #[test]
