@@ -302,7 +302,15 @@ fuzz_target!(|input: Input| {
     let min_calls = u32::from(input.min_calls % 10) + 1;
     let probes = u32::from(input.probes % 4) + 1;
     let mut rate = input.rate.map(|r| (f64::from(r) + 1.0) / 256.0);
-    let count = input.count.map(|c| u32::from(c % 6) + 1);
+    // A count window refuses a count threshold above its size.
+    let count = input.count.map(|c| {
+        let c = u32::from(c % 6) + 1;
+        if time.is_none() {
+            c.min(size as u32)
+        } else {
+            c
+        }
+    });
     let slow = input
         .slow
         .map(|(t, r)| (u64::from(t % 50) * MS, (f64::from(r) + 1.0) / 256.0));

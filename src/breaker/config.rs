@@ -168,8 +168,8 @@ impl<C: Clock> Builder<C> {
         self
     }
 
-    /// Also trip when the window holds at least `failures` failures (`1..=MAX_COUNT`). In
-    /// half-open the count is `min(failures, decision point)`.
+    /// Also trip when the window holds at least `failures` failures (`1..=MAX_COUNT`, and at most
+    /// the size of a count window). In half-open the count is `min(failures, decision point)`.
     pub fn failure_count_threshold(mut self, failures: u32) -> Self {
         self.failure_count = Some(failures);
         self
@@ -236,10 +236,21 @@ impl<C: Clock> Builder<C> {
             None => 0,
             Some(r) => ppm("failure_rate_threshold", r)?,
         };
-        let failure_count = match self.failure_count {
-            None => 0,
-            Some(n) if (1..=MAX_COUNT).contains(&n) => n,
-            Some(n) => {
+        let failure_count = match (self.failure_count, &window) {
+            (None, _) => 0,
+            (Some(n), Window::Count(w)) if n > w.size() && n <= MAX_COUNT => {
+                return Err(ConfigError::new(
+                    "failure_count_threshold",
+                    n,
+                    format!(
+                        "1..={} (the count window holds {} calls)",
+                        w.size(),
+                        w.size()
+                    ),
+                ));
+            }
+            (Some(n), _) if (1..=MAX_COUNT).contains(&n) => n,
+            (Some(n), _) => {
                 return Err(ConfigError::new(
                     "failure_count_threshold",
                     n,
@@ -249,10 +260,7 @@ impl<C: Clock> Builder<C> {
         };
         let (slow_nanos, slow_rate_ppm) = match self.slow {
             None => (None, 0),
-            Some((d, r)) => (
-                Some(duration_to_nanos(d)),
-                ppm("slow_call_rate_threshold", r)?,
-            ),
+            Some((d, r)) => (Some(duration_to_nanos(d)), ppm("slow_calls", r)?),
         };
         if self.probes == 0 || self.probes > MAX_PROBES {
             return Err(ConfigError::new(
@@ -353,7 +361,7 @@ mod tests {
         );
         assert_eq!(
             field_of(b().slow_calls(Duration::from_secs(1), -0.1)),
-            "slow_call_rate_threshold"
+            "slow_calls"
         );
         assert_eq!(field_of(b().count_window(0)), "window_size");
         assert_eq!(field_of(b().count_window(1 << 17)), "window_size");
@@ -368,6 +376,14 @@ mod tests {
             field_of(b().failure_count_threshold(0)),
             "failure_count_threshold"
         );
+        // A count window of 10 can never hold 11 failures.
+        let e = b()
+            .count_window(10)
+            .failure_count_threshold(11)
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "failure_count_threshold");
+        assert!(e.allowed().starts_with("1..=10"), "{e}");
         assert_eq!(field_of(b().half_open_probes(0)), "half_open_probes");
         assert_eq!(
             field_of(b().half_open_probes(MAX_PROBES + 1)),
@@ -423,7 +439,14 @@ mod tests {
         assert!(b().open_for_growth(1000.0, MAX_DURATION).build().is_ok());
         assert!(
             b().failure_rate_threshold(None)
+                .time_window(Duration::from_secs(60), 60)
                 .failure_count_threshold(MAX_COUNT)
+                .build()
+                .is_ok()
+        );
+        assert!(
+            b().count_window(10)
+                .failure_count_threshold(10)
                 .build()
                 .is_ok()
         );

@@ -315,6 +315,10 @@ impl<C: Clock> RetryBudgetBuilder<C> {
 
     /// Ratio mode: retries per original request, `0.0..=10.0`, kept in thousandths rounded down.
     /// Defaults: 0.2, with 10 retries a second as the floor, over a 10 s window.
+    ///
+    /// Requests are counted up to [`MAX_RETRIES`] (about two million) in each bucket and in the
+    /// sum of the older buckets; past that a window earns no more retries (erring against the
+    /// retrier), so above a few hundred thousand requests a second, shorten the window.
     pub fn ratio(mut self, ratio: f64) -> Self {
         self.ratio = Some(ratio);
         self
