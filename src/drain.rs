@@ -51,8 +51,11 @@
 //! +----------------------------+-------+--------+---------+-----+-----------------------+
 //! ```
 //!
-//! - **count** (bits 0..=31): live guards, plus for an instant each `enter` that is being refused.
-//!   At most [`MAX_IN_FLIGHT`] (2^30) are admitted: an `enter` that sees bit 30 or 31 set in the
+//! - **count** (bits 0..=31): live guards, plus for an instant each `enter` that the word itself
+//!   refuses (one racing the start of draining, or finding the count full). Once draining has
+//!   started, `enter` reads a flag on a cache line of its own (`refusing`, stored after
+//!   `DRAINING`) and refuses without touching the word, so refusals neither show in the count
+//!   nor hold up the end of the drain. At most [`MAX_IN_FLIGHT`] (2^30) are admitted: an `enter` that sees bit 30 or 31 set in the
 //!   previous count refuses with [`Refused::Full`]. Bits 30..=31 are headroom: a refused `enter`
 //!   adds one before it undoes it, so up to 3 x 2^30 racing refusals fit before the count could
 //!   touch the phase bits.
@@ -64,7 +67,7 @@
 //! - **entries** (bits 35..=63): `enter` calls, counted mod 2^29 in the same `fetch_add` that
 //!   counts the guard. The call whose add carries out of bit 63 (it sees the field all ones) adds
 //!   one to a separate wrap counter, so [`Metrics::admitted`] stays exact without a second atomic
-//!   operation on the hot path. `admitted = entries - refused`.
+//!   operation on the hot path. `admitted = entries - late refusals` (those the word refused).
 //!
 //! | phase      | bits set                   | who moves it on                                    |
 //! |------------|----------------------------|----------------------------------------------------|
@@ -85,9 +88,11 @@
 //!
 //! ## Orderings
 //!
-//! - `enter`: `fetch_add(Relaxed)`. Admission is decided by the position of the add in the word's
-//!   modification order relative to `start_draining`'s `fetch_or`, which needs no ordering of
-//!   other memory; the guard publishes nothing when it is created.
+//! - `enter`: a load of `refusing` (`Acquire`), then `fetch_add(Relaxed)`. Admission is decided
+//!   by the position of the add in the word's modification order relative to `start_draining`'s
+//!   `fetch_or`, which needs no ordering of other memory; the guard publishes nothing when it is
+//!   created. `refusing` is stored (`Release`) after that `fetch_or`, so an `enter` that reads it
+//!   set is ordered after the word became `DRAINING`: refusing it is what the word would do.
 //! - a guard's drop: `fetch_sub(Release)`, so the guarded work happens-before whatever observes
 //!   the count reaching zero.
 //! - the drained compare-exchange: `AcqRel`. Acquire: every exit is an RMW, so each `Release`
@@ -102,7 +107,7 @@
 //! by the one transition that fires them.
 
 use crate::clock::{Clock, SystemClock, duration_to_nanos};
-use crate::counter::StripedCounter;
+use crate::counter::StripedCounters;
 use crate::error::ConfigError;
 pub use crate::error::{DrainTimeout, Refused};
 use crate::sync::{AtomicU64, Mutex, Ordering, StdArc as Arc, StdWeak as Weak, lock, park_timeout};
@@ -151,6 +156,11 @@ const REFUSE_MASK: u64 = DRAINING | FULL_MASK;
 const _: () = assert!(COUNT_MASK < NOT_READY && MAX_IN_FLIGHT < COUNT_MASK);
 const _: () = assert!(FULL_MASK & (NOT_READY | DRAINING | DRAINED) == 0);
 const _: () = assert!(DRAINED < ENTRY_ONE);
+
+/// The lane of `Drainer::refused` for refusals by `refusing`, which never touch the word.
+const EARLY: usize = 0;
+/// The lane for refusals by the word, whose entry is counted there.
+const LATE: usize = 1;
 
 /// "Not yet" in the timestamp slots.
 const UNSET: u64 = u64::MAX;
@@ -269,7 +279,8 @@ impl Drained {
 }
 
 /// A snapshot of a drainer's counters. Fields are read one after another, not atomically
-/// together; each is exact on its own.
+/// together; each is exact on its own, except that an `enter` racing the start of draining
+/// counts in `in_flight` and `admitted` for the instant before it is refused.
 ///
 /// ```
 /// use resile::drain::{Drainer, Phase};
@@ -322,10 +333,15 @@ pub struct Metrics {
 pub struct Drainer<C: Clock = SystemClock> {
     /// The word (see the module docs). Alone on its cache line.
     word: CachePadded<AtomicU64>,
+    /// 1 once the word is `DRAINING` (stored after it), else 0; on a line of its own that is
+    /// written once, so every `enter` can read it without contention and, once draining has
+    /// started, refuse without touching the word.
+    refusing: CachePadded<AtomicU64>,
     /// How many times the entries field wrapped (bumped by the carrying `enter`).
     entry_wraps: AtomicU64,
-    /// Refused `enter` calls (slow path only, but every `enter` while draining), striped.
-    refused: StripedCounter,
+    /// Refused `enter` calls, striped: lane [`EARLY`] for those refused by `refusing` (never
+    /// counted in the word), lane [`LATE`] for those the word refused (their entry is counted).
+    refused: StripedCounters<2>,
     /// Clock reading when draining started, or UNSET.
     started_at: AtomicU64,
     /// Clock reading when the drain completed, or UNSET.
@@ -431,8 +447,9 @@ impl<C: Clock> Drainer<C> {
     fn from_parts(clock: C, not_ready_delay: Duration, parent: Option<OwnedDrainGuard<C>>) -> Self {
         Self {
             word: CachePadded::new(AtomicU64::new(0)),
+            refusing: CachePadded::new(AtomicU64::new(0)),
             entry_wraps: AtomicU64::new(0),
-            refused: StripedCounter::new(),
+            refused: StripedCounters::new(),
             started_at: AtomicU64::new(UNSET),
             drained_at: AtomicU64::new(UNSET),
             drained: Notify::new(),
@@ -465,6 +482,9 @@ impl<C: Clock> Drainer<C> {
     /// ```
     #[inline]
     pub fn enter(&self) -> Result<DrainGuard<'_, C>, Refused> {
+        if self.refusing.load(Ordering::Acquire) != 0 {
+            return Err(self.refuse_early());
+        }
         let prev = self.word.fetch_add(ENTER, Ordering::Relaxed);
         if prev & REFUSE_MASK == 0 && !carried(prev) {
             return Ok(DrainGuard { drainer: self });
@@ -492,16 +512,25 @@ impl<C: Clock> Drainer<C> {
         })
     }
 
-    /// The rare cases of `enter`: a carry out of the entries field, or a refusal.
+    /// An `enter` after draining started, known from `refusing`: the word is not touched.
+    #[cold]
+    fn refuse_early(&self) -> Refused {
+        self.refused.add_to(EARLY, 1);
+        Refused::Draining
+    }
+
+    /// The rare cases of `enter`: a carry out of the entries field, or a refusal by the word (an
+    /// `enter` racing the start of draining, or a full count).
     #[cold]
     fn enter_slow(&self, prev: u64) -> Result<(), Refused> {
         if carried(prev) {
             self.entry_wraps.fetch_add(1, Ordering::Relaxed);
         }
         admission(prev).inspect_err(|_| {
-            self.refused.add(1);
-            // Undo the count (the entry stays counted; `admitted = entries - refused`).
+            // Undo the count first, so that it holds the refused call as briefly as it can (the
+            // entry stays counted; `admitted = entries - late refusals`).
             self.release_one();
+            self.refused.add_to(LATE, 1);
         })
     }
 
@@ -603,6 +632,9 @@ impl<C: Clock> Drainer<C> {
             .started_at
             .compare_exchange(UNSET, now, Ordering::Relaxed, Ordering::Relaxed);
         let prev = self.word.fetch_or(DRAINING | NOT_READY, Ordering::AcqRel);
+        // From here on `enter` refuses without touching the word (every caller stores it, so
+        // that it is set whichever call returns first).
+        self.refusing.store(1, Ordering::Release);
         if prev & DRAINING != 0 {
             // The first caller may not have reached the children yet: start them here too
             // (idempotent), so that whichever call returns, the children refuse new work.
@@ -716,8 +748,9 @@ impl<C: Clock> Drainer<C> {
 
     /// A snapshot of the counters.
     pub fn metrics(&self) -> Metrics {
-        let refused = self.refused.sum();
+        let late = self.refused.sum_of(LATE);
         let word = self.word.load(Ordering::Acquire);
+        let refused = self.refused.sum_of(EARLY) + late;
         let wraps = self.entry_wraps.load(Ordering::Relaxed);
         let entries = wraps
             .wrapping_mul(ENTRY_WRAP)
@@ -728,7 +761,7 @@ impl<C: Clock> Drainer<C> {
         Metrics {
             phase: phase_of(word),
             in_flight: in_flight_of(word),
-            admitted: entries.saturating_sub(refused),
+            admitted: entries.saturating_sub(late),
             refused,
             since_draining,
         }

@@ -103,8 +103,8 @@ fn last_drop_racing_async_waiter() {
     });
 }
 
-/// A refused enter's undo racing the last guard's drop: exactly one of them completes the
-/// drain, and the waiter finishes.
+/// An enter refused once draining has started never touches the count: as soon as the last
+/// guard has dropped the drain is complete, whatever the refused enter is doing meanwhile.
 #[test]
 fn refused_enter_racing_last_drop() {
     model(|| {
@@ -115,12 +115,36 @@ fn refused_enter_racing_last_drop() {
             let d = d.clone();
             thread::spawn(move || assert!(d.enter().is_err()))
         };
-        let dropper = thread::spawn(move || drop(g));
-        assert!(d.wait_timeout(FOREVER).is_ok());
+        drop(g);
+        assert_eq!(d.phase(), Phase::Drained, "a refusal held up the drain");
+        assert_eq!(d.in_flight(), 0);
         late.join().unwrap();
+        let m = d.metrics();
+        assert_eq!((m.admitted, m.refused), (1, 1));
+    });
+}
+
+/// An enter racing start_draining (so the word itself may refuse it, counting it for an
+/// instant) and the last guard's drop: exactly one of the drop and the refusal's undo completes
+/// the drain, and the waiter finishes.
+#[test]
+fn enter_racing_start_draining_and_last_drop() {
+    model(|| {
+        let d = Arc::new(drainer());
+        let g = d.enter_owned().unwrap();
+        let racer = {
+            let d = d.clone();
+            thread::spawn(move || drop(d.enter()))
+        };
+        let dropper = thread::spawn(move || drop(g));
+        d.start_draining();
+        assert!(d.wait_timeout(FOREVER).is_ok());
+        racer.join().unwrap();
         dropper.join().unwrap();
         assert_eq!(d.phase(), Phase::Drained);
         assert_eq!(d.in_flight(), 0);
+        let m = d.metrics();
+        assert_eq!(m.admitted + m.refused, 2);
     });
 }
 
