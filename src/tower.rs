@@ -50,7 +50,7 @@ use crate::breaker::{CircuitBreaker, ErrorClass, OwnedPermit as BreakerPermit};
 use crate::bulkhead::{AcquireOwned, Bulkhead, OwnedPermit as BulkheadPermit};
 use crate::clock::{Clock, SystemClock};
 use crate::drain::{Drainer, OwnedDrainGuard};
-use crate::error::{BulkheadError, CircuitOpen};
+use crate::error::{BulkheadError, CircuitOpen, Refused};
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
@@ -299,16 +299,22 @@ impl<S, C: Clock> Layer<S> for DrainLayer<C> {
 
     fn layer(&self, inner: S) -> Self::Service {
         DrainService {
-            inner,
+            inner: Some(inner),
             drainer: self.drainer.clone(),
         }
     }
 }
 
 /// Admits each request through a [`Drainer`] in `call`: once draining has started, the response
-/// future fails with [`Refused`](crate::error::Refused) (boxed) and the inner service is not called. An admitted
-/// request's guard is held until its response future completes or is dropped, so
-/// [`Drainer::wait`] sees every request in flight. `poll_ready` is the inner service's.
+/// future fails with [`Refused`](crate::error::Refused) (boxed) and the inner service is not
+/// called. An admitted request's guard is held until its response future completes or is
+/// dropped, so [`Drainer::wait`] sees every request in flight.
+///
+/// `poll_ready` is the inner service's until draining starts; from then on it is ready at once,
+/// without asking the inner service (a request is refused at once, not after waiting in an inner
+/// layer such as a full bulkhead). The first refusal drops the inner service, which will never
+/// be called again: whatever it reserved in an earlier `poll_ready` (a bulkhead slot, say) is
+/// given back.
 ///
 /// ```
 /// use futures::executor::block_on;
@@ -331,7 +337,8 @@ impl<S, C: Clock> Layer<S> for DrainLayer<C> {
 /// # Ok::<(), resile::tower::BoxError>(())
 /// ```
 pub struct DrainService<S, C: Clock = SystemClock> {
-    inner: S,
+    /// `None` once a refusal for draining has dropped it.
+    inner: Option<S>,
     drainer: Arc<Drainer<C>>,
 }
 
@@ -364,13 +371,25 @@ where
     type Future = ResponseFuture<S::Future, OwnedDrainGuard<C>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+        match &mut self.inner {
+            Some(inner) if !self.drainer.is_draining() => inner.poll_ready(cx).map_err(Into::into),
+            // Draining: `call` refuses without the inner service.
+            _ => Poll::Ready(Ok(())),
+        }
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        match self.drainer.enter_owned() {
-            Ok(guard) => ResponseFuture::running(self.inner.call(req), guard),
-            Err(e) => ResponseFuture::refused(Box::new(e)),
+        match (self.drainer.enter_owned(), &mut self.inner) {
+            (Ok(guard), Some(inner)) => ResponseFuture::running(inner.call(req), guard),
+            (Err(e), _) => {
+                if e == Refused::Draining {
+                    // Never called again: give back what it reserved for this call.
+                    self.inner = None;
+                }
+                ResponseFuture::refused(Box::new(e))
+            }
+            // Only a refusal for draining drops the inner service, and draining never ends.
+            (Ok(_), None) => ResponseFuture::refused(Box::new(Refused::Draining)),
         }
     }
 }
@@ -454,20 +473,17 @@ impl<S, C: Clock, T: Sleep + Clone> Layer<S> for BulkheadLayer<C, T> {
             bulkhead: self.bulkhead.clone(),
             timer: self.timer.clone(),
             admission: Admission::Idle,
+            wait: None,
         }
     }
 }
 
 /// Where a [`BulkheadService`] is in taking its next slot.
-enum Admission<C: Clock, F> {
+enum Admission<C: Clock> {
     /// Nothing taken or asked for.
     Idle,
-    /// Queued for a slot, racing the timer.
-    Waiting {
-        acquire: AcquireOwned<C>,
-        /// The timer and the clock reading it started at, once the wait had to queue.
-        timer: Option<(Pin<Box<F>>, u64)>,
-    },
+    /// Queued for a slot, racing the service's `wait` timer.
+    Waiting(AcquireOwned<C>),
     /// A slot, taken after the inner service said it was ready, for the next `call`.
     Ready(BulkheadPermit<C>),
     /// Refused: the next `call` answers with this.
@@ -482,8 +498,9 @@ enum Admission<C: Clock, F> {
 /// inner service turns unready). Failing fast, a full bulkhead makes `poll_ready` ready at once
 /// and the next response future fails with [`BulkheadError::Full`] (boxed). Waiting (see
 /// [`BulkheadLayer::wait_with`]), `poll_ready` queues for a slot, FIFO with every other waiter,
-/// and gives up with [`BulkheadError::TimedOut`] after the max wait. A `call` without
-/// `poll_ready` tries once, failing fast.
+/// and gives up with [`BulkheadError::TimedOut`] after the max wait, counted from the request's
+/// first wait (an inner service that turns unready meanwhile costs the place in the queue, not
+/// more time). A `call` without `poll_ready` tries once, failing fast.
 ///
 /// ```
 /// use resile::bulkhead::Bulkhead;
@@ -509,7 +526,12 @@ pub struct BulkheadService<S, C: Clock = SystemClock, T: Sleep = FailFast> {
     inner: S,
     bulkhead: Arc<Bulkhead<C>>,
     timer: T,
-    admission: Admission<C, T::Future>,
+    admission: Admission<C>,
+    /// The max-wait timer of the request being admitted and the clock reading it started at,
+    /// once it had to queue. Kept when the inner service turns unready (which gives up the slot
+    /// or the place in the queue), so the max wait bounds the request's whole wait; cleared once
+    /// it is admitted or refused.
+    wait: Option<(Pin<Box<T::Future>>, u64)>,
 }
 
 impl<S: Clone, C: Clock, T: Sleep + Clone> Clone for BulkheadService<S, C, T> {
@@ -520,6 +542,7 @@ impl<S: Clone, C: Clock, T: Sleep + Clone> Clone for BulkheadService<S, C, T> {
             bulkhead: self.bulkhead.clone(),
             timer: self.timer.clone(),
             admission: Admission::Idle,
+            wait: None,
         }
     }
 }
@@ -528,7 +551,7 @@ impl<S: fmt::Debug, C: Clock, T: Sleep> fmt::Debug for BulkheadService<S, C, T> 
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let admission = match &self.admission {
             Admission::Idle => "idle",
-            Admission::Waiting { .. } => "waiting",
+            Admission::Waiting(_) => "waiting",
             Admission::Ready(_) => "ready",
             Admission::Refused(_) => "refused",
         };
@@ -547,10 +570,7 @@ impl<S, C: Clock, T: Sleep> BulkheadService<S, C, T> {
             match &mut self.admission {
                 Admission::Ready(_) | Admission::Refused(_) => return Poll::Ready(()),
                 Admission::Idle if self.timer.waits() && !self.bulkhead.max_wait().is_zero() => {
-                    self.admission = Admission::Waiting {
-                        acquire: self.bulkhead.clone().acquire_owned(),
-                        timer: None,
-                    };
+                    self.admission = Admission::Waiting(self.bulkhead.clone().acquire_owned());
                 }
                 Admission::Idle => {
                     self.admission = match self.bulkhead.try_acquire_owned() {
@@ -558,14 +578,14 @@ impl<S, C: Clock, T: Sleep> BulkheadService<S, C, T> {
                         Err(e) => Admission::Refused(e),
                     };
                 }
-                Admission::Waiting { acquire, timer } => {
+                Admission::Waiting(acquire) => {
                     let next = match Pin::new(acquire).poll(cx) {
                         Poll::Ready(Ok(p)) => Admission::Ready(p),
                         Poll::Ready(Err(e)) => Admission::Refused(e),
                         Poll::Pending => {
                             // Queued: only now start the timer (the uncontended path allocates
-                            // nothing).
-                            let (timer, start) = timer.get_or_insert_with(|| {
+                            // nothing), unless this request's timer is already running.
+                            let (timer, start) = self.wait.get_or_insert_with(|| {
                                 let start = self.bulkhead.wait_started();
                                 (Box::pin(self.timer.sleep(self.bulkhead.max_wait())), start)
                             });
@@ -580,6 +600,7 @@ impl<S, C: Clock, T: Sleep> BulkheadService<S, C, T> {
                         }
                     };
                     self.admission = next;
+                    self.wait = None;
                 }
             }
         }
@@ -602,10 +623,12 @@ where
             Poll::Ready(Ok(())) => {}
             Poll::Ready(Err(e)) => {
                 self.admission = Admission::Idle;
+                self.wait = None;
                 return Poll::Ready(Err(e.into()));
             }
             Poll::Pending => {
-                // Never hold a slot (or a place in the queue) across an unready inner service.
+                // Never hold a slot (or a place in the queue) across an unready inner service;
+                // the request's max-wait timer (`wait`) runs on.
                 if !matches!(self.admission, Admission::Refused(_)) {
                     self.admission = Admission::Idle;
                 }
@@ -621,8 +644,9 @@ where
             Admission::Ready(p) => Ok(p),
             Admission::Refused(e) => Err(e),
             // Called without `poll_ready`: try once, failing fast.
-            Admission::Idle | Admission::Waiting { .. } => self.bulkhead.try_acquire_owned(),
+            Admission::Idle | Admission::Waiting(_) => self.bulkhead.try_acquire_owned(),
         };
+        self.wait = None;
         match admission {
             Ok(permit) => ResponseFuture::running(self.inner.call(req), permit),
             Err(e) => ResponseFuture::refused(Box::new(e)),

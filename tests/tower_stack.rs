@@ -166,9 +166,7 @@ impl Stack {
                     .jitter(Jitter::None)
                     .build()
                     .unwrap(),
-            )
-            // A breaker refusal says the dependency is down: do not spend the budget on it.
-            .retry_if(|r: &Result<u32, BoxError>| matches!(r, Err(e) if !e.is::<CircuitOpen>()));
+            ); // the default classifier: every error but a refusal (the open breaker's)
         ServiceBuilder::new()
             .layer(DrainLayer::new(self.drainer.clone()))
             .layer(BulkheadLayer::new(self.bulkhead.clone()).wait_with(tokio::time::sleep))
@@ -320,6 +318,71 @@ async fn draining_refuses_new_requests_and_waits_for_those_in_flight() {
     assert_eq!(start.elapsed(), Duration::from_secs(2));
     assert_eq!(in_flight.await.unwrap().unwrap(), 1);
     assert_eq!(s.ctl.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn draining_refuses_at_once_even_when_the_bulkhead_is_full() {
+    let s = Stack::new();
+    let _held = [
+        s.bulkhead.try_acquire_owned().unwrap(),
+        s.bulkhead.try_acquire_owned().unwrap(),
+    ];
+    s.drainer.start_draining();
+    let start = Instant::now();
+    let mut svc = s.service();
+    let e = call(&mut svc, 1).await.unwrap_err();
+    assert_eq!(e.downcast_ref::<Refused>(), Some(&Refused::Draining));
+    assert_eq!(
+        start.elapsed(),
+        Duration::ZERO,
+        "not after the bulkhead's max wait"
+    );
+    assert_eq!(s.bulkhead.metrics().waiting, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_refused_for_draining_gives_back_the_slot_taken_for_it() {
+    let s = Stack::new();
+    let mut svc = s.service();
+    // Ready before the drain starts: the bulkhead took a slot for the coming call.
+    svc.ready().await.unwrap();
+    assert_eq!(s.bulkhead.metrics().in_flight, 1);
+    s.drainer.start_draining();
+    let e = svc.call(1).await.unwrap_err();
+    assert_eq!(e.downcast_ref::<Refused>(), Some(&Refused::Draining));
+    assert_eq!(s.bulkhead.metrics().in_flight, 0, "the slot was given back");
+    // The service, kept (a keep-alive connection), refuses again without taking one.
+    let e = call(&mut svc, 2).await.unwrap_err();
+    assert_eq!(e.downcast_ref::<Refused>(), Some(&Refused::Draining));
+    assert_eq!(s.bulkhead.metrics().in_flight, 0);
+    assert_eq!(s.ctl.calls(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_bulkhead_max_wait_counts_across_an_unready_inner_service() {
+    let s = Stack::new();
+    let _held = [
+        s.bulkhead.try_acquire_owned().unwrap(),
+        s.bulkhead.try_acquire_owned().unwrap(),
+    ];
+    let mut svc = s.service();
+    let start = Instant::now();
+    let waiter = tokio::spawn(async move { call(&mut svc, 1).await });
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(s.bulkhead.metrics().waiting, 1);
+    // The inner service turns unready for a moment, and the waiting request sees it: it gives up
+    // its place in the queue, but not the time it has waited.
+    s.ctl.unready.store(true, Ordering::SeqCst);
+    s.ctl.ready_waker.wake();
+    tokio::task::yield_now().await;
+    assert_eq!(s.bulkhead.metrics().waiting, 0);
+    s.ctl.set_ready(true);
+    let e = waiter.await.unwrap().unwrap_err();
+    assert!(
+        e.downcast_ref::<BulkheadError>().unwrap().is_timed_out(),
+        "{e}"
+    );
+    assert_eq!(start.elapsed(), Duration::from_millis(100));
 }
 
 #[tokio::test(start_paused = true)]

@@ -4,6 +4,9 @@ use super::Sleep;
 use crate::backoff::Backoff;
 use crate::budget::RetryBudget;
 use crate::clock::{Clock, SystemClock};
+use crate::error::{BulkheadError, CircuitOpen, Refused};
+use std::any::Any;
+use std::error::Error;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,21 +26,49 @@ pub trait ShouldRetry<Res, E> {
     fn should_retry(&self, result: &Result<Res, E>) -> bool;
 }
 
-/// The default: retry every `Err`, never an `Ok`.
+/// The default: retry every `Err` but a refusal by one of this crate's primitives, never an
+/// `Ok`.
+///
+/// A refusal ([`CircuitOpen`], [`BulkheadError`], [`Refused`]; bare, or boxed as a
+/// [`BoxError`](super::BoxError) the way the layers return them) is this process declining
+/// the call, not a failure of the dependency: an open breaker refuses at once so that callers
+/// fail fast, and retrying it would spend the shared budget and wait out backoff on calls that
+/// never reach the dependency.
 ///
 /// ```
-/// use resile::tower::{RetryErrors, ShouldRetry};
+/// use resile::error::{CircuitOpen, Refusal};
+/// use resile::tower::{BoxError, RetryErrors, ShouldRetry};
 /// assert!(RetryErrors.should_retry(&Err::<(), _>("timeout")));
 /// assert!(!RetryErrors.should_retry(&Ok::<_, ()>(())));
+/// let open: BoxError = Box::new(CircuitOpen::new(Refusal::Open, None));
+/// assert!(!RetryErrors.should_retry(&Err::<(), _>(open)));
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RetryErrors;
 
-impl<Res, E> ShouldRetry<Res, E> for RetryErrors {
+impl<Res, E: 'static> ShouldRetry<Res, E> for RetryErrors {
     #[inline]
     fn should_retry(&self, result: &Result<Res, E>) -> bool {
-        result.is_err()
+        result.as_ref().is_err_and(|e| !is_refusal(e))
     }
+}
+
+/// Whether `e` is one of this crate's refusals, bare or in a [`BoxError`](super::BoxError).
+fn is_refusal<E: 'static>(e: &E) -> bool {
+    fn refusal(e: &(dyn Error + 'static)) -> bool {
+        e.is::<CircuitOpen>() || e.is::<BulkheadError>() || e.is::<Refused>()
+    }
+    let any = e as &dyn Any;
+    if let Some(boxed) = any.downcast_ref::<super::BoxError>() {
+        return refusal(boxed.as_ref());
+    }
+    if let Some(boxed) = any.downcast_ref::<Box<dyn Error + Send>>() {
+        return refusal(boxed.as_ref());
+    }
+    if let Some(boxed) = any.downcast_ref::<Box<dyn Error>>() {
+        return refusal(boxed.as_ref());
+    }
+    any.is::<CircuitOpen>() || any.is::<BulkheadError>() || any.is::<Refused>()
 }
 
 impl<Res, E, F: Fn(&Result<Res, E>) -> bool> ShouldRetry<Res, E> for F {
