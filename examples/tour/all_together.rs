@@ -163,6 +163,7 @@ fn simulate(protected: bool) -> (Stats, Timeline) {
         .expect("valid policy");
     let policy = Rc::new(policy);
 
+    let deploy_ns = (DEPLOY * 1e9) as u64;
     let routed = Rc::new(Cell::new(true));
     let calls = Rc::new(Cell::new(0u64));
     // The deploy: health checks, and (with draining) not-ready then draining.
@@ -234,12 +235,19 @@ fn simulate(protected: bool) -> (Stats, Timeline) {
                     let took = sim2.now() - start;
                     st.latencies.push(took);
                     st.waited += Duration::from_nanos(took);
+                    // In flight at the signal or later, and not answered: failed in the deploy
+                    // (a 503 from the draining instance included).
+                    let in_deploy = sim2.now() >= deploy_ns;
                     match out {
                         Ok("cached route") => st.from_cache += 1,
                         Ok(_) => {}
-                        Err(PolicyError::Draining(_)) => st.refused_by_drain += 1,
+                        Err(PolicyError::Draining(_)) => {
+                            st.refused_by_drain += 1;
+                            st.failed_in_deploy += u64::from(in_deploy);
+                        }
                         Err(_) => {
                             st.failed += 1;
+                            st.failed_in_deploy += u64::from(in_deploy);
                             tl.borrow_mut().count("requests failed", sim2.now_secs());
                         }
                     }
@@ -250,7 +258,6 @@ fn simulate(protected: bool) -> (Stats, Timeline) {
         }
     };
     sim.spawn(driver);
-    let deploy_ns = (DEPLOY * 1e9) as u64;
     let unfinished = sim.run_until(if protected { u64::MAX } else { deploy_ns });
     let mut st = Rc::try_unwrap(stats).ok().expect("tasks done").into_inner();
     if !protected {
@@ -319,6 +326,14 @@ pub(crate) fn run(report: &mut Report) {
             "requests failed during the deploy",
             st.failed_in_deploy,
         );
+        if protected {
+            report.row(
+                S,
+                v,
+                "requests refused while draining (503)",
+                st.refused_by_drain,
+            );
+        }
         timelines.push(tl);
     }
     report.timelines(S, timelines);
