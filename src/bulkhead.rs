@@ -510,17 +510,35 @@ impl<C: Clock> Bulkhead<C> {
         Ok(f())
     }
 
-    /// Runs the future `fut` holding a slot, waiting for one without limit (as
-    /// [`acquire`](Self::acquire)).
+    /// Runs the future `fut` holding a slot, waiting up to the configured
+    /// [`max_wait`](BulkheadBuilder::max_wait) for it (zero: fail fast), as [`call`](Self::call)
+    /// does. The wait's timer is `sleep(max_wait)` on your runtime (`tokio::time::sleep`, say);
+    /// it is polled only if the call has to queue. To wait without limit, use
+    /// [`acquire`](Self::acquire).
     ///
     /// ```
     /// use resile::bulkhead::Bulkhead;
-    /// let b = Bulkhead::builder().limit(1).build().unwrap();
-    /// let v = futures::executor::block_on(b.call_async(async { 7 })).unwrap();
+    /// use std::time::Duration;
+    /// let b = Bulkhead::builder().limit(1).build().unwrap(); // fail fast (no max wait)
+    /// let sleep = |_d: Duration| std::future::pending::<()>(); // tokio::time::sleep
+    /// let v = futures::executor::block_on(b.call_async(async { 7 }, sleep)).unwrap();
     /// assert_eq!(v, 7);
+    /// let _held = b.try_acquire().unwrap();
+    /// let e = futures::executor::block_on(b.call_async(async { 8 }, sleep)).unwrap_err();
+    /// assert!(e.is_full());
     /// ```
-    pub async fn call_async<F: Future>(&self, fut: F) -> Result<F::Output, BulkheadError> {
-        let _permit = self.acquire().await?;
+    pub async fn call_async<F, S, SF>(&self, fut: F, sleep: S) -> Result<F::Output, BulkheadError>
+    where
+        F: Future,
+        S: FnOnce(Duration) -> SF,
+        SF: Future,
+    {
+        let _permit = if self.max_wait.is_zero() {
+            self.try_acquire()?
+        } else {
+            self.acquire_until(std::pin::pin!(sleep(self.max_wait)))
+                .await?
+        };
         Ok(fut.await)
     }
 
@@ -1136,6 +1154,45 @@ mod tests {
             .clock(ManualClock::new())
             .build()
             .unwrap()
+    }
+
+    #[test]
+    fn call_async_waits_up_to_max_wait_on_the_callers_timer() {
+        use futures::channel::oneshot;
+        let b = Bulkhead::builder()
+            .limit(1)
+            .max_wait(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let held = b.try_acquire().unwrap();
+        let (_, waker) = counter();
+        let mut cx = Context::from_waker(&waker);
+        // The caller's timer fires first: the queued call gives up, timed out, without running.
+        let (fire, fired) = oneshot::channel::<()>();
+        let timer = |d: Duration| {
+            assert_eq!(d, Duration::from_secs(1), "the configured max wait");
+            async move {
+                let _ = fired.await;
+            }
+        };
+        let mut call = std::pin::pin!(b.call_async(async { 1 }, timer));
+        assert!(call.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(b.metrics().waiting, 1);
+        fire.send(()).unwrap();
+        match call.as_mut().poll(&mut cx) {
+            Poll::Ready(r) => assert!(r.unwrap_err().is_timed_out()),
+            Poll::Pending => panic!("the timer fired"),
+        }
+        assert_eq!(b.metrics().waiting, 0);
+        // A slot freed before the timer fires: the call runs.
+        let (_keep, never) = oneshot::channel::<()>();
+        let mut call = std::pin::pin!(b.call_async(async { 2 }, |_| async move {
+            let _ = never.await;
+        }));
+        assert!(call.as_mut().poll(&mut cx).is_pending());
+        drop(held);
+        assert_eq!(call.as_mut().poll(&mut cx), Poll::Ready(Ok(2)));
+        assert_eq!(b.metrics().in_flight, 0);
     }
 
     #[test]
