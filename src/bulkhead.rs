@@ -512,8 +512,8 @@ impl<C: Clock> Bulkhead<C> {
 
     /// Runs the future `fut` holding a slot, waiting up to the configured
     /// [`max_wait`](BulkheadBuilder::max_wait) for it (zero: fail fast), as [`call`](Self::call)
-    /// does. The wait's timer is `sleep(max_wait)` on your runtime (`tokio::time::sleep`, say);
-    /// it is polled only if the call has to queue. To wait without limit, use
+    /// does. The wait's timer is `sleep(max_wait)` on your runtime (`tokio::time::sleep`, say),
+    /// made only if the call has to queue. To wait without limit, use
     /// [`acquire`](Self::acquire).
     ///
     /// ```
@@ -536,7 +536,7 @@ impl<C: Clock> Bulkhead<C> {
         let _permit = if self.max_wait.is_zero() {
             self.try_acquire()?
         } else {
-            self.acquire_until(std::pin::pin!(sleep(self.max_wait)))
+            self.acquire_until(LazyTimer::new(sleep, self.max_wait))
                 .await?
         };
         Ok(fut.await)
@@ -1115,6 +1115,42 @@ impl<C: Clock> Future for AcquireOwned<C> {
 impl<C: Clock> Drop for AcquireOwned<C> {
     fn drop(&mut self) {
         self.wait.cancel(&self.bulkhead);
+    }
+}
+
+/// A timer made by `sleep(wait)` when first polled, so that a wait that never has to queue
+/// (the acquire is polled first) never asks the runtime for one. Boxed once made, so that it is
+/// `Unpin` whatever the runtime's timer is.
+pub(crate) struct LazyTimer<S, F> {
+    make: Option<(S, Duration)>,
+    timer: Option<Pin<Box<F>>>,
+}
+
+impl<S, F> LazyTimer<S, F> {
+    pub(crate) fn new(sleep: S, wait: Duration) -> Self {
+        Self {
+            make: Some((sleep, wait)),
+            timer: None,
+        }
+    }
+}
+
+// `S` is only ever moved out (never pinned), and the timer is boxed.
+impl<S, F> Unpin for LazyTimer<S, F> {}
+
+impl<S: FnOnce(Duration) -> F, F: Future> Future for LazyTimer<S, F> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        if let Some((sleep, wait)) = this.make.take() {
+            this.timer = Some(Box::pin(sleep(wait)));
+        }
+        match &mut this.timer {
+            Some(timer) => timer.as_mut().poll(cx).map(|_| ()),
+            // Made above on the first poll; `make` and `timer` are never both empty.
+            None => Poll::Ready(()),
+        }
     }
 }
 

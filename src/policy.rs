@@ -74,7 +74,7 @@
 //! ```
 
 use crate::breaker::{CallError, CircuitBreaker, ErrorClass};
-use crate::bulkhead::Bulkhead;
+use crate::bulkhead::{Bulkhead, LazyTimer};
 use crate::clock::{Clock, SystemClock};
 use crate::drain::Drainer;
 use crate::error::{BulkheadError, CircuitOpen, ConfigError, Refused, RetryError};
@@ -636,8 +636,7 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
                 let permit = if wait.is_zero() {
                     b.try_acquire()
                 } else {
-                    let timer = std::pin::pin!(sleep(wait));
-                    b.acquire_until(timer).await
+                    b.acquire_until(LazyTimer::new(&mut sleep, wait)).await
                 };
                 Some(permit.map_err(PolicyError::BulkheadFull)?)
             }
@@ -646,12 +645,19 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
         let breaker = self.breaker.as_deref();
         let class = &self.classify;
         let attempt = || {
-            let fut = op();
+            // The breaker first: a refused attempt never calls `op`, so nothing it does eagerly
+            // (building or sending the request) reaches the dependency.
+            let admitted = match breaker.map(CircuitBreaker::try_acquire).transpose() {
+                Ok(permit) => Ok((permit, op())),
+                Err(refused) => Err(refused),
+            };
             async move {
-                match breaker {
-                    Some(b) => b.call_async_with(|e| class.classify(e), fut).await,
-                    None => fut.await.map_err(CallError::Inner),
+                let (permit, fut) = admitted.map_err(CallError::Refused)?;
+                let r = fut.await;
+                if let Some(permit) = permit {
+                    permit.resolve(&r, |e| class.classify(e));
                 }
+                r.map_err(CallError::Inner)
             }
         };
         match &self.retry {

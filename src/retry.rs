@@ -215,17 +215,18 @@ impl<C: Clock, K> Retry<C, K> {
         }
     }
 
-    /// After a failed attempt: the delay before the next one, or why the run ends. The order is
-    /// the promise: classify, count attempts, compute the backoff, check the deadline, and only
-    /// then withdraw (so a retry that will not happen is never debited, and one that will is
-    /// debited before its wait).
+    /// After a failed attempt: the delay before the next one (with the error, kept for
+    /// [`after_wait`](Self::after_wait)), or why the run ends. The order is the promise:
+    /// classify, count attempts, compute the backoff, check the deadline, and only then withdraw
+    /// (so a retry that will not happen is never debited, and one that will is debited before
+    /// its wait).
     fn after_failure<E, R: Rng + ?Sized>(
         &self,
         classify: &impl Classify<E>,
         st: &mut RunState,
         last: E,
         rng: &mut R,
-    ) -> Result<Duration, RetryError<E>> {
+    ) -> Result<(Duration, E), RetryError<E>> {
         let attempts = st.attempts;
         if !classify.is_retryable(&last) {
             return Err(RetryError::NotRetryable { attempts, last });
@@ -248,7 +249,20 @@ impl<C: Clock, K> Retry<C, K> {
             }
         }
         st.previous = delay;
-        Ok(delay)
+        Ok((delay, last))
+    }
+
+    /// After the wait: the next attempt may start, unless the wait ended at or past the deadline
+    /// (a sleep that woke late). Its retry was paid before the wait and is not refunded: the
+    /// budget errs against the retrier.
+    fn after_wait<E>(&self, st: &RunState, last: E) -> Result<(), RetryError<E>> {
+        match st.deadline_at {
+            Some(at) if self.clock.now() >= at => Err(RetryError::DeadlineExceeded {
+                attempts: st.attempts,
+                last,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Runs `op` with retries, sleeping the thread between attempts, with thread-local
@@ -298,7 +312,11 @@ impl<C: Clock, K> Retry<C, K> {
             st.attempts += 1;
             match op() {
                 Ok(v) => return Ok(v),
-                Err(e) => sleep(self.after_failure(classify, &mut st, e, rng)?),
+                Err(e) => {
+                    let (delay, last) = self.after_failure(classify, &mut st, e, rng)?;
+                    sleep(delay);
+                    self.after_wait(&st, last)?;
+                }
             }
         }
     }
@@ -385,8 +403,9 @@ impl<C: Clock, K> Retry<C, K> {
             match op().await {
                 Ok(v) => return Ok(v),
                 Err(e) => {
-                    let delay = self.after_failure(classify, &mut st, e, &mut rng)?;
+                    let (delay, last) = self.after_failure(classify, &mut st, e, &mut rng)?;
                     sleep(delay).await;
+                    self.after_wait(&st, last)?;
                 }
             }
         }

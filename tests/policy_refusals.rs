@@ -425,3 +425,62 @@ fn async_refusals_match_the_sync_ones() {
     let e = block_on(policy.call_async(|| async { Ok::<u8, &str>(1) }, sleep)).unwrap_err();
     assert!(matches!(e, PolicyError::Draining(Refused::Draining)));
 }
+
+#[test]
+fn async_an_open_breaker_refuses_before_the_operation_is_even_made() {
+    let p = parts(10);
+    let policy = full_policy!(p, 3);
+    p.breaker.force_open();
+    let made = Cell::new(0);
+    let e = block_on(policy.call_async(
+        || {
+            // Work done eagerly, when the future is made (building and sending the request).
+            made.set(made.get() + 1);
+            let r = Ok::<u8, &str>(1);
+            async move { r }
+        },
+        |d| {
+            p.clock.advance(d);
+            std::future::ready(())
+        },
+    ))
+    .unwrap_err();
+    assert!(e.is_breaker_open(), "{e:?}");
+    assert_eq!(
+        made.get(),
+        0,
+        "the operation was made while the breaker was open"
+    );
+}
+
+#[test]
+fn async_no_timer_is_asked_for_when_a_slot_is_free() {
+    let clock = ManualClock::new();
+    let bulkhead = Arc::new(
+        Bulkhead::builder()
+            .limit(1)
+            .max_wait(Duration::from_secs(1))
+            .clock(clock.clone())
+            .build()
+            .unwrap(),
+    );
+    let policy = Policy::builder()
+        .bulkhead(bulkhead.clone())
+        .build()
+        .unwrap();
+    let sleeps = Cell::new(0);
+    let sleep = |d| {
+        sleeps.set(sleeps.get() + 1);
+        clock.advance(d);
+        std::future::ready(())
+    };
+    assert_eq!(
+        block_on(policy.call_async(|| async { Ok::<u8, &str>(1) }, sleep)),
+        Ok(1)
+    );
+    assert_eq!(sleeps.get(), 0, "no wait, no timer");
+    assert_eq!(clock.now(), 0);
+    // The same for the bulkhead's own call_async.
+    assert_eq!(block_on(bulkhead.call_async(async { 2 }, sleep)), Ok(2));
+    assert_eq!(sleeps.get(), 0);
+}

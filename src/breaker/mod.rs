@@ -862,7 +862,7 @@ impl<'a, C: Clock> Permit<'a, C> {
         b.release(g);
     }
 
-    fn resolve<T, E>(self, r: &Result<T, E>, classify: impl FnOnce(&E) -> ErrorClass) {
+    pub(crate) fn resolve<T, E>(self, r: &Result<T, E>, classify: impl FnOnce(&E) -> ErrorClass) {
         match r {
             Ok(_) => self.success(),
             Err(e) => match classify(e) {
