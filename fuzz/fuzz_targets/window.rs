@@ -194,9 +194,11 @@ fuzz_target!(|input: Input| {
             Op::Record { failed, slow } => {
                 let o = Outcome::new(failed, slow);
                 assert_eq!(cw.record(o), cm.record(o));
-                let want = tm.add(now, o.tally().into());
+                // An outcome goes in whole while calls have room, else not at all.
+                let whole = |t: Lanes| t[0] < TimeWindow::MAX_LANE;
+                let (Ok(want) | Err(want)) = tm.try_add(now, o.tally().into(), whole);
                 assert_eq!(tw.record(now, o), Tally::from(want));
-                let want = tfm.add(now, o.tally().into());
+                let (Ok(want) | Err(want)) = tfm.try_add(now, o.tally().into(), whole);
                 assert_eq!(tf.record(now, o), Tally::from(want));
             }
             Op::FastCalls(k) => {

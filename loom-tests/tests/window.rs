@@ -414,3 +414,50 @@ fn time_fast_calls_in_a_ring_of_four_slots_for_three_buckets_age_out_by_epoch() 
         assert_eq!(w.totals(6), [0, 0, 0]);
     });
 }
+
+/// A record racing a reset survives it whole or as its call alone, never as a failure or a slow
+/// call without its call: the record writes its lanes in the reverse of the reset's order.
+#[test]
+fn time_a_record_racing_a_reset_never_leaves_a_failure_without_its_call() {
+    model(|| {
+        let w = Arc::new(TimeWindow::new(Duration::from_nanos(2), 2).unwrap());
+        let wa = w.clone();
+        let a = thread::spawn(move || {
+            wa.record(0, Outcome::SlowFailure);
+        });
+        w.reset();
+        a.join().unwrap();
+        let [calls, failures, slow] = w.totals(0);
+        assert!(
+            failures <= calls && slow <= calls,
+            "{:?}",
+            [calls, failures, slow]
+        );
+    });
+}
+
+/// A record that helps a rotation's stamping, raced by the reader that moved the head: what it
+/// returns never shows more failures than calls.
+#[test]
+fn time_a_record_during_a_rotation_never_reports_more_failures_than_calls() {
+    model(|| {
+        let w = Arc::new(TimeWindow::new(Duration::from_nanos(2), 2).unwrap());
+        w.record(0, Outcome::Failure);
+        w.record(0, Outcome::Failure);
+        let wa = w.clone();
+        let a = thread::spawn(move || {
+            wa.tally(2);
+        });
+        let t = w.record(2, Outcome::Success);
+        assert!(t.failures <= t.calls, "{t:?}");
+        a.join().unwrap();
+        assert_eq!(
+            w.tally(2),
+            Tally {
+                calls: 1,
+                failures: 0,
+                slow: 0
+            }
+        );
+    });
+}

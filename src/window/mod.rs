@@ -143,11 +143,13 @@ impl From<Tally> for [u32; 3] {
 }
 
 impl From<[u32; 3]> for Tally {
+    /// Failures and slow calls clamped to calls: a time window read while a rotation is being
+    /// stamped can briefly show more (see its caveats); a rate is never above 1.
     fn from([calls, failures, slow]: [u32; 3]) -> Self {
         Tally {
             calls,
-            failures,
-            slow,
+            failures: failures.min(calls),
+            slow: slow.min(calls),
         }
     }
 }

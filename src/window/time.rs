@@ -61,10 +61,14 @@
 //! loads.
 //!
 //! **Caveats.** While an advance is stamping (at most `3N` CASes) a concurrent reader can still
-//! see counts of the epochs that just died. A lap tag keeps 42 bits, so a bucket whose word was
-//! last written `k * 2^42` laps ago (with `k >= 1`, e.g. more than 1.3 hours of idle time for a
-//! 1 ns bucket, 139 years for a 1 us bucket) is taken for a live one if the clock then lands on
-//! exactly that lap; its stale count (if any) then lingers for one more span.
+//! see counts of the epochs that just died, and an adder that helps the stamper takes out the
+//! dead counts of its own lanes only, so for that moment a read can show more failures than
+//! calls ([`Tally`] clamps failures and slow calls to calls). A lap tag keeps 42 bits, so a
+//! bucket whose word was last written `k * 2^42` laps ago (`k >= 1`: 2^42 laps of `N` buckets)
+//! is taken for a live one if the clock then lands on exactly that lap; its stale count (if any)
+//! then lingers for one more span. A fast word is tagged with its epoch, not its lap, so the same
+//! holds after `k * 2^42` *buckets*: about 1.2 hours of idle time for 1 ns buckets, 51 days for
+//! 1 us buckets, 139 years for 1 ms buckets.
 
 use crate::error::ConfigError;
 use crate::sync::{AtomicU64, Ordering, stripe_count, thread_stripe};
@@ -188,6 +192,13 @@ const fn unpack(t: u64) -> Lanes {
         ((t >> LANE_BITS) & LANE_MASK) as u32,
         ((t >> (2 * LANE_BITS)) & LANE_MASK) as u32,
     ]
+}
+
+/// Whether an outcome (one call, with or without a failure and a slow call) fits whole: the
+/// calls lane has room, and failures and slow calls never outnumber calls, so they have too.
+#[inline]
+fn calls_have_room(l: Lanes) -> bool {
+    l[0] < TimeWindow::MAX_LANE
 }
 
 /// The pure step of the check-and-add: the totals after adding `delta` to `totals`, each lane
@@ -540,7 +551,10 @@ impl TimeWindow {
         };
         let mut give_back = 0u64;
         let mut dead = false;
-        for (lane, &a) in applied.iter().enumerate() {
+        // The lanes in reverse (slow calls, failures, calls), the opposite of `reset`'s order: an
+        // add racing a reset then survives it as a suffix of this order (calls; failures and
+        // calls; or all), never as a failure or a slow call without its call.
+        for (lane, &a) in applied.iter().enumerate().rev() {
             if a == 0 {
                 continue;
             }
@@ -625,10 +639,14 @@ impl TimeWindow {
         u32::try_from(sum).unwrap_or(u32::MAX)
     }
 
-    /// Records one call outcome at `now`; returns the totals just after.
+    /// Records one call outcome at `now`; returns the totals just after. An outcome that finds
+    /// the calls lane full (at [`MAX_LANE`](Self::MAX_LANE)) is dropped whole, so that failures
+    /// and slow calls never outnumber the calls they are counted against.
     #[inline]
     pub fn record(&self, now: u64, outcome: Outcome) -> Tally {
-        self.add(now, outcome.tally().into()).into()
+        match self.try_add(now, outcome.tally().into(), calls_have_room) {
+            Ok(t) | Err(t) => t.into(),
+        }
     }
 
     /// [`record`](Self::record) returning the totals without the fast calls: failures and slow
@@ -636,7 +654,7 @@ impl TimeWindow {
     /// when that bound could breach a threshold).
     #[inline]
     pub(crate) fn record_counted(&self, now: u64, outcome: Outcome) -> Tally {
-        match self.try_add_counted(now, outcome.tally().into(), |_| true) {
+        match self.try_add_counted(now, outcome.tally().into(), calls_have_room) {
             Ok(t) | Err(t) => t.into(),
         }
     }
@@ -778,11 +796,12 @@ mod tests {
             match r % 16 {
                 0..=4 => {
                     let o = Outcome::new(r & 32 != 0, r & 64 != 0);
-                    assert_eq!(
-                        w.record(now, o),
-                        Tally::from(m.add(now, o.tally().into())),
-                        "{ctx}"
-                    );
+                    // An outcome goes in whole while calls have room, else not at all.
+                    let whole = |t: Lanes| t[0] < TimeWindow::MAX_LANE;
+                    let expect = match m.try_add(now, o.tally().into(), whole) {
+                        Ok(t) | Err(t) => Tally::from(t),
+                    };
+                    assert_eq!(w.record(now, o), expect, "{ctx}");
                 }
                 5 => {
                     // Large adds drive the lanes into saturation.
@@ -892,6 +911,27 @@ mod tests {
         w.add(clock.now(), [0, 1, 0]);
         clock.advance(Duration::from_secs(1)); // saturates at u64::MAX
         assert_eq!(w.add(clock.now(), [0, 0, 1]), [1, 1, 1]);
+    }
+
+    #[test]
+    fn an_outcome_that_finds_the_calls_lane_full_is_dropped_whole() {
+        let sec = 1_000_000_000;
+        let w = TimeWindow::new(Duration::from_secs(10), 10).unwrap();
+        w.add(0, [TimeWindow::MAX_LANE, 0, 0]);
+        for _ in 0..5 {
+            w.record(sec, Outcome::SlowFailure);
+        }
+        let full = w.tally(sec);
+        assert_eq!(
+            (full.calls, full.failures, full.slow),
+            (TimeWindow::MAX_LANE, 0, 0)
+        );
+        // Once the full bucket ages out, no failure is left without its call.
+        let t = w.tally(10 * sec);
+        assert_eq!((t.calls, t.failures, t.slow), (0, 0, 0));
+        w.record(10 * sec, Outcome::Failure);
+        let t = w.tally(10 * sec);
+        assert_eq!((t.calls, t.failures, t.slow), (1, 1, 0));
     }
 
     #[test]
