@@ -279,8 +279,9 @@ impl Drained {
 }
 
 /// A snapshot of a drainer's counters. Fields are read one after another, not atomically
-/// together; each is exact on its own, except that an `enter` racing the start of draining
-/// counts in `in_flight` and `admitted` for the instant before it is refused.
+/// together; each is exact on its own, except that an `enter` the word itself refuses (one
+/// racing the start of draining, or finding the count full) counts in `in_flight`, and in
+/// `admitted` while `metrics` reads, until its refusal has been counted.
 ///
 /// ```
 /// use resile::drain::{Drainer, Phase};

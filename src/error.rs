@@ -151,8 +151,10 @@ impl CircuitOpen {
     }
 
     /// How long until the breaker admits a probe; `None` when forced open. When half-open with
-    /// every probe taken it is the latest that can be: the probes may decide sooner, and if they
-    /// do not, the half-open timeout re-opens the breaker for one more open period.
+    /// every probe taken it is an estimate: the time until the half-open timeout plus one more
+    /// open period, which is the wait if the probes never decide and a call arrives at the
+    /// timeout (the re-open is made by the first call after it, and runs from then). The probes
+    /// may decide sooner.
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         (self.retry_after_nanos != NO_RETRY_AFTER)
             .then(|| std::time::Duration::from_nanos(self.retry_after_nanos))

@@ -48,7 +48,7 @@
 
 use crate::breaker::{CircuitBreaker, ErrorClass, OwnedPermit as BreakerPermit};
 use crate::bulkhead::{AcquireOwned, Bulkhead, OwnedPermit as BulkheadPermit};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock, duration_to_nanos};
 use crate::drain::{Drainer, OwnedDrainGuard};
 use crate::error::{BulkheadError, CircuitOpen, Refused};
 use pin_project_lite::pin_project;
@@ -570,6 +570,15 @@ impl<S, C: Clock, T: Sleep> BulkheadService<S, C, T> {
             match &mut self.admission {
                 Admission::Ready(_) | Admission::Refused(_) => return Poll::Ready(()),
                 Admission::Idle if self.timer.waits() && !self.bulkhead.max_wait().is_zero() => {
+                    // A timer left from an earlier readiness that has run its whole max wait
+                    // (the caller may have given that readiness up) is not held against this
+                    // one: it starts afresh.
+                    let max = duration_to_nanos(self.bulkhead.max_wait());
+                    if let Some((_, start)) = &self.wait {
+                        if self.bulkhead.wait_started().saturating_sub(*start) >= max {
+                            self.wait = None;
+                        }
+                    }
                     self.admission = Admission::Waiting(self.bulkhead.clone().acquire_owned());
                 }
                 Admission::Idle => {

@@ -386,6 +386,39 @@ async fn the_bulkhead_max_wait_counts_across_an_unready_inner_service() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_readiness_given_up_leaves_no_spent_timer_to_the_next_request() {
+    let s = Stack::new();
+    let _held = [
+        s.bulkhead.try_acquire_owned().unwrap(),
+        s.bulkhead.try_acquire_owned().unwrap(),
+    ];
+    let mut svc = ServiceBuilder::new()
+        .layer(BulkheadLayer::new(s.bulkhead.clone()).wait_with(tokio::time::sleep))
+        .service(Mock(s.ctl.clone()));
+    // Request A queues (its timer starts), the inner service turns unready, and the caller
+    // gives up (its own deadline) and stops polling.
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    assert!(svc.poll_ready(&mut cx).is_pending());
+    s.ctl.set_ready(false);
+    assert!(svc.poll_ready(&mut cx).is_pending());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    // Request B, ten seconds later on the same service (a keep-alive connection), waits its own
+    // max wait, not none.
+    s.ctl.set_ready(true);
+    let start = Instant::now();
+    let e = match svc.ready().await {
+        Ok(svc) => svc.call(1).await.unwrap_err(),
+        Err(e) => e,
+    };
+    assert!(
+        e.downcast_ref::<BulkheadError>().unwrap().is_timed_out(),
+        "{e}"
+    );
+    assert_eq!(start.elapsed(), Duration::from_millis(100));
+}
+
+#[tokio::test(start_paused = true)]
 async fn no_slot_is_held_while_the_inner_service_is_unready() {
     let s = Stack::new();
     let mut svc = s.service();

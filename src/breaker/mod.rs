@@ -428,10 +428,12 @@ impl<C: Clock> CircuitBreaker<C> {
 
     #[cold]
     fn acquire_timed(&self, mut w: u64, now: u64) -> Result<Permit<'_, C>, CircuitOpen> {
+        let mut t = self.at(now);
         loop {
-            let step = state::acquire(w, self.at(now), &self.params);
+            let step = state::acquire(w, t, &self.params);
             if step.next != w {
                 if let Err(seen) = self.install(w, &step, now) {
+                    t = self.at_next(t, w, seen);
                     w = seen;
                     continue;
                 }
@@ -594,10 +596,23 @@ impl<C: Clock> CircuitBreaker<C> {
         Now::new(now, self.changed_at.load(Ordering::Relaxed))
     }
 
+    /// The time to decide at after a CAS over `w` failed, finding `seen`. The same generation is
+    /// the same state, and `t`'s stamp was read after it was loaded, so `t` still holds; a stamp
+    /// read now may carry the raise of a CAS that lost within this state (this thread's own
+    /// included), too late for it. A new generation needs a new reading.
+    #[inline]
+    fn at_next(&self, t: Now, w: u64, seen: u64) -> Now {
+        if state::generation(seen) == state::generation(w) {
+            t
+        } else {
+            self.at(t.nanos)
+        }
+    }
+
     /// Installs `step` over `w` with one CAS. A transition first raises the stamp to `now`, so
     /// that whoever sees the new state (through the CAS's release) also sees a stamp no earlier
-    /// than its entry; a CAS that then loses leaves the stamp a little late, which keeps it a lower
-    /// bound of the state's age.
+    /// than its entry. A CAS that then loses leaves the stamp late for the state it lost to
+    /// (see "Time and wrap-around" in `state.rs`).
     #[inline]
     fn install(&self, w: u64, step: &Step, now: u64) -> Result<u64, u64> {
         if let Some((from, to)) = step.change {
@@ -771,15 +786,17 @@ impl<C: Clock> CircuitBreaker<C> {
     fn record_probe(&self, mut w: u64, generation: u32, start: u64, failed: bool) {
         let now = self.clock.now();
         let outcome = Outcome::new(failed, self.is_slow(start, now));
-        while let Some(step) =
-            state::probe_result(w, generation, outcome, self.at(now), &self.params)
-        {
+        let mut t = self.at(now);
+        while let Some(step) = state::probe_result(w, generation, outcome, t, &self.params) {
             match self.install(w, &step, now) {
                 Ok(_) => {
                     self.transitioned(&step);
                     return;
                 }
-                Err(seen) => w = seen,
+                Err(seen) => {
+                    t = self.at_next(t, w, seen);
+                    w = seen;
+                }
             }
         }
     }

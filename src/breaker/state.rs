@@ -99,8 +99,13 @@
 //! The stamp is a lower bound because every transition raises it (`fetch_max` with the
 //! transition's `now`) *before* the CAS that installs the new state, and a reader loads it after
 //! loading the word with `Acquire`: a reader that sees a state sees a stamp at least as late as
-//! that state's entry. A losing CAS may have raised it a little further, which only makes the
-//! bound more cautious.
+//! that state's entry. A CAS that loses has raised it anyway, past the entry of the state it lost
+//! to. When that state is a new one, the raise is harmless (the state is young, and the tick
+//! field alone reads its deadline right). When it is the same state, changed by a half-open probe
+//! admitted, given back or reported (open changes nothing but by a transition), a CAS loop keeps
+//! the reading it took before (`at_next` in `mod.rs`), so the loser still sees the state's true
+//! age and its retry lands the transition; until it does, another reader may take that old state
+//! for a young one.
 
 use crate::window::{Outcome, Tally};
 
@@ -435,8 +440,9 @@ pub(crate) fn acquire(w: u64, t: Now, p: &Params) -> Step {
                     change: None,
                 }
             } else {
-                // Every probe is out. Unless they decide first, the breaker re-opens at the
-                // half-open timeout and admits a probe one open period after it.
+                // Every probe is out. Unless they decide first, the first call after the
+                // half-open timeout re-opens the breaker, for one open period: the estimate
+                // assumes that call comes at the timeout.
                 let next_open = p.open_nanos[(attempts(w) + 1).clamp(1, MAX_ATTEMPTS) as usize];
                 refuse(w, Some(left.saturating_add(next_open)), State::HalfOpen)
             }
@@ -706,7 +712,7 @@ mod tests {
         assert_eq!(
             full.verdict,
             Verdict::Refuse {
-                // At the latest: the half-open timeout (20 T), then one open period (10 T).
+                // The estimate: the half-open timeout (20 T), then one open period (10 T).
                 retry_after: Some(30 * T),
                 state: State::HalfOpen
             }

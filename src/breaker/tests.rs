@@ -278,7 +278,7 @@ fn half_open_admits_at_most_probes_and_decides_after_enough_results() {
     let p2 = b.try_acquire().unwrap();
     let e = b.try_acquire().unwrap_err();
     assert_eq!(e.refusal(), Refusal::HalfOpen);
-    // At the latest (if the probes never decide): the half-open timeout of 10 s, then one more
+    // The estimate (if the probes never decide): the half-open timeout of 10 s, then one more
     // open period of 5 s.
     let wait = e.retry_after().unwrap();
     assert!((15 * SEC..15 * SEC + TICK).contains(&wait), "{wait:?}");
@@ -607,6 +607,54 @@ fn a_failure_recorded_across_a_reset_counts_in_the_new_window_and_clears_clean()
     assert_eq!(b.state(), Closed, "the late result made no decision itself");
     outcomes(&b, "S");
     assert_eq!(b.state(), Open);
+}
+
+#[test]
+fn a_timeout_cas_lost_to_a_probe_given_back_keeps_the_state_s_age() {
+    let gate = Arc::new(Gate {
+        armed: Mutex::new(false),
+        entered: std::sync::Barrier::new(2),
+        release: std::sync::Barrier::new(2),
+    });
+    let clock = GateClock {
+        inner: ManualClock::new(),
+        gate: gate.clone(),
+    };
+    let b = CircuitBreaker::builder()
+        .clock(clock.clone())
+        .count_window(2)
+        .minimum_calls(2)
+        .failure_rate_threshold(0.5)
+        .open_for(5 * SEC)
+        .half_open_probes(2)
+        .half_open_timeout(10 * SEC)
+        .build()
+        .unwrap();
+    outcomes(&b, "FF");
+    past_open(&clock.inner, 0, 5 * SEC);
+    let p1 = b.try_acquire().unwrap();
+    let _p2 = b.try_acquire().unwrap();
+    // 15 hours untouched, both probes hung: the half-open timeout passed long ago.
+    clock.inner.advance(Duration::from_secs(15 * 3600));
+    *gate.armed.lock().unwrap() = true;
+    let racer = std::thread::scope(|s| {
+        // The racer loads the word, then stops at its clock reading...
+        let t = s.spawn(|| b.try_acquire().map(|p| p.ignore()));
+        gate.entered.wait();
+        // ... while a hung probe is given back (same state, one slot freer), so the racer's
+        // timeout CAS, made after it raised the stamp, loses and is retried.
+        drop(p1);
+        gate.release.wait();
+        t.join().unwrap()
+    });
+    assert_eq!(
+        racer.unwrap_err().refusal(),
+        Refusal::Open,
+        "the timeout re-opened"
+    );
+    assert_eq!(b.state(), Open);
+    let wait = b.try_acquire().unwrap_err().retry_after().unwrap();
+    assert!((5 * SEC - TICK..5 * SEC + TICK).contains(&wait), "{wait:?}");
 }
 
 #[test]

@@ -30,7 +30,8 @@ pub trait ShouldRetry<Res, E> {
 /// `Ok`.
 ///
 /// A refusal ([`CircuitOpen`], [`BulkheadError`], [`Refused`]; bare, or boxed as a
-/// [`BoxError`](super::BoxError) the way the layers return them) is this process declining
+/// [`BoxError`](super::BoxError) the way the layers return them, or anywhere in a boxed error's
+/// chain of [`source`](Error::source)s, as tower's `Buffer` wraps it) is this process declining
 /// the call, not a failure of the dependency: an open breaker refuses at once so that callers
 /// fail fast, and retrying it would spend the shared budget and wait out backoff on calls that
 /// never reach the dependency.
@@ -53,10 +54,17 @@ impl<Res, E: 'static> ShouldRetry<Res, E> for RetryErrors {
     }
 }
 
-/// Whether `e` is one of this crate's refusals, bare or in a [`BoxError`](super::BoxError).
+/// Whether `e` is one of this crate's refusals, bare, or boxed (itself or one of its sources).
 fn is_refusal<E: 'static>(e: &E) -> bool {
     fn refusal(e: &(dyn Error + 'static)) -> bool {
-        e.is::<CircuitOpen>() || e.is::<BulkheadError>() || e.is::<Refused>()
+        let mut next = Some(e);
+        while let Some(e) = next {
+            if e.is::<CircuitOpen>() || e.is::<BulkheadError>() || e.is::<Refused>() {
+                return true;
+            }
+            next = e.source();
+        }
+        false
     }
     let any = e as &dyn Any;
     if let Some(boxed) = any.downcast_ref::<super::BoxError>() {
@@ -126,7 +134,8 @@ pub struct RetryPolicy<S, C: Clock = SystemClock, K = RetryErrors> {
 
 impl<S, C: Clock> RetryPolicy<S, C> {
     /// A policy paid from `budget`, waiting with `sleep` (`tokio::time::sleep`, ...); the
-    /// default [`Backoff`], 3 attempts, every `Err` retried.
+    /// default [`Backoff`], 3 attempts, every `Err` retried but this crate's refusals
+    /// ([`RetryErrors`]).
     pub fn new(budget: Arc<RetryBudget<C>>, sleep: S) -> Self {
         Self {
             budget,
@@ -224,5 +233,48 @@ where
 
     fn clone_request(&mut self, req: &Req) -> Option<Req> {
         Some(req.clone())
+    }
+}
+
+#[cfg(all(test, not(resile_loom)))]
+mod tests {
+    use super::*;
+    use crate::error::Refusal;
+
+    /// An error that carries another as its source, as tower's `Buffer` wraps its inner error.
+    #[derive(Debug)]
+    struct Wrapped(super::super::BoxError);
+
+    impl fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "wrapped: {}", self.0)
+        }
+    }
+
+    impl Error for Wrapped {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(self.0.as_ref())
+        }
+    }
+
+    fn retried<E: 'static>(e: E) -> bool {
+        RetryErrors.should_retry(&Err::<(), E>(e))
+    }
+
+    #[test]
+    fn refusals_are_not_retried_bare_boxed_or_as_a_source() {
+        let open = || CircuitOpen::new(Refusal::Open, None);
+        assert!(!retried(open()));
+        assert!(!retried(Refused::Draining));
+        let boxed: super::super::BoxError = Box::new(open());
+        assert!(!retried(boxed));
+        let deep: super::super::BoxError = Box::new(Wrapped(Box::new(Refused::Draining)));
+        assert!(!retried(deep));
+        let deeper: Box<dyn Error + Send> = Box::new(Wrapped(Box::new(Wrapped(Box::new(open())))));
+        assert!(!retried(deeper));
+        // Anything else is retried, wrapped or not.
+        let other: super::super::BoxError = Box::new(Wrapped("connection reset".into()));
+        assert!(retried(other));
+        assert!(retried(std::io::Error::other("timeout")));
     }
 }
