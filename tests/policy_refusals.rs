@@ -6,7 +6,7 @@ use resile::backoff::{Backoff, Jitter};
 use resile::breaker::{CircuitBreaker, State};
 use resile::budget::RetryBudget;
 use resile::bulkhead::Bulkhead;
-use resile::clock::{Clock, ManualClock};
+use resile::clock::{Clock, ManualClock, SystemClock};
 use resile::drain::Drainer;
 use resile::error::{BulkheadError, Refusal, Refused};
 use resile::policy::{Policy, PolicyError};
@@ -366,14 +366,20 @@ fn async_call_retries_with_the_callers_sleep() {
     assert_eq!(p.bulkhead.metrics().in_flight, 0);
 }
 
-#[test]
-fn async_bulkhead_wait_is_bounded_by_max_wait_through_the_callers_sleep() {
+/// A policy of one bulkhead of one slot that waits up to `max_wait`, on a manual clock.
+fn waiting_bulkhead_policy(
+    max_wait: Duration,
+) -> (
+    ManualClock,
+    Arc<Bulkhead<ManualClock>>,
+    Policy<SystemClock, ManualClock>,
+) {
     let clock = ManualClock::new();
     let bulkhead = Arc::new(
         Bulkhead::builder()
             .name("db")
             .limit(1)
-            .max_wait(Duration::from_millis(50))
+            .max_wait(max_wait)
             .clock(clock.clone())
             .build()
             .unwrap(),
@@ -382,6 +388,12 @@ fn async_bulkhead_wait_is_bounded_by_max_wait_through_the_callers_sleep() {
         .bulkhead(bulkhead.clone())
         .build()
         .unwrap();
+    (clock, bulkhead, policy)
+}
+
+#[test]
+fn async_bulkhead_wait_is_bounded_by_max_wait_through_the_callers_sleep() {
+    let (clock, bulkhead, policy) = waiting_bulkhead_policy(Duration::from_millis(50));
     let _held = bulkhead.try_acquire().unwrap();
     let asked = Cell::new(Duration::ZERO);
     let e = block_on(policy.call_async(
@@ -455,19 +467,7 @@ fn async_an_open_breaker_refuses_before_the_operation_is_even_made() {
 
 #[test]
 fn async_no_timer_is_asked_for_when_a_slot_is_free() {
-    let clock = ManualClock::new();
-    let bulkhead = Arc::new(
-        Bulkhead::builder()
-            .limit(1)
-            .max_wait(Duration::from_secs(1))
-            .clock(clock.clone())
-            .build()
-            .unwrap(),
-    );
-    let policy = Policy::builder()
-        .bulkhead(bulkhead.clone())
-        .build()
-        .unwrap();
+    let (clock, bulkhead, policy) = waiting_bulkhead_policy(Duration::from_secs(1));
     let sleeps = Cell::new(0);
     let sleep = |d| {
         sleeps.set(sleeps.get() + 1);

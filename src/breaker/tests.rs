@@ -559,6 +559,22 @@ struct Gate {
     release: std::sync::Barrier,
 }
 
+impl GateClock {
+    /// A clock at 0, disarmed, and its gate.
+    fn new() -> (Self, Arc<Gate>) {
+        let gate = Arc::new(Gate {
+            armed: Mutex::new(false),
+            entered: std::sync::Barrier::new(2),
+            release: std::sync::Barrier::new(2),
+        });
+        let clock = GateClock {
+            inner: ManualClock::new(),
+            gate: gate.clone(),
+        };
+        (clock, gate)
+    }
+}
+
 impl Clock for GateClock {
     fn now(&self) -> u64 {
         if std::mem::take(&mut *self.gate.armed.lock().unwrap()) {
@@ -571,15 +587,7 @@ impl Clock for GateClock {
 
 #[test]
 fn a_failure_recorded_across_a_reset_counts_in_the_new_window_and_clears_clean() {
-    let gate = Arc::new(Gate {
-        armed: Mutex::new(false),
-        entered: std::sync::Barrier::new(2),
-        release: std::sync::Barrier::new(2),
-    });
-    let clock = GateClock {
-        inner: ManualClock::new(),
-        gate: gate.clone(),
-    };
+    let (clock, gate) = GateClock::new();
     let b = CircuitBreaker::builder()
         .clock(clock)
         .time_window(10 * SEC, 10)
@@ -611,15 +619,7 @@ fn a_failure_recorded_across_a_reset_counts_in_the_new_window_and_clears_clean()
 
 #[test]
 fn a_timeout_cas_lost_to_a_probe_given_back_keeps_the_state_s_age() {
-    let gate = Arc::new(Gate {
-        armed: Mutex::new(false),
-        entered: std::sync::Barrier::new(2),
-        release: std::sync::Barrier::new(2),
-    });
-    let clock = GateClock {
-        inner: ManualClock::new(),
-        gate: gate.clone(),
-    };
+    let (clock, gate) = GateClock::new();
     let b = CircuitBreaker::builder()
         .clock(clock.clone())
         .count_window(2)
