@@ -294,6 +294,11 @@ impl RecentClock {
     /// A clock updated every `resolution` by a ticker thread that lives as long as the clock (any
     /// clone of it).
     ///
+    /// Each call starts its own thread: make one clock and clone it into every primitive. A
+    /// process that forks keeps only the forking thread, so a clock made before `fork` stands
+    /// still in the child: make it after forking (in each worker), or drive it with
+    /// [`update`](Self::update).
+    ///
     /// # Errors
     /// An [`InvalidInput`](std::io::ErrorKind::InvalidInput) error wrapping a
     /// [`ConfigError`](crate::error::ConfigError) for `resolution` when it is outside
