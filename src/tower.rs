@@ -9,7 +9,7 @@
 //! | [`RetryPolicy`] (`tower-retry`) | `tower::retry::Retry` | retries paid from a [`RetryBudget`](crate::budget::RetryBudget) (a deposit per request, a withdrawal per retry), waiting a [`Backoff`](crate::backoff::Backoff) on your timer |
 //!
 //! Every service's error is a [`BoxError`] (tower's convention): a refusal is the primitive's own
-//! error ([`CircuitOpen`], [`BulkheadError`], [`Refused`](crate::error::Refused)), recovered with `downcast_ref`, and
+//! error ([`CircuitOpen`], [`BulkheadError`], [`Refused`]), recovered with `downcast_ref`, and
 //! the inner service's errors pass through boxed. A refusal comes from the response future,
 //! never from `poll_ready`, so a refused request does not fail the service (as tower's
 //! `LoadShed`).
@@ -306,7 +306,7 @@ impl<S, C: Clock> Layer<S> for DrainLayer<C> {
 }
 
 /// Admits each request through a [`Drainer`] in `call`: once draining has started, the response
-/// future fails with [`Refused`](crate::error::Refused) (boxed) and the inner service is not
+/// future fails with [`Refused`] (boxed) and the inner service is not
 /// called. An admitted request's guard is held until its response future completes or is
 /// dropped, so [`Drainer::wait`] sees every request in flight.
 ///
