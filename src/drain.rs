@@ -55,10 +55,10 @@
 //!   refuses (one racing the start of draining, or finding the count full). Once draining has
 //!   started, `enter` reads a flag on a cache line of its own (`refusing`, stored after
 //!   `DRAINING`) and refuses without touching the word, so refusals neither show in the count
-//!   nor hold up the end of the drain. At most [`MAX_IN_FLIGHT`] (2^30) are admitted: an `enter` that sees bit 30 or 31 set in the
-//!   previous count refuses with [`Refused::Full`]. Bits 30..=31 are headroom: a refused `enter`
-//!   adds one before it undoes it, so up to 3 x 2^30 racing refusals fit before the count could
-//!   touch the phase bits.
+//!   nor hold up the end of the drain. At most [`MAX_IN_FLIGHT`] (2^30) are admitted: an
+//!   `enter` that sees bit 30 or 31 set in the previous count refuses with [`Refused::Full`].
+//!   Bits 30..=31 are headroom: a refused `enter` adds one before it undoes it, so up to
+//!   3 x 2^30 racing refusals fit before the count could touch the phase bits.
 //! - **NOT_READY**: `is_ready()` is false. Set by `mark_not_ready` or `start_draining`; never
 //!   cleared.
 //! - **DRAINING**: new work is refused. Set by `start_draining` (with NOT_READY); never cleared.
@@ -466,9 +466,10 @@ impl<C: Clock> Drainer<C> {
 
     /// Admits one unit of work, or refuses it if draining has started (or the count is full).
     ///
-    /// One atomic `fetch_add`; no lock, no allocation, no clock read. Keep the guard for as long
-    /// as the work runs: its drop (also while unwinding, or when a future holding it is dropped)
-    /// ends the work.
+    /// One atomic `fetch_add` (after a read of a flag that nothing writes until draining
+    /// starts); no lock, no allocation, no clock read. Keep the guard for as long as the work
+    /// runs: its drop (also while unwinding, or when a future holding it is dropped) ends the
+    /// work.
     ///
     /// ```
     /// use resile::drain::Drainer;

@@ -128,8 +128,9 @@ const fn count(w: u64) -> u64 {
 /// ```
 ///
 /// `(E, r, t)`: under head `E`, the sealed buckets `E-N+1 ..= E-1` hold `r` requests and the
-/// sealed buckets `E-R+1 ..= E-1` hold `t` retries (each saturating at [`MAX_COUNT`]). Moved only by a CAS from the sums of an earlier
-/// head to the sums of the current one; starts as `(0, 0, 0)`, the sums of epoch 0.
+/// sealed buckets `E-R+1 ..= E-1` hold `t` retries (each saturating at [`MAX_COUNT`]). Moved
+/// only by a CAS from the sums of an earlier head to the sums of the current one; starts as
+/// `(0, 0, 0)`, the sums of epoch 0.
 const SUM_TAG_SHIFT: u32 = 2 * COUNT_BITS;
 
 #[inline]
