@@ -45,26 +45,32 @@
 //! One `AtomicU64` holds everything a decision needs:
 //!
 //! ```text
-//!  63                        35  34      33       32        31 30 29                    0
-//! +----------------------------+-------+--------+---------+-----+-----------------------+
-//! | entries (29 bits, wraps)   |DRAINED|DRAINING|NOT_READY| ovf |   in-flight count     |
-//! +----------------------------+-------+--------+---------+-----+-----------------------+
+//!  63            38   37    36     35     34      33       32      31 30 29               0
+//! +----------------+-----+------+------+-------+--------+---------+-----+------------------+
+//! | entries (26 b) |COMPL| HELD |ORPHAN|DRAINED|DRAINING|NOT_READY| ovf |  in-flight count |
+//! +----------------+-----+------+------+-------+--------+---------+-----+------------------+
 //! ```
 //!
-//! - **count** (bits 0..=31): live guards, plus for an instant each `enter` that the word itself
-//!   refuses (one racing the start of draining, or finding the count full). Once draining has
-//!   started, `enter` reads a flag on a cache line of its own (`refusing`, stored after
-//!   `DRAINING`) and refuses without touching the word, so refusals neither show in the count
-//!   nor hold up the end of the drain. At most [`MAX_IN_FLIGHT`] (2^30) are admitted: an
-//!   `enter` that sees bit 30 or 31 set in the previous count refuses with [`Refused::Full`].
-//!   Bits 30..=31 are headroom: a refused `enter` adds one before it undoes it, so up to
-//!   3 x 2^30 racing refusals fit before the count could touch the phase bits.
+//! - **count** (bits 0..=31): live guards, borrowed and owned, plus for an instant each `enter`
+//!   that the word itself refuses (one racing the start of draining, or finding the count full).
+//!   Once draining has started, `enter` reads a flag on a cache line of its own (`refusing`,
+//!   stored after `DRAINING`) and refuses without touching the word. At most [`MAX_IN_FLIGHT`]
+//!   (2^30) are admitted: an `enter` that sees bit 30 or 31 set in the previous count refuses
+//!   with [`Refused::Full`]. Bits 30..=31 are headroom: a refused `enter` adds one before it
+//!   undoes it, so up to 3 x 2^30 racing refusals fit before the count could touch the flags.
 //! - **NOT_READY**: `is_ready()` is false. Set by `mark_not_ready` or `start_draining`; never
 //!   cleared.
 //! - **DRAINING**: new work is refused. Set by `start_draining` (with NOT_READY); never cleared.
-//! - **DRAINED**: draining and no admitted work is left. Set once, by the compare-exchange that
-//!   finds `DRAINING` with a count of zero; never cleared.
-//! - **entries** (bits 35..=63): `enter` calls, counted mod 2^29 in the same `fetch_add` that
+//! - **DRAINED**: draining and no admitted work is left. Set once, by the drain's completer;
+//!   never cleared.
+//! - **ORPHANED**: the [`Drainer`] has been dropped while owned guards may live. Set once, by
+//!   its drop; never cleared.
+//! - **HELD**: the completer is finishing the drain (storing the time, waking waiters) and keeps
+//!   the state alive until it clears the bit.
+//! - **COMPLETER**: a completer is on its way although the count reads above zero (the undo of
+//!   an `enter` that found the count at zero while draining sets it), so no later undo takes
+//!   its place.
+//! - **entries** (bits 38..=63): `enter` calls, counted mod 2^26 in the same `fetch_add` that
 //!   counts the guard. The call whose add carries out of bit 63 (it sees the field all ones) adds
 //!   one to a separate wrap counter, so [`Metrics::admitted`] stays exact without a second atomic
 //!   operation on the hot path. `admitted = entries - late refusals` (those the word refused).
@@ -73,31 +79,52 @@
 //! |------------|----------------------------|----------------------------------------------------|
 //! | serving    | -                          | `mark_not_ready` -> not-ready; `start_draining` -> draining |
 //! | not-ready  | NOT_READY                  | `start_draining` -> draining                       |
-//! | draining   | NOT_READY, DRAINING        | the operation that leaves the count at 0 -> drained |
+//! | draining   | NOT_READY, DRAINING        | the completer -> drained                           |
 //! | drained    | NOT_READY, DRAINING, DRAINED | nobody: final                                    |
 //!
-//! "The operation that leaves the count at 0" is one of: `start_draining` finding no work in
-//! flight, the last guard's drop, or the undo of a refused `enter` (which briefly held the count
-//! above zero); a timed-out `wait_timeout` that finds the count at 0 before that operation's
-//! compare-exchange makes it too. Each tries a compare-exchange from "draining, count 0" to
-//! "drained"; if it fails
-//! because another refused `enter` has just raised the count, that `enter`'s own undo will try
-//! again. The compare-exchange succeeds exactly once, and only its winner fires the broadcast, so
-//! every waiter is woken exactly once. A waiter returns only on DRAINED, which is set only while
-//! no admitted guard lives.
+//! **The completer** is the one operation that leaves the count at zero while draining, with
+//! `COMPLETER` clear: `start_draining` finding no work in flight, the last guard's drop, or the
+//! undo of a refused `enter` whose own add found the count above zero. Once the count has been
+//! zero while draining, no admitted guard is left and none can be made, so the completer sets
+//! `DRAINED` (with `HELD`) by a compare-exchange loop whatever the count reads by then: only
+//! refused `enter` calls on their way to undo can have raised it. One completer per drain, so
+//! the broadcast fires once and every waiter is woken once. A waiter returns only on DRAINED
+//! (or, after its deadline, on a word that shows the count at zero while draining).
+//!
+//! **The state's lifetime** is decided on the same word, so an owned guard needs no reference
+//! count of its own: the state is freed by the one operation that leaves the word `ORPHANED`,
+//! with a count of zero, `HELD` clear and no completion pending (draining and not drained with
+//! a count of zero). That is the drainer's drop finding nothing else alive, the last guard's
+//! drop after the drainer's, or the completer clearing `HELD`. Nothing but the completer
+//! touches the state after giving up its unit; a guard whose release is not the last reads only
+//! the value its `fetch_sub` returned.
+//!
+//! | lifetime              | word                                   | freed by                     |
+//! |-----------------------|----------------------------------------|------------------------------|
+//! | drainer alive         | ORPHANED clear                         | -                            |
+//! | orphaned, guards live | ORPHANED, count > 0                    | the release leaving 0        |
+//! | orphaned, completing  | ORPHANED, HELD or a pending completion | the completer clearing HELD  |
+//! | orphaned, empty       | ORPHANED, count 0, nothing pending     | whoever made it so: once     |
 //!
 //! ## Orderings
 //!
-//! - `enter`: a load of `refusing` (`Acquire`), then `fetch_add(Relaxed)`. Admission is decided
-//!   by the position of the add in the word's modification order relative to `start_draining`'s
-//!   `fetch_or`, which needs no ordering of other memory; the guard publishes nothing when it is
-//!   created. `refusing` is stored (`Release`) after that `fetch_or`, so an `enter` that reads it
-//!   set is ordered after the word became `DRAINING`: refusing it is what the word would do.
-//! - a guard's drop: `fetch_sub(Release)`, so the guarded work happens-before whatever observes
-//!   the count reaching zero.
-//! - the drained compare-exchange: `AcqRel`. Acquire: every exit is an RMW, so each `Release`
-//!   exit heads a release sequence the compare-exchange reads from, and the drainer thus sees all
-//!   the guarded work; Release: waiters that load DRAINED with `Acquire` see it too.
+//! - `enter`, the load of `refusing`: `Acquire`; it is stored (`Release`) after `DRAINING`, so
+//!   an `enter` that reads it set is ordered after the word became `DRAINING`.
+//! - `enter`, the `fetch_add`: `Relaxed`; admission is its place in the word's modification
+//!   order beside `start_draining`'s `fetch_or`, and a new guard publishes nothing.
+//! - a guard's drop: `fetch_sub(Release)`, so the guarded work (and every access the guard made
+//!   to the state) happens-before whatever reads the count reaching zero.
+//! - the undo of an `enter` that found a completion pending: compare-exchange `Release`, as a
+//!   drop.
+//! - the completer's compare-exchange: `AcqRel`. Acquire: each `Release` exit heads a release
+//!   sequence it reads from, so the completer sees all the guarded work; Release: waiters that
+//!   load DRAINED with `Acquire` see it too.
+//! - the completer's clearing of HELD: `fetch_and(AcqRel)`: Release orders its accesses before
+//!   a free by the drainer's drop; Acquire lets it free after that drop.
+//! - the drainer's drop: `fetch_or(ORPHANED, AcqRel)`: Release orders its accesses before a
+//!   free by the last guard; Acquire lets it free after the guards' `Release` exits.
+//! - the free: an `Acquire` fence after the RMW that decided it, so every access by the others,
+//!   each released by their RMW on the word, happens-before the deallocation.
 //! - `start_draining`: `fetch_or(AcqRel)`; it publishes the drain start time, stored before it.
 //! - readers (`is_ready`, `is_draining`, waits): `Acquire`.
 //! - clones of a guard: `fetch_add(Relaxed)` (like `Arc::clone`: the clone is made from a live
@@ -110,13 +137,17 @@ use crate::clock::{Clock, SystemClock, duration_to_nanos};
 use crate::counter::StripedCounters;
 use crate::error::ConfigError;
 pub use crate::error::{DrainTimeout, Refused};
-use crate::sync::{AtomicU64, Mutex, Ordering, StdArc as Arc, StdWeak as Weak, lock, park_timeout};
+use crate::sync::{
+    AtomicU64, Lifetime, Mutex, Ordering, StdArc as Arc, StdWeak as Weak, fence, lock, park_timeout,
+};
 use crate::wait::Waiter;
 use crate::wait::notify::{Notify, Registration};
 use crossbeam_utils::CachePadded;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
+use std::ptr::NonNull;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -139,8 +170,15 @@ const NOT_READY: u64 = 1 << 32;
 const DRAINING: u64 = 1 << 33;
 /// Draining, and no admitted work is left.
 const DRAINED: u64 = 1 << 34;
-/// The entries field: `enter` calls mod 2^29.
-const ENTRY_SHIFT: u32 = 35;
+/// The [`Drainer`] has been dropped: the last guard to go frees the core.
+const ORPHANED: u64 = 1 << 35;
+/// The completer holds the core while it finishes the drain.
+const HELD: u64 = 1 << 36;
+/// A completer is on its way (set by the undo of an `enter` refused while the count was zero),
+/// so a later undo that leaves the count at zero does not complete the drain a second time.
+const COMPLETER: u64 = 1 << 37;
+/// The entries field: `enter` calls mod 2^26.
+const ENTRY_SHIFT: u32 = 38;
 const ENTRY_ONE: u64 = 1 << ENTRY_SHIFT;
 /// The number of values the entries field holds.
 const ENTRY_WRAP: u64 = 1 << (64 - ENTRY_SHIFT);
@@ -155,7 +193,8 @@ const REFUSE_MASK: u64 = DRAINING | FULL_MASK;
 // headroom (bits 30..=31) lies below the phase bits.
 const _: () = assert!(COUNT_MASK < NOT_READY && MAX_IN_FLIGHT < COUNT_MASK);
 const _: () = assert!(FULL_MASK & (NOT_READY | DRAINING | DRAINED) == 0);
-const _: () = assert!(DRAINED < ENTRY_ONE);
+const _: () = assert!(DRAINED < ORPHANED && ORPHANED < HELD && HELD < COMPLETER);
+const _: () = assert!(COMPLETER < ENTRY_ONE);
 
 /// The lane of `Drainer::refused` for refusals by `refusing`, which never touch the word.
 const EARLY: usize = 0;
@@ -191,6 +230,20 @@ fn carried(prev: u64) -> bool {
 #[inline]
 fn completes_drain(word: u64) -> bool {
     word & (DRAINING | DRAINED | COUNT_MASK) == DRAINING
+}
+
+/// Whether the operation that left (or saw) `word` is the drain's completer: the count is zero
+/// while draining, not yet drained, and no completer is already on its way.
+#[inline]
+fn makes_completer(word: u64) -> bool {
+    completes_drain(word) && word & COMPLETER == 0
+}
+
+/// Whether the operation that left `word` frees the core: the drainer is gone, no guard is left,
+/// and no completion is pending or running.
+#[inline]
+fn frees(word: u64) -> bool {
+    word & (ORPHANED | HELD | COUNT_MASK) == ORPHANED && !completes_drain(word)
 }
 
 /// The phase a word is in.
@@ -332,6 +385,29 @@ pub struct Metrics {
 /// println!("drained in {:?}", drained.elapsed());
 /// ```
 pub struct Drainer<C: Clock = SystemClock> {
+    /// The state, shared with the owned guards; see [`Core`] for who frees it.
+    core: NonNull<Core<C>>,
+    _owns: PhantomData<Core<C>>,
+}
+
+// SAFETY: a `Drainer` is a unique handle to its `Core`, whose fields are all `Send + Sync` when
+// `C` is (atomics, mutexes, the clock); the core is freed exactly once (see `Core`).
+unsafe impl<C: Clock> Send for Drainer<C> {}
+// SAFETY: as above; every method takes `&self` and goes through atomics or mutexes.
+unsafe impl<C: Clock> Sync for Drainer<C> {}
+
+/// What a drainer and its guards share: a heap allocation that outlives the [`Drainer`] while
+/// owned guards are alive.
+///
+/// Its lifetime is decided on the word, so an owned guard costs no reference count of its own:
+/// the count field counts the guards, and `ORPHANED` says the drainer is gone. The core is freed
+/// by the one read-modify-write that leaves the word orphaned with a count of zero and no drain
+/// completion pending (see `frees`): the drainer's drop finding no guard, or the last guard's
+/// exit finding the drainer gone. A completion pending means a guard has brought the count to
+/// zero while draining and is about to compare-exchange it to `DRAINED`; that exchange adds one
+/// unit (a hold) that keeps the core alive while the completer stores the time and wakes the
+/// waiters, and the release of the hold frees the core if the drainer is gone by then.
+struct Core<C: Clock> {
     /// The word (see the module docs). Alone on its cache line.
     word: CachePadded<AtomicU64>,
     /// 1 once the word is `DRAINING` (stored after it), else 0; on a line of its own that is
@@ -353,10 +429,12 @@ pub struct Drainer<C: Clock = SystemClock> {
     started: Notify,
     /// Children to drain when this one starts draining.
     children: Mutex<Vec<Weak<Drainer<C>>>>,
-    /// A child's guard of its parent, released when the child drains (or is dropped).
+    /// A child's guard of its parent, released when the child drains (or is freed).
     parent: Mutex<Option<OwnedDrainGuard<C>>>,
     not_ready_delay: Duration,
     clock: C,
+    /// The allocation's lifetime as loom sees it (empty outside loom models).
+    lifetime: Lifetime,
 }
 
 /// Builds a [`Drainer`]; see [`Drainer::builder`].
@@ -446,7 +524,7 @@ impl<C: Clock> fmt::Debug for Drainer<C> {
 
 impl<C: Clock> Drainer<C> {
     fn from_parts(clock: C, not_ready_delay: Duration, parent: Option<OwnedDrainGuard<C>>) -> Self {
-        Self {
+        let core = Box::new(Core {
             word: CachePadded::new(AtomicU64::new(0)),
             refusing: CachePadded::new(AtomicU64::new(0)),
             entry_wraps: AtomicU64::new(0),
@@ -459,7 +537,19 @@ impl<C: Clock> Drainer<C> {
             parent: Mutex::new(parent),
             not_ready_delay,
             clock,
+            lifetime: Lifetime::new(),
+        });
+        Self {
+            core: NonNull::from(Box::leak(core)),
+            _owns: PhantomData,
         }
+    }
+
+    /// The shared state.
+    #[inline]
+    fn core(&self) -> &Core<C> {
+        // SAFETY: the core is freed only once the word is ORPHANED, which `drop(self)` sets.
+        unsafe { self.core.as_ref() }
     }
 
     // ---- admission -------------------------------------------------------------------------
@@ -484,40 +574,55 @@ impl<C: Clock> Drainer<C> {
     /// ```
     #[inline]
     pub fn enter(&self) -> Result<DrainGuard<'_, C>, Refused> {
-        if self.refusing.load(Ordering::Acquire) != 0 {
-            return Err(self.refuse_early());
-        }
-        let prev = self.word.fetch_add(ENTER, Ordering::Relaxed);
-        if prev & REFUSE_MASK == 0 && !carried(prev) {
-            return Ok(DrainGuard { drainer: self });
-        }
-        self.enter_slow(prev).map(|()| DrainGuard { drainer: self })
+        self.admit()?;
+        Ok(DrainGuard { drainer: self })
     }
 
-    /// [`enter`](Self::enter) for a drainer in an `Arc`: the guard owns a clone of the `Arc`, so
-    /// it can move into a spawned task or thread. Costs one more atomic (the `Arc` clone).
+    /// The count unit of `enter`, without a guard to hold it.
+    #[inline]
+    fn admit(&self) -> Result<(), Refused> {
+        let core = self.core();
+        if core.refusing.load(Ordering::Acquire) != 0 {
+            return Err(self.refuse_early());
+        }
+        let prev = core.word.fetch_add(ENTER, Ordering::Relaxed);
+        if prev & REFUSE_MASK == 0 && !carried(prev) {
+            return Ok(());
+        }
+        self.enter_slow(prev)
+    }
+
+    /// [`enter`](Self::enter) with a guard that borrows nothing, so it can move into a spawned
+    /// task or thread, or into a response body (as the tower layer's guard does).
+    ///
+    /// It costs what `enter` costs: the guard is counted in the word and nowhere else, and the
+    /// word also keeps the drainer's state alive while such a guard lives, so a drainer may be
+    /// dropped (or its `Arc` released) before the work it admitted ends.
     ///
     /// ```
     /// use resile::drain::Drainer;
-    /// use std::sync::Arc;
-    /// let d = Arc::new(Drainer::new());
+    /// let d = Drainer::new();
     /// let g = d.enter_owned().unwrap();
     /// std::thread::spawn(move || drop(g)).join().unwrap();
     /// assert_eq!(d.in_flight(), 0);
+    ///
+    /// let late = d.enter_owned().unwrap();
+    /// drop(d); // the guard outlives its drainer
+    /// drop(late);
     /// ```
     #[inline]
-    pub fn enter_owned(self: &Arc<Self>) -> Result<OwnedDrainGuard<C>, Refused> {
-        let guard = self.enter()?;
-        std::mem::forget(guard);
+    pub fn enter_owned(&self) -> Result<OwnedDrainGuard<C>, Refused> {
+        self.admit()?;
         Ok(OwnedDrainGuard {
-            drainer: Arc::clone(self),
+            core: self.core,
+            _owns: PhantomData,
         })
     }
 
     /// An `enter` after draining started, known from `refusing`: the word is not touched.
     #[cold]
     fn refuse_early(&self) -> Refused {
-        self.refused.add_to(EARLY, 1);
+        self.core().refused.add_to(EARLY, 1);
         Refused::Draining
     }
 
@@ -526,67 +631,16 @@ impl<C: Clock> Drainer<C> {
     #[cold]
     fn enter_slow(&self, prev: u64) -> Result<(), Refused> {
         if carried(prev) {
-            self.entry_wraps.fetch_add(1, Ordering::Relaxed);
+            self.core().entry_wraps.fetch_add(1, Ordering::Relaxed);
         }
         admission(prev).inspect_err(|_| {
             // Undo the count first, so that it holds the refused call as briefly as it can (the
             // entry stays counted; `admitted = entries - late refusals`).
-            self.release_one();
-            self.refused.add_to(LATE, 1);
+            // SAFETY: the unit undone is the one this call's `fetch_add` added; `self` keeps
+            // the core alive.
+            unsafe { Core::undo_enter(self.core, prev) };
+            self.core().refused.add_to(LATE, 1);
         })
-    }
-
-    /// One more guard for work already admitted (a guard's clone); allowed while draining.
-    fn clone_in(&self) -> Result<(), Refused> {
-        let prev = self.word.fetch_add(ONE, Ordering::Relaxed);
-        if prev & FULL_MASK != 0 {
-            self.release_one();
-            return Err(Refused::Full);
-        }
-        Ok(())
-    }
-
-    /// One guard ends (a guard's drop, or the undo of a refused `enter`).
-    #[inline]
-    fn release_one(&self) {
-        let prev = self.word.fetch_sub(ONE, Ordering::Release);
-        if prev & DRAINING != 0 {
-            self.try_complete(prev - ONE);
-        }
-    }
-
-    /// Completes the drain if `cur` (a fresh view of the word) is "draining with nothing in
-    /// flight". Exactly one caller wins the compare-exchange; it fires the broadcast.
-    #[cold]
-    fn try_complete(&self, mut cur: u64) {
-        loop {
-            if !completes_drain(cur) {
-                return;
-            }
-            match self.word.compare_exchange(
-                cur,
-                cur | DRAINED,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(seen) => cur = seen,
-            }
-        }
-        // We won: record the time, wake every waiter once, then release our parent's guard.
-        let now = self.clock.now();
-        self.drained_at.store(now, Ordering::Release);
-        #[cfg(feature = "tracing")]
-        {
-            // started_at was stored before the fetch_or that set DRAINING, which our AcqRel CAS
-            // read: it is visible here.
-            let started = self.started_at.load(Ordering::Relaxed);
-            let elapsed_ms = Duration::from_nanos(now.saturating_sub(started)).as_millis() as u64;
-            tracing::info!(target: "resile::drain", phase = "drained", elapsed_ms, "drainer drained");
-        }
-        self.drained.fire();
-        let parent = lock(&self.parent).take();
-        drop(parent);
     }
 
     // ---- phases -------------------------------------------------------------------------------
@@ -603,7 +657,7 @@ impl<C: Clock> Drainer<C> {
     /// assert!(d.enter().is_ok());
     /// ```
     pub fn mark_not_ready(&self) -> bool {
-        let first = self.word.fetch_or(NOT_READY, Ordering::Release) & NOT_READY == 0;
+        let first = self.core().word.fetch_or(NOT_READY, Ordering::Release) & NOT_READY == 0;
         #[cfg(feature = "tracing")]
         if first {
             // NOT_READY was clear, so draining had not started either: serving -> not-ready.
@@ -629,14 +683,20 @@ impl<C: Clock> Drainer<C> {
     /// ```
     pub fn start_draining(&self) -> bool {
         // Stored before the fetch_or that publishes it; racing starters all read "now".
-        let now = self.clock.now();
-        let _ = self
-            .started_at
-            .compare_exchange(UNSET, now, Ordering::Relaxed, Ordering::Relaxed);
-        let prev = self.word.fetch_or(DRAINING | NOT_READY, Ordering::AcqRel);
+        let now = self.core().clock.now();
+        let _ = self.core().started_at.compare_exchange(
+            UNSET,
+            now,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        let prev = self
+            .core()
+            .word
+            .fetch_or(DRAINING | NOT_READY, Ordering::AcqRel);
         // From here on `enter` refuses without touching the word (every caller stores it, so
         // that it is set whichever call returns first).
-        self.refusing.store(1, Ordering::Release);
+        self.core().refusing.store(1, Ordering::Release);
         if prev & DRAINING != 0 {
             // The first caller may not have reached the children yet: start them here too
             // (idempotent), so that whichever call returns, the children refuse new work.
@@ -650,9 +710,14 @@ impl<C: Clock> Drainer<C> {
             in_flight = in_flight_of(prev),
             "drainer started draining"
         );
-        self.started.fire();
+        self.core().started.fire();
         self.drain_children();
-        self.try_complete(prev | DRAINING | NOT_READY);
+        let cur = prev | DRAINING | NOT_READY;
+        if makes_completer(cur) {
+            // SAFETY: this call found nothing in flight, so it is the completer; `self` keeps
+            // the core alive.
+            unsafe { Core::complete(self.core, cur) };
+        }
         true
     }
 
@@ -664,7 +729,7 @@ impl<C: Clock> Drainer<C> {
 
     /// The children still alive (taken under the list's lock, used after it is released).
     fn live_children(&self) -> Vec<Arc<Drainer<C>>> {
-        lock(&self.children)
+        lock(&self.core().children)
             .iter()
             .filter_map(Weak::upgrade)
             .collect()
@@ -678,8 +743,8 @@ impl<C: Clock> Drainer<C> {
     /// use resile::drain::{Drainer, Phase};
     /// use std::sync::Arc;
     ///
-    /// let parent = Arc::new(Drainer::new());
-    /// let child = parent.child().unwrap();
+    /// let parent = Drainer::new();
+    /// let child: Arc<Drainer> = parent.child().unwrap();
     /// let work = child.enter().unwrap();
     /// parent.start_draining();
     /// assert_eq!(child.phase(), Phase::Draining);
@@ -688,18 +753,18 @@ impl<C: Clock> Drainer<C> {
     /// assert_eq!(child.phase(), Phase::Drained);
     /// assert_eq!(parent.phase(), Phase::Drained);
     /// ```
-    pub fn child(self: &Arc<Self>) -> Result<Arc<Drainer<C>>, Refused>
+    pub fn child(&self) -> Result<Arc<Drainer<C>>, Refused>
     where
         C: Clone,
     {
         let guard = self.enter_owned()?;
         let child = Arc::new(Drainer::from_parts(
-            self.clock.clone(),
-            self.not_ready_delay,
+            self.core().clock.clone(),
+            self.core().not_ready_delay,
             Some(guard),
         ));
         {
-            let mut list = lock(&self.children);
+            let mut list = lock(&self.core().children);
             list.retain(|w| w.strong_count() > 0);
             list.push(Arc::downgrade(&child));
         }
@@ -718,48 +783,48 @@ impl<C: Clock> Drainer<C> {
     /// Whether the service should receive traffic: false once marked not ready or draining.
     #[inline]
     pub fn is_ready(&self) -> bool {
-        self.word.load(Ordering::Acquire) & NOT_READY == 0
+        self.core().word.load(Ordering::Acquire) & NOT_READY == 0
     }
 
     /// Whether draining has started (a cheap check for long-lived work).
     #[inline]
     pub fn is_draining(&self) -> bool {
-        self.word.load(Ordering::Acquire) & DRAINING != 0
+        self.core().word.load(Ordering::Acquire) & DRAINING != 0
     }
 
     /// Whether draining has finished.
     #[inline]
     pub fn is_drained(&self) -> bool {
-        self.word.load(Ordering::Acquire) & DRAINED != 0
+        self.core().word.load(Ordering::Acquire) & DRAINED != 0
     }
 
     /// The phase.
     pub fn phase(&self) -> Phase {
-        phase_of(self.word.load(Ordering::Acquire))
+        phase_of(self.core().word.load(Ordering::Acquire))
     }
 
     /// Guards alive now.
     pub fn in_flight(&self) -> u64 {
-        in_flight_of(self.word.load(Ordering::Acquire))
+        in_flight_of(self.core().word.load(Ordering::Acquire))
     }
 
     /// The configured not-ready delay.
     pub fn not_ready_delay(&self) -> Duration {
-        self.not_ready_delay
+        self.core().not_ready_delay
     }
 
     /// A snapshot of the counters.
     pub fn metrics(&self) -> Metrics {
-        let late = self.refused.sum_of(LATE);
-        let word = self.word.load(Ordering::Acquire);
-        let refused = self.refused.sum_of(EARLY) + late;
-        let wraps = self.entry_wraps.load(Ordering::Relaxed);
+        let late = self.core().refused.sum_of(LATE);
+        let word = self.core().word.load(Ordering::Acquire);
+        let refused = self.core().refused.sum_of(EARLY) + late;
+        let wraps = self.core().entry_wraps.load(Ordering::Relaxed);
         let entries = wraps
             .wrapping_mul(ENTRY_WRAP)
             .wrapping_add(entries_of(word));
-        let started = self.started_at.load(Ordering::Relaxed);
+        let started = self.core().started_at.load(Ordering::Relaxed);
         let since_draining = (word & DRAINING != 0 && started != UNSET)
-            .then(|| Duration::from_nanos(self.clock.now().saturating_sub(started)));
+            .then(|| Duration::from_nanos(self.core().clock.now().saturating_sub(started)));
         Metrics {
             phase: phase_of(word),
             in_flight: in_flight_of(word),
@@ -770,11 +835,11 @@ impl<C: Clock> Drainer<C> {
     }
 
     fn drained_report(&self) -> Drained {
-        let started = self.started_at.load(Ordering::Acquire);
-        let mut done = self.drained_at.load(Ordering::Acquire);
+        let started = self.core().started_at.load(Ordering::Acquire);
+        let mut done = self.core().drained_at.load(Ordering::Acquire);
         if done == UNSET {
             // The winner of the final transition has not stored its reading yet.
-            done = self.clock.now();
+            done = self.core().clock.now();
         }
         Drained {
             elapsed: Duration::from_nanos(done.saturating_sub(started)),
@@ -786,12 +851,12 @@ impl<C: Clock> Drainer<C> {
     /// Blocks until `bit` is set in the word, or until `timeout` has passed on the clock.
     /// Returns `Err(now)` on timeout.
     fn block_until(&self, bit: u64, notify: &Notify, timeout: Duration) -> Result<(), (u64, u64)> {
-        let start = self.clock.now();
+        let start = self.core().clock.now();
         let deadline = start.saturating_add(duration_to_nanos(timeout));
         let mut key = None;
         let mut now = start;
         let result = loop {
-            if self.word.load(Ordering::Acquire) & bit != 0 {
+            if self.core().word.load(Ordering::Acquire) & bit != 0 {
                 break Ok(());
             }
             if now >= deadline {
@@ -807,7 +872,7 @@ impl<C: Clock> Drainer<C> {
                 continue;
             }
             park_timeout(Duration::from_nanos(deadline - now));
-            now = self.clock.now();
+            now = self.core().clock.now();
         };
         if let Some(k) = key {
             notify.deregister(k);
@@ -829,18 +894,14 @@ impl<C: Clock> Drainer<C> {
     /// assert!(d.wait_timeout(Duration::from_secs(1)).is_ok());
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Result<Drained, DrainTimeout> {
-        match self.block_until(DRAINED, &self.drained, timeout) {
+        match self.block_until(DRAINED, &self.core().drained, timeout) {
             Ok(()) => Ok(self.drained_report()),
             Err((start, now)) => {
-                // The last guard may have dropped since the deadline check, its compare-exchange
-                // to DRAINED not yet made: complete the drain for it rather than report a timeout
-                // with nothing in flight.
-                let mut word = self.word.load(Ordering::Acquire);
-                if completes_drain(word) {
-                    self.try_complete(word);
-                    word = self.word.load(Ordering::Acquire);
-                }
-                if word & DRAINED != 0 {
+                // The last guard may have dropped since the deadline check, its completion not
+                // yet made: the drain is over, so report it rather than a timeout with nothing
+                // in flight.
+                let word = self.core().word.load(Ordering::Acquire);
+                if word & DRAINED != 0 || completes_drain(word) {
                     return Ok(self.drained_report());
                 }
                 Err(DrainTimeout {
@@ -853,7 +914,8 @@ impl<C: Clock> Drainer<C> {
 
     /// Blocks until draining has started, or `timeout` passes. Returns whether it started.
     pub fn wait_draining_timeout(&self, timeout: Duration) -> bool {
-        self.block_until(DRAINING, &self.started, timeout).is_ok()
+        self.block_until(DRAINING, &self.core().started, timeout)
+            .is_ok()
     }
 
     /// The whole shutdown sequence, blocking: mark not ready, keep admitting for the configured
@@ -870,8 +932,8 @@ impl<C: Clock> Drainer<C> {
     /// ```
     pub fn shutdown_timeout(&self, timeout: Duration) -> Result<Drained, DrainTimeout> {
         self.mark_not_ready();
-        if !self.not_ready_delay.is_zero() {
-            self.wait_draining_timeout(self.not_ready_delay);
+        if !self.core().not_ready_delay.is_zero() {
+            self.wait_draining_timeout(self.core().not_ready_delay);
         }
         self.start_draining();
         self.wait_timeout(timeout)
@@ -921,7 +983,7 @@ impl<C: Clock> Drainer<C> {
         key: &mut Option<usize>,
         cx: &Context<'_>,
     ) -> bool {
-        if self.word.load(Ordering::Acquire) & bit != 0 {
+        if self.core().word.load(Ordering::Acquire) & bit != 0 {
             return true;
         }
         match notify.register_waker(*key, cx.waker()) {
@@ -934,6 +996,156 @@ impl<C: Clock> Drainer<C> {
                 false
             }
         }
+    }
+}
+
+impl<C: Clock> Drop for Drainer<C> {
+    fn drop(&mut self) {
+        let prev = self.core().word.fetch_or(ORPHANED, Ordering::AcqRel);
+        if frees(prev | ORPHANED) {
+            // SAFETY: no guard is left and no completion is pending, and no other handle
+            // exists: nothing else can reach the core.
+            unsafe { Core::free(self.core) };
+        }
+    }
+}
+
+impl<C: Clock> Core<C> {
+    /// One more guard for work already admitted (a guard's clone); allowed while draining.
+    ///
+    /// # Safety
+    /// The caller is a live guard of `core`, whose unit keeps it alive.
+    unsafe fn clone_in(core: NonNull<Self>) -> Result<(), Refused> {
+        // SAFETY: see the contract.
+        let this = unsafe { core.as_ref() };
+        let prev = this.word.fetch_add(ONE, Ordering::Relaxed);
+        if prev & FULL_MASK != 0 {
+            // SAFETY: releases the unit just added; the cloned guard still holds its own.
+            unsafe { Self::release(core) };
+            return Err(Refused::Full);
+        }
+        Ok(())
+    }
+
+    /// Releases one unit of the count: a guard's drop, or the undo of an `enter` refused while
+    /// no completion was pending. The release that leaves the count at zero while draining
+    /// completes the drain, unless the word says a completer is already on its way; the last one
+    /// after the drainer is gone frees the core.
+    ///
+    /// # Safety
+    /// The caller owns one unit of the count, and does not touch the core after this call
+    /// unless something else keeps it alive (a `&Drainer`).
+    #[inline]
+    unsafe fn release(core: NonNull<Self>) {
+        // SAFETY: the caller's unit keeps the core alive up to this `fetch_sub`.
+        let this = unsafe { core.as_ref() };
+        this.lifetime.touch();
+        let prev = this.word.fetch_sub(ONE, Ordering::Release);
+        if prev & (DRAINING | ORPHANED) != 0 {
+            // SAFETY: forwarded from the caller.
+            unsafe { Self::after_release(core, prev - ONE) };
+        }
+    }
+
+    /// The rare ends of a release: `cur` is the word it left. Touches the core only if that
+    /// release made this caller the completer (nobody else completes or frees until it has),
+    /// or to free it.
+    ///
+    /// # Safety
+    /// `cur` is the value the caller's release left, and the caller has given up its unit.
+    #[cold]
+    unsafe fn after_release(core: NonNull<Self>, cur: u64) {
+        if makes_completer(cur) {
+            // SAFETY: this caller is the completer; the word is not freed until it completes.
+            unsafe { Self::complete(core, cur) };
+        } else if frees(cur) {
+            // SAFETY: this release left the word orphaned and empty, with nothing pending.
+            unsafe { Self::free(core) };
+        }
+    }
+
+    /// Undoes the count unit of an `enter` the word refused; `prev` is what its `fetch_add`
+    /// returned. If a completer was already on its way then (the count was zero while
+    /// draining), the undo marks `COMPLETER` so that no later undo completes in its place.
+    ///
+    /// # Safety
+    /// The caller holds a `&Drainer` (so the core outlives the call) and owns the unit.
+    unsafe fn undo_enter(core: NonNull<Self>, prev: u64) {
+        if !makes_completer(prev) {
+            // SAFETY: forwarded from the caller.
+            unsafe { Self::release(core) };
+            return;
+        }
+        // SAFETY: the caller's `&Drainer` keeps the core alive.
+        let this = unsafe { core.as_ref() };
+        let mut cur = this.word.load(Ordering::Relaxed);
+        while let Err(seen) = this.word.compare_exchange_weak(
+            cur,
+            (cur - ONE) | COMPLETER,
+            Ordering::Release,
+            Ordering::Relaxed,
+        ) {
+            cur = seen;
+        }
+    }
+
+    /// The drain's completion, by its one completer: sets `DRAINED` with a hold (`HELD`) that
+    /// keeps the core alive while it stores the time, fires the broadcast and releases its
+    /// parent's guard; then drops the hold, which frees the core if the drainer is gone.
+    ///
+    /// `DRAINED` is set whatever the count reads by then: once the count has been zero while
+    /// draining, no admitted guard is left and none can be made, so what the count holds is
+    /// refused `enter` calls on their way to undo.
+    ///
+    /// # Safety
+    /// The caller is the completer (it left, or saw, the word in a state `makes_completer`
+    /// accepts, as the release or `start_draining` that made it so).
+    #[cold]
+    unsafe fn complete(core: NonNull<Self>, mut cur: u64) {
+        // SAFETY: nobody frees the core until the completer has set DRAINED and dropped HELD.
+        let this = unsafe { core.as_ref() };
+        this.lifetime.touch();
+        while let Err(seen) = this.word.compare_exchange_weak(
+            cur,
+            cur | DRAINED | HELD,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        ) {
+            cur = seen;
+        }
+        let now = this.clock.now();
+        this.drained_at.store(now, Ordering::Release);
+        #[cfg(feature = "tracing")]
+        {
+            // started_at was stored before the fetch_or that set DRAINING, which our AcqRel CAS
+            // read: it is visible here.
+            let started = this.started_at.load(Ordering::Relaxed);
+            let elapsed_ms = Duration::from_nanos(now.saturating_sub(started)).as_millis() as u64;
+            tracing::info!(target: "resile::drain", phase = "drained", elapsed_ms, "drainer drained");
+        }
+        this.drained.fire();
+        let parent = lock(&this.parent).take();
+        drop(parent);
+        let prev = this.word.fetch_and(!HELD, Ordering::AcqRel);
+        if frees(prev & !HELD) {
+            // SAFETY: the drainer is gone and no guard is left: the hold was the last reference.
+            unsafe { Self::free(core) };
+        }
+    }
+
+    /// Frees the core.
+    ///
+    /// # Safety
+    /// The caller's read-modify-write left the word in a state `frees` accepts; no guard,
+    /// drainer or completer can reach the core any more.
+    unsafe fn free(core: NonNull<Self>) {
+        // Every release was a `Release` RMW on the word, read by the caller's RMW: this fence
+        // orders all their accesses to the core before the free.
+        fence(Ordering::Acquire);
+        // SAFETY: allocated by `Box::leak` in `from_parts`, freed once (see the contract).
+        let mut core = unsafe { Box::from_raw(core.as_ptr()) };
+        core.lifetime.retire();
+        drop(core);
     }
 }
 
@@ -958,9 +1170,9 @@ impl<C: Clock> Future for Wait<'_, C> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Drained> {
         let this = self.get_mut();
         let d = this.drainer;
-        if d.poll_bit(DRAINED, &d.drained, &mut this.key, cx) {
+        if d.poll_bit(DRAINED, &d.core().drained, &mut this.key, cx) {
             if let Some(k) = this.key.take() {
-                d.drained.deregister(k);
+                d.core().drained.deregister(k);
             }
             Poll::Ready(d.drained_report())
         } else {
@@ -972,7 +1184,7 @@ impl<C: Clock> Future for Wait<'_, C> {
 impl<C: Clock> Drop for Wait<'_, C> {
     fn drop(&mut self) {
         if let Some(k) = self.key.take() {
-            self.drainer.drained.deregister(k);
+            self.drainer.core().drained.deregister(k);
         }
     }
 }
@@ -1006,9 +1218,9 @@ impl<C: Clock> Future for DrainingNotice<'_, C> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         let d = this.drainer;
-        if d.poll_bit(DRAINING, &d.started, &mut this.key, cx) {
+        if d.poll_bit(DRAINING, &d.core().started, &mut this.key, cx) {
             if let Some(k) = this.key.take() {
-                d.started.deregister(k);
+                d.core().started.deregister(k);
             }
             Poll::Ready(())
         } else {
@@ -1020,7 +1232,7 @@ impl<C: Clock> Future for DrainingNotice<'_, C> {
 impl<C: Clock> Drop for DrainingNotice<'_, C> {
     fn drop(&mut self) {
         if let Some(k) = self.key.take() {
-            self.drainer.started.deregister(k);
+            self.drainer.core().started.deregister(k);
         }
     }
 }
@@ -1067,7 +1279,8 @@ impl<'a, C: Clock> DrainGuard<'a, C> {
 
     /// A clone, or [`Refused::Full`] if the count is at [`MAX_IN_FLIGHT`].
     pub fn try_clone(&self) -> Result<Self, Refused> {
-        self.drainer.clone_in().map(|()| DrainGuard {
+        // SAFETY: `self` is a live guard of this core.
+        unsafe { Core::clone_in(self.drainer.core) }.map(|()| DrainGuard {
             drainer: self.drainer,
         })
     }
@@ -1084,7 +1297,8 @@ impl<C: Clock> Clone for DrainGuard<'_, C> {
 impl<C: Clock> Drop for DrainGuard<'_, C> {
     #[inline]
     fn drop(&mut self) {
-        self.drainer.release_one();
+        // SAFETY: the guard owns one unit; the borrowed drainer keeps the core alive.
+        unsafe { Core::release(self.drainer.core) };
     }
 }
 
@@ -1094,33 +1308,50 @@ impl<C: Clock> fmt::Debug for DrainGuard<'_, C> {
     }
 }
 
-/// A [`DrainGuard`] that owns an `Arc` of its drainer, for work that moves into a spawned task or
-/// thread (and for middleware such as a tower layer). See [`Drainer::enter_owned`].
+/// A [`DrainGuard`] that borrows nothing, for work that moves into a spawned task or thread, or
+/// into a response body. See [`Drainer::enter_owned`].
+///
+/// It is counted in the drainer's word and nowhere else: no reference count of its own. The
+/// drainer's state lives until the drainer and every owned guard are gone.
 ///
 /// ```
 /// use resile::drain::Drainer;
-/// use std::sync::Arc;
-/// let d = Arc::new(Drainer::new());
+/// let d = Drainer::new();
 /// let g = d.enter_owned().unwrap();
 /// let g2 = g.clone();
-/// assert_eq!(g.drainer().in_flight(), 2);
+/// assert_eq!(d.in_flight(), 2);
+/// d.start_draining();
+/// assert!(g.is_draining()); // long-lived work can watch for the drain through its guard
 /// drop((g, g2));
+/// assert!(d.is_drained());
 /// ```
 #[must_use = "the work ends when the guard is dropped"]
 pub struct OwnedDrainGuard<C: Clock = SystemClock> {
-    drainer: Arc<Drainer<C>>,
+    /// Kept alive by this guard's unit in the word (see [`Core`]).
+    core: NonNull<Core<C>>,
+    _owns: PhantomData<Core<C>>,
 }
 
+// SAFETY: the guard only releases its unit and reads the word, through atomics; the core it
+// points to is `Send + Sync` (see `Drainer`), and freed only by the last of its users.
+unsafe impl<C: Clock> Send for OwnedDrainGuard<C> {}
+// SAFETY: as above; `&OwnedDrainGuard` only reads the word.
+unsafe impl<C: Clock> Sync for OwnedDrainGuard<C> {}
+
 impl<C: Clock> OwnedDrainGuard<C> {
-    /// The drainer this guard counts in.
-    pub fn drainer(&self) -> &Arc<Drainer<C>> {
-        &self.drainer
+    /// Whether the drainer this guard counts in has started draining.
+    pub fn is_draining(&self) -> bool {
+        // SAFETY: this guard's unit keeps the core alive.
+        let core = unsafe { self.core.as_ref() };
+        core.word.load(Ordering::Acquire) & DRAINING != 0
     }
 
     /// A clone, or [`Refused::Full`] if the count is at [`MAX_IN_FLIGHT`].
     pub fn try_clone(&self) -> Result<Self, Refused> {
-        self.drainer.clone_in().map(|()| OwnedDrainGuard {
-            drainer: Arc::clone(&self.drainer),
+        // SAFETY: `self` is a live guard of this core.
+        unsafe { Core::clone_in(self.core) }.map(|()| OwnedDrainGuard {
+            core: self.core,
+            _owns: PhantomData,
         })
     }
 }
@@ -1136,7 +1367,8 @@ impl<C: Clock> Clone for OwnedDrainGuard<C> {
 impl<C: Clock> Drop for OwnedDrainGuard<C> {
     #[inline]
     fn drop(&mut self) {
-        self.drainer.release_one();
+        // SAFETY: the guard owns one unit and does not touch the core afterwards.
+        unsafe { Core::release(self.core) };
     }
 }
 
@@ -1159,6 +1391,123 @@ mod tests {
         let c = ManualClock::new();
         let d = Drainer::builder().clock(c.clone()).build().unwrap();
         (c, d)
+    }
+
+    /// A clock that counts its drops: the drainer's state drops its clock when it is freed.
+    #[derive(Clone)]
+    struct DropCounted(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Clock for DropCounted {
+        fn now(&self) -> u64 {
+            0
+        }
+    }
+
+    impl Drop for DropCounted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// A drainer whose state's free shows in the returned counter (as drops beyond `before`).
+    fn counted() -> (Arc<std::sync::atomic::AtomicUsize>, Drainer<DropCounted>) {
+        let drops = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let d = Drainer::builder()
+            .clock(DropCounted(drops.clone()))
+            .build()
+            .unwrap();
+        // The builder's copy is gone; only the state's clock is left.
+        drops.store(0, std::sync::atomic::Ordering::Relaxed);
+        (drops, d)
+    }
+
+    fn freed(drops: &std::sync::atomic::AtomicUsize) -> usize {
+        drops.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[test]
+    fn owned_guards_keep_the_state_until_the_last_is_gone() {
+        let (drops, d) = counted();
+        let g = d.enter_owned().unwrap();
+        let g2 = g.clone();
+        drop(d);
+        assert_eq!(freed(&drops), 0, "freed while guards live");
+        assert!(!g.is_draining());
+        drop(g);
+        assert_eq!(freed(&drops), 0);
+        drop(g2);
+        assert_eq!(freed(&drops), 1, "the last guard frees the state once");
+    }
+
+    #[test]
+    fn a_drainer_without_guards_frees_its_state_on_drop() {
+        let (drops, d) = counted();
+        drop(d.enter_owned().unwrap());
+        drop(d.enter().unwrap());
+        assert_eq!(freed(&drops), 0);
+        drop(d);
+        assert_eq!(freed(&drops), 1);
+    }
+
+    #[test]
+    fn an_orphaned_drain_completes_and_frees_once() {
+        let (drops, d) = counted();
+        let g = d.enter_owned().unwrap();
+        d.start_draining();
+        assert_eq!(d.enter_owned().unwrap_err(), Refused::Draining);
+        drop(d);
+        assert!(g.is_draining());
+        assert_eq!(freed(&drops), 0);
+        drop(g); // completes the drain (nobody waits), then frees
+        assert_eq!(freed(&drops), 1);
+    }
+
+    #[test]
+    fn drained_then_dropped_frees_once() {
+        let (drops, d) = counted();
+        let g = d.enter_owned().unwrap();
+        d.start_draining();
+        drop(g);
+        assert!(d.is_drained());
+        assert_eq!(d.in_flight(), 0);
+        assert_eq!(freed(&drops), 0);
+        drop(d);
+        assert_eq!(freed(&drops), 1);
+    }
+
+    #[test]
+    fn a_child_releases_its_parent_when_it_and_its_guards_are_gone() {
+        let parent = Drainer::new();
+        let child = parent.child().unwrap();
+        let work = child.enter_owned().unwrap();
+        assert_eq!(parent.in_flight(), 1);
+        drop(child);
+        assert_eq!(parent.in_flight(), 1, "the child's work still runs");
+        drop(work);
+        assert_eq!(parent.in_flight(), 0);
+        parent.start_draining();
+        assert!(parent.is_drained());
+    }
+
+    #[test]
+    fn a_refused_enter_on_an_empty_draining_word_leaves_the_completion_to_its_completer() {
+        // The undo of an `enter` whose add found the count at zero while draining sets
+        // COMPLETER and does not complete; the completer then completes once.
+        let d = Drainer::new();
+        d.core()
+            .word
+            .fetch_or(DRAINING | NOT_READY, Ordering::AcqRel);
+        let prev = d.core().word.fetch_add(ENTER, Ordering::Relaxed);
+        assert!(makes_completer(prev));
+        assert_eq!(d.enter_slow(prev), Err(Refused::Draining));
+        let word = d.core().word.load(Ordering::Acquire);
+        assert_eq!(word & (COMPLETER | DRAINED | COUNT_MASK), COMPLETER);
+        assert!(!makes_completer(word));
+        // SAFETY: `d` keeps the core alive; the word shows a completion pending, whose
+        // completer this call plays.
+        unsafe { Core::complete(d.core, word) };
+        assert!(d.is_drained());
+        assert_eq!(d.core().word.load(Ordering::Acquire) & HELD, 0);
     }
 
     #[test]
@@ -1297,23 +1646,24 @@ mod tests {
     #[test]
     fn full_count_refuses_instead_of_overflowing() {
         let (_, d) = manual();
-        d.word.store(MAX_IN_FLIGHT, Ordering::Relaxed);
+        d.core().word.store(MAX_IN_FLIGHT, Ordering::Relaxed);
         assert_eq!(d.enter().unwrap_err(), Refused::Full);
         assert_eq!(d.in_flight(), MAX_IN_FLIGHT);
         assert_eq!(d.phase(), Phase::Serving);
         // A guard's clone at the limit is refused too.
-        d.word.store(MAX_IN_FLIGHT - 1, Ordering::Relaxed);
+        d.core().word.store(MAX_IN_FLIGHT - 1, Ordering::Relaxed);
         let g = d.enter().unwrap();
         assert_eq!(g.try_clone().unwrap_err(), Refused::Full);
         assert_eq!(d.in_flight(), MAX_IN_FLIGHT);
         drop(g);
-        d.word.store(0, Ordering::Relaxed);
+        d.core().word.store(0, Ordering::Relaxed);
     }
 
     #[test]
     fn admitted_survives_the_entries_field_wrapping() {
         let (_, d) = manual();
-        d.word
+        d.core()
+            .word
             .store((ENTRY_WRAP - 2) << ENTRY_SHIFT, Ordering::Relaxed);
         for _ in 0..4 {
             drop(d.enter().unwrap());
@@ -1352,7 +1702,7 @@ mod tests {
             let mut w = Box::pin(d.wait());
             assert!(w.as_mut().poll(&mut cx).is_pending());
         }
-        assert_eq!(d.drained.slots_for_tests(), 1, "one slot, reused");
+        assert_eq!(d.core().drained.slots_for_tests(), 1, "one slot, reused");
     }
 
     #[test]

@@ -144,3 +144,42 @@ pub(crate) fn thread_stripe() -> usize {
     let _ = write!(d, "{:?}", loom::thread::current().id());
     d.0
 }
+
+/// An allocation's lifetime as loom sees it: [`touch`](Lifetime::touch) is a read of the
+/// allocation and [`retire`](Lifetime::retire) its deallocation, so a loom model reports a use
+/// after free as a data race between the two. Outside loom models it is empty and free.
+#[cfg(resile_loom)]
+pub(crate) struct Lifetime(loom::cell::UnsafeCell<()>);
+
+#[cfg(resile_loom)]
+impl Lifetime {
+    pub(crate) fn new() -> Self {
+        Self(loom::cell::UnsafeCell::new(()))
+    }
+
+    pub(crate) fn touch(&self) {
+        self.0.with(|_| ());
+    }
+
+    pub(crate) fn retire(&mut self) {
+        self.0.with_mut(|_| ());
+    }
+}
+
+/// An allocation's lifetime as loom sees it (empty outside loom models).
+#[cfg(not(resile_loom))]
+pub(crate) struct Lifetime;
+
+#[cfg(not(resile_loom))]
+impl Lifetime {
+    #[inline(always)]
+    pub(crate) fn new() -> Self {
+        Self
+    }
+
+    #[inline(always)]
+    pub(crate) fn touch(&self) {}
+
+    #[inline(always)]
+    pub(crate) fn retire(&mut self) {}
+}
