@@ -1,6 +1,7 @@
-//! The drainer's round trip (enter + exit while serving): resile, mutex baselines of the same
-//! logic (`(draining, in_flight)` under a lock), tokio-util's TaskTracker token, and the bare
-//! `fetch_add`/`fetch_sub` floor.
+//! The drainer's round trip (enter + exit while serving): resile's owned guard (what a tower
+//! layer or a spawned task holds: like for like with tokio-util's TaskTracker token) and its
+//! borrowed one, mutex baselines of the same logic (`(draining, in_flight)` under a lock), and
+//! the bare `fetch_add`/`fetch_sub` floor.
 
 use crate::{Case, Pool, Role};
 use resile::drain::Drainer;
@@ -11,6 +12,14 @@ use std::time::Duration;
 fn resile_enter_exit(pool: &Pool, threads: usize, iters: u64) -> Duration {
     pool.run_op(threads, iters, Drainer::new(), |d| {
         let g = d.enter().expect("serving");
+        black_box(&g);
+        drop(g);
+    })
+}
+
+fn resile_enter_exit_owned(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    pool.run_op(threads, iters, Drainer::new(), |d| {
+        let g = d.enter_owned().expect("serving");
         black_box(&g);
         drop(g);
     })
@@ -80,7 +89,16 @@ pub fn cases() -> Vec<Case> {
         run,
     };
     vec![
-        c("resile Drainer", Role::Resile, resile_enter_exit as _),
+        c(
+            "resile Drainer, owned guard (as TaskTracker's token)",
+            Role::Resile,
+            resile_enter_exit_owned as _,
+        ),
+        c(
+            "resile Drainer, borrowed guard",
+            Role::Resile,
+            resile_enter_exit as _,
+        ),
         c(
             "std::sync::Mutex<(bool, usize)>",
             Role::StdMutex,
