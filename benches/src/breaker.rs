@@ -7,7 +7,7 @@ use failsafe::CircuitBreaker as _;
 use resile::breaker::CircuitBreaker;
 use resile::clock::{Clock, CoarseClock, SystemClock};
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -51,13 +51,14 @@ fn tripped<C: Clock>(b: CircuitBreaker<C>) -> CircuitBreaker<C> {
     b
 }
 
+/// A call through a closed breaker: it must be let through (a refusal would time the wrong path).
 fn resile_op<C: Clock>(b: &CircuitBreaker<C>) {
-    match b.try_acquire() {
-        Ok(p) => p.success(),
-        Err(e) => {
-            black_box(e);
-        }
-    }
+    b.try_acquire().expect("closed: let through").success();
+}
+
+/// A call to an open breaker: it must be refused.
+fn resile_refused<C: Clock>(b: &CircuitBreaker<C>) {
+    black_box(b.try_acquire().expect_err("open: refused"));
 }
 
 fn resile_closed_count(pool: &Pool, threads: usize, iters: u64) -> Duration {
@@ -83,7 +84,7 @@ fn resile_open_coarse(pool: &Pool, threads: usize, iters: u64) -> Duration {
         threads,
         iters,
         tripped(resile_count(CoarseClock::new())),
-        resile_op,
+        resile_refused,
     )
 }
 
@@ -101,7 +102,7 @@ fn resile_open_recent(pool: &Pool, threads: usize, iters: u64) -> Duration {
         threads,
         iters,
         tripped(resile_count(crate::recent_clock())),
-        resile_op,
+        resile_refused,
     )
 }
 
@@ -110,31 +111,33 @@ fn resile_open_system(pool: &Pool, threads: usize, iters: u64) -> Duration {
         threads,
         iters,
         tripped(resile_count(SystemClock::new())),
-        resile_op,
+        resile_refused,
     )
 }
 
 // ---------------------------------------------------------------------------------------------
 // Mutex baselines: a mutex around {state, [bool; 100] ring, position, failure count}; trips at
-// >= 50 failures of the last 100; locked once for the permit and once to record; reads the clock
-// only when open.
+// >= 50 failures of the last 100; locked once for the permit and once to record; reads its clock
+// (the same clock types resile reads) only when open.
 
 #[derive(Clone, Copy)]
 enum MState {
     Closed,
-    Open(Instant),
+    Open(u64),
 }
 
-struct Inner {
+struct Inner<C> {
+    clock: C,
     state: MState,
     ring: [bool; 100],
     pos: usize,
     failures: u32,
 }
 
-impl Inner {
-    fn new() -> Self {
+impl<C: Clock> Inner<C> {
+    fn new(clock: C) -> Self {
         Self {
+            clock,
             state: MState::Closed,
             ring: [false; 100],
             pos: 0,
@@ -145,7 +148,7 @@ impl Inner {
     fn permit(&mut self) -> bool {
         match self.state {
             MState::Closed => true,
-            MState::Open(until) => Instant::now() >= until,
+            MState::Open(until) => self.clock.now() >= until,
         }
     }
 
@@ -154,35 +157,39 @@ impl Inner {
         self.pos = (self.pos + 1) % 100;
         self.failures = self.failures - u32::from(old) + u32::from(failed);
         if self.failures >= 50 {
-            self.state = MState::Open(Instant::now() + HOUR);
+            self.state = MState::Open(self.clock.now() + HOUR.as_nanos() as u64);
         }
     }
 }
 
-trait Locked: Send + Sync + 'static {
-    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R;
+trait Locked<C>: Send + Sync + 'static {
+    fn with<R>(&self, f: impl FnOnce(&mut Inner<C>) -> R) -> R;
 }
 
-impl Locked for std::sync::Mutex<Inner> {
-    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+impl<C: Clock> Locked<C> for std::sync::Mutex<Inner<C>> {
+    fn with<R>(&self, f: impl FnOnce(&mut Inner<C>) -> R) -> R {
         f(&mut self.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
-impl Locked for parking_lot::Mutex<Inner> {
-    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+impl<C: Clock> Locked<C> for parking_lot::Mutex<Inner<C>> {
+    fn with<R>(&self, f: impl FnOnce(&mut Inner<C>) -> R) -> R {
         f(&mut self.lock())
     }
 }
 
-fn mutex_op<M: Locked>(m: &M) {
+/// One call through a mutex breaker; whether it was let through.
+fn mutex_op<C: Clock, M: Locked<C>>(m: &M) -> bool {
     if m.with(Inner::permit) {
         black_box(());
         m.with(|i| i.record(false));
+        true
+    } else {
+        false
     }
 }
 
-fn trip_mutex<M: Locked>(m: M) -> M {
+fn trip_mutex<C: Clock, M: Locked<C>>(m: M) -> M {
     for _ in 0..100 {
         m.with(|i| i.record(true));
     }
@@ -190,31 +197,41 @@ fn trip_mutex<M: Locked>(m: M) -> M {
 }
 
 fn std_closed(pool: &Pool, threads: usize, iters: u64) -> Duration {
-    pool.run_op(
-        threads,
-        iters,
-        std::sync::Mutex::new(Inner::new()),
-        mutex_op,
-    )
+    let m = std::sync::Mutex::new(Inner::new(SystemClock::new()));
+    pool.run_op(threads, iters, m, |m| {
+        assert!(mutex_op(m), "closed: let through")
+    })
 }
 
 fn pl_closed(pool: &Pool, threads: usize, iters: u64) -> Duration {
-    pool.run_op(
-        threads,
-        iters,
-        parking_lot::Mutex::new(Inner::new()),
-        mutex_op,
-    )
+    let m = parking_lot::Mutex::new(Inner::new(SystemClock::new()));
+    pool.run_op(threads, iters, m, |m| {
+        assert!(mutex_op(m), "closed: let through")
+    })
+}
+
+fn refused<C: Clock, M: Locked<C>>(m: &M) {
+    assert!(!mutex_op(m), "open: refused");
 }
 
 fn std_open(pool: &Pool, threads: usize, iters: u64) -> Duration {
-    let m = trip_mutex(std::sync::Mutex::new(Inner::new()));
-    pool.run_op(threads, iters, m, mutex_op)
+    let m = trip_mutex(std::sync::Mutex::new(Inner::new(SystemClock::new())));
+    pool.run_op(threads, iters, m, refused)
 }
 
 fn pl_open(pool: &Pool, threads: usize, iters: u64) -> Duration {
-    let m = trip_mutex(parking_lot::Mutex::new(Inner::new()));
-    pool.run_op(threads, iters, m, mutex_op)
+    let m = trip_mutex(parking_lot::Mutex::new(Inner::new(SystemClock::new())));
+    pool.run_op(threads, iters, m, refused)
+}
+
+fn pl_open_coarse(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    let m = trip_mutex(parking_lot::Mutex::new(Inner::new(CoarseClock::new())));
+    pool.run_op(threads, iters, m, refused)
+}
+
+fn pl_open_recent(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    let m = trip_mutex(parking_lot::Mutex::new(Inner::new(crate::recent_clock())));
+    pool.run_op(threads, iters, m, refused)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -336,15 +353,27 @@ pub fn cases() -> Vec<Case> {
         },
         Case {
             group: open,
-            name: "std::Mutex breaker",
+            name: "std::Mutex breaker + SystemClock",
             role: Role::StdMutex,
             run: std_open,
         },
         Case {
             group: open,
-            name: "parking_lot::Mutex breaker",
+            name: "parking_lot::Mutex breaker + SystemClock",
             role: Role::ParkingLot,
             run: pl_open,
+        },
+        Case {
+            group: open,
+            name: "parking_lot::Mutex breaker + CoarseClock",
+            role: Role::ParkingLot,
+            run: pl_open_coarse,
+        },
+        Case {
+            group: open,
+            name: "parking_lot::Mutex breaker + RecentClock",
+            role: Role::ParkingLot,
+            run: pl_open_recent,
         },
         Case {
             group: open,
@@ -376,7 +405,10 @@ mod tests {
                 .try_acquire()
                 .is_err()
         );
-        assert!(!trip_mutex(parking_lot::Mutex::new(Inner::new())).with(Inner::permit));
+        assert!(
+            !trip_mutex(parking_lot::Mutex::new(Inner::new(CoarseClock::new())))
+                .with(Inner::permit)
+        );
         let f = failsafe_breaker();
         for _ in 0..10 {
             let _ = f.call(|| Err::<(), _>(()));
