@@ -176,12 +176,13 @@ fuzz_target!(|input: (u8, Vec<Op>)| {
                 match (got, m.fates[*id]) {
                     (Poll::Ready(Ok(p)), Fate::Granted) => {
                         permits.push(p);
-                        futures.swap_remove(i);
+                        // A finished future: dropping it does nothing more.
+                        drop(futures.swap_remove(i));
                     }
                     (Poll::Ready(Err(e)), Fate::Refused) => {
                         assert!(e.is_closed());
                         m.refused += 1;
-                        futures.swap_remove(i);
+                        drop(futures.swap_remove(i));
                     }
                     (Poll::Pending, Fate::Waiting) => {}
                     (got, fate) => panic!("poll: {:?} vs model {fate:?}", got.is_ready()),
