@@ -196,6 +196,7 @@ pub mod budget;
 pub mod bulkhead;
 pub mod drain;
 pub mod floor;
+pub mod tower_layers;
 pub mod window;
 
 /// Every case of every suite, in report order (the scaling binary runs them all).
@@ -207,5 +208,6 @@ pub fn all_cases() -> Vec<Case> {
     v.extend(budget::cases());
     v.extend(bulkhead::cases());
     v.extend(drain::cases());
+    v.extend(tower_layers::cases());
     v
 }
