@@ -221,3 +221,42 @@ fn three_live_buckets_in_four_slots_free_the_oldest_retry_once() {
         assert_eq!(b.balance(), 1);
     });
 }
+
+#[test]
+fn a_withdraw_whose_bucket_slot_is_reused_under_it_never_refuses_a_held_retry() {
+    // Ratio 1.0 with a floor of one retry, two 1 ns buckets in a ring of two slots. At t = 0 two
+    // requests and one retry leave a balance of 2; from then on the balance never drops below
+    // the floor of 1. A withdraws at t = 0 while the main thread moves the clock to 2 and
+    // deposits, which reopens slot 0 (epoch 0's) for epoch 2. Whether A decides at epoch 0 or at
+    // the head, a retry is always held, so A is granted.
+    model(|| {
+        let clock = ManualClock::new();
+        let b = Arc::new(
+            RetryBudget::builder()
+                .ratio(1.0)
+                .min_per_sec(500_000_000) // one retry over the 2 ns window
+                .window(Duration::from_nanos(2))
+                .buckets(2)
+                .clock(clock.clone())
+                .build()
+                .unwrap(),
+        );
+        b.deposit();
+        b.deposit();
+        assert!(b.try_withdraw().is_ok());
+        assert_eq!(b.balance(), 2);
+        let ba = b.clone();
+        let a = thread::spawn(move || ba.try_withdraw().is_ok());
+        clock.set(2);
+        b.deposit();
+        let granted = a.join().unwrap();
+        assert!(granted, "refused while the budget held a retry");
+        let m = b.metrics();
+        assert_eq!(
+            (m.deposits, m.retries_granted, m.retries_refused),
+            (3, 2, 0)
+        );
+        // At t = 2: the floor and the request at 2, less A's retry if it landed at 2.
+        assert!((1..=2).contains(&m.balance), "{}", m.balance);
+    });
+}

@@ -328,8 +328,19 @@ impl Ledger {
     /// The count of lane `lane` in the open bucket of head `e` (0 if not opened yet).
     #[inline]
     fn open_count(&self, lane: usize, e: u64) -> u64 {
+        self.open_count_of(lane, e).0
+    }
+
+    /// The count of lane `lane`'s word of the slot of `e`, and whether the word is tagged `e`
+    /// (if not, the count is 0).
+    #[inline]
+    fn open_count_of(&self, lane: usize, e: u64) -> (u64, bool) {
         let w = self.word(self.slot_of(e), lane).load(Ordering::Acquire);
-        if w & ID_MASK == tag(e) { count(w) } else { 0 }
+        if w & ID_MASK == tag(e) {
+            (count(w), true)
+        } else {
+            (0, false)
+        }
     }
 
     /// Adds one to `lane` at time `now`; `false` if the bucket's count is saturated.
@@ -339,7 +350,7 @@ impl Ledger {
         loop {
             let (e, _) = self.settle(f);
             if let Some((w, cur)) = self.open_word(lane, e) {
-                if let Some(added) = self.bump(w, cur, e, |_| true) {
+                if let Some(added) = self.bump(w, cur, e, |_| Some(true)) {
                     return added;
                 }
             }
@@ -356,10 +367,14 @@ impl Ledger {
             if let Some((w, cur)) = self.open_word(RETRIES, e) {
                 // Requests are read after the retries word: they only grow while that word is
                 // unchanged, so at the instant of the CAS that validates it there are at least
-                // as many as checked here.
+                // as many as checked here, and a grant never overdraws. A refusal has no CAS to
+                // validate it, so it must rest on counts that were the bucket's at one instant:
+                // see `refusal_holds`.
                 let check = |retries| {
-                    let requests = sums[REQUESTS] + self.open_count(REQUESTS, e);
-                    admit([requests, sums[RETRIES] + retries])
+                    let (requests, ours) = self.open_count_of(REQUESTS, e);
+                    let lanes = [sums[REQUESTS] + requests, sums[RETRIES] + retries];
+                    let admitted = admit(lanes);
+                    (admitted || self.refusal_holds(ours, e)).then_some(admitted)
                 };
                 if let Some(debited) = self.bump(w, cur, e, check) {
                     return debited;
@@ -368,19 +383,33 @@ impl Ledger {
         }
     }
 
-    /// Adds one to `w`, the open word of head `e` seen as `cur`, if `check(count)` holds and the
-    /// count is below [`MAX_COUNT`]: `Some(whether it added)`, or `None` once the word has left
-    /// `e` (the caller starts over at the head). A lost race only reloads the count.
+    /// Whether a refusal at head `e` may stand on the requests word read just before: `ours`
+    /// says it was tagged `e`. A word tagged `e` holds `e`'s requests (its count then, or its
+    /// final count once sealed), which with the retries read before it (a count that only grew
+    /// since) make a state the bucket was in at the later of the two reads, or at its seal. A
+    /// word not tagged `e` reads as no requests, which is `e`'s count only if the word had not
+    /// been reopened for a later epoch of the slot (`e + S`, once `e` died) before it was read:
+    /// the head, loaded after the word, still at `e` proves it. Otherwise the caller starts
+    /// over at the head.
+    #[inline]
+    fn refusal_holds(&self, ours: bool, e: u64) -> bool {
+        ours || self.head() == e
+    }
+
+    /// Adds one to `w`, the open word of head `e` seen as `cur`, if `check(count)` says so and
+    /// the count is below [`MAX_COUNT`]: `Some(whether it added)`, or `None` once the word has
+    /// left `e` or `check` found its view stale (the caller starts over at the head). A lost
+    /// race only reloads the count.
     #[inline]
     fn bump(
         &self,
         w: &AtomicU64,
         mut cur: u64,
         e: u64,
-        check: impl Fn(u64) -> bool,
+        check: impl Fn(u64) -> Option<bool>,
     ) -> Option<bool> {
         while cur & (ID_MASK | SEALED) == tag(e) {
-            if count(cur) == MAX_COUNT || !check(count(cur)) {
+            if count(cur) == MAX_COUNT || !check(count(cur))? {
                 return Some(false);
             }
             match w.compare_exchange(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire) {
