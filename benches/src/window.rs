@@ -3,8 +3,16 @@
 //!
 //! - `count window success (full of successes)`: the closed breaker's healthy path, recording a
 //!   plain success into a window of 100 plain successes.
-//! - `count window mixed (1 in 8 failures)`: every record changes the ring.
-//! - `time window record (CoarseClock)`: 10 s in 10 buckets, `now` read from the coarse clock.
+//! - `count window mixed (1 in 8 failures)`: a window of 100 that always holds failures; about a
+//!   quarter of the records change the ring.
+//! - `count window mixed (1 in 100 failures)`: the same with a failure every 100th call, so the
+//!   window holds about one per thread and most records replace a success by a success.
+//! - `time window record (CoarseClock)`: 10 s in 10 buckets, `now` read from a coarse clock by
+//!   every implementation alike.
+//!
+//! Each row checks, untimed, that its operation did what the row says: the mixed rows that the
+//! failures were recorded (some record returned a tally with a failure), the time rows that the
+//! calls were counted.
 //! - `clock read`: one `now()` of each clock.
 
 use crate::{Case, Pool, Role};
@@ -17,26 +25,60 @@ use std::time::Duration;
 
 const SIZE: u32 = 100;
 
-/// Runs `op(state, thread, i)` for `i in 0..iters` on each of `threads` threads.
-fn run_indexed<S, F>(pool: &Pool, threads: usize, iters: u64, state: S, op: F) -> Duration
+/// Runs `op(state, i)` for `i in 0..iters` on each of `threads` threads; returns the time and the
+/// largest value any `op` returned (what the row's check reads).
+fn run_max<S, F>(pool: &Pool, threads: usize, iters: u64, state: S, op: F) -> (Duration, u32)
 where
     S: Send + Sync + 'static,
-    F: Fn(&S, usize, u64) + Send + Sync + 'static,
+    F: Fn(&S, u64) -> u32 + Send + Sync + 'static,
 {
     let state = Arc::new(state);
-    pool.run(threads, move |t| {
+    let seen = Arc::new(std::sync::Mutex::new(0u32));
+    let out = seen.clone();
+    let time = pool.run(threads, move |_| {
+        let mut max = 0u32;
         for i in 0..iters {
-            op(&state, t, i);
+            max = max.max(op(&state, i));
         }
-    })
+        let mut s = out.lock().unwrap_or_else(|p| p.into_inner());
+        *s = (*s).max(max);
+    });
+    let max = *seen.lock().unwrap_or_else(|p| p.into_inner());
+    (time, max)
 }
 
-fn mixed(i: u64) -> Outcome {
-    if i % 8 == 7 {
+/// The `i`-th outcome of a thread: a failure every `every`-th call.
+fn mixed(i: u64, every: u64) -> Outcome {
+    if i % every == every - 1 {
         Outcome::Failure
     } else {
         Outcome::Success
     }
+}
+
+/// A mixed row: times `record` of [`mixed`] outcomes, and checks that the failures went in. The
+/// check asks for a tally showing a failure once each thread has recorded a few: a record that
+/// adds a failure returns the totals just after it, which can miss it only if racing recorders
+/// evicted it in between, and cannot do so for every failure of every thread.
+fn run_mixed<S, F>(
+    pool: &Pool,
+    threads: usize,
+    iters: u64,
+    every: u64,
+    state: S,
+    record: F,
+) -> Duration
+where
+    S: Send + Sync + 'static,
+    F: Fn(&S, Outcome) -> Tally + Send + Sync + 'static,
+{
+    let (time, failures) = run_max(pool, threads, iters, state, move |s, i| {
+        record(s, black_box(mixed(i, every))).failures
+    });
+    if iters >= 8 * every {
+        assert!(failures > 0, "the mixed row recorded no failure");
+    }
+    time
 }
 
 /// The count window's logic, for the mutex baselines.
@@ -111,35 +153,46 @@ fn count_success_pl(pool: &Pool, threads: usize, iters: u64) -> Duration {
     })
 }
 
-fn count_mixed_resile(pool: &Pool, threads: usize, iters: u64) -> Duration {
-    run_indexed(pool, threads, iters, full_resile(), |w, _, i| {
-        black_box(w.record(black_box(mixed(i))));
+fn count_mixed_resile(pool: &Pool, threads: usize, iters: u64, every: u64) -> Duration {
+    run_mixed(pool, threads, iters, every, full_resile(), |w, o| {
+        w.record(o)
     })
 }
 
-fn count_mixed_std(pool: &Pool, threads: usize, iters: u64) -> Duration {
-    run_indexed(
-        pool,
-        threads,
-        iters,
-        std::sync::Mutex::new(full_ring()),
-        |m, _, i| {
-            let mut g = m.lock().unwrap_or_else(|p| p.into_inner());
-            black_box(g.record(black_box(mixed(i))));
-        },
-    )
+fn count_mixed_std(pool: &Pool, threads: usize, iters: u64, every: u64) -> Duration {
+    let m = std::sync::Mutex::new(full_ring());
+    run_mixed(pool, threads, iters, every, m, |m, o| {
+        m.lock().unwrap_or_else(|p| p.into_inner()).record(o)
+    })
 }
 
-fn count_mixed_pl(pool: &Pool, threads: usize, iters: u64) -> Duration {
-    run_indexed(
-        pool,
-        threads,
-        iters,
-        parking_lot::Mutex::new(full_ring()),
-        |m, _, i| {
-            black_box(m.lock().record(black_box(mixed(i))));
-        },
-    )
+fn count_mixed_pl(pool: &Pool, threads: usize, iters: u64, every: u64) -> Duration {
+    let m = parking_lot::Mutex::new(full_ring());
+    run_mixed(pool, threads, iters, every, m, |m, o| m.lock().record(o))
+}
+
+fn mixed8_resile(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    count_mixed_resile(pool, threads, iters, 8)
+}
+
+fn mixed8_std(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    count_mixed_std(pool, threads, iters, 8)
+}
+
+fn mixed8_pl(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    count_mixed_pl(pool, threads, iters, 8)
+}
+
+fn mixed100_resile(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    count_mixed_resile(pool, threads, iters, 100)
+}
+
+fn mixed100_std(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    count_mixed_std(pool, threads, iters, 100)
+}
+
+fn mixed100_pl(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    count_mixed_pl(pool, threads, iters, 100)
 }
 
 /// The time window's logic, for the mutex baselines: buckets, running totals, and expiry of at
@@ -188,39 +241,43 @@ impl Buckets {
 
 const SPAN: Duration = Duration::from_secs(10);
 
+/// A time row: every implementation reads `now` from its own [`CoarseClock`] (the same clock
+/// source, read once per record outside any lock) and records a success; the row checks that the
+/// calls were counted.
+fn run_time<S, F>(pool: &Pool, threads: usize, iters: u64, window: S, record: F) -> Duration
+where
+    S: Send + Sync + 'static,
+    F: Fn(&S, u64) -> Lanes + Send + Sync + 'static,
+{
+    let state = (window, CoarseClock::new());
+    let (time, calls) = run_max(pool, threads, iters, state, move |(w, c), _| {
+        let lanes: Lanes = record(w, c.now());
+        lanes[0]
+    });
+    assert!(calls > 0, "the time row counted no call");
+    time
+}
+
 fn time_resile(pool: &Pool, threads: usize, iters: u64) -> Duration {
-    let state = (
-        TimeWindow::new(SPAN, 10).expect("valid"),
-        CoarseClock::new(),
-    );
-    pool.run_op(threads, iters, state, |(w, c)| {
-        black_box(w.record(c.now(), black_box(Outcome::Success)));
+    let w = TimeWindow::new(SPAN, 10).expect("valid");
+    run_time(pool, threads, iters, w, |w, now| {
+        w.record(now, black_box(Outcome::Success)).into()
     })
 }
 
 fn time_std(pool: &Pool, threads: usize, iters: u64) -> Duration {
-    let state = (
-        std::sync::Mutex::new(Buckets::new(SPAN, 10)),
-        CoarseClock::new(),
-    );
-    pool.run_op(threads, iters, state, |(m, c)| {
-        let now = c.now();
+    let m = std::sync::Mutex::new(Buckets::new(SPAN, 10));
+    run_time(pool, threads, iters, m, |m, now| {
         let mut g = m.lock().unwrap_or_else(|p| p.into_inner());
-        black_box(g.add(now, black_box(Outcome::Success).tally().into()));
+        g.add(now, black_box(Outcome::Success).tally().into())
     })
 }
 
 fn time_pl(pool: &Pool, threads: usize, iters: u64) -> Duration {
-    let state = (
-        parking_lot::Mutex::new(Buckets::new(SPAN, 10)),
-        CoarseClock::new(),
-    );
-    pool.run_op(threads, iters, state, |(m, c)| {
-        let now = c.now();
-        black_box(
-            m.lock()
-                .add(now, black_box(Outcome::Success).tally().into()),
-        );
+    let m = parking_lot::Mutex::new(Buckets::new(SPAN, 10));
+    run_time(pool, threads, iters, m, |m, now| {
+        m.lock()
+            .add(now, black_box(Outcome::Success).tally().into())
     })
 }
 
@@ -258,6 +315,7 @@ pub fn cases() -> Vec<Case> {
     };
     let healthy = "count window success (full of successes)";
     let mixed = "count window mixed (1 in 8 failures)";
+    let mixed100 = "count window mixed (1 in 100 failures)";
     let time = "time window record (CoarseClock)";
     let clock = "clock read";
     vec![
@@ -274,18 +332,26 @@ pub fn cases() -> Vec<Case> {
             Role::ParkingLot,
             count_success_pl,
         ),
-        case(mixed, "resile", Role::Resile, count_mixed_resile),
-        case(
-            mixed,
-            "std Mutex<VecDeque>",
-            Role::StdMutex,
-            count_mixed_std,
-        ),
+        case(mixed, "resile", Role::Resile, mixed8_resile),
+        case(mixed, "std Mutex<VecDeque>", Role::StdMutex, mixed8_std),
         case(
             mixed,
             "parking_lot Mutex<VecDeque>",
             Role::ParkingLot,
-            count_mixed_pl,
+            mixed8_pl,
+        ),
+        case(mixed100, "resile", Role::Resile, mixed100_resile),
+        case(
+            mixed100,
+            "std Mutex<VecDeque>",
+            Role::StdMutex,
+            mixed100_std,
+        ),
+        case(
+            mixed100,
+            "parking_lot Mutex<VecDeque>",
+            Role::ParkingLot,
+            mixed100_pl,
         ),
         case(time, "resile", Role::Resile, time_resile),
         case(time, "std Mutex<buckets>", Role::StdMutex, time_std),
@@ -316,7 +382,9 @@ mod tests {
         let w = full_resile();
         let mut r = full_ring();
         for i in 0..1000 {
-            assert_eq!(w.record(mixed(i)), r.record(mixed(i)));
+            for every in [8, 100] {
+                assert_eq!(w.record(mixed(i, every)), r.record(mixed(i, every)));
+            }
         }
         let tw = TimeWindow::new(SPAN, 10).unwrap();
         let mut b = Buckets::new(SPAN, 10);

@@ -75,6 +75,30 @@ fn count_two_threads_lap_the_ring() {
 }
 
 #[test]
+fn count_unwritten_record_races_a_swap_of_its_slot() {
+    // One slot holding a failure: one record finds its outcome already there and writes
+    // nothing, while the other lands in the same slot (a lap race) with a different outcome.
+    // Whichever way they interleave, the totals describe the slot, and the slot holds one of
+    // the outcomes.
+    record_concurrently(
+        1,
+        &[Outcome::Failure],
+        &[Outcome::Failure, Outcome::Success],
+    );
+}
+
+#[test]
+fn count_three_records_two_unwritten_race_a_swap() {
+    // Two slots already full of failures; two records of a failure may leave their slots
+    // unwritten while a success lands in one of them.
+    record_concurrently(
+        2,
+        &[Outcome::Failure, Outcome::Failure],
+        &[Outcome::Failure, Outcome::Success, Outcome::Failure],
+    );
+}
+
+#[test]
 fn count_three_threads_two_slots() {
     record_concurrently(
         2,

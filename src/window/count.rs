@@ -15,9 +15,11 @@
 //! 1. (fast path) if `o` is a plain success and the totals say "full of plain successes", the
 //!    new outcome would replace a plain success with a plain success: nothing changes, so return
 //!    the totals having written nothing (a healthy breaker writes no shared cache line);
-//! 2. `i = cursor.fetch_add(1) % size`; `old = slots[i].swap(code(o))`;
+//! 2. `i = cursor.fetch_add(1) % size`; if `slots[i]` already holds `code(o)`, return the totals
+//!    having written nothing more (the record takes effect at that load, as a swap of `code(o)`
+//!    for itself would); else `old = slots[i].swap(code(o))`;
 //! 3. `totals.fetch_add(enc(o) - enc(old))` (wrapping, field by field; see [`TOTALS_BIAS`]),
-//!    skipped when the slot already held the same outcome (the delta is zero).
+//!    skipped when the slot held the same outcome after all (the delta is zero).
 //!
 //! Every change to a slot is a `swap` whose caller applies exactly `enc(new) - enc(old)` to the
 //! totals, so for each slot the deltas telescope to `enc(final contents)`: once every recorder
@@ -143,9 +145,9 @@ const fn full_of_successes(size: u32) -> u64 {
 /// The outcomes of the last `size` calls, with running totals.
 ///
 /// Lock-free: [`record`](Self::record) is at most one `fetch_add` on a cursor, one `swap` of a
-/// byte and one `fetch_add` on the totals (skipped when the evicted outcome equals the new one),
-/// and only a load when it records a plain success into a window already full of plain
-/// successes. Nothing allocates after [`new`](Self::new).
+/// byte and one `fetch_add` on the totals; when the evicted outcome equals the new one it is the
+/// `fetch_add` on the cursor and a load of the slot, and only a load when it records a plain
+/// success into a window already full of plain successes. Nothing allocates after [`new`](Self::new).
 ///
 /// Under concurrent recording the totals are exact at every quiescent point (every call to
 /// `record` has returned): they equal the ring's contents. While records are in flight a reader
@@ -229,15 +231,21 @@ impl CountWindow {
         // on each slot's swap, not on the cursor.
         let claim = self.cursor.fetch_add(1, Ordering::Relaxed);
         let i = self.per_lap.div_rem(claim).1 as usize;
-        // Relaxed: the swap's total order per slot is all the telescoping argument needs.
-        let old = match self.slots.get(i) {
-            Some(slot) => slot.swap(new, Ordering::Relaxed),
-            None => return self.snapshot(), // unreachable: i < size == slots.len()
+        let Some(slot) = self.slots.get(i) else {
+            return self.snapshot(); // unreachable: i < size == slots.len()
         };
+        // Relaxed, load and swap: each slot's modification order is all the telescoping
+        // argument needs. A slot that already holds the new outcome is left unwritten: the
+        // record then takes effect at the load, as a swap of `new` for `new` would (its delta is
+        // zero), so a shared line is only read, not written, on most records of a window whose
+        // contents change rarely.
+        if slot.load(Ordering::Relaxed) == new {
+            return self.snapshot();
+        }
+        let old = slot.swap(new, Ordering::Relaxed);
         let d = delta(old, new);
         if d == 0 {
-            // The slot held the same outcome: the totals do not change (most records in a mostly
-            // healthy window), so skip the write.
+            // A racing recorder wrote the same outcome between the load and the swap.
             return self.snapshot();
         }
         let before = self.totals.fetch_add(d, Ordering::Relaxed);
