@@ -39,6 +39,12 @@
 //!   `allowance(sums.requests + requests) > sums.retries + retries`; its CAS succeeds only if the
 //!   retries word is unchanged, so at that instant retries are exactly what it checked and
 //!   requests at least what it read: it never overdraws.
+//! - **Refusing.** A refusal has no CAS to validate it, so it stands only on counts the bucket
+//!   held at one instant: a requests word tagged `E` (its count then, or its final count once
+//!   sealed) with the retries read before it (which only grew since) are the bucket's state at
+//!   the later read, or at its seal. A requests word not tagged `E` reads as none, which is
+//!   `E`'s count only if the slot was not yet reopened for `E + S`: a head loaded after the word
+//!   and still at `E` proves it; any other head and the withdrawal starts over at the head.
 //! - **Sums.** Before anything reads or leaves head `E`, `sums` must be for `E`. Whoever finds it
 //!   stale computes it: each bucket of an epoch `d` in `E-L+1 ..= E-1` is *sealed*, its words
 //!   CASed to carry `SEALED` (or, if not tagged `d`, replaced by `(SEALED, tag d, 0)` under the
@@ -54,11 +60,26 @@
 //!
 //! # Orderings
 //!
-//! Word and head loads are `Acquire`, their CASes `AcqRel`; the sums word likewise. A thread that
-//! writes tag `e` to a word has loaded the head at `e` (or later) before; a thread that then reads
-//! that word with `Acquire` and loads the head afterwards sees the head at `e` or later too. So
-//! "the word is not tagged `E` and the head (loaded after it) still reads `E`" always means "the
-//! word is dead", never "the word belongs to an epoch newer than my view of the head".
+//! The invariant every load below relies on: a thread that writes tag `e` to a word has loaded
+//! the head at `e` (or later) before; a thread that reads that word with `Acquire` and loads the
+//! head afterwards sees the head at `e` or later too. So "the word is not tagged `E` and the head
+//! (loaded after it) still reads `E`" always means "the word is dead" (or, for an open word,
+//! "not opened yet"), never "the word belongs to an epoch newer than my view of the head".
+//!
+//! - `head` load (`settle`, `open_word`, `seal`, `totals`, `refusal_holds`), `Acquire`: pairs
+//!   with the CAS that moved it, so the sums that CAS's thread installed first are visible.
+//! - `head` CAS (`advance`), `AcqRel`: releases the sums for the old head installed before it;
+//!   on failure `Acquire`, the caller reloads anyway.
+//! - `sums` load (`sums_at`), `Acquire`: pairs with its installing CAS, so the seals it summed
+//!   are visible and no later load reads a sealed word as open.
+//! - `sums` CAS (`install_sums`), `AcqRel`: releases the seals it summed; acquires a rival's sums
+//!   when it loses.
+//! - lane word load (`open_word`, `open_count_of`, `seal`), `Acquire`: pairs with the CAS that
+//!   wrote its tag, so the head load after it sees that epoch (the invariant above).
+//! - lane word CAS (opening, adding, sealing), `AcqRel`: releases the head load that justified
+//!   its tag; acquires the value it replaced, so its retry loop works on the latest count.
+//! - requests word load, then `head` load, in a refusal (`try_debit`): the order of the two is
+//!   the invariant above, which is why the head is loaded after the word and not before.
 //!
 //! # Caveats
 //!

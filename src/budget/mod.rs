@@ -160,7 +160,10 @@ mod lane {
 ///
 /// Orderings: the no-overdraw promise rests on the retries word's CAS (every withdraw sees every
 /// earlier debit of the same bucket) and on the seal (a debit either lands before its bucket is
-/// sealed and is in the sums, or fails and retries in the newest bucket); nothing else is
+/// sealed and is in the sums, or fails and retries in the newest bucket); a refusal, which no CAS
+/// validates, stands only on counts its bucket held at one instant (a requests word read as its
+/// own bucket's, or as not yet opened with the head unmoved), else it starts over at the newest
+/// bucket, so a withdraw is never refused while the window holds a retry; nothing else is
 /// published through the budget, so the counters need no ordering. A fixed-mode deposit reads no
 /// clock and touches only its counter. Each operation reads the clock at most once.
 ///
