@@ -170,6 +170,38 @@ fn live(at: u64, now: u64) -> bool {
 }
 
 #[test]
+fn time_records_on_two_stripes_race_a_rotation_that_keeps_them_then_age_out() {
+    // Two threads (on the two stripes of lane words loom gives a window) record a failure each
+    // into the bucket of time 1 while the main thread moves the head on to time 2, which keeps
+    // that bucket live: both failures count exactly once. A read at time 3 kills the bucket; the
+    // stamp must clear both stripes' words, leaving nothing behind.
+    model(|| {
+        let w = Arc::new(tiny_time_window());
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                let w = w.clone();
+                thread::spawn(move || {
+                    let t = w.record(1, Outcome::Failure);
+                    assert!(t.failures <= t.calls && t.calls <= 2);
+                })
+            })
+            .collect();
+        let _ = w.totals(2);
+        for h in hs {
+            h.join().unwrap();
+        }
+        let both = Tally {
+            calls: 2,
+            failures: 2,
+            slow: 0,
+        };
+        assert_eq!(w.tally(2), both);
+        assert_eq!(w.totals(3), [0, 0, 0]);
+        assert_eq!(w.record(3, Outcome::Success).calls, 1);
+    });
+}
+
+#[test]
 fn time_record_races_a_rotation() {
     // Thread A records a failure at whatever the clock reads; thread B moves the clock two buckets
     // on (killing A's epoch if A read the old time) and records a success there. A's failure is

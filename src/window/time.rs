@@ -8,15 +8,23 @@
 //! ```text
 //! totals: AtomicU64   running sum of every live bucket, 3 lanes (layout: LANE_BITS)  } one
 //! head:   AtomicU64   the newest epoch any operation has seen; only grows            } line
-//! words:  Box<[AtomicU64]>         N x 3 lane words: VALID | lap tag | count (layout: TAG_SHIFT)
+//! words:  Box<[CachePadded<[AtomicU64; 16]>]>   per stripe of threads, N x 3 lane words:
+//!         VALID | lap tag | count (layout: TAG_SHIFT); stripe s's word j = bucket * 3 + lane is
+//!         words[s * chunks + j / 16][j % 16] (each stripe's words on lines of their own)
 //! ```
+//!
+//! An adder writes the lane words of its own stripe (the [`thread_stripe`] of the calling
+//! thread), so threads on different stripes share only the totals' line; everything below holds
+//! for each lane word on its own, and an advance stamps every stripe's words of the buckets it
+//! kills. The stripes are [`stripe_count`]'s, fewer where the window has many buckets (at most
+//! `MAX_WORD_CHUNKS` padded chunks in all), down to one.
 //!
 //! Epoch `e` is *live* while `head - e < N`. The totals count exactly the live lane words, plus,
 //! while operations are in flight, amounts on their way in or out.
 //!
 //! **Advancing.** An operation at epoch `e > head` moves `head` to `e` with one CAS. The winner
 //! *stamps* the buckets whose epoch changed, at most `N` of them however long the idle time was:
-//! each lane word whose tag is not the live lap of its bucket is replaced by `(live lap, 0)`, and
+//! each lane word (of every stripe) whose tag is not the live lap of its bucket is replaced by `(live lap, 0)`, and
 //! the counts removed are subtracted from the totals in one `fetch_sub`. A stamp changes the word
 //! even when its count is 0, so that a recorder that decided "my epoch is live" just before the
 //! head moved finds its CAS failing and looks again.
@@ -26,7 +34,8 @@
 //! 2. check-and-add on the totals in one CAS (`try_add`'s admission and the debit are this one
 //!    step, so concurrent `try_add`s can never admit past the predicate's limit); lanes saturate
 //!    at [`TimeWindow::MAX_LANE`], and only what the totals took goes on;
-//! 3. for each lane with a non-zero amount, CAS the lane word of bucket `e % N`: load the word,
+//! 3. for each lane with a non-zero amount, CAS the lane word of bucket `e % N` in the caller's
+//!    stripe: load the word,
 //!    then the head; if `e` is dead now, undo the lane's amount on the totals (the event aged out
 //!    while it was being added); if the word carries `e`'s lap, add to its count; otherwise the
 //!    word holds a dead epoch whose stamp has not happened yet: replace it with `(lap(e), amount)`
@@ -60,7 +69,7 @@
 //! `MAX_FAST_CHUNKS` padded chunks in all: 8 KiB on x86_64), so a full read stays a few hundred
 //! loads.
 //!
-//! **Caveats.** While an advance is stamping (at most `3N` CASes) a concurrent reader can still
+//! **Caveats.** While an advance is stamping (at most `3N` CASes per stripe) a concurrent reader can still
 //! see counts of the epochs that just died, and an adder that helps the stamper takes out the
 //! dead counts of its own lanes only, so for that moment a read can show more failures than
 //! calls ([`Tally`] clamps failures and slow calls to calls). A lap tag keeps 42 bits, so a
@@ -127,7 +136,7 @@ pub type Lanes = [u32; 3];
 const LANE_BITS: u32 = 21;
 const LANE_MASK: u64 = (1 << LANE_BITS) - 1;
 
-/// Lane word layout (`words[bucket * 3 + lane]`):
+/// Lane word layout (word `bucket * 3 + lane` of a stripe):
 ///
 /// ```text
 ///    63   62               21 20        0
@@ -245,6 +254,24 @@ struct WordStep {
 const FAST_CHUNK: usize = 16;
 /// The most padded chunks of fast words a window allocates (8 KiB at 128 bytes a chunk).
 const MAX_FAST_CHUNKS: usize = 64;
+/// The most padded chunks of lane words a window allocates across its stripes (8 KiB at 128
+/// bytes a chunk), unless one stripe alone needs more (over 341 buckets).
+const MAX_WORD_CHUNKS: usize = 64;
+
+/// Padded chunks of 16 words, `per` per stripe for as many stripes (a power of two, at most
+/// [`stripe_count`]) as fit in `cap` chunks, and at least one: `(chunks, stripes - 1)`.
+fn striped_chunks(per: usize, cap: usize) -> (Box<[CachePadded<[AtomicU64; FAST_CHUNK]>]>, usize) {
+    let fit = if per >= cap {
+        1
+    } else {
+        1 << (cap / per).ilog2()
+    };
+    let stripes = stripe_count().min(fit).max(1);
+    let chunks = (0..stripes * per)
+        .map(|_| CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))))
+        .collect();
+    (chunks, stripes - 1)
+}
 
 #[derive(Debug)]
 struct Hot {
@@ -260,7 +287,8 @@ struct Hot {
 /// bucket is live, and is dropped if it has aged out.
 ///
 /// Lock-free; an add is a CAS on the totals plus a CAS on one lane word per non-zero lane, and
-/// after any idle time the first operation stamps at most `3 * buckets` words (never a loop over
+/// after any idle time the first operation stamps at most `3 * buckets` words per stripe of
+/// threads (never a loop over
 /// the elapsed periods). Nothing allocates after [`new`](Self::new).
 ///
 /// ```
@@ -275,7 +303,12 @@ pub struct TimeWindow {
     /// The running totals and the head epoch, on one cache line: every operation reads both and
     /// writes the totals, and the head changes at most once per bucket period.
     hot: CachePadded<Hot>,
-    words: Box<[AtomicU64]>,
+    /// The lane words, per stripe of threads (layout in the module docs).
+    words: Box<[CachePadded<[AtomicU64; FAST_CHUNK]>]>,
+    /// Chunks per stripe of `words`: `3 * buckets` words rounded up to whole chunks.
+    word_chunks: usize,
+    /// `stripes - 1` for `words` (a power of two of stripes).
+    word_mask: usize,
     /// Lane 0 counts added by [`add_fast`](Self::add_fast): per stripe, one word per bucket,
     /// laid out as a lane word, kept out of the totals and summed (live laps only) when the
     /// totals are read (layout in the module docs). Empty unless built by
@@ -329,12 +362,16 @@ impl TimeWindow {
                 ));
             }
         };
+        let word_chunks = (3 * buckets as usize).div_ceil(FAST_CHUNK);
+        let (words, word_mask) = striped_chunks(word_chunks, MAX_WORD_CHUNKS);
         Ok(Self {
             hot: CachePadded::new(Hot {
                 totals: AtomicU64::new(0),
                 head: AtomicU64::new(0),
             }),
-            words: (0..3 * buckets).map(|_| AtomicU64::new(0)).collect(),
+            words,
+            word_chunks,
+            word_mask,
             fast: Box::new([]),
             fast_chunks: 0,
             fast_mask: 0,
@@ -391,9 +428,11 @@ impl TimeWindow {
         Duration::from_nanos(self.bucket_nanos * self.buckets)
     }
 
+    /// Stripe `s`'s lane word of `bucket`.
     #[inline]
-    fn word(&self, bucket: u64, lane: usize) -> &AtomicU64 {
-        &self.words[bucket as usize * 3 + lane]
+    fn word(&self, s: usize, bucket: u64, lane: usize) -> &AtomicU64 {
+        let j = bucket as usize * 3 + lane;
+        &self.words[s * self.word_chunks + j / FAST_CHUNK][j % FAST_CHUNK]
     }
 
     /// The epoch of `now` and its (lap, bucket). `lap = epoch / N = now / span` (nested floor
@@ -435,9 +474,11 @@ impl TimeWindow {
         let mut i = to % n;
         let mut removed = 0u64;
         for _ in 0..k {
-            for lane in 0..3 {
-                let c = self.stamp_word(i, lane);
-                removed += c << (lane as u32 * LANE_BITS);
+            for s in 0..=self.word_mask {
+                for lane in 0..3 {
+                    let c = self.stamp_word(s, i, lane);
+                    removed += c << (lane as u32 * LANE_BITS);
+                }
             }
             i = if i == 0 { n - 1 } else { i - 1 };
         }
@@ -446,10 +487,10 @@ impl TimeWindow {
         }
     }
 
-    /// Stamps one lane word with its bucket's live lap unless it already has it; returns the
-    /// count removed.
-    fn stamp_word(&self, i: u64, lane: usize) -> u64 {
-        let w = self.word(i, lane);
+    /// Stamps stripe `s`'s lane word of bucket `i` with the bucket's live lap unless it already
+    /// has it; returns the count removed.
+    fn stamp_word(&self, s: usize, i: u64, lane: usize) -> u64 {
+        let w = self.word(s, i, lane);
         let mut cur = w.load(Ordering::Acquire);
         loop {
             let want = tag(live_lap(
@@ -551,6 +592,7 @@ impl TimeWindow {
         };
         let mut give_back = 0u64;
         let mut dead = false;
+        let stripe = thread_stripe() & self.word_mask;
         // The lanes in reverse (slow calls, failures, calls), the opposite of `reset`'s order: an
         // add racing a reset then survives it as a suffix of this order (calls; failures and
         // calls; or all), never as a failure or a slow call without its call.
@@ -560,7 +602,7 @@ impl TimeWindow {
             }
             let shift = lane as u32 * LANE_BITS;
             if !dead {
-                match self.add_word(self.word(at.1, lane), epoch, at.0, u64::from(a)) {
+                match self.add_word(self.word(stripe, at.1, lane), epoch, at.0, u64::from(a)) {
                     Ok(removed) => {
                         give_back += removed << shift;
                         continue;
@@ -676,10 +718,15 @@ impl TimeWindow {
     /// Empties the window. Events added concurrently with a reset may survive it; the totals
     /// still equal the buckets' contents once both have returned.
     pub fn reset(&self) {
+        // Each stripe's words in index order: calls, failures, slow calls per bucket (see
+        // `try_add_counted` for why that order).
         let mut removed = 0u64;
-        for (k, w) in self.words.iter().enumerate() {
-            let old = w.swap(0, Ordering::AcqRel);
-            removed += count(old) << ((k % 3) as u32 * LANE_BITS);
+        for (c, chunk) in self.words.iter().enumerate() {
+            for (o, w) in chunk.iter().enumerate() {
+                let j = (c % self.word_chunks) * FAST_CHUNK + o;
+                let old = w.swap(0, Ordering::AcqRel);
+                removed += count(old) << ((j % 3) as u32 * LANE_BITS);
+            }
         }
         if removed != 0 {
             self.hot.totals.fetch_sub(removed, Ordering::Relaxed);
@@ -1106,12 +1153,14 @@ mod tests {
         let head = w.hot.head.load(Ordering::Relaxed);
         let mut live = [0u32; 3];
         for i in 0..w.buckets {
-            for (lane, l) in live.iter_mut().enumerate() {
-                let word = w.word(i, lane).load(Ordering::Relaxed);
-                if word & TAG_MASK == tag(live_lap(head, w.buckets, i)) {
-                    *l += count(word) as u32;
-                } else {
-                    assert_eq!(count(word), 0, "a dead word keeps a count");
+            for s in 0..=w.word_mask {
+                for (lane, l) in live.iter_mut().enumerate() {
+                    let word = w.word(s, i, lane).load(Ordering::Relaxed);
+                    if word & TAG_MASK == tag(live_lap(head, w.buckets, i)) {
+                        *l += count(word) as u32;
+                    } else {
+                        assert_eq!(count(word), 0, "a dead word keeps a count");
+                    }
                 }
             }
         }
