@@ -17,8 +17,8 @@ const PAIRS: u64 = if cfg!(debug_assertions) {
     500_000
 };
 
-/// Ratio 1.0 with a floor of `reserve` retries over a window of `window_ns` in `buckets`
-/// buckets, on `clock`.
+/// Ratio 1.0 with a floor of `min_per_sec` retries a second, over a window of `window_ns` in
+/// `buckets` buckets, on `clock`.
 fn budget(
     clock: &ManualClock,
     window_ns: u64,
