@@ -157,7 +157,9 @@ fuzz_target!(|input: Input| {
     let span = Duration::from_nanos(input.raw_span);
     let ok = (1..=TimeWindow::MAX_BUCKETS).contains(&input.raw_buckets)
         && input.raw_span != 0
-        && input.raw_span % u64::from(input.raw_buckets.max(1)) == 0;
+        && input
+            .raw_span
+            .is_multiple_of(u64::from(input.raw_buckets.max(1)));
     assert_eq!(TimeWindow::new(span, input.raw_buckets).is_ok(), ok);
 
     let size = u32::from(input.count_size % 70) + 1;
