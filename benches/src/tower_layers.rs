@@ -1,8 +1,9 @@
 //! One request through a tower middleware (`poll_ready`, `call`, and the response future polled
 //! to its end, as a server does), around an inner service that answers at once: resile's
-//! `DrainLayer`, `BulkheadLayer` and `BreakerLayer`, tower's own `ConcurrencyLimitLayer`, and the
-//! bare inner service as the floor. Each thread has its own service (as each connection does);
-//! the drainer, bulkhead, breaker and semaphore are shared.
+//! `DrainLayer`, `BulkheadLayer` and `BreakerLayer`, tower's own concurrency limit (one semaphore
+//! shared by every thread's service, as the bulkhead is), and the bare inner service as the
+//! floor. Each thread has its own service (as each connection does); the drainer, bulkhead,
+//! breaker and semaphore are shared.
 
 use crate::{Case, Pool, Role};
 use resile::breaker::CircuitBreaker;
@@ -119,7 +120,9 @@ fn concurrency_limit(pool: &Pool, threads: usize, iters: u64) -> Duration {
         pool,
         threads,
         iters,
-        tower::limit::ConcurrencyLimitLayer::new(1 << 20),
+        // Shared by every thread's service, as resile's bulkhead is (`ConcurrencyLimitLayer`
+        // would give each service a semaphore of its own).
+        tower::limit::GlobalConcurrencyLimitLayer::new(1 << 20),
     )
 }
 
@@ -154,7 +157,7 @@ pub fn cases() -> Vec<Case> {
             breaker_layer as _,
         ),
         c(
-            "tower 0.5 ConcurrencyLimitLayer",
+            "tower 0.5 GlobalConcurrencyLimitLayer",
             Role::Peer,
             concurrency_limit as _,
         ),
