@@ -1409,7 +1409,7 @@ mod tests {
         }
     }
 
-    /// A drainer whose state's free shows in the returned counter (as drops beyond `before`).
+    /// A drainer whose state's free shows in the returned counter (one drop of its clock).
     fn counted() -> (Arc<std::sync::atomic::AtomicUsize>, Drainer<DropCounted>) {
         let drops = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let d = Drainer::builder()
