@@ -38,13 +38,15 @@
 use crate::clock::{Clock, SystemClock, duration_to_nanos};
 use crate::counter::StripedCounter;
 use crate::error::{BulkheadError, ConfigError};
-use crate::sync::{AtomicU64, AtomicUsize, Mutex, Ordering, lock, park_timeout};
+use crate::sync::{AtomicU64, AtomicUsize, Lifetime, Mutex, Ordering, fence, lock, park_timeout};
 use crate::wait::Waiter;
 use crate::wait::queue::{Queue, Slot, SlotState, WakeList};
 use crossbeam_utils::CachePadded;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
+use std::ptr::NonNull;
 use std::sync::Arc as StdArc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -59,8 +61,8 @@ pub const MAX_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
 /// # Layout
 ///
 /// ```text
-///    63        62      61 ........... 31   30 ............ 0
-/// [CLOSED][WAITERS][ limit (31 bits)     ][ in_flight (31 bits) ]
+///    63        62        61       60 ........... 31   30 ............ 0
+/// [CLOSED][WAITERS][ORPHANED][ limit (30 bits)     ][ in_flight (31 bits) ]
 /// ```
 ///
 /// # State table
@@ -86,6 +88,9 @@ pub const MAX_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
 ///   when the queue is non-empty. A waiter sets it (`fetch_or`) after queueing itself and then
 ///   re-checks capacity (the hand-off loop); the lock holder that empties the queue clears it.
 /// - `CLOSED`: set once by `close` (`fetch_or`), never cleared.
+/// - `ORPHANED`: set once by the [`Bulkhead`]'s drop (`fetch_or`, under the queue lock), never
+///   cleared; from then on the release that leaves `in_flight` at 0 frees the shared state
+///   (see `Core`). Every transition above keeps it.
 ///
 /// # Why no wakeup is lost
 ///
@@ -102,28 +107,43 @@ pub const MAX_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
 ///   release) happens before the new holder's; `Relaxed` on failure (the value is only retried).
 /// - Release `fetch_sub`: `Release`, pairing with the next admission's `Acquire` (read-modify-
 ///   writes extend the release sequence, so the pairing holds through other RMWs).
+/// - An owned permit's release, a CAS when nobody is queued and the bulkhead lives: `Release`,
+///   as the `fetch_sub`.
+/// - The bulkhead's drop, `fetch_or(ORPHANED)`: `AcqRel`: Release orders its accesses before a
+///   free by the last permit; Acquire lets it free after the permits' `Release` exits.
+/// - The free: an `Acquire` fence after the RMW that decided it, so every other access to the
+///   state (each released by an RMW on the word) happens-before the deallocation.
 /// - Everything under the queue lock uses `AcqRel`: the lock already orders it, and the slow path
 ///   is not worth a subtler argument. A hand-off reaches its waiter through the slot's
 ///   `Release`/`Acquire` (see [`crate::wait::queue`]).
 /// - Metric loads are `Relaxed`: a snapshot, not a synchronisation.
 pub(crate) mod word {
-    /// Bits of `in_flight`, and of `limit`.
+    /// Bits of `in_flight`.
     pub(crate) const COUNT_BITS: u32 = 31;
-    /// Mask of a count field, unshifted.
+    /// Mask of `in_flight`, unshifted.
     pub(crate) const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+    /// Bits of `limit`.
+    pub(crate) const LIMIT_BITS: u32 = 30;
     /// One call in flight.
     pub(crate) const ONE: u64 = 1;
     /// Where `limit` starts.
     pub(crate) const LIMIT_SHIFT: u32 = COUNT_BITS;
     /// The `limit` field, in place.
-    pub(crate) const LIMIT_MASK: u64 = COUNT_MASK << LIMIT_SHIFT;
+    pub(crate) const LIMIT_MASK: u64 = ((1 << LIMIT_BITS) - 1) << LIMIT_SHIFT;
+    /// The [`Bulkhead`](super::Bulkhead) is gone; the last owned permit frees the state.
+    pub(crate) const ORPHANED: u64 = 1 << 61;
     /// Somebody is queued (see the module docs for who may touch it).
     pub(crate) const WAITERS: u64 = 1 << 62;
     /// Closed: nothing new is admitted.
     pub(crate) const CLOSED: u64 = 1 << 63;
 
-    /// The largest limit the word holds: 2^31 - 1.
-    pub const MAX_LIMIT: u32 = COUNT_MASK as u32;
+    /// The largest limit the word holds: 2^30 - 1.
+    pub const MAX_LIMIT: u32 = (1 << LIMIT_BITS) - 1;
+
+    // The fields do not overlap, and a full count fits its field.
+    const _: () = assert!(LIMIT_MASK & (COUNT_MASK | ORPHANED | WAITERS | CLOSED) == 0);
+    const _: () = assert!(ORPHANED & (COUNT_MASK | WAITERS | CLOSED) == 0);
+    const _: () = assert!(MAX_LIMIT as u64 <= COUNT_MASK);
 
     /// A fresh word: nothing in flight, `limit`, no flags.
     #[inline]
@@ -280,7 +300,7 @@ impl<C: Clock> BulkheadBuilder<C> {
         if self.max_wait > MAX_WAIT {
             return Err(ConfigError::new("max_wait", self.max_wait, "0s..=86400s"));
         }
-        Ok(Bulkhead {
+        let core = Box::new(Core {
             hot: CachePadded::new(Hot {
                 word: AtomicU64::new(word::new(limit)),
                 peak: AtomicU64::new(0),
@@ -291,6 +311,11 @@ impl<C: Clock> BulkheadBuilder<C> {
             name: self.name,
             max_wait: self.max_wait,
             clock: self.clock,
+            lifetime: Lifetime::new(),
+        });
+        Ok(Bulkhead {
+            core: NonNull::from(Box::leak(core)),
+            _owns: PhantomData,
         })
     }
 }
@@ -315,6 +340,26 @@ struct Hot {
 /// drop(held);
 /// ```
 pub struct Bulkhead<C: Clock = SystemClock> {
+    /// The state, shared with the owned permits; see [`Core`] for who frees it.
+    core: NonNull<Core<C>>,
+    _owns: PhantomData<Core<C>>,
+}
+
+// SAFETY: a `Bulkhead` is a unique handle to its `Core`, whose fields are all `Send + Sync` when
+// `C` is (atomics, a mutex, the clock); the core is freed exactly once (see `Core`).
+unsafe impl<C: Clock> Send for Bulkhead<C> {}
+// SAFETY: as above; every method takes `&self` and goes through atomics or the queue's mutex.
+unsafe impl<C: Clock> Sync for Bulkhead<C> {}
+
+/// What a bulkhead and its owned permits share: a heap allocation that outlives the
+/// [`Bulkhead`] while owned permits are alive, so an owned permit needs no reference count of
+/// its own. It is freed by the one operation that leaves the word `ORPHANED` with nothing in
+/// flight: the bulkhead's drop finding no permit, or the last owned permit's release after it.
+/// Waiters always hold the bulkhead (borrowed, or through the `Arc` of [`AcquireOwned`]), so an
+/// orphaned word has nobody queued; an owned permit that finds waiters queued keeps its slot
+/// until it holds the queue lock, and the bulkhead's drop takes that lock before it marks the
+/// word, so no release hands a slot on in a freed core.
+struct Core<C: Clock> {
     hot: CachePadded<Hot>,
     /// Refusals, striped: a full bulkhead's fail-fast path is otherwise read-only.
     refused: StripedCounter,
@@ -324,6 +369,8 @@ pub struct Bulkhead<C: Clock = SystemClock> {
     name: &'static str,
     max_wait: Duration,
     clock: C,
+    /// The allocation's lifetime as loom sees it (empty outside loom models).
+    lifetime: Lifetime,
 }
 
 /// A snapshot of a bulkhead's counters.
@@ -359,6 +406,13 @@ impl Bulkhead<SystemClock> {
 }
 
 impl<C: Clock> Bulkhead<C> {
+    /// The shared state.
+    #[inline]
+    fn core(&self) -> &Core<C> {
+        // SAFETY: the core is freed only once the word is ORPHANED, which `drop(self)` sets.
+        unsafe { self.core.as_ref() }
+    }
+
     /// Takes a slot if one is free and nobody is queued; never waits, never locks, never
     /// allocates.
     ///
@@ -379,21 +433,23 @@ impl<C: Clock> Bulkhead<C> {
         }
     }
 
-    /// [`try_acquire`](Self::try_acquire) for a shared bulkhead: the permit keeps it alive.
+    /// [`try_acquire`](Self::try_acquire) with a permit that borrows nothing, so it can move
+    /// into a spawned task or a response body. It costs what `try_acquire` costs: the permit is
+    /// counted in the word and nowhere else, and may outlive the bulkhead.
     ///
     /// ```
     /// use resile::bulkhead::Bulkhead;
-    /// use std::sync::Arc;
-    /// let b = Arc::new(Bulkhead::builder().limit(1).build().unwrap());
+    /// let b = Bulkhead::builder().limit(1).build().unwrap();
     /// let p = b.try_acquire_owned().unwrap();
     /// std::thread::spawn(move || drop(p)).join().unwrap();
     /// assert_eq!(b.metrics().in_flight, 0);
     /// ```
     #[inline]
-    pub fn try_acquire_owned(self: &StdArc<Self>) -> Result<OwnedPermit<C>, BulkheadError> {
+    pub fn try_acquire_owned(&self) -> Result<OwnedPermit<C>, BulkheadError> {
         match self.try_admit() {
             Ok(()) => Ok(OwnedPermit {
-                bulkhead: self.clone(),
+                core: self.core,
+                _owns: PhantomData,
             }),
             Err(refusal) => Err(self.refuse(refusal)),
         }
@@ -425,7 +481,7 @@ impl<C: Clock> Bulkhead<C> {
     /// [`acquire_timeout`](Self::acquire_timeout) with the configured
     /// [`max_wait`](BulkheadBuilder::max_wait).
     pub fn acquire_blocking(&self) -> Result<Permit<'_, C>, BulkheadError> {
-        self.acquire_timeout(self.max_wait)
+        self.acquire_timeout(self.core().max_wait)
     }
 
     /// A future that resolves to a permit once a slot is handed to it (FIFO with every other
@@ -482,7 +538,7 @@ impl<C: Clock> Bulkhead<C> {
         &self,
         mut timer: T,
     ) -> Result<Permit<'_, C>, BulkheadError> {
-        let start = self.clock.now();
+        let start = self.core().clock.now();
         let mut acquire = self.acquire();
         std::future::poll_fn(|cx| {
             if let Poll::Ready(r) = Pin::new(&mut acquire).poll(cx) {
@@ -533,10 +589,10 @@ impl<C: Clock> Bulkhead<C> {
         S: FnOnce(Duration) -> SF,
         SF: Future,
     {
-        let _permit = if self.max_wait.is_zero() {
+        let _permit = if self.core().max_wait.is_zero() {
             self.try_acquire()?
         } else {
-            self.acquire_until(LazyTimer::new(sleep, self.max_wait))
+            self.acquire_until(LazyTimer::new(sleep, self.core().max_wait))
                 .await?
         };
         Ok(fut.await)
@@ -574,7 +630,7 @@ impl<C: Clock> Bulkhead<C> {
     /// ```
     pub fn set_limit(&self, limit: u32) -> Result<(), ConfigError> {
         let limit = check_limit(limit)?;
-        let w = &self.hot.word;
+        let w = &self.core().hot.word;
         let mut cur = w.load(Ordering::Relaxed);
         loop {
             match w.compare_exchange_weak(
@@ -609,13 +665,20 @@ impl<C: Clock> Bulkhead<C> {
     /// assert_eq!(b.metrics().in_flight, 0);
     /// ```
     pub fn close(&self) -> bool {
-        let prev = self.hot.word.fetch_or(word::CLOSED, Ordering::AcqRel);
+        let prev = self
+            .core()
+            .hot
+            .word
+            .fetch_or(word::CLOSED, Ordering::AcqRel);
         let mut wakes = WakeList::new();
         {
-            let mut q = lock(&self.queue);
+            let mut q = lock(&self.core().queue);
             q.close_all(&mut wakes);
-            self.hot.word.fetch_and(!word::WAITERS, Ordering::AcqRel);
-            self.waiting.store(0, Ordering::Relaxed);
+            self.core()
+                .hot
+                .word
+                .fetch_and(!word::WAITERS, Ordering::AcqRel);
+            self.core().waiting.store(0, Ordering::Relaxed);
         }
         wakes.wake_all();
         !word::is_closed(prev)
@@ -623,33 +686,33 @@ impl<C: Clock> Bulkhead<C> {
 
     /// Whether [`close`](Self::close) was called.
     pub fn is_closed(&self) -> bool {
-        word::is_closed(self.hot.word.load(Ordering::Relaxed))
+        word::is_closed(self.core().hot.word.load(Ordering::Relaxed))
     }
 
     /// The limit now.
     pub fn limit(&self) -> u32 {
-        word::limit(self.hot.word.load(Ordering::Relaxed))
+        word::limit(self.core().hot.word.load(Ordering::Relaxed))
     }
 
     /// The name given to the builder.
     pub fn name(&self) -> &'static str {
-        self.name
+        self.core().name
     }
 
     /// The configured wait of [`call`](Self::call) and [`acquire_blocking`](Self::acquire_blocking).
     pub fn max_wait(&self) -> Duration {
-        self.max_wait
+        self.core().max_wait
     }
 
     /// A snapshot of the counters (each read on its own; together they are not one instant).
     pub fn metrics(&self) -> BulkheadMetrics {
-        let w = self.hot.word.load(Ordering::Relaxed);
+        let w = self.core().hot.word.load(Ordering::Relaxed);
         BulkheadMetrics {
             in_flight: word::in_flight(w),
             limit: word::limit(w),
-            waiting: self.waiting.load(Ordering::Relaxed),
-            refused: self.refused.sum(),
-            peak_in_flight: self.hot.peak.load(Ordering::Relaxed) as u32,
+            waiting: self.core().waiting.load(Ordering::Relaxed),
+            refused: self.core().refused.sum(),
+            peak_in_flight: self.core().hot.peak.load(Ordering::Relaxed) as u32,
         }
     }
 
@@ -658,14 +721,14 @@ impl<C: Clock> Bulkhead<C> {
     /// The fail-fast admission CAS loop around [`word::admit`].
     #[inline]
     fn try_admit(&self) -> Result<(), Refusal> {
-        let w = &self.hot.word;
+        let w = &self.core().hot.word;
         let mut cur = w.load(Ordering::Relaxed);
         loop {
             match word::admit(cur) {
                 word::Admit::Take(next) => {
                     match w.compare_exchange_weak(cur, next, Ordering::Acquire, Ordering::Relaxed) {
                         Ok(_) => {
-                            self.note_peak(next);
+                            self.core().note_peak(next);
                             return Ok(());
                         }
                         Err(seen) => cur = seen,
@@ -677,19 +740,11 @@ impl<C: Clock> Bulkhead<C> {
         }
     }
 
-    #[inline]
-    fn note_peak(&self, next: u64) {
-        let n = u64::from(word::in_flight(next));
-        if n > self.hot.peak.load(Ordering::Relaxed) {
-            self.hot.peak.fetch_max(n, Ordering::Relaxed);
-        }
-    }
-
     /// The clock reading a timed wait starts from (for [`Self::timed_out`]): the `tower`
     /// service's wait, which races [`AcquireOwned`] with the caller's timer.
     #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     pub(crate) fn wait_started(&self) -> u64 {
-        self.clock.now()
+        self.core().clock.now()
     }
 
     /// Counts a wait begun at `start` (a [`Self::wait_started`] reading) that timed out, and
@@ -702,14 +757,14 @@ impl<C: Clock> Bulkhead<C> {
     /// Counts a refusal and builds its error.
     #[cold]
     fn refuse(&self, refusal: Refusal) -> BulkheadError {
-        self.refused.add(1);
-        let name = self.name;
+        self.core().refused.add(1);
+        let name = self.core().name;
         match refusal {
             Refusal::Full(limit) => BulkheadError::Full { name, limit },
             Refusal::Closed => BulkheadError::Closed { name },
             Refusal::TimedOut(start) => BulkheadError::TimedOut {
                 name,
-                waited: Duration::from_nanos(self.clock.now().saturating_sub(start)),
+                waited: Duration::from_nanos(self.core().clock.now().saturating_sub(start)),
             },
         }
     }
@@ -717,7 +772,7 @@ impl<C: Clock> Bulkhead<C> {
     /// Gives back one slot: one `fetch_sub`; with waiters queued, hands the slot on.
     #[inline]
     fn release(&self) {
-        let prev = self.hot.word.fetch_sub(word::ONE, Ordering::Release);
+        let prev = self.core().hot.word.fetch_sub(word::ONE, Ordering::Release);
         debug_assert!(word::in_flight(prev) > 0, "release without a permit");
         if word::has_waiters(prev) {
             self.hand_off_slow();
@@ -728,57 +783,26 @@ impl<C: Clock> Bulkhead<C> {
     #[cold]
     fn hand_off_slow(&self) {
         let wakes = {
-            let mut q = lock(&self.queue);
-            self.hand_off(&mut q, None)
+            let mut q = lock(&self.core().queue);
+            self.core().hand_off(&mut q, None)
         };
         wakes.wake_all();
-    }
-
-    /// Under the queue lock: while someone is queued and a slot is free, admit the head waiter
-    /// (`in_flight + 1`) and hand it the slot; clear `WAITERS` once the queue is empty. The
-    /// waiter holding `skip` (the caller itself) is not woken.
-    fn hand_off(&self, q: &mut Queue, skip: Option<u64>) -> WakeList {
-        let mut wakes = WakeList::new();
-        let w = &self.hot.word;
-        let mut cur = w.load(Ordering::Acquire);
-        loop {
-            if q.is_empty() {
-                if word::has_waiters(cur) {
-                    w.fetch_and(!word::WAITERS, Ordering::AcqRel);
-                }
-                break;
-            }
-            let Some(next) = word::hand_off(cur) else {
-                break;
-            };
-            match w.compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => {
-                    self.note_peak(next);
-                    if let Some((ticket, waiter)) = q.grant_front() {
-                        if Some(ticket) != skip {
-                            wakes.push(waiter);
-                        }
-                    }
-                    cur = next;
-                }
-                Err(seen) => cur = seen,
-            }
-        }
-        self.waiting.store(q.len(), Ordering::Relaxed);
-        wakes
     }
 
     /// Queues `waiter`, sets `WAITERS`, then re-checks capacity by running the hand-off (which may
     /// grant the new waiter at once). Errors if closed.
     fn register(&self, waiter: Waiter) -> Result<(u64, StdArcSlot), Refusal> {
         let (reg, wakes) = {
-            let mut q = lock(&self.queue);
-            if word::is_closed(self.hot.word.load(Ordering::Acquire)) {
+            let mut q = lock(&self.core().queue);
+            if word::is_closed(self.core().hot.word.load(Ordering::Acquire)) {
                 return Err(Refusal::Closed);
             }
             let (ticket, slot) = q.push(waiter);
-            self.hot.word.fetch_or(word::WAITERS, Ordering::AcqRel);
-            let wakes = self.hand_off(&mut q, Some(ticket));
+            self.core()
+                .hot
+                .word
+                .fetch_or(word::WAITERS, Ordering::AcqRel);
+            let wakes = self.core().hand_off(&mut q, Some(ticket));
             ((ticket, slot), wakes)
         };
         wakes.wake_all();
@@ -789,13 +813,13 @@ impl<C: Clock> Bulkhead<C> {
     /// be free is handed on); otherwise reports what it got: a granted slot is now the caller's.
     fn cancel(&self, ticket: u64, slot: &Slot) -> SlotState {
         let wakes = {
-            let mut q = lock(&self.queue);
+            let mut q = lock(&self.core().queue);
             let state = slot.state();
             if state != SlotState::Waiting {
                 return state;
             }
             q.remove(ticket);
-            self.hand_off(&mut q, None)
+            self.core().hand_off(&mut q, None)
         };
         wakes.wake_all();
         SlotState::Waiting
@@ -812,7 +836,7 @@ impl<C: Clock> Bulkhead<C> {
             Err(Refusal::Full(_)) => {}
             Err(refusal) => return Err(self.refuse(refusal)),
         }
-        let start = self.clock.now();
+        let start = self.core().clock.now();
         let deadline = start.saturating_add(duration_to_nanos(timeout));
         let (ticket, slot) = self
             .register(Waiter::current_thread())
@@ -823,7 +847,7 @@ impl<C: Clock> Bulkhead<C> {
                 SlotState::Closed => return Err(self.refuse(Refusal::Closed)),
                 SlotState::Waiting => {}
             }
-            let now = self.clock.now();
+            let now = self.core().clock.now();
             if now >= deadline {
                 return match self.cancel(ticket, &slot) {
                     // Handed over as the deadline passed: it came in time.
@@ -851,10 +875,10 @@ enum Refusal {
 impl<C: Clock> fmt::Debug for Bulkhead<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Bulkhead")
-            .field("name", &self.name)
+            .field("name", &self.core().name)
             .field("metrics", &self.metrics())
             .field("closed", &self.is_closed())
-            .field("max_wait", &self.max_wait)
+            .field("max_wait", &self.core().max_wait)
             .finish()
     }
 }
@@ -892,47 +916,204 @@ impl<C: Clock> Drop for Permit<'_, C> {
 impl<C: Clock> fmt::Debug for Permit<'_, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Permit")
-            .field("bulkhead", &self.bulkhead.name)
+            .field("bulkhead", &self.bulkhead.core().name)
             .finish()
     }
 }
 
-/// A slot in a shared [`Bulkhead`] that keeps it alive (`'static`, `Send`): for spawned tasks and
-/// `tower` services. Released when dropped.
+/// A slot that borrows nothing (`'static`, `Send`): for spawned tasks and `tower` services.
+/// Released when dropped.
+///
+/// It is counted in the bulkhead's word and nowhere else: no reference count of its own. The
+/// bulkhead's state lives until the bulkhead and every owned permit are gone.
 ///
 /// ```
 /// use resile::bulkhead::Bulkhead;
-/// use std::sync::Arc;
-/// let b = Arc::new(Bulkhead::builder().limit(1).build().unwrap());
+/// let b = Bulkhead::builder().name("db").limit(2).build().unwrap();
 /// let p = b.try_acquire_owned().unwrap();
-/// assert!(Arc::ptr_eq(p.bulkhead(), &b));
-/// drop(p);
-/// assert_eq!(b.metrics().in_flight, 0);
+/// let kept = b.try_acquire_owned().unwrap();
+/// std::thread::spawn(move || drop(p)).join().unwrap();
+/// assert_eq!(b.metrics().in_flight, 1);
+/// drop(b); // the permit outlives its bulkhead
+/// assert_eq!(kept.bulkhead_name(), "db");
+/// drop(kept);
 /// ```
 #[must_use = "the slot is released as soon as the permit is dropped"]
 pub struct OwnedPermit<C: Clock = SystemClock> {
-    bulkhead: StdArc<Bulkhead<C>>,
+    /// Kept alive by this permit's slot in the word (see `Core`).
+    core: NonNull<Core<C>>,
+    _owns: PhantomData<Core<C>>,
 }
 
+// SAFETY: the permit only releases its slot (atomics, and the queue's mutex) and reads the
+// name; the core is `Send + Sync` (see `Bulkhead`) and freed only by the last of its users.
+unsafe impl<C: Clock> Send for OwnedPermit<C> {}
+// SAFETY: as above; `&OwnedPermit` only reads the name.
+unsafe impl<C: Clock> Sync for OwnedPermit<C> {}
+
 impl<C: Clock> OwnedPermit<C> {
-    /// The bulkhead this permit belongs to.
-    pub fn bulkhead(&self) -> &StdArc<Bulkhead<C>> {
-        &self.bulkhead
+    /// The name of the bulkhead this permit belongs to.
+    pub fn bulkhead_name(&self) -> &'static str {
+        // SAFETY: this permit's slot keeps the core alive.
+        unsafe { self.core.as_ref() }.name
     }
 }
 
 impl<C: Clock> Drop for OwnedPermit<C> {
     #[inline]
     fn drop(&mut self) {
-        self.bulkhead.release();
+        // SAFETY: the permit owns one slot and does not touch the core afterwards.
+        unsafe { Core::release_owned(self.core) };
     }
 }
 
 impl<C: Clock> fmt::Debug for OwnedPermit<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OwnedPermit")
-            .field("bulkhead", &self.bulkhead.name)
+            .field("bulkhead", &self.bulkhead_name())
             .finish()
+    }
+}
+
+impl<C: Clock> Drop for Bulkhead<C> {
+    fn drop(&mut self) {
+        let core = self.core();
+        // Under the queue lock, so that a release handing its slot on (which holds the lock)
+        // is done with the state before the word says the bulkhead is gone.
+        let prev = {
+            let _queue = lock(&core.queue);
+            core.hot.word.fetch_or(word::ORPHANED, Ordering::AcqRel)
+        };
+        if word::in_flight(prev) == 0 {
+            // SAFETY: no permit is left, and no other handle or waiter exists (waiters borrow
+            // or own the bulkhead): nothing else can reach the core.
+            unsafe { Core::free(self.core) };
+        }
+    }
+}
+
+impl<C: Clock> Core<C> {
+    #[inline]
+    fn note_peak(&self, next: u64) {
+        let n = u64::from(word::in_flight(next));
+        if n > self.hot.peak.load(Ordering::Relaxed) {
+            self.hot.peak.fetch_max(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Under the queue lock: while someone is queued and a slot is free, admit the head waiter
+    /// (`in_flight + 1`) and hand it the slot; clear `WAITERS` once the queue is empty. The
+    /// waiter holding `skip` (the caller itself) is not woken.
+    fn hand_off(&self, q: &mut Queue, skip: Option<u64>) -> WakeList {
+        let mut wakes = WakeList::new();
+        let w = &self.hot.word;
+        let mut cur = w.load(Ordering::Acquire);
+        loop {
+            if q.is_empty() {
+                if word::has_waiters(cur) {
+                    w.fetch_and(!word::WAITERS, Ordering::AcqRel);
+                }
+                break;
+            }
+            let Some(next) = word::hand_off(cur) else {
+                break;
+            };
+            match w.compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    self.note_peak(next);
+                    if let Some((ticket, waiter)) = q.grant_front() {
+                        if Some(ticket) != skip {
+                            wakes.push(waiter);
+                        }
+                    }
+                    cur = next;
+                }
+                Err(seen) => cur = seen,
+            }
+        }
+        self.waiting.store(q.len(), Ordering::Relaxed);
+        wakes
+    }
+
+    /// Releases an owned permit's slot. Nobody queued and the bulkhead alive: one CAS. Waiters
+    /// queued: the slot is given back under the queue lock and handed on, so the state is not
+    /// freed under the hand-off. The bulkhead gone: the release that leaves nothing in flight
+    /// frees the state.
+    ///
+    /// # Safety
+    /// The caller owns one slot and does not touch the core after this call.
+    #[inline]
+    unsafe fn release_owned(core: NonNull<Self>) {
+        // SAFETY: the caller's slot keeps the core alive until it is given back.
+        let this = unsafe { core.as_ref() };
+        this.lifetime.touch();
+        let w = &this.hot.word;
+        let mut cur = w.load(Ordering::Relaxed);
+        while cur & (word::WAITERS | word::ORPHANED) == 0 {
+            debug_assert!(word::in_flight(cur) > 0, "release without a permit");
+            match w.compare_exchange_weak(
+                cur,
+                cur - word::ONE,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(seen) => cur = seen,
+            }
+        }
+        // SAFETY: forwarded; the slot is still held.
+        unsafe { Self::release_owned_slow(core, cur) }
+    }
+
+    /// The rare ends of an owned release: waiters queued, or the bulkhead gone.
+    ///
+    /// # Safety
+    /// As [`release_owned`](Self::release_owned), the slot still held.
+    #[cold]
+    unsafe fn release_owned_slow(core: NonNull<Self>, cur: u64) {
+        // SAFETY: the caller's slot keeps the core alive until the `fetch_sub` below.
+        let this = unsafe { core.as_ref() };
+        if cur & word::ORPHANED != 0 {
+            // Nobody can queue without the bulkhead, so nobody is queued: give the slot back.
+            let prev = this.hot.word.fetch_sub(word::ONE, Ordering::Release);
+            if word::in_flight(prev) == 1 && prev & word::ORPHANED != 0 {
+                // SAFETY: the bulkhead is gone and this was the last slot.
+                unsafe { Self::free(core) };
+            }
+            return;
+        }
+        // Waiters were queued: give the slot back and hand free slots on under the lock, which
+        // the bulkhead's drop takes before it marks the word, so the state outlives the lock.
+        let (wakes, prev) = {
+            let mut q = lock(&this.queue);
+            this.lifetime.touch();
+            let prev = this.hot.word.fetch_sub(word::ONE, Ordering::Release);
+            let wakes = if word::has_waiters(prev) {
+                this.hand_off(&mut q, None)
+            } else {
+                WakeList::new()
+            };
+            (wakes, prev)
+        };
+        if word::in_flight(prev) == 1 && prev & word::ORPHANED != 0 {
+            // SAFETY: the bulkhead is gone and this was the last slot; the lock is released.
+            unsafe { Self::free(core) };
+        }
+        wakes.wake_all();
+    }
+
+    /// Frees the core.
+    ///
+    /// # Safety
+    /// The caller's read-modify-write left the word `ORPHANED` with nothing in flight: no
+    /// permit, bulkhead or waiter can reach the core any more.
+    unsafe fn free(core: NonNull<Self>) {
+        // Every release was a `Release` RMW on the word, read by the caller's RMW.
+        fence(Ordering::Acquire);
+        // SAFETY: allocated by `Box::leak` in `build`, freed once (see the contract).
+        let mut core = unsafe { Box::from_raw(core.as_ptr()) };
+        core.lifetime.retire();
+        drop(core);
     }
 }
 
@@ -1007,7 +1188,7 @@ impl WaitState {
                     }
                     // A new task or waker: replace it under the lock, unless it was served
                     // meanwhile (then loop to read what it got).
-                    let queued = lock(&b.queue).set_waker(*ticket, cx.waker());
+                    let queued = lock(&b.core().queue).set_waker(*ticket, cx.waker());
                     *waker = cx.waker().clone();
                     if queued {
                         return Poll::Pending;
@@ -1087,7 +1268,7 @@ impl<C: Clock> Drop for Acquire<'_, C> {
 /// let task = std::thread::spawn(move || futures::executor::block_on(waiting));
 /// drop(held); // the slot is handed to the waiter
 /// let permit = task.join().unwrap()?;
-/// assert!(Arc::ptr_eq(permit.bulkhead(), &b));
+/// assert_eq!(permit.bulkhead_name(), "bulkhead");
 /// b.close();
 /// let e = futures::executor::block_on(b.clone().acquire_owned()).unwrap_err();
 /// assert!(e.is_closed());
@@ -1107,7 +1288,8 @@ impl<C: Clock> Future for AcquireOwned<C> {
         let this = self.get_mut();
         let b = &this.bulkhead;
         this.wait.poll(b, cx).map_ok(|()| OwnedPermit {
-            bulkhead: b.clone(),
+            core: b.core,
+            _owns: PhantomData,
         })
     }
 }
@@ -1229,6 +1411,81 @@ mod tests {
         drop(held);
         assert_eq!(call.as_mut().poll(&mut cx), Poll::Ready(Ok(2)));
         assert_eq!(b.metrics().in_flight, 0);
+    }
+
+    /// A clock that counts its drops: the bulkhead's state drops its clock when it is freed.
+    #[derive(Clone)]
+    struct DropCounted(StdArc<StdAtomicUsize>);
+
+    impl Clock for DropCounted {
+        fn now(&self) -> u64 {
+            0
+        }
+    }
+
+    impl Drop for DropCounted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// A bulkhead whose state's free shows in the returned counter (one drop of its clock).
+    fn counted(limit: u32) -> (StdArc<StdAtomicUsize>, Bulkhead<DropCounted>) {
+        let drops = StdArc::new(StdAtomicUsize::new(0));
+        let b = Bulkhead::builder()
+            .limit(limit)
+            .clock(DropCounted(drops.clone()))
+            .build()
+            .unwrap();
+        drops.store(0, std::sync::atomic::Ordering::Relaxed);
+        (drops, b)
+    }
+
+    fn freed(drops: &StdAtomicUsize) -> usize {
+        drops.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[test]
+    fn owned_permits_keep_the_state_until_the_last_is_gone() {
+        let (drops, b) = counted(2);
+        let p = b.try_acquire_owned().unwrap();
+        let q = b.try_acquire_owned().unwrap();
+        drop(b);
+        assert_eq!(freed(&drops), 0, "freed while permits live");
+        drop(p);
+        assert_eq!(freed(&drops), 0);
+        drop(q);
+        assert_eq!(freed(&drops), 1, "the last permit frees the state once");
+    }
+
+    #[test]
+    fn a_bulkhead_without_permits_frees_its_state_on_drop() {
+        let (drops, b) = counted(1);
+        drop(b.try_acquire_owned().unwrap());
+        drop(b.try_acquire().unwrap());
+        assert_eq!(freed(&drops), 0);
+        drop(b);
+        assert_eq!(freed(&drops), 1);
+    }
+
+    #[test]
+    fn an_owned_release_hands_its_slot_to_a_waiter() {
+        let (drops, b) = counted(1);
+        let b = StdArc::new(b);
+        let p = b.try_acquire_owned().unwrap();
+        let (_c, w) = counter();
+        let mut fut = b.clone().acquire_owned();
+        assert!(poll(&mut fut, &w).is_pending());
+        drop(p); // finds the waiter queued: hands the slot over under the lock
+        let got = match poll(&mut fut, &w) {
+            Poll::Ready(r) => r.unwrap(),
+            Poll::Pending => panic!("the slot was not handed over"),
+        };
+        assert_eq!(b.metrics().in_flight, 1);
+        drop((fut, b));
+        assert_eq!(freed(&drops), 0, "the handed-over permit keeps the state");
+        drop(got);
+        assert_eq!(freed(&drops), 1);
     }
 
     #[test]
