@@ -13,7 +13,23 @@ const WIDE: u32 = 64;
 fn resile_try(pool: &Pool, threads: usize, iters: u64) -> Duration {
     let b = Bulkhead::builder().limit(WIDE).build().unwrap();
     pool.run_op(threads, iters, b, |b| {
-        black_box(b.try_acquire().is_ok());
+        drop(black_box(b.try_acquire().expect("a free slot")));
+    })
+}
+
+fn resile_try_owned(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    let b = Bulkhead::builder().limit(WIDE).build().unwrap();
+    pool.run_op(threads, iters, b, |b| {
+        drop(black_box(b.try_acquire_owned().expect("a free slot")));
+    })
+}
+
+fn tokio_try_owned(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    let s = std::sync::Arc::new(tokio::sync::Semaphore::new(WIDE as usize));
+    pool.run_op(threads, iters, s, |s| {
+        drop(black_box(
+            s.clone().try_acquire_owned().expect("a free permit"),
+        ));
     })
 }
 
@@ -55,7 +71,7 @@ fn parking_lot_try(pool: &Pool, threads: usize, iters: u64) -> Duration {
 fn tokio_try(pool: &Pool, threads: usize, iters: u64) -> Duration {
     let s = tokio::sync::Semaphore::new(WIDE as usize);
     pool.run_op(threads, iters, s, |s| {
-        black_box(s.try_acquire().is_ok());
+        drop(black_box(s.try_acquire().expect("a free permit")));
     })
 }
 
@@ -109,7 +125,13 @@ pub fn cases() -> Vec<Case> {
     vec![
         Case {
             group: try_group,
-            name: "resile",
+            name: "resile, owned permit",
+            role: Role::Resile,
+            run: resile_try_owned,
+        },
+        Case {
+            group: try_group,
+            name: "resile, borrowed permit",
             role: Role::Resile,
             run: resile_try,
         },
@@ -130,6 +152,12 @@ pub fn cases() -> Vec<Case> {
             name: "tokio Semaphore",
             role: Role::Peer,
             run: tokio_try,
+        },
+        Case {
+            group: try_group,
+            name: "tokio Semaphore, owned permit (Arc)",
+            role: Role::Peer,
+            run: tokio_try_owned,
         },
         Case {
             group: try_group,
