@@ -503,8 +503,8 @@ impl<C: Clock> Bulkhead<C> {
         }
     }
 
-    /// [`acquire`](Self::acquire) for a shared bulkhead: the future and its permit own an `Arc`
-    /// (for `tower` services and spawned tasks).
+    /// [`acquire`](Self::acquire) for a shared bulkhead: the future owns an `Arc` of it while it
+    /// waits, and yields an [`OwnedPermit`] (for `tower` services and spawned tasks).
     ///
     /// ```
     /// use resile::bulkhead::Bulkhead;
