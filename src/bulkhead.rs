@@ -1339,7 +1339,7 @@ impl<S: FnOnce(Duration) -> F, F: Future> Future for LazyTimer<S, F> {
 #[cfg(all(test, not(resile_loom)))]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use crate::clock::{DropCountingClock, ManualClock};
     use crate::sync::AtomicUsize as StdAtomicUsize;
     use std::task::Wake;
 
@@ -1413,36 +1413,19 @@ mod tests {
         assert_eq!(b.metrics().in_flight, 0);
     }
 
-    /// A clock that counts its drops: the bulkhead's state drops its clock when it is freed.
-    #[derive(Clone)]
-    struct DropCounted(StdArc<StdAtomicUsize>);
-
-    impl Clock for DropCounted {
-        fn now(&self) -> u64 {
-            0
-        }
-    }
-
-    impl Drop for DropCounted {
-        fn drop(&mut self) {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
     /// A bulkhead whose state's free shows in the returned counter (one drop of its clock).
-    fn counted(limit: u32) -> (StdArc<StdAtomicUsize>, Bulkhead<DropCounted>) {
-        let drops = StdArc::new(StdAtomicUsize::new(0));
+    fn counted(limit: u32) -> (StdArc<StdAtomicUsize>, Bulkhead<DropCountingClock>) {
+        let (clock, drops) = DropCountingClock::new();
         let b = Bulkhead::builder()
             .limit(limit)
-            .clock(DropCounted(drops.clone()))
+            .clock(clock)
             .build()
             .unwrap();
-        drops.store(0, std::sync::atomic::Ordering::Relaxed);
         (drops, b)
     }
 
     fn freed(drops: &StdAtomicUsize) -> usize {
-        drops.load(std::sync::atomic::Ordering::Relaxed)
+        drops.load(Ordering::Relaxed)
     }
 
     #[test]

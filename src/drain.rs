@@ -1385,7 +1385,8 @@ impl<C: Clock> fmt::Debug for OwnedDrainGuard<C> {
 #[cfg(all(test, not(resile_loom)))]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use crate::clock::{DropCountingClock, ManualClock};
+    use crate::sync::AtomicUsize;
 
     fn manual() -> (ManualClock, Drainer<ManualClock>) {
         let c = ManualClock::new();
@@ -1393,36 +1394,15 @@ mod tests {
         (c, d)
     }
 
-    /// A clock that counts its drops: the drainer's state drops its clock when it is freed.
-    #[derive(Clone)]
-    struct DropCounted(Arc<std::sync::atomic::AtomicUsize>);
-
-    impl Clock for DropCounted {
-        fn now(&self) -> u64 {
-            0
-        }
-    }
-
-    impl Drop for DropCounted {
-        fn drop(&mut self) {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
     /// A drainer whose state's free shows in the returned counter (one drop of its clock).
-    fn counted() -> (Arc<std::sync::atomic::AtomicUsize>, Drainer<DropCounted>) {
-        let drops = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let d = Drainer::builder()
-            .clock(DropCounted(drops.clone()))
-            .build()
-            .unwrap();
-        // The builder's copy is gone; only the state's clock is left.
-        drops.store(0, std::sync::atomic::Ordering::Relaxed);
+    fn counted() -> (Arc<AtomicUsize>, Drainer<DropCountingClock>) {
+        let (clock, drops) = DropCountingClock::new();
+        let d = Drainer::builder().clock(clock).build().unwrap();
         (drops, d)
     }
 
-    fn freed(drops: &std::sync::atomic::AtomicUsize) -> usize {
-        drops.load(std::sync::atomic::Ordering::Relaxed)
+    fn freed(drops: &AtomicUsize) -> usize {
+        drops.load(Ordering::Relaxed)
     }
 
     #[test]

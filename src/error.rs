@@ -67,8 +67,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-// Each primitive's refusal type lives in its own section below, owned by that primitive's
-// module. Keep the sections apart so that work on one never touches another.
+// Each primitive's refusal types are in a section of their own below.
 //
 // ---------------------------------------------------------------------------------------------
 // Circuit breaker

@@ -24,3 +24,34 @@ where
     }
     b.check(f);
 }
+
+/// A clock that reads 0 and counts its drops (outside the model, with a std atomic): a
+/// primitive drops its clock when it frees its shared state, so a model reads the count to check
+/// that the state is freed exactly once.
+#[derive(Clone)]
+pub struct DropCountingClock(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl DropCountingClock {
+    /// A clock and the count of its drops (and of its clones' drops).
+    pub fn new() -> (Self, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        let drops = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        (Self(drops.clone()), drops)
+    }
+}
+
+impl resile::clock::Clock for DropCountingClock {
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+impl Drop for DropCountingClock {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// How many times a [`DropCountingClock`] and its clones were dropped.
+pub fn drop_count(count: &std::sync::atomic::AtomicUsize) -> usize {
+    count.load(std::sync::atomic::Ordering::Relaxed)
+}

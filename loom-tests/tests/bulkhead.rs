@@ -1,11 +1,12 @@
-//! loom models of the bulkhead: the races of issue #5, on the public API with limits of 1 or 2.
+//! loom models of the bulkhead's races (admission, release, hand-off, cancel, close, resize, and
+//! an owned permit outliving the bulkhead), on the public API with limits of 1 or 2.
 #![cfg(resile_loom)]
 
 use loom::sync::atomic::{AtomicU32, Ordering};
 use loom::thread;
 use resile::bulkhead::Bulkhead;
 use resile::clock::ManualClock;
-use resile_loom_tests::model;
+use resile_loom_tests::{DropCountingClock, drop_count, model};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -328,36 +329,22 @@ fn timeout_races_a_hand_off() {
     });
 }
 
-/// A clock whose drop is counted: the bulkhead's shared state drops its clock when it is freed.
-#[derive(Clone)]
-struct Counted(Arc<std::sync::atomic::AtomicUsize>);
-
-impl resile::clock::Clock for Counted {
-    fn now(&self) -> u64 {
-        0
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-/// A bulkhead of `limit` and the count of frees of its state (the builder's clock excluded).
-fn counted(limit: u32) -> (Arc<std::sync::atomic::AtomicUsize>, Bulkhead<Counted>) {
-    let drops = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let b = Bulkhead::builder()
-        .limit(limit)
-        .clock(Counted(drops.clone()))
-        .build()
-        .unwrap();
-    drops.store(0, std::sync::atomic::Ordering::Relaxed);
-    (drops, b)
-}
-
-fn frees(drops: &std::sync::atomic::AtomicUsize) -> usize {
-    drops.load(std::sync::atomic::Ordering::Relaxed)
+/// A bulkhead of `limit` and the count of frees of its state.
+fn counted(
+    limit: u32,
+) -> (
+    Arc<std::sync::atomic::AtomicUsize>,
+    Bulkhead<DropCountingClock>,
+) {
+    let (clock, drops) = DropCountingClock::new();
+    (
+        drops,
+        Bulkhead::builder()
+            .limit(limit)
+            .clock(clock)
+            .build()
+            .unwrap(),
+    )
 }
 
 /// Owned permits released on two threads racing the bulkhead's drop: the state is freed exactly
@@ -373,7 +360,7 @@ fn owned_permit_releases_racing_the_bulkheads_drop() {
         drop(b);
         drop(q);
         t.join().unwrap();
-        assert_eq!(frees(&drops), 1);
+        assert_eq!(drop_count(&drops), 1);
     });
 }
 
@@ -396,6 +383,6 @@ fn owned_release_handing_off_races_the_last_waiters_drop() {
         let t = thread::spawn(move || drop(p));
         drop(fut); // cancels (or gives back a slot handed to it), then drops the last handle
         t.join().unwrap();
-        assert_eq!(frees(&drops), 1);
+        assert_eq!(drop_count(&drops), 1);
     });
 }

@@ -6,7 +6,7 @@ use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::thread;
 use resile::clock::ManualClock;
 use resile::drain::{Drainer, Phase};
-use resile_loom_tests::model;
+use resile_loom_tests::{DropCountingClock, drop_count, model};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -304,35 +304,13 @@ fn repolled_async_waiter_racing_last_drop() {
     });
 }
 
-/// A clock whose drop is counted: the drainer's state drops its clock when it is freed.
-#[derive(Clone)]
-struct Counted(Arc<std::sync::atomic::AtomicUsize>);
-
-impl resile::clock::Clock for Counted {
-    fn now(&self) -> u64 {
-        0
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-/// A drainer and the count of frees of its state (the builder's copy of the clock excluded).
-fn counted() -> (Arc<std::sync::atomic::AtomicUsize>, Drainer<Counted>) {
-    let drops = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let d = Drainer::builder()
-        .clock(Counted(drops.clone()))
-        .build()
-        .unwrap();
-    drops.store(0, std::sync::atomic::Ordering::Relaxed);
-    (drops, d)
-}
-
-fn frees(drops: &std::sync::atomic::AtomicUsize) -> usize {
-    drops.load(std::sync::atomic::Ordering::Relaxed)
+/// A drainer and the count of frees of its state.
+fn counted() -> (
+    Arc<std::sync::atomic::AtomicUsize>,
+    Drainer<DropCountingClock>,
+) {
+    let (clock, drops) = DropCountingClock::new();
+    (drops, Drainer::builder().clock(clock).build().unwrap())
 }
 
 /// An owned guard's drop racing the drainer's: the state is freed exactly once, after both,
@@ -347,7 +325,7 @@ fn owned_guard_drop_racing_drainer_drop() {
         drop(d);
         drop(g2);
         t.join().unwrap();
-        assert_eq!(frees(&drops), 1);
+        assert_eq!(drop_count(&drops), 1);
     });
 }
 
@@ -363,7 +341,7 @@ fn orphaned_completion_racing_drainer_drop() {
         assert!(d.wait_timeout(FOREVER).is_ok());
         drop(d);
         t.join().unwrap();
-        assert_eq!(frees(&drops), 1);
+        assert_eq!(drop_count(&drops), 1);
     });
 }
 
@@ -385,7 +363,7 @@ fn refused_enter_cannot_take_the_completion_from_an_orphaned_guard() {
         let admitted = enterer.join().unwrap();
         drop(d); // the last handle: the state may now be freed
         dropper.join().unwrap();
-        assert_eq!(frees(&drops), 1);
+        assert_eq!(drop_count(&drops), 1);
         let _ = admitted;
     });
 }
