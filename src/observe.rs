@@ -71,7 +71,7 @@ fn state_label(s: State) -> &'static str {
 /// `tracing`; target `resile::breaker`, `WARN` when the breaker opens, `INFO` otherwise, fields
 /// `breaker`, `from`, `to`) and a `resile_breaker_transitions_total{name,from,to}` counter
 /// (feature `metrics`). With neither feature it does nothing. Pass it to
-/// [`on_state_change`](crate::breaker::Builder::on_state_change); it runs once per transition,
+/// [`on_state_change`](crate::breaker::BreakerBuilder::on_state_change); it runs once per transition,
 /// on the thread that made it.
 ///
 /// ```

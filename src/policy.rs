@@ -69,16 +69,16 @@
 //!
 //! drainer.start_draining();
 //! let e = policy.call_with_sleep(|| Ok("fresh"), |d| clock.advance(d)).unwrap_err();
-//! assert!(matches!(e, PolicyError::Draining(_)));
+//! assert!(matches!(e, PolicyError::Drain(_)));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use crate::breaker::{CallError, CircuitBreaker, ErrorClass};
-use crate::bulkhead::{Bulkhead, LazyTimer};
+use crate::breaker::{BreakerError, CircuitBreaker, CircuitOpen, ErrorClass};
+use crate::bulkhead::{Bulkhead, BulkheadError, LazyTimer};
 use crate::clock::{Clock, SystemClock};
-use crate::drain::Drainer;
-use crate::error::{BulkheadError, CircuitOpen, ConfigError, Refused, RetryError};
-use crate::retry::{AlwaysRetry, Classify, Retry};
+use crate::drain::{DrainRefused, Drainer};
+use crate::error::ConfigError;
+use crate::retry::{AlwaysRetry, Classify, Retry, RetryError};
 use crate::sync::{AtomicU64, Ordering};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -89,17 +89,17 @@ use std::time::Duration;
 
 /// Why a [`Policy`] call did not produce a value: which layer refused, and why.
 ///
-/// The refusals before any attempt ([`Draining`](Self::Draining),
-/// [`BulkheadFull`](Self::BulkheadFull)) carry the primitive's own error; the others carry how
+/// The refusals before any attempt ([`Drain`](Self::Drain),
+/// [`Bulkhead`](Self::Bulkhead)) carry the primitive's own error; the others carry how
 /// many attempts ran and, where one ran, the operation's last error.
 ///
 /// ```
-/// use resile::error::{CircuitOpen, Refusal};
+/// use resile::breaker::{CircuitOpen, State};
 /// use resile::policy::PolicyError;
 /// use std::time::Duration;
 ///
-/// let e: PolicyError<&str> = PolicyError::BreakerOpen {
-///     open: CircuitOpen::new(Refusal::Open, Some(Duration::from_secs(5))),
+/// let e: PolicyError<&str> = PolicyError::Breaker {
+///     open: CircuitOpen::new(State::Open, Some(Duration::from_secs(5))),
 ///     attempts: 1,
 /// };
 /// assert_eq!(e.retry_after(), Some(Duration::from_secs(5)));
@@ -114,12 +114,12 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum PolicyError<E> {
     /// The drainer refused: the process is shutting down. Send the caller elsewhere (HTTP 503).
-    Draining(Refused),
+    Drain(DrainRefused),
     /// The bulkhead refused: full (and the caller did not wait), no slot within its max wait, or
     /// closed.
-    BulkheadFull(BulkheadError),
+    Bulkhead(BulkheadError),
     /// The breaker refused an attempt: the dependency is down. Ends the call without a retry.
-    BreakerOpen {
+    Breaker {
         /// The breaker's refusal: which state refused, and when it will admit a probe.
         open: CircuitOpen,
         /// Attempts that ran before the refusal (0: the breaker refused the first).
@@ -153,8 +153,8 @@ impl<E> PolicyError<E> {
     /// How many times the operation ran (0 when a layer refused before the first attempt).
     pub fn attempts(&self) -> u32 {
         match self {
-            Self::Draining(_) | Self::BulkheadFull(_) => 0,
-            Self::BreakerOpen { attempts, .. }
+            Self::Drain(_) | Self::Bulkhead(_) => 0,
+            Self::Breaker { attempts, .. }
             | Self::BudgetExhausted { attempts, .. }
             | Self::DeadlineExceeded { attempts, .. }
             | Self::Failed { attempts, .. } => *attempts,
@@ -185,14 +185,14 @@ impl<E> PolicyError<E> {
     /// and when it was forced open).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::BreakerOpen { open, .. } => open.retry_after(),
+            Self::Breaker { open, .. } => open.retry_after(),
             _ => None,
         }
     }
 
     /// Whether the breaker refused.
     pub fn is_breaker_open(&self) -> bool {
-        matches!(self, Self::BreakerOpen { .. })
+        matches!(self, Self::Breaker { .. })
     }
 
     /// Whether a layer refused before the operation ran at all (draining, bulkhead, or the
@@ -201,7 +201,7 @@ impl<E> PolicyError<E> {
         self.attempts() == 0
     }
 
-    fn from_retry(e: RetryError<CallError<E>>) -> Self {
+    fn from_retry(e: RetryError<BreakerError<E>>) -> Self {
         let attempts = e.attempts();
         let kind = match &e {
             RetryError::BudgetExhausted { .. } => 0,
@@ -209,11 +209,11 @@ impl<E> PolicyError<E> {
             _ => 2,
         };
         match e.into_last() {
-            CallError::Refused(open) => Self::BreakerOpen {
+            BreakerError::Refused(open) => Self::Breaker {
                 open,
                 attempts: attempts.saturating_sub(1),
             },
-            CallError::Inner(last) => match kind {
+            BreakerError::Inner(last) => match kind {
                 0 => Self::BudgetExhausted { attempts, last },
                 1 => Self::DeadlineExceeded { attempts, last },
                 _ => Self::Failed { attempts, last },
@@ -227,9 +227,9 @@ impl<E: fmt::Display> fmt::Display for PolicyError<E> {
         let n = self.attempts();
         let s = if n == 1 { "" } else { "s" };
         match self {
-            Self::Draining(r) => r.fmt(f),
-            Self::BulkheadFull(b) => b.fmt(f),
-            Self::BreakerOpen { open, .. } => write!(f, "{open} (after {n} attempt{s})"),
+            Self::Drain(r) => r.fmt(f),
+            Self::Bulkhead(b) => b.fmt(f),
+            Self::Breaker { open, .. } => write!(f, "{open} (after {n} attempt{s})"),
             Self::BudgetExhausted { last, .. } => {
                 write!(
                     f,
@@ -250,9 +250,9 @@ impl<E: fmt::Display> fmt::Display for PolicyError<E> {
 impl<E: std::error::Error + 'static> std::error::Error for PolicyError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Draining(r) => Some(r),
-            Self::BulkheadFull(b) => Some(b),
-            Self::BreakerOpen { open, .. } => Some(open),
+            Self::Drain(r) => Some(r),
+            Self::Bulkhead(b) => Some(b),
+            Self::Breaker { open, .. } => Some(open),
             Self::BudgetExhausted { last, .. }
             | Self::DeadlineExceeded { last, .. }
             | Self::Failed { last, .. } => Some(last),
@@ -343,19 +343,19 @@ impl<E, C: Fn(&E) -> ErrorClass> ClassifyError<E> for C {
 /// retried.
 struct Through<'a, K>(&'a K);
 
-impl<E, K: Classify<E>> Classify<CallError<E>> for Through<'_, K> {
+impl<E, K: Classify<E>> Classify<BreakerError<E>> for Through<'_, K> {
     #[inline]
-    fn is_retryable(&self, e: &CallError<E>) -> bool {
+    fn is_retryable(&self, e: &BreakerError<E>) -> bool {
         match e {
-            CallError::Refused(_) => false,
-            CallError::Inner(e) => self.0.is_retryable(e),
+            BreakerError::Refused(_) => false,
+            BreakerError::Inner(e) => self.0.is_retryable(e),
         }
     }
 
-    fn retry_after(&self, e: &CallError<E>) -> Option<Duration> {
+    fn retry_after(&self, e: &BreakerError<E>) -> Option<Duration> {
         match e {
-            CallError::Refused(_) => None,
-            CallError::Inner(e) => self.0.retry_after(e),
+            BreakerError::Refused(_) => None,
+            BreakerError::Inner(e) => self.0.retry_after(e),
         }
     }
 }
@@ -377,7 +377,7 @@ impl<E, K: Classify<E>> Classify<CallError<E>> for Through<'_, K> {
 /// let policy = Policy::builder().breaker(breaker.clone()).build()?;
 /// assert_eq!(policy.call(|| Ok::<_, ()>(1)), Ok(1));
 /// breaker.force_open();
-/// assert!(matches!(policy.call(|| Ok::<_, ()>(1)), Err(PolicyError::BreakerOpen { attempts: 0, .. })));
+/// assert!(matches!(policy.call(|| Ok::<_, ()>(1)), Err(PolicyError::Breaker { attempts: 0, .. })));
 /// # Ok::<(), resile::error::ConfigError>(())
 /// ```
 pub struct Policy<
@@ -535,18 +535,18 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
         C: ClassifyError<E>,
     {
         let _guard = match &self.drainer {
-            Some(d) => Some(d.enter().map_err(PolicyError::Draining)?),
+            Some(d) => Some(d.enter().map_err(PolicyError::Drain)?),
             None => None,
         };
         let _permit = match &self.bulkhead {
-            Some(b) => Some(b.acquire_blocking().map_err(PolicyError::BulkheadFull)?),
+            Some(b) => Some(b.acquire_blocking().map_err(PolicyError::Bulkhead)?),
             None => None,
         };
         let breaker = self.breaker.as_deref();
         let class = &self.classify;
         let attempt = || match breaker {
             Some(b) => b.call_with(|e| class.classify(e), &mut op),
-            None => op().map_err(CallError::Inner),
+            None => op().map_err(BreakerError::Inner),
         };
         match &self.retry {
             Some(retry) => {
@@ -587,7 +587,7 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
     ///
     /// let _held = bulkhead.try_acquire().unwrap();
     /// let e = futures::executor::block_on(policy.call_async(|| async { Ok::<u8, ()>(1) }, sleep));
-    /// assert!(matches!(e, Err(PolicyError::BulkheadFull(_))));
+    /// assert!(matches!(e, Err(PolicyError::Bulkhead(_))));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -627,7 +627,7 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
         SFut: Future<Output = ()>,
     {
         let _guard = match &self.drainer {
-            Some(d) => Some(d.enter().map_err(PolicyError::Draining)?),
+            Some(d) => Some(d.enter().map_err(PolicyError::Drain)?),
             None => None,
         };
         let _permit = match &self.bulkhead {
@@ -638,7 +638,7 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
                 } else {
                     b.acquire_until(LazyTimer::new(&mut sleep, wait)).await
                 };
-                Some(permit.map_err(PolicyError::BulkheadFull)?)
+                Some(permit.map_err(PolicyError::Bulkhead)?)
             }
             None => None,
         };
@@ -652,12 +652,12 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
                 Err(refused) => Err(refused),
             };
             async move {
-                let (permit, fut) = admitted.map_err(CallError::Refused)?;
+                let (permit, fut) = admitted.map_err(BreakerError::Refused)?;
                 let r = fut.await;
                 if let Some(permit) = permit {
                     permit.resolve(&r, |e| class.classify(e));
                 }
-                r.map_err(CallError::Inner)
+                r.map_err(BreakerError::Inner)
             }
         };
         match &self.retry {
@@ -682,7 +682,7 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
 }
 
 /// The end of a policy without a retry: one attempt.
-fn once<E>(last: CallError<E>) -> RetryError<CallError<E>> {
+fn once<E>(last: BreakerError<E>) -> RetryError<BreakerError<E>> {
     RetryError::Exhausted { attempts: 1, last }
 }
 
@@ -732,7 +732,7 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> fmt::Debug
 
 impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> PolicyBuilder<D, H, B, R, K, F, C> {
     /// Admit each call through `drainer` first: once it drains, calls are refused with
-    /// [`PolicyError::Draining`] and the guard of each admitted call is held until it ends.
+    /// [`PolicyError::Drain`] and the guard of each admitted call is held until it ends.
     pub fn drainer<D2: Clock>(
         self,
         drainer: Arc<Drainer<D2>>,
@@ -767,7 +767,7 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> PolicyBuilder<D, H, B, R, 
 
     /// Run each attempt through `breaker`: every `Err` of the operation is recorded as a
     /// failure (unless [`classify`](Self::classify) says otherwise), and a refusal ends the call
-    /// with [`PolicyError::BreakerOpen`].
+    /// with [`PolicyError::Breaker`].
     pub fn breaker<B2: Clock>(
         self,
         breaker: Arc<CircuitBreaker<B2>>,

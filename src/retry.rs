@@ -17,7 +17,7 @@
 //! use resile::backoff::{Backoff, Jitter};
 //! use resile::budget::RetryBudget;
 //! use resile::clock::ManualClock;
-//! use resile::error::RetryError;
+//! use resile::retry::RetryError;
 //! use resile::retry::Retry;
 //! use std::sync::Arc;
 //! use std::time::Duration;
@@ -48,9 +48,10 @@
 //! ```
 
 use crate::backoff::Backoff;
+use crate::budget::BudgetExhausted;
 use crate::budget::RetryBudget;
 use crate::clock::{Clock, SystemClock, duration_to_nanos};
-use crate::error::{BudgetExhausted, ConfigError, RetryError};
+use crate::error::ConfigError;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::fmt;
@@ -519,5 +520,108 @@ impl<C: Clock, K> RetryBuilder<C, K> {
             clock: self.clock,
             classify: self.classify,
         })
+    }
+}
+
+/// Why the [retry helper](crate::retry::Retry) gave up; each variant carries the last error the
+/// operation returned and the number of attempts made (the original one included).
+///
+/// ```
+/// use resile::retry::RetryError;
+/// let e: RetryError<&str> = RetryError::Exhausted { attempts: 3, last: "timeout" };
+/// assert_eq!(e.attempts(), 3);
+/// assert_eq!(e.last(), &"timeout");
+/// assert_eq!(e.to_string(), "gave up after 3 attempts (max_attempts reached): timeout");
+/// assert_eq!(e.into_last(), "timeout");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RetryError<E> {
+    /// Every one of `max_attempts` attempts failed with a retryable error.
+    Exhausted {
+        /// Attempts made.
+        attempts: u32,
+        /// The error of the last attempt.
+        last: E,
+    },
+    /// A retry was due, but the retry budget refused it.
+    BudgetExhausted {
+        /// Attempts made.
+        attempts: u32,
+        /// The error of the last attempt.
+        last: E,
+    },
+    /// The deadline across all attempts passed, or would pass during the next backoff.
+    DeadlineExceeded {
+        /// Attempts made.
+        attempts: u32,
+        /// The error of the last attempt.
+        last: E,
+    },
+    /// The operation failed with an error the classifier says is not worth retrying.
+    NotRetryable {
+        /// Attempts made.
+        attempts: u32,
+        /// The error of the last attempt.
+        last: E,
+    },
+}
+
+impl<E> RetryError<E> {
+    /// The number of attempts made, the original one included.
+    pub fn attempts(&self) -> u32 {
+        match self {
+            Self::Exhausted { attempts, .. }
+            | Self::BudgetExhausted { attempts, .. }
+            | Self::DeadlineExceeded { attempts, .. }
+            | Self::NotRetryable { attempts, .. } => *attempts,
+        }
+    }
+
+    /// The error of the last attempt.
+    pub fn last(&self) -> &E {
+        match self {
+            Self::Exhausted { last, .. }
+            | Self::BudgetExhausted { last, .. }
+            | Self::DeadlineExceeded { last, .. }
+            | Self::NotRetryable { last, .. } => last,
+        }
+    }
+
+    /// The error of the last attempt, by value.
+    pub fn into_last(self) -> E {
+        match self {
+            Self::Exhausted { last, .. }
+            | Self::BudgetExhausted { last, .. }
+            | Self::DeadlineExceeded { last, .. }
+            | Self::NotRetryable { last, .. } => last,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Exhausted { .. } => "max_attempts reached",
+            Self::BudgetExhausted { .. } => "retry budget exhausted",
+            Self::DeadlineExceeded { .. } => "deadline exceeded",
+            Self::NotRetryable { .. } => "error not retryable",
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for RetryError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.attempts();
+        let s = if n == 1 { "" } else { "s" };
+        write!(
+            f,
+            "gave up after {n} attempt{s} ({}): {}",
+            self.reason(),
+            self.last()
+        )
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for RetryError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.last())
     }
 }

@@ -1,6 +1,6 @@
 //! No call path of the circuit breaker allocates: a counting global allocator proves it.
 
-use resile::breaker::{CallError, CircuitBreaker, ErrorClass, State};
+use resile::breaker::{BreakerError, CircuitBreaker, ErrorClass, State};
 use resile::clock::ManualClock;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -67,7 +67,7 @@ fn exercise(b: &CircuitBreaker<ManualClock>, clock: &ManualClock) {
     }
     assert!(matches!(
         b.call(|| Ok::<_, ()>(())),
-        Err(CallError::Refused(_))
+        Err(BreakerError::Refused(_))
     ));
     // Half-open: probes, a dropped probe, then the close.
     clock.advance(Duration::from_secs(61));

@@ -4,7 +4,7 @@ use rand::{SeedableRng, rngs::SmallRng};
 use resile::backoff::{Backoff, Jitter};
 use resile::budget::RetryBudget;
 use resile::clock::{Clock, ManualClock};
-use resile::error::RetryError;
+use resile::retry::RetryError;
 use resile::retry::{Classify, Retry};
 use std::cell::RefCell;
 use std::sync::Arc;

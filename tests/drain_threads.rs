@@ -3,8 +3,8 @@
 //! `shutdown_timeout` admits work until someone starts draining.
 
 use futures::executor::block_on;
+use resile::drain::DrainRefused;
 use resile::drain::{Drainer, Phase};
-use resile::error::Refused;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -62,7 +62,7 @@ fn no_admission_after_draining_starts() {
                             drop(g);
                         }
                         Err(e) => {
-                            assert_eq!(e, Refused::Draining);
+                            assert_eq!(e, DrainRefused::Draining);
                             break;
                         }
                     }
@@ -110,7 +110,7 @@ fn shutdown_keeps_admitting_during_the_not_ready_delay() {
     assert_eq!(d.phase(), Phase::NotReady);
     // Someone (here, the test) starts the drain: the delay ends at once.
     assert!(d.start_draining());
-    assert_eq!(d.enter().unwrap_err(), Refused::Draining);
+    assert_eq!(d.enter().unwrap_err(), DrainRefused::Draining);
     drop(late);
     drop(work);
     let drained = shutdown.join().unwrap().expect("drained");

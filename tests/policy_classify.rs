@@ -111,7 +111,7 @@ fn a_failure_trips_the_breaker() {
     // The 4th failure fills the window: open, and the next attempt is refused.
     let r = policy.call_with_sleep(|| Err::<(), _>(DbError::Timeout), |d| clock.advance(d));
     assert!(
-        matches!(r, Err(PolicyError::BreakerOpen { attempts: 1, .. })),
+        matches!(r, Err(PolicyError::Breaker { attempts: 1, .. })),
         "{r:?}"
     );
     assert_eq!(breaker.state(), State::Open);
@@ -171,6 +171,6 @@ fn the_async_path_classifies_the_same_way() {
     );
     let _ = block_on(policy.call_async(|| async { Err::<(), _>(DbError::Timeout) }, sleep));
     let r = block_on(policy.call_async(|| async { Err::<(), _>(DbError::Timeout) }, sleep));
-    assert!(matches!(r, Err(PolicyError::BreakerOpen { .. })), "{r:?}");
+    assert!(matches!(r, Err(PolicyError::Breaker { .. })), "{r:?}");
     assert_eq!(breaker.state(), State::Open);
 }

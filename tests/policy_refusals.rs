@@ -6,9 +6,10 @@ use resile::backoff::{Backoff, Jitter};
 use resile::breaker::{CircuitBreaker, State};
 use resile::budget::RetryBudget;
 use resile::bulkhead::Bulkhead;
+use resile::bulkhead::BulkheadError;
 use resile::clock::{Clock, ManualClock, SystemClock};
+use resile::drain::DrainRefused;
 use resile::drain::Drainer;
-use resile::error::{BulkheadError, Refusal, Refused};
 use resile::policy::{Policy, PolicyError};
 use resile::retry::Retry;
 use std::cell::Cell;
@@ -132,7 +133,7 @@ fn draining_refuses_before_anything_else() {
             |d| p.clock.advance(d),
         )
         .unwrap_err();
-    assert_eq!(e, PolicyError::Draining(Refused::Draining));
+    assert_eq!(e, PolicyError::Drain(DrainRefused::Draining));
     assert!(e.is_refused_before_call());
     assert!(!ran.get());
     // No later layer was touched: no bulkhead refusal, no budget deposit.
@@ -150,7 +151,7 @@ fn a_full_bulkhead_fails_fast() {
         .unwrap_err();
     assert_eq!(
         e,
-        PolicyError::BulkheadFull(BulkheadError::Full {
+        PolicyError::Bulkhead(BulkheadError::Full {
             name: "db",
             limit: 1
         })
@@ -178,10 +179,10 @@ fn an_open_breaker_refuses_with_retry_after_and_is_not_retried() {
             |d| p.clock.advance(d),
         )
         .unwrap_err();
-    let PolicyError::BreakerOpen { open, attempts } = &e else {
+    let PolicyError::Breaker { open, attempts } = &e else {
         panic!("{e:?}")
     };
-    assert_eq!((open.refusal(), *attempts), (Refusal::Open, 0));
+    assert_eq!((open.state(), *attempts), (State::Open, 0));
     assert!(e.retry_after().unwrap() >= Duration::from_secs(10));
     assert!(!ran.get());
     // A refusal is not retried: no retry withdrawn.
@@ -406,7 +407,7 @@ fn async_bulkhead_wait_is_bounded_by_max_wait_through_the_callers_sleep() {
     ))
     .unwrap_err();
     assert!(
-        matches!(e, PolicyError::BulkheadFull(BulkheadError::TimedOut { .. })),
+        matches!(e, PolicyError::Bulkhead(BulkheadError::TimedOut { .. })),
         "{e:?}"
     );
     assert_eq!(asked.get(), Duration::from_millis(50));
@@ -435,7 +436,7 @@ fn async_refusals_match_the_sync_ones() {
     assert!(e.is_breaker_open() && e.retry_after().is_none());
     p.drainer.start_draining();
     let e = block_on(policy.call_async(|| async { Ok::<u8, &str>(1) }, sleep)).unwrap_err();
-    assert!(matches!(e, PolicyError::Draining(Refused::Draining)));
+    assert!(matches!(e, PolicyError::Drain(DrainRefused::Draining)));
 }
 
 #[test]

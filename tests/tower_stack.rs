@@ -4,12 +4,14 @@
 
 use futures::task::AtomicWaker;
 use resile::backoff::{Backoff, Jitter};
+use resile::breaker::CircuitOpen;
 use resile::breaker::{CircuitBreaker, ErrorClass, State, TICK};
 use resile::budget::RetryBudget;
 use resile::bulkhead::Bulkhead;
+use resile::bulkhead::BulkheadError;
 use resile::clock::Clock;
+use resile::drain::DrainRefused;
 use resile::drain::Drainer;
-use resile::error::{BulkheadError, CircuitOpen, Refused};
 use resile::tower::{BoxError, BreakerLayer, BulkheadLayer, DrainLayer, RetryPolicy};
 use std::future::Future;
 use std::pin::Pin;
@@ -311,7 +313,10 @@ async fn draining_refuses_new_requests_and_waits_for_those_in_flight() {
     assert!(s.drainer.start_draining());
     let mut late = svc.clone();
     let e = call(&mut late, 2).await.unwrap_err();
-    assert_eq!(e.downcast_ref::<Refused>(), Some(&Refused::Draining));
+    assert_eq!(
+        e.downcast_ref::<DrainRefused>(),
+        Some(&DrainRefused::Draining)
+    );
 
     let start = Instant::now();
     s.drainer.wait().await;
@@ -331,7 +336,10 @@ async fn draining_refuses_at_once_even_when_the_bulkhead_is_full() {
     let start = Instant::now();
     let mut svc = s.service();
     let e = call(&mut svc, 1).await.unwrap_err();
-    assert_eq!(e.downcast_ref::<Refused>(), Some(&Refused::Draining));
+    assert_eq!(
+        e.downcast_ref::<DrainRefused>(),
+        Some(&DrainRefused::Draining)
+    );
     assert_eq!(
         start.elapsed(),
         Duration::ZERO,
@@ -349,11 +357,17 @@ async fn a_request_refused_for_draining_gives_back_the_slot_taken_for_it() {
     assert_eq!(s.bulkhead.metrics().in_flight, 1);
     s.drainer.start_draining();
     let e = svc.call(1).await.unwrap_err();
-    assert_eq!(e.downcast_ref::<Refused>(), Some(&Refused::Draining));
+    assert_eq!(
+        e.downcast_ref::<DrainRefused>(),
+        Some(&DrainRefused::Draining)
+    );
     assert_eq!(s.bulkhead.metrics().in_flight, 0, "the slot was given back");
     // The service, kept (a keep-alive connection), refuses again without taking one.
     let e = call(&mut svc, 2).await.unwrap_err();
-    assert_eq!(e.downcast_ref::<Refused>(), Some(&Refused::Draining));
+    assert_eq!(
+        e.downcast_ref::<DrainRefused>(),
+        Some(&DrainRefused::Draining)
+    );
     assert_eq!(s.bulkhead.metrics().in_flight, 0);
     assert_eq!(s.ctl.calls(), 0);
 }

@@ -241,7 +241,7 @@ fn simulate(protected: bool) -> (Stats, Timeline) {
                     match out {
                         Ok("cached route") => st.from_cache += 1,
                         Ok(_) => {}
-                        Err(PolicyError::Draining(_)) => {
+                        Err(PolicyError::Drain(_)) => {
                             st.refused_by_drain += 1;
                             st.failed_in_deploy += u64::from(in_deploy);
                         }

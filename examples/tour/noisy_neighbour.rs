@@ -7,7 +7,7 @@
 //! that find no free connection queue for one, oldest first.
 
 use crate::Report;
-use resile::bulkhead::{Bulkhead, Permit};
+use resile::bulkhead::{Bulkhead, BulkheadPermit};
 use resile::clock::ManualClock;
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -41,12 +41,13 @@ fn simulate(bulkheads: bool) -> (Vec<u64>, u64) {
     // Work in progress: (finishes at, the connection, the bulkhead slot if any).
     type Running<'a> = (
         u64,
-        Permit<'a, ManualClock>,
-        Option<Permit<'a, ManualClock>>,
+        BulkheadPermit<'a, ManualClock>,
+        Option<BulkheadPermit<'a, ManualClock>>,
     );
     let mut running: Vec<Running<'_>> = Vec::new();
     // Callers waiting for a connection: (kind, arrived at, bulkhead slot).
-    let mut queued: VecDeque<(Kind, u64, Option<Permit<'_, ManualClock>>)> = VecDeque::new();
+    let mut queued: VecDeque<(Kind, u64, Option<BulkheadPermit<'_, ManualClock>>)> =
+        VecDeque::new();
     let mut read_latencies = Vec::new();
     let mut admin_refused = 0;
 

@@ -5,7 +5,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use resile::breaker::{CircuitBreaker, Permit, Refusal, State, StateChange};
+use resile::breaker::{BreakerPermit, CircuitBreaker, State, StateChange};
 use resile::clock::{Clock, ManualClock};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -169,19 +169,19 @@ impl Model {
         self.go(St::Open, now);
     }
 
-    fn acquire(&mut self, now: u64) -> Result<MPermit, (Refusal, Option<u64>)> {
+    fn acquire(&mut self, now: u64) -> Result<MPermit, (State, Option<u64>)> {
         let r = match self.state {
             St::Closed | St::Disabled => Ok(()),
-            St::Forced => Err((Refusal::ForcedOpen, None)),
+            St::Forced => Err((State::ForcedOpen, None)),
             St::Open if now >= self.deadline => {
                 self.go(St::HalfOpen, now);
                 self.adm = 1;
                 Ok(())
             }
-            St::Open => Err((Refusal::Open, Some(self.deadline - now))),
+            St::Open => Err((State::Open, Some(self.deadline - now))),
             St::HalfOpen if now >= self.deadline => {
                 self.reopen(now);
-                Err((Refusal::Open, Some(self.deadline - now)))
+                Err((State::Open, Some(self.deadline - now)))
             }
             St::HalfOpen if self.adm < self.cfg.probes => {
                 self.adm += 1;
@@ -189,7 +189,7 @@ impl Model {
             }
             // At the latest: the timeout, then the next open period.
             St::HalfOpen => Err((
-                Refusal::HalfOpen,
+                State::HalfOpen,
                 Some(self.deadline - now + self.cfg.open_ns[(self.attempts + 1).min(15)]),
             )),
         };
@@ -373,7 +373,7 @@ fuzz_target!(|input: Input| {
         log: Vec::new(),
     };
 
-    let mut held: Vec<(Permit<'_, ManualClock>, MPermit)> = Vec::new();
+    let mut held: Vec<(BreakerPermit<'_, ManualClock>, MPermit)> = Vec::new();
     for op in input.ops {
         let now = clock.now();
         match op {
@@ -383,7 +383,7 @@ fuzz_target!(|input: Input| {
                 match (real, model) {
                     (Ok(p), Ok(mp)) => held.push((p, mp)),
                     (Err(e), Err((refusal, after))) => {
-                        assert_eq!(e.refusal(), refusal);
+                        assert_eq!(e.state(), refusal);
                         assert_eq!(e.retry_after(), after.map(Duration::from_nanos));
                     }
                     (r, m) => panic!(

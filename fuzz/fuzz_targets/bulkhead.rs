@@ -5,9 +5,9 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
+use resile::bulkhead::BulkheadError;
 use resile::bulkhead::{Bulkhead, MAX_LIMIT};
 use resile::clock::ManualClock;
-use resile::error::BulkheadError;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;

@@ -6,8 +6,8 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use resile::clock::ManualClock;
+use resile::drain::DrainRefused;
 use resile::drain::{Drainer, Phase};
-use resile::error::Refused;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -92,7 +92,7 @@ fuzz_target!(|ops: Vec<Op>| {
                     d.enter_owned().map(Guard::Owned)
                 };
                 if m.draining {
-                    assert_eq!(r.err(), Some(Refused::Draining));
+                    assert_eq!(r.err(), Some(DrainRefused::Draining));
                     m.refused += 1;
                 } else {
                     guards.push(r.expect("admitted while not draining"));

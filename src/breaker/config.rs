@@ -33,7 +33,7 @@ pub(crate) enum Window {
     Time(TimeWindow),
 }
 
-/// Configures a [`CircuitBreaker`]; [`build`](Builder::build) validates every setting.
+/// Configures a [`CircuitBreaker`]; [`build`](BreakerBuilder::build) validates every setting.
 ///
 /// Defaults follow resilience4j: a count window of 100 calls, `minimum_calls` 100, failure-rate
 /// threshold 50 %, no slow-call rule, no absolute failure count, open for 60 s (no growth),
@@ -60,7 +60,7 @@ pub(crate) enum Window {
 /// let err = CircuitBreaker::builder().half_open_probes(0).build().unwrap_err();
 /// assert_eq!(err.field(), "half_open_probes");
 /// ```
-pub struct Builder<C: Clock = SystemClock> {
+pub struct BreakerBuilder<C: Clock = SystemClock> {
     clock: C,
     name: Cow<'static, str>,
     window: WindowSpec,
@@ -75,9 +75,9 @@ pub struct Builder<C: Clock = SystemClock> {
     hook: Option<Hook>,
 }
 
-impl<C: Clock + fmt::Debug> fmt::Debug for Builder<C> {
+impl<C: Clock + fmt::Debug> fmt::Debug for BreakerBuilder<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
+        f.debug_struct("BreakerBuilder")
             .field("clock", &self.clock)
             .field("name", &self.name)
             .field("window", &self.window)
@@ -94,9 +94,9 @@ impl<C: Clock + fmt::Debug> fmt::Debug for Builder<C> {
     }
 }
 
-impl Builder<SystemClock> {
+impl BreakerBuilder<SystemClock> {
     pub(crate) fn new() -> Self {
-        Builder {
+        BreakerBuilder {
             clock: SystemClock::new(),
             name: Cow::Borrowed("circuit-breaker"),
             window: WindowSpec::Count(100),
@@ -113,12 +113,12 @@ impl Builder<SystemClock> {
     }
 }
 
-impl<C: Clock> Builder<C> {
+impl<C: Clock> BreakerBuilder<C> {
     /// Uses `clock` for every time reading (a [`ManualClock`](crate::clock::ManualClock) in
     /// tests, a [`CoarseClock`](crate::clock::CoarseClock) or a
     /// [`RecentClock`](crate::clock::RecentClock) for cheaper readings).
-    pub fn clock<D: Clock>(self, clock: D) -> Builder<D> {
-        Builder {
+    pub fn clock<D: Clock>(self, clock: D) -> BreakerBuilder<D> {
+        BreakerBuilder {
             clock,
             name: self.name,
             window: self.window,
@@ -340,7 +340,7 @@ fn fits(field: &'static str, d: Duration, min: Duration) -> Result<u64, ConfigEr
 mod tests {
     use super::*;
 
-    fn field_of<C: Clock>(b: Builder<C>) -> &'static str {
+    fn field_of<C: Clock>(b: BreakerBuilder<C>) -> &'static str {
         b.build().unwrap_err().field()
     }
 

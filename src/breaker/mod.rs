@@ -26,17 +26,17 @@
 //! ```
 //!
 //! The rules, precisely (resilience4j's, with the fixes its issue tracker asked for):
-//! - The window is [count-based](Builder::count_window) or [time-based](Builder::time_window).
+//! - The window is [count-based](BreakerBuilder::count_window) or [time-based](BreakerBuilder::time_window).
 //!   Thresholds compare with `>=`; a call is slow when it takes strictly longer than the slow
 //!   threshold. They are evaluated after every recorded outcome, successes included, and never
 //!   before `minimum_calls` calls are in the window. A breach makes exactly one transition however
 //!   many threads see it.
 //! - Open refuses every call with [`CircuitOpen`], whose
 //!   [`retry_after`](CircuitOpen::retry_after) says when a probe will be admitted. The open period
-//!   may [grow](Builder::open_for_growth) with each consecutive re-open, capped.
+//!   may [grow](BreakerBuilder::open_for_growth) with each consecutive re-open, capped.
 //! - Half-open admits at most `half_open_probes` calls. A probe permit dropped without a result
 //!   gives its slot back. A half-open breaker that has not decided within its
-//!   [timeout](Builder::half_open_timeout) re-opens; a probe result that arrives after the
+//!   [timeout](BreakerBuilder::half_open_timeout) re-opens; a probe result that arrives after the
 //!   timeout does not count. A result from a call admitted in an earlier state never counts as
 //!   a probe.
 //! - Transitions out of open and half-open happen lazily, in [`try_acquire`] (and, for the
@@ -48,7 +48,7 @@
 //!
 //! # Three ways to call
 //!
-//! The split form: take a [`Permit`], run the call, report the outcome. A permit dropped without
+//! The split form: take a [`BreakerPermit`], run the call, report the outcome. A permit dropped without
 //! a report is released unrecorded (or recorded as a failure if the thread is panicking).
 //!
 //! ```
@@ -80,17 +80,17 @@
 //! success).
 //!
 //! ```
-//! use resile::breaker::{CallError, CircuitBreaker, ErrorClass};
+//! use resile::breaker::{BreakerError, CircuitBreaker, ErrorClass};
 //!
 //! let breaker = CircuitBreaker::builder().build().unwrap();
-//! let v: Result<u32, CallError<&str>> = breaker.call(|| Ok(7));
+//! let v: Result<u32, BreakerError<&str>> = breaker.call(|| Ok(7));
 //! assert_eq!(v.unwrap(), 7);
 //! // A "not found" is the caller's problem, not the dependency's: don't count it.
 //! let r = breaker.call_with(
 //!     |e: &&str| if *e == "not found" { ErrorClass::Ignore } else { ErrorClass::Failure },
 //!     || Err::<u32, _>("not found"),
 //! );
-//! assert!(matches!(r, Err(CallError::Inner("not found"))));
+//! assert!(matches!(r, Err(BreakerError::Inner("not found"))));
 //! assert_eq!(breaker.metrics().calls, 1);
 //! ```
 //!
@@ -117,10 +117,11 @@
 //! The packed word and its orderings are documented in the source of `breaker/state.rs`.
 
 mod config;
+mod error;
 mod state;
 
-pub use crate::error::{CircuitOpen, Refusal};
-pub use config::{Builder, MAX_COUNT, MAX_DURATION};
+pub use config::{BreakerBuilder, MAX_COUNT, MAX_DURATION};
+pub use error::{BreakerError, CircuitOpen};
 pub use state::State;
 
 use crate::clock::{Clock, SystemClock};
@@ -140,7 +141,7 @@ use std::time::Duration;
 /// timeouts are rounded up to whole ticks.
 pub const TICK: Duration = Duration::from_nanos(state::TICK_NANOS);
 
-/// A transition, as the [state-change hook](Builder::on_state_change) sees it.
+/// A transition, as the [state-change hook](BreakerBuilder::on_state_change) sees it.
 ///
 /// The hook sees each transition once, `from` the state left `to` the state entered; a manual
 /// move to the state the breaker is already in is no transition.
@@ -199,48 +200,6 @@ pub enum ErrorClass {
     Success,
 }
 
-/// The error of a wrapped call: refused by the breaker, or the call's own error.
-///
-/// ```
-/// use resile::breaker::{CallError, CircuitBreaker, Refusal};
-///
-/// let breaker = CircuitBreaker::builder().minimum_calls(1).build()?;
-/// // The call ran and failed: its own error comes back (and trips the breaker).
-/// let r: Result<(), _> = breaker.call(|| Err("timeout"));
-/// assert_eq!(r, Err(CallError::Inner("timeout")));
-/// // Now the breaker refuses, and the closure never runs.
-/// let mut ran = false;
-/// let r = breaker.call(|| { ran = true; Ok::<(), &str>(()) });
-/// assert!(matches!(r, Err(CallError::Refused(e)) if e.refusal() == Refusal::Open));
-/// assert!(!ran);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CallError<E> {
-    /// The breaker refused; the call did not run.
-    Refused(CircuitOpen),
-    /// The call ran and returned this error.
-    Inner(E),
-}
-
-impl<E: fmt::Display> fmt::Display for CallError<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CallError::Refused(e) => e.fmt(f),
-            CallError::Inner(e) => e.fmt(f),
-        }
-    }
-}
-
-impl<E: std::error::Error + 'static> std::error::Error for CallError<E> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            CallError::Refused(e) => Some(e),
-            CallError::Inner(e) => Some(e),
-        }
-    }
-}
-
 /// A snapshot of a breaker's counters.
 ///
 /// `calls`, `failures` and `slow_calls` (and the rates) describe the closed window: kept while
@@ -262,7 +221,7 @@ impl<E: std::error::Error + 'static> std::error::Error for CallError<E> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Metrics {
+pub struct BreakerMetrics {
     /// The state.
     pub state: State,
     /// `failures / calls`, or 0 with no calls.
@@ -294,7 +253,7 @@ pub struct CircuitBreaker<C: Clock = SystemClock> {
     refused: StripedCounter,
     /// The transition stamp: the `now` of the latest transition (raised before its CAS, so a
     /// lower bound on the age of any state a thread has loaded since), for
-    /// [`Metrics::since_last_transition`] and for reading deadlines older than their tick field.
+    /// [`BreakerMetrics::since_last_transition`] and for reading deadlines older than their tick field.
     changed_at: AtomicU64,
     window: Window,
     pub(crate) params: Params,
@@ -314,9 +273,9 @@ impl<C: Clock> fmt::Debug for CircuitBreaker<C> {
 }
 
 impl CircuitBreaker<SystemClock> {
-    /// A builder with resilience4j's defaults (see [`Builder`]).
-    pub fn builder() -> Builder<SystemClock> {
-        Builder::new()
+    /// A builder with resilience4j's defaults (see [`BreakerBuilder`]).
+    pub fn builder() -> BreakerBuilder<SystemClock> {
+        BreakerBuilder::new()
     }
 }
 
@@ -353,7 +312,7 @@ impl<C: Clock> CircuitBreaker<C> {
         State::of(self.word.load(Ordering::Acquire))
     }
 
-    /// Asks to make a call: a [`Permit`] to report its outcome on, or the refusal.
+    /// Asks to make a call: a [`BreakerPermit`] to report its outcome on, or the refusal.
     ///
     /// ```
     /// use resile::breaker::CircuitBreaker;
@@ -364,12 +323,12 @@ impl<C: Clock> CircuitBreaker<C> {
     /// }
     /// ```
     #[inline]
-    pub fn try_acquire(&self) -> Result<Permit<'_, C>, CircuitOpen> {
+    pub fn try_acquire(&self) -> Result<BreakerPermit<'_, C>, CircuitOpen> {
         let w = self.word.load(Ordering::Acquire);
         let s = state::state_bits(w);
         if (s == state::CLOSED || s == state::DISABLED) && self.slow_nanos.is_none() {
             // The healthy path: one load, no clock, no write.
-            return Ok(Permit::new(self, state::generation(w), 0));
+            return Ok(BreakerPermit::new(self, state::generation(w), 0));
         }
         self.acquire_other(w)
     }
@@ -377,17 +336,21 @@ impl<C: Clock> CircuitBreaker<C> {
     /// Every state but the plain closed path: closed with slow-call detection (the start time
     /// is read), open, half-open, forced open.
     #[inline(never)]
-    fn acquire_other(&self, w: u64) -> Result<Permit<'_, C>, CircuitOpen> {
+    fn acquire_other(&self, w: u64) -> Result<BreakerPermit<'_, C>, CircuitOpen> {
         let s = state::state_bits(w);
         if s == state::CLOSED || s == state::DISABLED {
-            return Ok(Permit::new(self, state::generation(w), self.clock.now()));
+            return Ok(BreakerPermit::new(
+                self,
+                state::generation(w),
+                self.clock.now(),
+            ));
         }
         if s == state::OPEN {
             // The refusal path: one clock reading, no write to the word.
             let now = self.clock.now();
             if let Some(left) = state::remaining(w, self.at(now)) {
                 self.refused.add(1);
-                return Err(CircuitOpen::from_nanos(Refusal::Open, left));
+                return Err(CircuitOpen::from_nanos(State::Open, left));
             }
             return self.acquire_timed(w, now);
         }
@@ -406,9 +369,11 @@ impl<C: Clock> CircuitBreaker<C> {
     /// assert_eq!(breaker.metrics().failures, 1);
     /// ```
     #[inline]
-    pub fn try_acquire_owned(self: &std::sync::Arc<Self>) -> Result<OwnedPermit<C>, CircuitOpen> {
+    pub fn try_acquire_owned(
+        self: &std::sync::Arc<Self>,
+    ) -> Result<OwnedBreakerPermit<C>, CircuitOpen> {
         let (_, generation, start) = self.try_acquire()?.take();
-        Ok(OwnedPermit {
+        Ok(OwnedBreakerPermit {
             breaker: self.clone(),
             generation,
             start,
@@ -417,7 +382,7 @@ impl<C: Clock> CircuitBreaker<C> {
     }
 
     #[cold]
-    fn acquire_slow(&self, w: u64) -> Result<Permit<'_, C>, CircuitOpen> {
+    fn acquire_slow(&self, w: u64) -> Result<BreakerPermit<'_, C>, CircuitOpen> {
         let now = if state::state_bits(w) == state::FORCED_OPEN {
             0
         } else {
@@ -427,7 +392,7 @@ impl<C: Clock> CircuitBreaker<C> {
     }
 
     #[cold]
-    fn acquire_timed(&self, mut w: u64, now: u64) -> Result<Permit<'_, C>, CircuitOpen> {
+    fn acquire_timed(&self, mut w: u64, now: u64) -> Result<BreakerPermit<'_, C>, CircuitOpen> {
         let mut t = self.at(now);
         loop {
             let step = state::acquire(w, t, &self.params);
@@ -440,13 +405,13 @@ impl<C: Clock> CircuitBreaker<C> {
                 self.transitioned(&step);
             }
             return match step.verdict {
-                Verdict::Admit => Ok(Permit::new(self, state::generation(step.next), now)),
+                Verdict::Admit => Ok(BreakerPermit::new(self, state::generation(step.next), now)),
                 Verdict::Refuse { retry_after, state } => {
                     self.refused.add(1);
                     let refusal = match state {
-                        State::HalfOpen => Refusal::HalfOpen,
-                        State::ForcedOpen => Refusal::ForcedOpen,
-                        _ => Refusal::Open,
+                        State::HalfOpen => State::HalfOpen,
+                        State::ForcedOpen => State::ForcedOpen,
+                        _ => State::Open,
                     };
                     Err(CircuitOpen::new(
                         refusal,
@@ -461,13 +426,13 @@ impl<C: Clock> CircuitBreaker<C> {
     /// as a failure and then continues unwinding.
     ///
     /// ```
-    /// use resile::breaker::{CallError, CircuitBreaker};
+    /// use resile::breaker::{BreakerError, CircuitBreaker};
     /// let breaker = CircuitBreaker::builder().build().unwrap();
-    /// let r: Result<(), CallError<&str>> = breaker.call(|| Err("timeout"));
-    /// assert_eq!(r, Err(CallError::Inner("timeout")));
+    /// let r: Result<(), BreakerError<&str>> = breaker.call(|| Err("timeout"));
+    /// assert_eq!(r, Err(BreakerError::Inner("timeout")));
     /// assert_eq!(breaker.metrics().failures, 1);
     /// ```
-    pub fn call<T, E>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, CallError<E>> {
+    pub fn call<T, E>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, BreakerError<E>> {
         self.call_with(|_| ErrorClass::Failure, f)
     }
 
@@ -483,24 +448,24 @@ impl<C: Clock> CircuitBreaker<C> {
         &self,
         classify: impl FnOnce(&E) -> ErrorClass,
         f: impl FnOnce() -> Result<T, E>,
-    ) -> Result<T, CallError<E>> {
-        let permit = self.try_acquire().map_err(CallError::Refused)?;
+    ) -> Result<T, BreakerError<E>> {
+        let permit = self.try_acquire().map_err(BreakerError::Refused)?;
         let r = f();
         permit.resolve(&r, classify);
-        r.map_err(CallError::Inner)
+        r.map_err(BreakerError::Inner)
     }
 
     /// Wraps a future: it is admitted when first polled, and its output is recorded (every `Err`
     /// a failure). Dropping it unfinished releases the permit unrecorded.
     ///
     /// ```
-    /// use resile::breaker::{CallError, CircuitBreaker};
+    /// use resile::breaker::{BreakerError, CircuitBreaker};
     /// let breaker = CircuitBreaker::builder().build().unwrap();
     /// breaker.force_open();
     /// let r = futures::executor::block_on(breaker.call_async(async { Ok::<_, ()>(1) }));
-    /// assert!(matches!(r, Err(CallError::Refused(_))));
+    /// assert!(matches!(r, Err(BreakerError::Refused(_))));
     /// ```
-    pub async fn call_async<T, E, F>(&self, fut: F) -> Result<T, CallError<E>>
+    pub async fn call_async<T, E, F>(&self, fut: F) -> Result<T, BreakerError<E>>
     where
         F: Future<Output = Result<T, E>>,
     {
@@ -516,15 +481,19 @@ impl<C: Clock> CircuitBreaker<C> {
     /// assert!(futures::executor::block_on(fut).is_err());
     /// assert_eq!(breaker.metrics().calls, 0);
     /// ```
-    pub async fn call_async_with<T, E, F, K>(&self, classify: K, fut: F) -> Result<T, CallError<E>>
+    pub async fn call_async_with<T, E, F, K>(
+        &self,
+        classify: K,
+        fut: F,
+    ) -> Result<T, BreakerError<E>>
     where
         F: Future<Output = Result<T, E>>,
         K: FnOnce(&E) -> ErrorClass,
     {
-        let permit = self.try_acquire().map_err(CallError::Refused)?;
+        let permit = self.try_acquire().map_err(BreakerError::Refused)?;
         let r = fut.await;
         permit.resolve(&r, classify);
-        r.map_err(CallError::Inner)
+        r.map_err(BreakerError::Inner)
     }
 
     /// Forces the breaker open: every call is refused until [`reset`](Self::reset) (or
@@ -561,14 +530,14 @@ impl<C: Clock> CircuitBreaker<C> {
     /// let m = breaker.metrics();
     /// assert_eq!((m.state, m.calls, m.failures, m.failure_rate), (State::Closed, 1, 1, 1.0));
     /// ```
-    pub fn metrics(&self) -> Metrics {
+    pub fn metrics(&self) -> BreakerMetrics {
         let w = self.word.load(Ordering::Acquire);
         let now = self.clock.now();
         let t = match &self.window {
             Window::Count(c) => c.snapshot(),
             Window::Time(tw) => tw.tally(now),
         };
-        Metrics {
+        BreakerMetrics {
             state: State::of(w),
             failure_rate: t.failure_rate(),
             slow_call_rate: t.slow_rate(),
@@ -827,22 +796,22 @@ impl<C: Clock> CircuitBreaker<C> {
 /// assert_eq!((breaker.metrics().calls, breaker.metrics().failures), (1, 1));
 /// ```
 #[must_use = "a permit reports the call's outcome: call success(), failure() or ignore()"]
-pub struct Permit<'a, C: Clock = SystemClock> {
+pub struct BreakerPermit<'a, C: Clock = SystemClock> {
     breaker: &'a CircuitBreaker<C>,
     generation: u32,
     start: u64,
 }
 
-impl<C: Clock> fmt::Debug for Permit<'_, C> {
+impl<C: Clock> fmt::Debug for BreakerPermit<'_, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Permit")
+        f.debug_struct("BreakerPermit")
             .field("breaker", &self.breaker.name)
             .field("generation", &self.generation)
             .finish_non_exhaustive()
     }
 }
 
-impl<'a, C: Clock> Permit<'a, C> {
+impl<'a, C: Clock> BreakerPermit<'a, C> {
     #[inline]
     fn new(breaker: &'a CircuitBreaker<C>, generation: u32, start: u64) -> Self {
         Self {
@@ -891,7 +860,7 @@ impl<'a, C: Clock> Permit<'a, C> {
     }
 }
 
-impl<C: Clock> Drop for Permit<'_, C> {
+impl<C: Clock> Drop for BreakerPermit<'_, C> {
     fn drop(&mut self) {
         if std::thread::panicking() {
             self.breaker.record(self.generation, self.start, true);
@@ -901,9 +870,9 @@ impl<C: Clock> Drop for Permit<'_, C> {
     }
 }
 
-/// A [`Permit`] that owns an `Arc` of its breaker: see
+/// A [`BreakerPermit`] that owns an `Arc` of its breaker: see
 /// [`try_acquire_owned`](CircuitBreaker::try_acquire_owned). Dropped without a report it is
-/// released as a [`Permit`] is.
+/// released as a [`BreakerPermit`] is.
 ///
 /// ```
 /// use resile::breaker::CircuitBreaker;
@@ -915,7 +884,7 @@ impl<C: Clock> Drop for Permit<'_, C> {
 /// assert_eq!(breaker.metrics().calls, 1);
 /// ```
 #[must_use = "a permit reports the call's outcome: call success(), failure() or ignore()"]
-pub struct OwnedPermit<C: Clock = SystemClock> {
+pub struct OwnedBreakerPermit<C: Clock = SystemClock> {
     breaker: std::sync::Arc<CircuitBreaker<C>>,
     generation: u32,
     start: u64,
@@ -923,16 +892,16 @@ pub struct OwnedPermit<C: Clock = SystemClock> {
     done: bool,
 }
 
-impl<C: Clock> fmt::Debug for OwnedPermit<C> {
+impl<C: Clock> fmt::Debug for OwnedBreakerPermit<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OwnedPermit")
+        f.debug_struct("OwnedBreakerPermit")
             .field("breaker", &self.breaker.name)
             .field("generation", &self.generation)
             .finish_non_exhaustive()
     }
 }
 
-impl<C: Clock> OwnedPermit<C> {
+impl<C: Clock> OwnedBreakerPermit<C> {
     /// The breaker this permit belongs to.
     pub fn breaker(&self) -> &std::sync::Arc<CircuitBreaker<C>> {
         &self.breaker
@@ -969,7 +938,7 @@ impl<C: Clock> OwnedPermit<C> {
     }
 }
 
-impl<C: Clock> Drop for OwnedPermit<C> {
+impl<C: Clock> Drop for OwnedBreakerPermit<C> {
     fn drop(&mut self) {
         if self.done {
             return;

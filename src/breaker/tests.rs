@@ -250,7 +250,7 @@ fn open_refuses_with_retry_after_then_the_first_caller_probes() {
     outcomes(&b, "FF");
     let opened = clock.now();
     let e = b.try_acquire().unwrap_err();
-    assert_eq!(e.refusal(), Refusal::Open);
+    assert_eq!(e.state(), State::Open);
     let wait = e.retry_after().unwrap();
     assert!(wait >= 5 * SEC && wait < 5 * SEC + TICK, "{wait:?}");
     clock.advance(2 * SEC);
@@ -277,7 +277,7 @@ fn half_open_admits_at_most_probes_and_decides_after_enough_results() {
     let p1 = b.try_acquire().unwrap();
     let p2 = b.try_acquire().unwrap();
     let e = b.try_acquire().unwrap_err();
-    assert_eq!(e.refusal(), Refusal::HalfOpen);
+    assert_eq!(e.state(), State::HalfOpen);
     // The estimate (if the probes never decide): the half-open timeout of 10 s, then one more
     // open period of 5 s.
     let wait = e.retry_after().unwrap();
@@ -359,10 +359,10 @@ fn half_open_without_a_decision_reopens() {
     let _stuck2 = b.try_acquire().unwrap();
     let entered = clock.now();
     clock.set(entered + 10 * 1_000_000_000 - 1);
-    assert_eq!(b.try_acquire().unwrap_err().refusal(), Refusal::HalfOpen);
+    assert_eq!(b.try_acquire().unwrap_err().state(), State::HalfOpen);
     past_open(&clock, entered, 10 * SEC);
     let e = b.try_acquire().unwrap_err();
-    assert_eq!(e.refusal(), Refusal::Open);
+    assert_eq!(e.state(), State::Open);
     assert_eq!(b.state(), Open);
     // The stuck probe finally reports: too late, it counts for nothing.
     stuck.success();
@@ -421,7 +421,7 @@ fn an_open_or_half_open_breaker_left_alone_for_hours_moves_on() {
         // Both probes hang; nothing happens for as long again.
         clock.advance(Duration::from_nanos(idle));
         let e = b.try_acquire().unwrap_err();
-        assert_eq!(e.refusal(), Refusal::Open, "the half-open timeout passed");
+        assert_eq!(e.state(), State::Open, "the half-open timeout passed");
         let wait = e.retry_after().unwrap();
         assert!(
             (5 * SEC - TICK..5 * SEC + TICK).contains(&wait),
@@ -467,7 +467,7 @@ fn ignored_errors_record_nothing_and_success_classified_errors_count_as_successe
             |_: &&str| ErrorClass::Ignore,
             || Err::<(), _>("bad request"),
         );
-        assert_eq!(r, Err(CallError::Inner("bad request")));
+        assert_eq!(r, Err(BreakerError::Inner("bad request")));
     }
     assert_eq!(b.metrics().calls, 0);
     let _ = b.call_with(|_: &&str| ErrorClass::Success, || Err::<(), _>("not found"));
@@ -486,7 +486,7 @@ fn call_refused_while_open_does_not_run_the_closure() {
         ran = true;
         Ok::<_, ()>(())
     });
-    assert!(matches!(r, Err(CallError::Refused(e)) if e.refusal() == Refusal::Open));
+    assert!(matches!(r, Err(BreakerError::Refused(e)) if e.state() == State::Open));
     assert!(!ran);
 }
 
@@ -521,7 +521,7 @@ fn forced_open_disabled_and_reset() {
     b.force_open();
     b.force_open();
     let e = b.try_acquire().unwrap_err();
-    assert_eq!((e.refusal(), e.retry_after()), (Refusal::ForcedOpen, None));
+    assert_eq!((e.state(), e.retry_after()), (State::ForcedOpen, None));
     b.disable();
     assert_eq!(b.state(), Disabled);
     outcomes(&b, "FFFFFF");
@@ -648,8 +648,8 @@ fn a_timeout_cas_lost_to_a_probe_given_back_keeps_the_state_s_age() {
         t.join().unwrap()
     });
     assert_eq!(
-        racer.unwrap_err().refusal(),
-        Refusal::Open,
+        racer.unwrap_err().state(),
+        State::Open,
         "the timeout re-opened"
     );
     assert_eq!(b.state(), Open);
@@ -715,7 +715,7 @@ fn deadlines_survive_the_tick_field_wrapping() {
         let probe = b.try_acquire().expect("open period over across the wrap");
         // The half-open timeout across the wrap too.
         clock.advance(10 * SEC + TICK);
-        assert_eq!(b.try_acquire().unwrap_err().refusal(), Refusal::Open);
+        assert_eq!(b.try_acquire().unwrap_err().state(), State::Open);
         probe.success();
         assert_eq!(b.state(), Open);
     }
@@ -728,7 +728,7 @@ fn async_wrapper_records_and_a_dropped_future_releases_its_probe() {
     use std::task::{Context, Waker};
     let (b, clock, _) = breaker(2, 2);
     let r = futures::executor::block_on(b.call_async(async { Err::<(), _>("down") }));
-    assert_eq!(r, Err(CallError::Inner("down")));
+    assert_eq!(r, Err(BreakerError::Inner("down")));
     let r = futures::executor::block_on(b.call_async(async { Err::<(), _>("down") }));
     assert!(r.is_err());
     assert_eq!(b.state(), Open);
@@ -774,7 +774,7 @@ fn no_panic_on_extreme_inputs() {
 
 use crate::window::CountWindow;
 
-// ---- OwnedPermit: the same rules as the borrowed permit ---------------------------------------
+// ---- OwnedBreakerPermit: the same rules as the borrowed permit ---------------------------------------
 
 #[test]
 fn an_owned_permit_dropped_unresolved_is_released_and_gives_its_probe_slot_back() {

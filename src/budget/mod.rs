@@ -48,13 +48,16 @@
 
 use crate::clock::{Clock, SystemClock, duration_to_nanos};
 use crate::counter::StripedCounters;
-use crate::error::{BudgetExhausted, ConfigError};
+use crate::error::ConfigError;
 use crate::window::TimeWindow;
 use ledger::{Ledger, REQUESTS, RETRIES};
 use std::fmt;
 use std::time::Duration;
 
+mod error;
 mod ledger;
+
+pub use error::BudgetExhausted;
 
 /// Ratios are kept in thousandths of a retry per request.
 const SCALE: u64 = 1000;
@@ -198,11 +201,11 @@ pub struct RetryBudget<C: Clock = SystemClock> {
 }
 
 impl RetryBudget {
-    /// A builder. Without [`max_retries`](RetryBudgetBuilder::max_retries) or
-    /// [`ratio`](RetryBudgetBuilder::ratio) it builds Finagle's default: 20% of requests plus 10
+    /// A builder. Without [`max_retries`](BudgetBuilder::max_retries) or
+    /// [`ratio`](BudgetBuilder::ratio) it builds Finagle's default: 20% of requests plus 10
     /// retries a second, over 10 s.
-    pub fn builder() -> RetryBudgetBuilder {
-        RetryBudgetBuilder {
+    pub fn builder() -> BudgetBuilder {
+        BudgetBuilder {
             max_retries: None,
             ratio: None,
             min_per_sec: None,
@@ -298,7 +301,7 @@ impl<C: Clock> fmt::Debug for RetryBudget<C> {
 /// ```
 #[must_use]
 #[derive(Debug)]
-pub struct RetryBudgetBuilder<C: Clock = SystemClock> {
+pub struct BudgetBuilder<C: Clock = SystemClock> {
     max_retries: Option<u32>,
     ratio: Option<f64>,
     min_per_sec: Option<u32>,
@@ -307,7 +310,7 @@ pub struct RetryBudgetBuilder<C: Clock = SystemClock> {
     clock: C,
 }
 
-impl<C: Clock> RetryBudgetBuilder<C> {
+impl<C: Clock> BudgetBuilder<C> {
     /// Fixed mode: at most `n` retries per window (`1..=`[`MAX_RETRIES`]), in any interval as
     /// long as the window: a spent retry stays counted for between one window and one window
     /// plus one bucket after it was granted. The window defaults to the guide's 60 s.
@@ -352,8 +355,8 @@ impl<C: Clock> RetryBudgetBuilder<C> {
     /// The clock (default [`SystemClock`]; [`CoarseClock`](crate::clock::CoarseClock) and
     /// [`RecentClock`](crate::clock::RecentClock) are several times cheaper and fine for buckets
     /// of a second; tests use [`ManualClock`](crate::clock::ManualClock)).
-    pub fn clock<C2: Clock>(self, clock: C2) -> RetryBudgetBuilder<C2> {
-        RetryBudgetBuilder {
+    pub fn clock<C2: Clock>(self, clock: C2) -> BudgetBuilder<C2> {
+        BudgetBuilder {
             max_retries: self.max_retries,
             ratio: self.ratio,
             min_per_sec: self.min_per_sec,
@@ -699,7 +702,7 @@ mod tests {
 
     #[test]
     fn builder_validates_each_field() {
-        let f = |b: RetryBudgetBuilder| b.build().unwrap_err().field();
+        let f = |b: BudgetBuilder| b.build().unwrap_err().field();
         let b = RetryBudget::builder;
         assert_eq!(f(b().max_retries(0)), "max_retries");
         assert_eq!(f(b().max_retries(MAX_RETRIES + 1)), "max_retries");

@@ -2,9 +2,11 @@
 
 use super::Sleep;
 use crate::backoff::Backoff;
+use crate::breaker::CircuitOpen;
 use crate::budget::RetryBudget;
+use crate::bulkhead::BulkheadError;
 use crate::clock::{Clock, SystemClock};
-use crate::error::{BulkheadError, CircuitOpen, Refused};
+use crate::drain::DrainRefused;
 use std::any::Any;
 use std::error::Error;
 use std::fmt;
@@ -29,7 +31,7 @@ pub trait ShouldRetry<Res, E> {
 /// The default: retry every `Err` but a refusal by one of this crate's primitives, never an
 /// `Ok`.
 ///
-/// A refusal ([`CircuitOpen`], [`BulkheadError`], [`Refused`]; bare, or boxed as a
+/// A refusal ([`CircuitOpen`], [`BulkheadError`], [`DrainRefused`]; bare, or boxed as a
 /// [`BoxError`](super::BoxError) the way the layers return them, or anywhere in a boxed error's
 /// chain of [`source`](Error::source)s, as tower's `Buffer` wraps it) is this process declining
 /// the call, not a failure of the dependency: an open breaker refuses at once so that callers
@@ -37,11 +39,11 @@ pub trait ShouldRetry<Res, E> {
 /// never reach the dependency.
 ///
 /// ```
-/// use resile::error::{CircuitOpen, Refusal};
+/// use resile::breaker::{CircuitOpen, State};
 /// use resile::tower::{BoxError, RetryErrors, ShouldRetry};
 /// assert!(RetryErrors.should_retry(&Err::<(), _>("timeout")));
 /// assert!(!RetryErrors.should_retry(&Ok::<_, ()>(())));
-/// let open: BoxError = Box::new(CircuitOpen::new(Refusal::Open, None));
+/// let open: BoxError = Box::new(CircuitOpen::new(State::Open, None));
 /// assert!(!RetryErrors.should_retry(&Err::<(), _>(open)));
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
@@ -59,7 +61,7 @@ fn is_refusal<E: 'static>(e: &E) -> bool {
     fn refusal(e: &(dyn Error + 'static)) -> bool {
         let mut next = Some(e);
         while let Some(e) = next {
-            if e.is::<CircuitOpen>() || e.is::<BulkheadError>() || e.is::<Refused>() {
+            if e.is::<CircuitOpen>() || e.is::<BulkheadError>() || e.is::<DrainRefused>() {
                 return true;
             }
             next = e.source();
@@ -76,7 +78,7 @@ fn is_refusal<E: 'static>(e: &E) -> bool {
     if let Some(boxed) = any.downcast_ref::<Box<dyn Error>>() {
         return refusal(boxed.as_ref());
     }
-    any.is::<CircuitOpen>() || any.is::<BulkheadError>() || any.is::<Refused>()
+    any.is::<CircuitOpen>() || any.is::<BulkheadError>() || any.is::<DrainRefused>()
 }
 
 impl<Res, E, F: Fn(&Result<Res, E>) -> bool> ShouldRetry<Res, E> for F {
@@ -239,7 +241,7 @@ where
 #[cfg(all(test, not(resile_loom)))]
 mod tests {
     use super::*;
-    use crate::error::Refusal;
+    use crate::breaker::State;
 
     /// An error that carries another as its source, as tower's `Buffer` wraps its inner error.
     #[derive(Debug)]
@@ -263,12 +265,12 @@ mod tests {
 
     #[test]
     fn refusals_are_not_retried_bare_boxed_or_as_a_source() {
-        let open = || CircuitOpen::new(Refusal::Open, None);
+        let open = || CircuitOpen::new(State::Open, None);
         assert!(!retried(open()));
-        assert!(!retried(Refused::Draining));
+        assert!(!retried(DrainRefused::Draining));
         let boxed: super::super::BoxError = Box::new(open());
         assert!(!retried(boxed));
-        let deep: super::super::BoxError = Box::new(Wrapped(Box::new(Refused::Draining)));
+        let deep: super::super::BoxError = Box::new(Wrapped(Box::new(DrainRefused::Draining)));
         assert!(!retried(deep));
         let deeper: Box<dyn Error + Send> = Box::new(Wrapped(Box::new(Wrapped(Box::new(open())))));
         assert!(!retried(deeper));

@@ -9,7 +9,7 @@
 //! | [`RetryPolicy`] (`tower-retry`) | `tower::retry::Retry` | retries paid from a [`RetryBudget`](crate::budget::RetryBudget) (a deposit per request, a withdrawal per retry), waiting a [`Backoff`](crate::backoff::Backoff) on your timer |
 //!
 //! Every service's error is a [`BoxError`] (tower's convention): a refusal is the primitive's own
-//! error ([`CircuitOpen`], [`BulkheadError`], [`Refused`]), recovered with `downcast_ref`, and
+//! error ([`CircuitOpen`], [`BulkheadError`], [`DrainRefused`]), recovered with `downcast_ref`, and
 //! the inner service's errors pass through boxed. A refusal comes from the response future,
 //! never from `poll_ready`, so a refused request does not fail the service (as tower's
 //! `LoadShed`).
@@ -23,7 +23,7 @@
 //! use resile::breaker::CircuitBreaker;
 //! use resile::bulkhead::Bulkhead;
 //! use resile::drain::Drainer;
-//! use resile::error::CircuitOpen;
+//! use resile::breaker::CircuitOpen;
 //! use resile::tower::{BreakerLayer, BulkheadLayer, DrainLayer};
 //! use std::sync::Arc;
 //! use tower::{Service, ServiceBuilder, ServiceExt};
@@ -46,11 +46,13 @@
 //! # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
 //! ```
 
-use crate::breaker::{CircuitBreaker, ErrorClass, OwnedPermit as BreakerPermit};
-use crate::bulkhead::{AcquireOwned, Bulkhead, OwnedPermit as BulkheadPermit};
+use crate::breaker::CircuitOpen;
+use crate::breaker::{CircuitBreaker, ErrorClass, OwnedBreakerPermit};
+use crate::bulkhead::BulkheadError;
+use crate::bulkhead::{AcquireOwned, Bulkhead, OwnedBulkheadPermit};
 use crate::clock::{Clock, SystemClock, duration_to_nanos};
+use crate::drain::DrainRefused;
 use crate::drain::{Drainer, OwnedDrainGuard};
-use crate::error::{BulkheadError, CircuitOpen, Refused};
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
@@ -66,7 +68,7 @@ use tower_service::Service;
 ///
 /// ```
 /// use resile::drain::Drainer;
-/// use resile::error::Refused;
+/// use resile::drain::DrainRefused;
 /// use resile::tower::{BoxError, DrainLayer};
 /// use std::sync::Arc;
 /// use tower::{Layer, Service, service_fn};
@@ -74,13 +76,13 @@ use tower_service::Service;
 /// let drainer = Arc::new(Drainer::new());
 /// let mut svc = DrainLayer::new(drainer.clone())
 ///     .layer(service_fn(|_: u32| async { Err::<u32, _>(std::io::Error::other("db down")) }));
-/// let status = |e: BoxError| if e.is::<Refused>() { 503 } else { 500 };
+/// let status = |e: BoxError| if e.is::<DrainRefused>() { 503 } else { 500 };
 /// let e = futures::executor::block_on(svc.call(1)).unwrap_err();
 /// assert_eq!(e.downcast_ref::<std::io::Error>().unwrap().to_string(), "db down"); // boxed
 /// assert_eq!(status(e), 500);
 /// drainer.start_draining();
 /// let e = futures::executor::block_on(svc.call(2)).unwrap_err();
-/// assert_eq!(e.downcast_ref::<Refused>(), Some(&Refused::Draining)); // the refusal
+/// assert_eq!(e.downcast_ref::<DrainRefused>(), Some(&DrainRefused::Draining)); // the refusal
 /// assert_eq!(status(e), 503);
 /// ```
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -254,7 +256,7 @@ where
 ///
 /// ```
 /// use resile::drain::Drainer;
-/// use resile::error::Refused;
+/// use resile::drain::DrainRefused;
 /// use resile::tower::DrainLayer;
 /// use std::sync::Arc;
 /// use tower::{Service, ServiceBuilder};
@@ -265,7 +267,7 @@ where
 ///     .service_fn(|req: u32| async move { Ok::<_, std::io::Error>(req) });
 /// drainer.start_draining();
 /// let e = futures::executor::block_on(svc.call(1)).unwrap_err();
-/// assert_eq!(e.downcast_ref::<Refused>(), Some(&Refused::Draining)); // answer 503
+/// assert_eq!(e.downcast_ref::<DrainRefused>(), Some(&DrainRefused::Draining)); // answer 503
 /// ```
 pub struct DrainLayer<C: Clock = SystemClock> {
     drainer: Arc<Drainer<C>>,
@@ -306,7 +308,7 @@ impl<S, C: Clock> Layer<S> for DrainLayer<C> {
 }
 
 /// Admits each request through a [`Drainer`] in `call`: once draining has started, the response
-/// future fails with [`Refused`] (boxed) and the inner service is not
+/// future fails with [`DrainRefused`] (boxed) and the inner service is not
 /// called. An admitted request's guard is held until its response future completes or is
 /// dropped, so [`Drainer::wait`] sees every request in flight.
 ///
@@ -319,7 +321,7 @@ impl<S, C: Clock> Layer<S> for DrainLayer<C> {
 /// ```
 /// use futures::executor::block_on;
 /// use resile::drain::Drainer;
-/// use resile::error::Refused;
+/// use resile::drain::DrainRefused;
 /// use resile::tower::DrainLayer;
 /// use std::sync::Arc;
 /// use tower::{Layer, Service, service_fn};
@@ -331,7 +333,7 @@ impl<S, C: Clock> Layer<S> for DrainLayer<C> {
 /// drainer.start_draining();
 /// assert_eq!(drainer.in_flight(), 1); // the drain waits for the admitted request
 /// let e = block_on(svc.call(2)).unwrap_err(); // new ones are refused
-/// assert_eq!(e.downcast_ref::<Refused>(), Some(&Refused::Draining));
+/// assert_eq!(e.downcast_ref::<DrainRefused>(), Some(&DrainRefused::Draining));
 /// assert_eq!(block_on(admitted)?, 1); // the admitted one finishes
 /// assert_eq!(drainer.in_flight(), 0);
 /// # Ok::<(), resile::tower::BoxError>(())
@@ -382,14 +384,14 @@ where
         match (self.drainer.enter_owned(), &mut self.inner) {
             (Ok(guard), Some(inner)) => ResponseFuture::running(inner.call(req), guard),
             (Err(e), _) => {
-                if e == Refused::Draining {
+                if e == DrainRefused::Draining {
                     // Never called again: give back what it reserved for this call.
                     self.inner = None;
                 }
                 ResponseFuture::refused(Box::new(e))
             }
             // Only a refusal for draining drops the inner service, and draining never ends.
-            (Ok(_), None) => ResponseFuture::refused(Box::new(Refused::Draining)),
+            (Ok(_), None) => ResponseFuture::refused(Box::new(DrainRefused::Draining)),
         }
     }
 }
@@ -405,7 +407,7 @@ where
 ///
 /// ```
 /// use resile::bulkhead::Bulkhead;
-/// use resile::error::BulkheadError;
+/// use resile::bulkhead::BulkheadError;
 /// use resile::tower::BulkheadLayer;
 /// use std::sync::Arc;
 /// use tower::{Service, ServiceBuilder, ServiceExt};
@@ -485,7 +487,7 @@ enum Admission<C: Clock> {
     /// Queued for a slot, racing the service's `wait` timer.
     Waiting(AcquireOwned<C>),
     /// A slot, taken after the inner service said it was ready, for the next `call`.
-    Ready(BulkheadPermit<C>),
+    Ready(OwnedBulkheadPermit<C>),
     /// Refused: the next `call` answers with this.
     Refused(BulkheadError),
 }
@@ -504,7 +506,7 @@ enum Admission<C: Clock> {
 ///
 /// ```
 /// use resile::bulkhead::Bulkhead;
-/// use resile::error::BulkheadError;
+/// use resile::bulkhead::BulkheadError;
 /// use resile::tower::{BoxError, BulkheadLayer};
 /// use std::sync::Arc;
 /// use tower::{Layer, Service, ServiceExt, service_fn};
@@ -625,7 +627,7 @@ where
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future, BulkheadPermit<C>>;
+    type Future = ResponseFuture<S::Future, OwnedBulkheadPermit<C>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         match self.inner.poll_ready(cx) {
@@ -718,7 +720,7 @@ impl<Res, E, F: Fn(&Result<Res, E>) -> ErrorClass> ClassifyResponse<Res, E> for 
 ///
 /// ```
 /// use resile::breaker::{CircuitBreaker, ErrorClass};
-/// use resile::error::CircuitOpen;
+/// use resile::breaker::CircuitOpen;
 /// use resile::tower::BreakerLayer;
 /// use std::sync::Arc;
 /// use tower::{Service, ServiceBuilder};
@@ -804,7 +806,7 @@ impl<S, C: Clock, K: Clone> Layer<S> for BreakerLayer<C, K> {
 /// ```
 /// use futures::executor::block_on;
 /// use resile::breaker::CircuitBreaker;
-/// use resile::error::{CircuitOpen, Refusal};
+/// use resile::breaker::{CircuitOpen, State};
 /// use resile::tower::BreakerLayer;
 /// use std::sync::Arc;
 /// use tower::{Layer, Service, service_fn};
@@ -814,7 +816,7 @@ impl<S, C: Clock, K: Clone> Layer<S> for BreakerLayer<C, K> {
 ///     .layer(service_fn(|req: u32| async move { Ok::<_, std::io::Error>(req) }));
 /// breaker.force_open(); // refused at once, the inner service not called
 /// let e = block_on(svc.call(1)).unwrap_err();
-/// assert_eq!(e.downcast_ref::<CircuitOpen>().unwrap().refusal(), Refusal::ForcedOpen);
+/// assert_eq!(e.downcast_ref::<CircuitOpen>().unwrap().state(), State::ForcedOpen);
 /// breaker.reset();
 /// assert_eq!(block_on(svc.call(2))?, 2);
 /// let m = breaker.metrics();
@@ -905,7 +907,7 @@ pin_project! {
     pub struct BreakerFuture<F, C: Clock, K> {
         #[pin]
         inner: Option<F>,
-        permit: Option<BreakerPermit<C>>,
+        permit: Option<OwnedBreakerPermit<C>>,
         classify: K,
         refused: Option<CircuitOpen>,
     }

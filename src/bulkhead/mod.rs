@@ -25,7 +25,7 @@
 //!   to the next waiter.
 //! - [`Bulkhead::set_limit`] resizes at run time; [`Bulkhead::close`] refuses new work and wakes
 //!   every waiter with [`BulkheadError::Closed`].
-//! - [`Permit`] and [`OwnedPermit`] are RAII guards; [`Bulkhead::call`] and
+//! - [`BulkheadPermit`] and [`OwnedBulkheadPermit`] are RAII guards; [`Bulkhead::call`] and
 //!   [`Bulkhead::protect`] wrap a function.
 //!
 //! # Implementation details
@@ -37,7 +37,7 @@
 
 use crate::clock::{Clock, SystemClock, duration_to_nanos};
 use crate::counter::StripedCounter;
-use crate::error::{BulkheadError, ConfigError};
+use crate::error::ConfigError;
 use crate::sync::{AtomicU64, AtomicUsize, Lifetime, Mutex, Ordering, fence, lock, park_timeout};
 use crate::wait::Waiter;
 use crate::wait::queue::{Queue, Slot, SlotState, WakeList};
@@ -51,6 +51,9 @@ use std::sync::Arc as StdArc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+mod error;
+
+pub use error::BulkheadError;
 pub use word::MAX_LIMIT;
 
 /// The longest wait a builder accepts for [`BulkheadBuilder::max_wait`]: one day.
@@ -426,9 +429,9 @@ impl<C: Clock> Bulkhead<C> {
     /// assert!(b.try_acquire().is_ok());
     /// ```
     #[inline]
-    pub fn try_acquire(&self) -> Result<Permit<'_, C>, BulkheadError> {
+    pub fn try_acquire(&self) -> Result<BulkheadPermit<'_, C>, BulkheadError> {
         match self.try_admit() {
-            Ok(()) => Ok(Permit { bulkhead: self }),
+            Ok(()) => Ok(BulkheadPermit { bulkhead: self }),
             Err(refusal) => Err(self.refuse(refusal)),
         }
     }
@@ -445,9 +448,9 @@ impl<C: Clock> Bulkhead<C> {
     /// assert_eq!(b.metrics().in_flight, 0);
     /// ```
     #[inline]
-    pub fn try_acquire_owned(&self) -> Result<OwnedPermit<C>, BulkheadError> {
+    pub fn try_acquire_owned(&self) -> Result<OwnedBulkheadPermit<C>, BulkheadError> {
         match self.try_admit() {
-            Ok(()) => Ok(OwnedPermit {
+            Ok(()) => Ok(OwnedBulkheadPermit {
                 core: self.core,
                 _owns: PhantomData,
             }),
@@ -473,14 +476,17 @@ impl<C: Clock> Bulkhead<C> {
     /// let e = b.acquire_timeout(Duration::from_millis(1)).unwrap_err();
     /// assert!(e.is_timed_out());
     /// ```
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Permit<'_, C>, BulkheadError> {
+    pub fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<BulkheadPermit<'_, C>, BulkheadError> {
         self.wait_blocking(timeout)?;
-        Ok(Permit { bulkhead: self })
+        Ok(BulkheadPermit { bulkhead: self })
     }
 
     /// [`acquire_timeout`](Self::acquire_timeout) with the configured
     /// [`max_wait`](BulkheadBuilder::max_wait).
-    pub fn acquire_blocking(&self) -> Result<Permit<'_, C>, BulkheadError> {
+    pub fn acquire_blocking(&self) -> Result<BulkheadPermit<'_, C>, BulkheadError> {
         self.acquire_timeout(self.core().max_wait)
     }
 
@@ -504,7 +510,7 @@ impl<C: Clock> Bulkhead<C> {
     }
 
     /// [`acquire`](Self::acquire) for a shared bulkhead: the future owns an `Arc` of it while it
-    /// waits, and yields an [`OwnedPermit`] (for `tower` services and spawned tasks).
+    /// waits, and yields an [`OwnedBulkheadPermit`] (for `tower` services and spawned tasks).
     ///
     /// ```
     /// use resile::bulkhead::Bulkhead;
@@ -537,7 +543,7 @@ impl<C: Clock> Bulkhead<C> {
     pub async fn acquire_until<T: Future + Unpin>(
         &self,
         mut timer: T,
-    ) -> Result<Permit<'_, C>, BulkheadError> {
+    ) -> Result<BulkheadPermit<'_, C>, BulkheadError> {
         let start = self.core().clock.now();
         let mut acquire = self.acquire();
         std::future::poll_fn(|cx| {
@@ -895,27 +901,27 @@ impl<C: Clock> fmt::Debug for Bulkhead<C> {
 /// assert_eq!(b.metrics().in_flight, 0);
 /// ```
 #[must_use = "the slot is released as soon as the permit is dropped"]
-pub struct Permit<'a, C: Clock = SystemClock> {
+pub struct BulkheadPermit<'a, C: Clock = SystemClock> {
     bulkhead: &'a Bulkhead<C>,
 }
 
-impl<C: Clock> Permit<'_, C> {
+impl<C: Clock> BulkheadPermit<'_, C> {
     /// The bulkhead this permit belongs to.
     pub fn bulkhead(&self) -> &Bulkhead<C> {
         self.bulkhead
     }
 }
 
-impl<C: Clock> Drop for Permit<'_, C> {
+impl<C: Clock> Drop for BulkheadPermit<'_, C> {
     #[inline]
     fn drop(&mut self) {
         self.bulkhead.release();
     }
 }
 
-impl<C: Clock> fmt::Debug for Permit<'_, C> {
+impl<C: Clock> fmt::Debug for BulkheadPermit<'_, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Permit")
+        f.debug_struct("BulkheadPermit")
             .field("bulkhead", &self.bulkhead.core().name)
             .finish()
     }
@@ -939,7 +945,7 @@ impl<C: Clock> fmt::Debug for Permit<'_, C> {
 /// drop(kept);
 /// ```
 #[must_use = "the slot is released as soon as the permit is dropped"]
-pub struct OwnedPermit<C: Clock = SystemClock> {
+pub struct OwnedBulkheadPermit<C: Clock = SystemClock> {
     /// Kept alive by this permit's slot in the word (see `Core`).
     core: NonNull<Core<C>>,
     _owns: PhantomData<Core<C>>,
@@ -947,11 +953,11 @@ pub struct OwnedPermit<C: Clock = SystemClock> {
 
 // SAFETY: the permit only releases its slot (atomics, and the queue's mutex) and reads the
 // name; the core is `Send + Sync` (see `Bulkhead`) and freed only by the last of its users.
-unsafe impl<C: Clock> Send for OwnedPermit<C> {}
-// SAFETY: as above; `&OwnedPermit` only reads the name.
-unsafe impl<C: Clock> Sync for OwnedPermit<C> {}
+unsafe impl<C: Clock> Send for OwnedBulkheadPermit<C> {}
+// SAFETY: as above; `&OwnedBulkheadPermit` only reads the name.
+unsafe impl<C: Clock> Sync for OwnedBulkheadPermit<C> {}
 
-impl<C: Clock> OwnedPermit<C> {
+impl<C: Clock> OwnedBulkheadPermit<C> {
     /// The name of the bulkhead this permit belongs to.
     pub fn bulkhead_name(&self) -> &'static str {
         // SAFETY: this permit's slot keeps the core alive.
@@ -959,7 +965,7 @@ impl<C: Clock> OwnedPermit<C> {
     }
 }
 
-impl<C: Clock> Drop for OwnedPermit<C> {
+impl<C: Clock> Drop for OwnedBulkheadPermit<C> {
     #[inline]
     fn drop(&mut self) {
         // SAFETY: the permit owns one slot and does not touch the core afterwards.
@@ -967,9 +973,9 @@ impl<C: Clock> Drop for OwnedPermit<C> {
     }
 }
 
-impl<C: Clock> fmt::Debug for OwnedPermit<C> {
+impl<C: Clock> fmt::Debug for OwnedBulkheadPermit<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OwnedPermit")
+        f.debug_struct("OwnedBulkheadPermit")
             .field("bulkhead", &self.bulkhead_name())
             .finish()
     }
@@ -1212,7 +1218,7 @@ impl WaitState {
 /// The future of [`Bulkhead::acquire`]. Dropping it leaves the queue; a slot already handed to it
 /// goes to the next waiter.
 ///
-/// Awaiting it yields a [`Permit`] once a slot is handed to it, before any newcomer:
+/// Awaiting it yields a [`BulkheadPermit`] once a slot is handed to it, before any newcomer:
 ///
 /// ```
 /// use futures::FutureExt;
@@ -1238,12 +1244,14 @@ pub struct Acquire<'a, C: Clock = SystemClock> {
 }
 
 impl<'a, C: Clock> Future for Acquire<'a, C> {
-    type Output = Result<Permit<'a, C>, BulkheadError>;
+    type Output = Result<BulkheadPermit<'a, C>, BulkheadError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let b = this.bulkhead;
-        this.wait.poll(b, cx).map_ok(|()| Permit { bulkhead: b })
+        this.wait
+            .poll(b, cx)
+            .map_ok(|()| BulkheadPermit { bulkhead: b })
     }
 }
 
@@ -1256,7 +1264,7 @@ impl<C: Clock> Drop for Acquire<'_, C> {
 /// The future of [`Bulkhead::acquire_owned`]; cancels as [`Acquire`] does.
 ///
 /// It owns an `Arc` of the bulkhead, so it can move to another thread or task; awaiting it
-/// yields an [`OwnedPermit`], or [`BulkheadError::Closed`] once the bulkhead is closed:
+/// yields an [`OwnedBulkheadPermit`], or [`BulkheadError::Closed`] once the bulkhead is closed:
 ///
 /// ```
 /// use resile::bulkhead::Bulkhead;
@@ -1282,12 +1290,12 @@ pub struct AcquireOwned<C: Clock = SystemClock> {
 }
 
 impl<C: Clock> Future for AcquireOwned<C> {
-    type Output = Result<OwnedPermit<C>, BulkheadError>;
+    type Output = Result<OwnedBulkheadPermit<C>, BulkheadError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let b = &this.bulkhead;
-        this.wait.poll(b, cx).map_ok(|()| OwnedPermit {
+        this.wait.poll(b, cx).map_ok(|()| OwnedBulkheadPermit {
             core: b.core,
             _owns: PhantomData,
         })

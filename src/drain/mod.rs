@@ -56,7 +56,7 @@
 //!   Once draining has started, `enter` reads a flag on a cache line of its own (`refusing`,
 //!   stored after `DRAINING`) and refuses without touching the word. At most [`MAX_IN_FLIGHT`]
 //!   (2^30) are admitted: an `enter` that sees bit 30 or 31 set in the previous count refuses
-//!   with [`Refused::Full`]. Bits 30..=31 are headroom: a refused `enter` adds one before it
+//!   with [`DrainRefused::Full`]. Bits 30..=31 are headroom: a refused `enter` adds one before it
 //!   undoes it, so up to 3 x 2^30 racing refusals fit before the count could touch the flags.
 //! - **NOT_READY**: `is_ready()` is false. Set by `mark_not_ready` or `start_draining`; never
 //!   cleared.
@@ -72,7 +72,7 @@
 //!   its place.
 //! - **entries** (bits 38..=63): `enter` calls, counted mod 2^26 in the same `fetch_add` that
 //!   counts the guard. The call whose add carries out of bit 63 (it sees the field all ones) adds
-//!   one to a separate wrap counter, so [`Metrics::admitted`] stays exact without a second atomic
+//!   one to a separate wrap counter, so [`DrainMetrics::admitted`] stays exact without a second atomic
 //!   operation on the hot path. `admitted = entries - late refusals` (those the word refused).
 //!
 //! | phase      | bits set                   | who moves it on                                    |
@@ -133,10 +133,13 @@
 //! The waiter lists are `Notify` broadcasts (`src/wait/notify.rs`): touched only by waiters and
 //! by the one transition that fires them.
 
+mod error;
+
+pub use error::{DrainRefused, DrainTimeout};
+
 use crate::clock::{Clock, SystemClock, duration_to_nanos};
 use crate::counter::StripedCounters;
 use crate::error::ConfigError;
-pub use crate::error::{DrainTimeout, Refused};
 use crate::sync::{
     AtomicU64, Lifetime, Mutex, Ordering, StdArc as Arc, StdWeak as Weak, fence, lock, park_timeout,
 };
@@ -160,7 +163,7 @@ const ONE: u64 = 1;
 /// The count field.
 const COUNT_MASK: u64 = (1 << 32) - 1;
 /// The most guards that can be alive at once; an `enter` beyond it is refused with
-/// [`Refused::Full`] instead of overflowing into the phase bits.
+/// [`DrainRefused::Full`] instead of overflowing into the phase bits.
 pub const MAX_IN_FLIGHT: u64 = 1 << 30;
 /// A previous count with any of these bits set means the count is full.
 const FULL_MASK: u64 = COUNT_MASK & !(MAX_IN_FLIGHT - 1);
@@ -209,11 +212,11 @@ pub const MAX_NOT_READY_DELAY: Duration = Duration::from_secs(3600);
 
 /// Whether an `enter` whose `fetch_add` returned `prev` is admitted.
 #[inline]
-fn admission(prev: u64) -> Result<(), Refused> {
+fn admission(prev: u64) -> Result<(), DrainRefused> {
     if prev & DRAINING != 0 {
-        Err(Refused::Draining)
+        Err(DrainRefused::Draining)
     } else if prev & FULL_MASK != 0 {
-        Err(Refused::Full)
+        Err(DrainRefused::Full)
     } else {
         Ok(())
     }
@@ -349,7 +352,7 @@ impl Drained {
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Metrics {
+pub struct DrainMetrics {
     /// The phase.
     pub phase: Phase,
     /// Guards alive (admitted work not yet finished, clones included).
@@ -454,15 +457,15 @@ struct Core<C: Clock> {
 /// ```
 #[derive(Clone, Debug)]
 #[must_use = "a builder does nothing until `build()`"]
-pub struct DrainerBuilder<C: Clock = SystemClock> {
+pub struct DrainBuilder<C: Clock = SystemClock> {
     clock: C,
     not_ready_delay: Duration,
 }
 
-impl<C: Clock> DrainerBuilder<C> {
+impl<C: Clock> DrainBuilder<C> {
     /// The clock for drain timing and wait deadlines (default [`SystemClock`]).
-    pub fn clock<D: Clock>(self, clock: D) -> DrainerBuilder<D> {
-        DrainerBuilder {
+    pub fn clock<D: Clock>(self, clock: D) -> DrainBuilder<D> {
+        DrainBuilder {
             clock,
             not_ready_delay: self.not_ready_delay,
         }
@@ -496,8 +499,8 @@ impl Drainer<SystemClock> {
     }
 
     /// A builder for a drainer with options (clock, not-ready delay).
-    pub fn builder() -> DrainerBuilder<SystemClock> {
-        DrainerBuilder {
+    pub fn builder() -> DrainBuilder<SystemClock> {
+        DrainBuilder {
             clock: SystemClock::new(),
             not_ready_delay: Duration::ZERO,
         }
@@ -563,24 +566,24 @@ impl<C: Clock> Drainer<C> {
     ///
     /// ```
     /// use resile::drain::Drainer;
-    /// use resile::error::Refused;
+    /// use resile::drain::DrainRefused;
     /// let d = Drainer::new();
     /// let g = d.enter().unwrap();
     /// assert_eq!(d.in_flight(), 1);
     /// drop(g);
     /// assert_eq!(d.in_flight(), 0);
     /// d.start_draining();
-    /// assert_eq!(d.enter().unwrap_err(), Refused::Draining);
+    /// assert_eq!(d.enter().unwrap_err(), DrainRefused::Draining);
     /// ```
     #[inline]
-    pub fn enter(&self) -> Result<DrainGuard<'_, C>, Refused> {
+    pub fn enter(&self) -> Result<DrainGuard<'_, C>, DrainRefused> {
         self.admit()?;
         Ok(DrainGuard { drainer: self })
     }
 
     /// The count unit of `enter`, without a guard to hold it.
     #[inline]
-    fn admit(&self) -> Result<(), Refused> {
+    fn admit(&self) -> Result<(), DrainRefused> {
         let core = self.core();
         if core.refusing.load(Ordering::Acquire) != 0 {
             return Err(self.refuse_early());
@@ -611,7 +614,7 @@ impl<C: Clock> Drainer<C> {
     /// drop(late);
     /// ```
     #[inline]
-    pub fn enter_owned(&self) -> Result<OwnedDrainGuard<C>, Refused> {
+    pub fn enter_owned(&self) -> Result<OwnedDrainGuard<C>, DrainRefused> {
         self.admit()?;
         Ok(OwnedDrainGuard {
             core: self.core,
@@ -621,15 +624,15 @@ impl<C: Clock> Drainer<C> {
 
     /// An `enter` after draining started, known from `refusing`: the word is not touched.
     #[cold]
-    fn refuse_early(&self) -> Refused {
+    fn refuse_early(&self) -> DrainRefused {
         self.core().refused.add_to(EARLY, 1);
-        Refused::Draining
+        DrainRefused::Draining
     }
 
     /// The rare cases of `enter`: a carry out of the entries field, or a refusal by the word (an
     /// `enter` racing the start of draining, or a full count).
     #[cold]
-    fn enter_slow(&self, prev: u64) -> Result<(), Refused> {
+    fn enter_slow(&self, prev: u64) -> Result<(), DrainRefused> {
         if carried(prev) {
             self.core().entry_wraps.fetch_add(1, Ordering::Relaxed);
         }
@@ -753,7 +756,7 @@ impl<C: Clock> Drainer<C> {
     /// assert_eq!(child.phase(), Phase::Drained);
     /// assert_eq!(parent.phase(), Phase::Drained);
     /// ```
-    pub fn child(&self) -> Result<Arc<Drainer<C>>, Refused>
+    pub fn child(&self) -> Result<Arc<Drainer<C>>, DrainRefused>
     where
         C: Clone,
     {
@@ -814,7 +817,7 @@ impl<C: Clock> Drainer<C> {
     }
 
     /// A snapshot of the counters.
-    pub fn metrics(&self) -> Metrics {
+    pub fn metrics(&self) -> DrainMetrics {
         let late = self.core().refused.sum_of(LATE);
         let word = self.core().word.load(Ordering::Acquire);
         let refused = self.core().refused.sum_of(EARLY) + late;
@@ -825,7 +828,7 @@ impl<C: Clock> Drainer<C> {
         let started = self.core().started_at.load(Ordering::Relaxed);
         let since_draining = (word & DRAINING != 0 && started != UNSET)
             .then(|| Duration::from_nanos(self.core().clock.now().saturating_sub(started)));
-        Metrics {
+        DrainMetrics {
             phase: phase_of(word),
             in_flight: in_flight_of(word),
             admitted: entries.saturating_sub(late),
@@ -919,7 +922,7 @@ impl<C: Clock> Drainer<C> {
     }
 
     /// The whole shutdown sequence, blocking: mark not ready, keep admitting for the configured
-    /// [`not_ready_delay`](DrainerBuilder::not_ready_delay) (cut short if someone else starts
+    /// [`not_ready_delay`](DrainBuilder::not_ready_delay) (cut short if someone else starts
     /// draining), start draining, then wait up to `timeout` for the drain.
     ///
     /// ```
@@ -1015,14 +1018,14 @@ impl<C: Clock> Core<C> {
     ///
     /// # Safety
     /// The caller is a live guard of `core`, whose unit keeps it alive.
-    unsafe fn clone_in(core: NonNull<Self>) -> Result<(), Refused> {
+    unsafe fn clone_in(core: NonNull<Self>) -> Result<(), DrainRefused> {
         // SAFETY: see the contract.
         let this = unsafe { core.as_ref() };
         let prev = this.word.fetch_add(ONE, Ordering::Relaxed);
         if prev & FULL_MASK != 0 {
             // SAFETY: releases the unit just added; the cloned guard still holds its own.
             unsafe { Self::release(core) };
-            return Err(Refused::Full);
+            return Err(DrainRefused::Full);
         }
         Ok(())
     }
@@ -1277,8 +1280,8 @@ impl<'a, C: Clock> DrainGuard<'a, C> {
         self.drainer
     }
 
-    /// A clone, or [`Refused::Full`] if the count is at [`MAX_IN_FLIGHT`].
-    pub fn try_clone(&self) -> Result<Self, Refused> {
+    /// A clone, or [`DrainRefused::Full`] if the count is at [`MAX_IN_FLIGHT`].
+    pub fn try_clone(&self) -> Result<Self, DrainRefused> {
         // SAFETY: `self` is a live guard of this core.
         unsafe { Core::clone_in(self.drainer.core) }.map(|()| DrainGuard {
             drainer: self.drainer,
@@ -1346,8 +1349,8 @@ impl<C: Clock> OwnedDrainGuard<C> {
         core.word.load(Ordering::Acquire) & DRAINING != 0
     }
 
-    /// A clone, or [`Refused::Full`] if the count is at [`MAX_IN_FLIGHT`].
-    pub fn try_clone(&self) -> Result<Self, Refused> {
+    /// A clone, or [`DrainRefused::Full`] if the count is at [`MAX_IN_FLIGHT`].
+    pub fn try_clone(&self) -> Result<Self, DrainRefused> {
         // SAFETY: `self` is a live guard of this core.
         unsafe { Core::clone_in(self.core) }.map(|()| OwnedDrainGuard {
             core: self.core,
@@ -1434,7 +1437,7 @@ mod tests {
         let (drops, d) = counted();
         let g = d.enter_owned().unwrap();
         d.start_draining();
-        assert_eq!(d.enter_owned().unwrap_err(), Refused::Draining);
+        assert_eq!(d.enter_owned().unwrap_err(), DrainRefused::Draining);
         drop(d);
         assert!(g.is_draining());
         assert_eq!(freed(&drops), 0);
@@ -1479,7 +1482,7 @@ mod tests {
             .fetch_or(DRAINING | NOT_READY, Ordering::AcqRel);
         let prev = d.core().word.fetch_add(ENTER, Ordering::Relaxed);
         assert!(makes_completer(prev));
-        assert_eq!(d.enter_slow(prev), Err(Refused::Draining));
+        assert_eq!(d.enter_slow(prev), Err(DrainRefused::Draining));
         let word = d.core().word.load(Ordering::Acquire);
         assert_eq!(word & (COMPLETER | DRAINED | COUNT_MASK), COMPLETER);
         assert!(!makes_completer(word));
@@ -1494,9 +1497,9 @@ mod tests {
     fn pure_word_functions() {
         assert_eq!(admission(0), Ok(()));
         assert_eq!(admission(NOT_READY | 5), Ok(()));
-        assert_eq!(admission(DRAINING | NOT_READY), Err(Refused::Draining));
+        assert_eq!(admission(DRAINING | NOT_READY), Err(DrainRefused::Draining));
         assert_eq!(admission(MAX_IN_FLIGHT - 1), Ok(()));
-        assert_eq!(admission(MAX_IN_FLIGHT), Err(Refused::Full));
+        assert_eq!(admission(MAX_IN_FLIGHT), Err(DrainRefused::Full));
         assert!(!carried(ENTRY_CARRY - 1));
         assert!(carried(ENTRY_CARRY));
         assert!(completes_drain(DRAINING | NOT_READY | (7 << ENTRY_SHIFT)));
@@ -1538,12 +1541,12 @@ mod tests {
         let g = d.enter().expect("not-ready still admits");
         assert!(d.start_draining());
         assert!(!d.start_draining());
-        assert_eq!(d.enter().unwrap_err(), Refused::Draining);
+        assert_eq!(d.enter().unwrap_err(), DrainRefused::Draining);
         assert_eq!(d.phase(), Phase::Draining);
         drop(g);
         assert_eq!(d.phase(), Phase::Drained);
         // Refusals after the drain do not disturb it.
-        assert_eq!(d.enter().unwrap_err(), Refused::Draining);
+        assert_eq!(d.enter().unwrap_err(), DrainRefused::Draining);
         assert_eq!(d.phase(), Phase::Drained);
         assert_eq!(d.in_flight(), 0);
         let m = d.metrics();
@@ -1627,13 +1630,13 @@ mod tests {
     fn full_count_refuses_instead_of_overflowing() {
         let (_, d) = manual();
         d.core().word.store(MAX_IN_FLIGHT, Ordering::Relaxed);
-        assert_eq!(d.enter().unwrap_err(), Refused::Full);
+        assert_eq!(d.enter().unwrap_err(), DrainRefused::Full);
         assert_eq!(d.in_flight(), MAX_IN_FLIGHT);
         assert_eq!(d.phase(), Phase::Serving);
         // A guard's clone at the limit is refused too.
         d.core().word.store(MAX_IN_FLIGHT - 1, Ordering::Relaxed);
         let g = d.enter().unwrap();
-        assert_eq!(g.try_clone().unwrap_err(), Refused::Full);
+        assert_eq!(g.try_clone().unwrap_err(), DrainRefused::Full);
         assert_eq!(d.in_flight(), MAX_IN_FLIGHT);
         drop(g);
         d.core().word.store(0, Ordering::Relaxed);
@@ -1697,7 +1700,7 @@ mod tests {
         assert_eq!(child.phase(), Phase::Draining);
         assert_eq!(grandchild.phase(), Phase::Draining);
         assert_eq!(parent.phase(), Phase::Draining);
-        assert_eq!(parent.child().unwrap_err(), Refused::Draining);
+        assert_eq!(parent.child().unwrap_err(), DrainRefused::Draining);
         drop(work);
         assert!(grandchild.is_drained() && child.is_drained() && parent.is_drained());
     }

@@ -1,0 +1,129 @@
+//! The breaker's errors: [`CircuitOpen`] when it refuses a call, [`BreakerError`] for a call
+//! it wrapped.
+
+use super::State;
+use std::fmt;
+
+/// A circuit breaker refused the call without running it.
+///
+/// Carries how long until the breaker will admit a probe (`None` when it was forced open, which
+/// lasts until someone resets it) and which state refused.
+///
+/// ```
+/// use resile::breaker::{CircuitBreaker, State};
+///
+/// let breaker = CircuitBreaker::builder().build().unwrap();
+/// breaker.force_open();
+/// let err = breaker.try_acquire().unwrap_err();
+/// assert_eq!(err.state(), State::ForcedOpen);
+/// assert_eq!(err.retry_after(), None);
+/// assert_eq!(err.to_string(), "circuit breaker forced open: call refused");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CircuitOpen {
+    /// Nanoseconds until a probe may be admitted; [`NO_RETRY_AFTER`] for none. Kept as an
+    /// integer so the refusal path does no `Duration` arithmetic.
+    retry_after_nanos: u64,
+    state: State,
+}
+
+/// `CircuitOpen::retry_after_nanos` when there is no hint.
+const NO_RETRY_AFTER: u64 = u64::MAX;
+
+impl CircuitOpen {
+    /// A refusal by a breaker in `state` (open, half-open with every probe taken, or forced
+    /// open), with `retry_after` until a probe may be admitted (saturating at `u64::MAX - 1`
+    /// nanoseconds, about 584 years).
+    pub fn new(state: State, retry_after: Option<std::time::Duration>) -> Self {
+        let nanos = retry_after.map_or(NO_RETRY_AFTER, |d| {
+            crate::clock::duration_to_nanos(d).min(NO_RETRY_AFTER - 1)
+        });
+        Self::from_nanos(state, nanos)
+    }
+
+    /// A refusal with `retry_after_nanos` until a probe may be admitted (`u64::MAX`: no hint).
+    #[inline]
+    pub(crate) const fn from_nanos(state: State, retry_after_nanos: u64) -> Self {
+        Self {
+            retry_after_nanos,
+            state,
+        }
+    }
+
+    /// How long until the breaker admits a probe; `None` when forced open. When half-open with
+    /// every probe taken it is an estimate: the time until the half-open timeout plus one more
+    /// open period, which is the wait if the probes never decide and a call arrives at the
+    /// timeout (the re-open is made by the first call after it, and runs from then). The probes
+    /// may decide sooner.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        (self.retry_after_nanos != NO_RETRY_AFTER)
+            .then(|| std::time::Duration::from_nanos(self.retry_after_nanos))
+    }
+
+    /// The state that refused: [`State::Open`], [`State::HalfOpen`] (every probe slot taken) or
+    /// [`State::ForcedOpen`].
+    pub fn state(&self) -> State {
+        self.state
+    }
+}
+
+impl fmt::Display for CircuitOpen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.state, self.retry_after()) {
+            (State::ForcedOpen, _) => f.write_str("circuit breaker forced open: call refused"),
+            (State::Open, Some(d)) => {
+                write!(f, "circuit breaker open: call refused, retry after {d:?}")
+            }
+            (State::HalfOpen, Some(d)) => write!(
+                f,
+                "circuit breaker half-open with every probe taken: call refused, retry after {d:?}"
+            ),
+            (_, Some(d)) => write!(f, "circuit breaker refused the call, retry after {d:?}"),
+            (_, None) => f.write_str("circuit breaker open: call refused"),
+        }
+    }
+}
+
+impl std::error::Error for CircuitOpen {}
+
+/// The error of a wrapped call: refused by the breaker, or the call's own error.
+///
+/// ```
+/// use resile::breaker::{BreakerError, CircuitBreaker, State};
+///
+/// let breaker = CircuitBreaker::builder().minimum_calls(1).build()?;
+/// // The call ran and failed: its own error comes back (and trips the breaker).
+/// let r: Result<(), _> = breaker.call(|| Err("timeout"));
+/// assert_eq!(r, Err(BreakerError::Inner("timeout")));
+/// // Now the breaker refuses, and the closure never runs.
+/// let mut ran = false;
+/// let r = breaker.call(|| { ran = true; Ok::<(), &str>(()) });
+/// assert!(matches!(r, Err(BreakerError::Refused(e)) if e.state() == State::Open));
+/// assert!(!ran);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BreakerError<E> {
+    /// The breaker refused; the call did not run.
+    Refused(CircuitOpen),
+    /// The call ran and returned this error.
+    Inner(E),
+}
+
+impl<E: fmt::Display> fmt::Display for BreakerError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BreakerError::Refused(e) => e.fmt(f),
+            BreakerError::Inner(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for BreakerError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BreakerError::Refused(e) => Some(e),
+            BreakerError::Inner(e) => Some(e),
+        }
+    }
+}
