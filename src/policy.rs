@@ -74,12 +74,13 @@
 //! ```
 
 use crate::breaker::{BreakerError, CircuitBreaker, CircuitOpen, ErrorClass};
-use crate::bulkhead::{Bulkhead, BulkheadError, LazyTimer};
+use crate::bulkhead::{Bulkhead, BulkheadError};
 use crate::clock::{Clock, SystemClock};
 use crate::drain::{DrainRefused, Drainer};
 use crate::error::ConfigError;
 use crate::retry::{AlwaysRetry, Classify, Retry, RetryError};
 use crate::sync::{AtomicU64, Ordering};
+use crate::wait::timer::LazyTimer;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use std::fmt;

@@ -41,6 +41,9 @@ use crate::error::ConfigError;
 use crate::sync::{AtomicU64, AtomicUsize, Lifetime, Mutex, Ordering, fence, lock, park_timeout};
 use crate::wait::Waiter;
 use crate::wait::queue::{Queue, Slot, SlotState, WakeList};
+use crate::wait::timer::LazyTimer;
+use acquire::WaitState;
+use builder::check_limit;
 use crossbeam_utils::CachePadded;
 use std::fmt;
 use std::future::Future;
@@ -48,280 +51,24 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::sync::Arc as StdArc;
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 use std::time::Duration;
 
+mod acquire;
+mod builder;
 mod error;
+mod permit;
 
+pub use acquire::{Acquire, AcquireOwned};
+pub use builder::BulkheadBuilder;
 pub use error::BulkheadError;
+pub use permit::{BulkheadPermit, OwnedBulkheadPermit};
 pub use word::MAX_LIMIT;
 
 /// The longest wait a builder accepts for [`BulkheadBuilder::max_wait`]: one day.
 pub const MAX_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// The packed state word: pure functions of a `u64`, no atomics.
-///
-/// # Layout
-///
-/// ```text
-///    63        62        61       60 ........... 31   30 ............ 0
-/// [CLOSED][WAITERS][ORPHANED][ limit (30 bits)     ][ in_flight (31 bits) ]
-/// ```
-///
-/// # State table
-///
-/// | CLOSED | WAITERS | in_flight vs limit | meaning                                            |
-/// |--------|---------|--------------------|----------------------------------------------------|
-/// | 0      | 0       | `<`                | open, a slot free: `try_acquire` takes it          |
-/// | 0      | 0       | `>=`               | full, nobody queued: a caller may queue            |
-/// | 0      | 1       | any                | waiters queued: newcomers are refused or queue behind them; a freed slot is handed to the head |
-/// | 1      | 0       | any                | closed: nothing admitted; in-flight work finishes  |
-/// | 1      | 1       | any                | closed, waiters not yet refused (until `close` takes the lock) |
-///
-/// `in_flight > limit` happens after a shrink: releases bring it down; nothing is admitted until
-/// it is below the limit.
-///
-/// # Who sets and clears each field
-///
-/// - `in_flight`: `+1` by the admission CAS (`try_acquire`, fast path, only if `!WAITERS`) and by
-///   a hand-off (under the queue lock, only if `in_flight < limit`); `-1` by a release
-///   (`fetch_sub`, never below 0: each release matches one admission).
-/// - `limit`: only `set_limit`'s CAS, which keeps every other field.
-/// - `WAITERS`: set and cleared only under the queue lock, so under the lock it is set exactly
-///   when the queue is non-empty. A waiter sets it (`fetch_or`) after queueing itself and then
-///   re-checks capacity (the hand-off loop); the lock holder that empties the queue clears it.
-/// - `CLOSED`: set once by `close` (`fetch_or`), never cleared.
-/// - `ORPHANED`: set once by the [`Bulkhead`]'s drop (`fetch_or`, under the queue lock), never
-///   cleared; from then on the release that leaves `in_flight` at 0 frees the shared state
-///   (see `Core`). Every transition above keeps it.
-///
-/// # Why no wakeup is lost
-///
-/// A releaser's `fetch_sub` and a waiter's `fetch_or(WAITERS)` are read-modify-writes of the same
-/// atomic, so one comes first in its modification order. If the `fetch_sub` is first, the waiter's
-/// re-check after its `fetch_or` (under the lock) sees the freed slot and takes it. If the
-/// `fetch_or` is first, the `fetch_sub` returns a word with `WAITERS` set, and the releaser takes
-/// the lock, which the waiter held while queueing, and hands the slot to the head of the queue.
-/// No fence is needed.
-///
-/// # Orderings
-///
-/// - Admission CAS: `Acquire` on success, so the previous holder's work (published by its
-///   release) happens before the new holder's; `Relaxed` on failure (the value is only retried).
-/// - Release `fetch_sub`: `Release`, pairing with the next admission's `Acquire` (read-modify-
-///   writes extend the release sequence, so the pairing holds through other RMWs).
-/// - An owned permit's release, a CAS when nobody is queued and the bulkhead lives: `Release`,
-///   as the `fetch_sub`.
-/// - The bulkhead's drop, `fetch_or(ORPHANED)`: `AcqRel`: Release orders its accesses before a
-///   free by the last permit; Acquire lets it free after the permits' `Release` exits.
-/// - The free: an `Acquire` fence after the RMW that decided it, so every other access to the
-///   state (each released by an RMW on the word) happens-before the deallocation.
-/// - Everything under the queue lock uses `AcqRel`: the lock already orders it, and the slow path
-///   is not worth a subtler argument. A hand-off reaches its waiter through the slot's
-///   `Release`/`Acquire` (see [`crate::wait::queue`]).
-/// - Metric loads are `Relaxed`: a snapshot, not a synchronisation.
-pub(crate) mod word {
-    /// Bits of `in_flight`.
-    pub(crate) const COUNT_BITS: u32 = 31;
-    /// Mask of `in_flight`, unshifted.
-    pub(crate) const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
-    /// Bits of `limit`.
-    pub(crate) const LIMIT_BITS: u32 = 30;
-    /// One call in flight.
-    pub(crate) const ONE: u64 = 1;
-    /// Where `limit` starts.
-    pub(crate) const LIMIT_SHIFT: u32 = COUNT_BITS;
-    /// The `limit` field, in place.
-    pub(crate) const LIMIT_MASK: u64 = ((1 << LIMIT_BITS) - 1) << LIMIT_SHIFT;
-    /// The [`Bulkhead`](super::Bulkhead) is gone; the last owned permit frees the state.
-    pub(crate) const ORPHANED: u64 = 1 << 61;
-    /// Somebody is queued (see the module docs for who may touch it).
-    pub(crate) const WAITERS: u64 = 1 << 62;
-    /// Closed: nothing new is admitted.
-    pub(crate) const CLOSED: u64 = 1 << 63;
-
-    /// The largest limit the word holds: 2^30 - 1.
-    pub const MAX_LIMIT: u32 = (1 << LIMIT_BITS) - 1;
-
-    // The fields do not overlap, and a full count fits its field.
-    const _: () = assert!(LIMIT_MASK & (COUNT_MASK | ORPHANED | WAITERS | CLOSED) == 0);
-    const _: () = assert!(ORPHANED & (COUNT_MASK | WAITERS | CLOSED) == 0);
-    const _: () = assert!(MAX_LIMIT as u64 <= COUNT_MASK);
-
-    /// A fresh word: nothing in flight, `limit`, no flags.
-    #[inline]
-    pub(crate) const fn new(limit: u32) -> u64 {
-        (limit as u64) << LIMIT_SHIFT
-    }
-
-    /// Calls in flight.
-    #[inline]
-    pub(crate) const fn in_flight(w: u64) -> u32 {
-        (w & COUNT_MASK) as u32
-    }
-
-    /// The limit.
-    #[inline]
-    pub(crate) const fn limit(w: u64) -> u32 {
-        ((w & LIMIT_MASK) >> LIMIT_SHIFT) as u32
-    }
-
-    /// Whether anyone is queued.
-    #[inline]
-    pub(crate) const fn has_waiters(w: u64) -> bool {
-        w & WAITERS != 0
-    }
-
-    /// Whether the bulkhead is closed.
-    #[inline]
-    pub(crate) const fn is_closed(w: u64) -> bool {
-        w & CLOSED != 0
-    }
-
-    /// `w` with its limit replaced, every other field kept.
-    #[inline]
-    pub(crate) const fn with_limit(w: u64, limit: u32) -> u64 {
-        (w & !LIMIT_MASK) | ((limit as u64) << LIMIT_SHIFT)
-    }
-
-    /// The outcome of a fail-fast admission.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub(crate) enum Admit {
-        /// Admitted: the word to CAS in.
-        Take(u64),
-        /// No free slot, or others are queued.
-        Full,
-        /// Closed.
-        Closed,
-    }
-
-    /// Fail-fast admission: open, nobody queued, and a slot free.
-    #[inline]
-    pub(crate) const fn admit(w: u64) -> Admit {
-        if is_closed(w) {
-            Admit::Closed
-        } else if has_waiters(w) || in_flight(w) >= limit(w) {
-            Admit::Full
-        } else {
-            Admit::Take(w + ONE)
-        }
-    }
-
-    /// A hand-off to the head of the queue (the caller holds the queue lock, and someone is
-    /// queued): the word with one more in flight, if open and a slot is free.
-    #[inline]
-    pub(crate) const fn hand_off(w: u64) -> Option<u64> {
-        if !is_closed(w) && in_flight(w) < limit(w) {
-            Some(w + ONE)
-        } else {
-            None
-        }
-    }
-}
-
-/// Checks a limit for [`BulkheadBuilder::limit`] and [`Bulkhead::set_limit`].
-fn check_limit(limit: u32) -> Result<u32, ConfigError> {
-    if (1..=MAX_LIMIT).contains(&limit) {
-        Ok(limit)
-    } else {
-        Err(ConfigError::new("limit", limit, format!("1..={MAX_LIMIT}")))
-    }
-}
-
-/// Configures a [`Bulkhead`]; [`build`](Self::build) validates.
-///
-/// ```
-/// use resile::bulkhead::Bulkhead;
-/// use resile::clock::ManualClock;
-/// use std::time::Duration;
-///
-/// let b = Bulkhead::builder()
-///     .name("admin")
-///     .limit(2)
-///     .max_wait(Duration::from_millis(50))
-///     .clock(ManualClock::new())
-///     .build()
-///     .unwrap();
-/// assert_eq!(b.limit(), 2);
-///
-/// let e = Bulkhead::builder().limit(0).build().unwrap_err();
-/// assert_eq!(e.field(), "limit");
-/// ```
-#[derive(Clone, Debug)]
-#[must_use]
-pub struct BulkheadBuilder<C: Clock = SystemClock> {
-    name: &'static str,
-    limit: u32,
-    max_wait: Duration,
-    clock: C,
-}
-
-impl BulkheadBuilder<SystemClock> {
-    fn new() -> Self {
-        Self {
-            name: "bulkhead",
-            limit: 25,
-            max_wait: Duration::ZERO,
-            clock: SystemClock::new(),
-        }
-    }
-}
-
-impl<C: Clock> BulkheadBuilder<C> {
-    /// The name errors and metrics report (default `"bulkhead"`).
-    pub fn name(mut self, name: &'static str) -> Self {
-        self.name = name;
-        self
-    }
-
-    /// How many calls may run at once: 1 to [`MAX_LIMIT`] (default 25, resilience4j's).
-    pub fn limit(mut self, limit: u32) -> Self {
-        self.limit = limit;
-        self
-    }
-
-    /// How long [`Bulkhead::call`], [`Bulkhead::protect`] and [`Bulkhead::acquire_blocking`] wait
-    /// for a slot: zero (the default) fails fast; at most [`MAX_WAIT`].
-    pub fn max_wait(mut self, max_wait: Duration) -> Self {
-        self.max_wait = max_wait;
-        self
-    }
-
-    /// The clock timed waits read (default [`SystemClock`]).
-    pub fn clock<C2: Clock>(self, clock: C2) -> BulkheadBuilder<C2> {
-        BulkheadBuilder {
-            name: self.name,
-            limit: self.limit,
-            max_wait: self.max_wait,
-            clock,
-        }
-    }
-
-    /// Validates the configuration and builds the bulkhead. Errors name the field.
-    pub fn build(self) -> Result<Bulkhead<C>, ConfigError> {
-        let limit = check_limit(self.limit)?;
-        if self.max_wait > MAX_WAIT {
-            return Err(ConfigError::new("max_wait", self.max_wait, "0s..=86400s"));
-        }
-        let core = Box::new(Core {
-            hot: CachePadded::new(Hot {
-                word: AtomicU64::new(word::new(limit)),
-                peak: AtomicU64::new(0),
-            }),
-            refused: StripedCounter::new(),
-            waiting: AtomicUsize::new(0),
-            queue: Mutex::new(Queue::new()),
-            name: self.name,
-            max_wait: self.max_wait,
-            clock: self.clock,
-            lifetime: Lifetime::new(),
-        });
-        Ok(Bulkhead {
-            core: NonNull::from(Box::leak(core)),
-            _owns: PhantomData,
-        })
-    }
-}
+mod word;
 
 /// The fields every admission touches, on one cache line.
 struct Hot {
@@ -405,6 +152,29 @@ impl Bulkhead<SystemClock> {
     /// A builder with the defaults: name `"bulkhead"`, limit 25, fail fast, [`SystemClock`].
     pub fn builder() -> BulkheadBuilder<SystemClock> {
         BulkheadBuilder::new()
+    }
+}
+
+impl<C: Clock> Bulkhead<C> {
+    /// A bulkhead from settings its builder validated.
+    fn from_parts(name: &'static str, limit: u32, max_wait: Duration, clock: C) -> Self {
+        let core = Box::new(Core {
+            hot: CachePadded::new(Hot {
+                word: AtomicU64::new(word::new(limit)),
+                peak: AtomicU64::new(0),
+            }),
+            refused: StripedCounter::new(),
+            waiting: AtomicUsize::new(0),
+            queue: Mutex::new(Queue::new()),
+            name,
+            max_wait,
+            clock,
+            lifetime: Lifetime::new(),
+        });
+        Bulkhead {
+            core: NonNull::from(Box::leak(core)),
+            _owns: PhantomData,
+        }
     }
 }
 
@@ -889,98 +659,6 @@ impl<C: Clock> fmt::Debug for Bulkhead<C> {
     }
 }
 
-/// A slot in a [`Bulkhead`], released when dropped (also while unwinding).
-///
-/// ```
-/// use resile::bulkhead::Bulkhead;
-/// let b = Bulkhead::builder().limit(1).build().unwrap();
-/// {
-///     let _permit = b.try_acquire().unwrap();
-///     assert_eq!(b.metrics().in_flight, 1);
-/// }
-/// assert_eq!(b.metrics().in_flight, 0);
-/// ```
-#[must_use = "the slot is released as soon as the permit is dropped"]
-pub struct BulkheadPermit<'a, C: Clock = SystemClock> {
-    bulkhead: &'a Bulkhead<C>,
-}
-
-impl<C: Clock> BulkheadPermit<'_, C> {
-    /// The bulkhead this permit belongs to.
-    pub fn bulkhead(&self) -> &Bulkhead<C> {
-        self.bulkhead
-    }
-}
-
-impl<C: Clock> Drop for BulkheadPermit<'_, C> {
-    #[inline]
-    fn drop(&mut self) {
-        self.bulkhead.release();
-    }
-}
-
-impl<C: Clock> fmt::Debug for BulkheadPermit<'_, C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BulkheadPermit")
-            .field("bulkhead", &self.bulkhead.core().name)
-            .finish()
-    }
-}
-
-/// A slot that borrows nothing (`'static`, `Send`): for spawned tasks and `tower` services.
-/// Released when dropped.
-///
-/// It is counted in the bulkhead's word and nowhere else: no reference count of its own. The
-/// bulkhead's state lives until the bulkhead and every owned permit are gone.
-///
-/// ```
-/// use resile::bulkhead::Bulkhead;
-/// let b = Bulkhead::builder().name("db").limit(2).build().unwrap();
-/// let p = b.try_acquire_owned().unwrap();
-/// let kept = b.try_acquire_owned().unwrap();
-/// std::thread::spawn(move || drop(p)).join().unwrap();
-/// assert_eq!(b.metrics().in_flight, 1);
-/// drop(b); // the permit outlives its bulkhead
-/// assert_eq!(kept.bulkhead_name(), "db");
-/// drop(kept);
-/// ```
-#[must_use = "the slot is released as soon as the permit is dropped"]
-pub struct OwnedBulkheadPermit<C: Clock = SystemClock> {
-    /// Kept alive by this permit's slot in the word (see `Core`).
-    core: NonNull<Core<C>>,
-    _owns: PhantomData<Core<C>>,
-}
-
-// SAFETY: the permit only releases its slot (atomics, and the queue's mutex) and reads the
-// name; the core is `Send + Sync` (see `Bulkhead`) and freed only by the last of its users.
-unsafe impl<C: Clock> Send for OwnedBulkheadPermit<C> {}
-// SAFETY: as above; `&OwnedBulkheadPermit` only reads the name.
-unsafe impl<C: Clock> Sync for OwnedBulkheadPermit<C> {}
-
-impl<C: Clock> OwnedBulkheadPermit<C> {
-    /// The name of the bulkhead this permit belongs to.
-    pub fn bulkhead_name(&self) -> &'static str {
-        // SAFETY: this permit's slot keeps the core alive.
-        unsafe { self.core.as_ref() }.name
-    }
-}
-
-impl<C: Clock> Drop for OwnedBulkheadPermit<C> {
-    #[inline]
-    fn drop(&mut self) {
-        // SAFETY: the permit owns one slot and does not touch the core afterwards.
-        unsafe { Core::release_owned(self.core) };
-    }
-}
-
-impl<C: Clock> fmt::Debug for OwnedBulkheadPermit<C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OwnedBulkheadPermit")
-            .field("bulkhead", &self.bulkhead_name())
-            .finish()
-    }
-}
-
 impl<C: Clock> Drop for Bulkhead<C> {
     fn drop(&mut self) {
         let core = self.core();
@@ -1123,233 +801,12 @@ impl<C: Clock> Core<C> {
     }
 }
 
-/// Where an acquire future is.
-#[derive(Debug)]
-enum WaitState {
-    /// Not polled yet.
-    Start,
-    /// Queued: its ticket, its slot, and the waker last registered.
-    Queued {
-        ticket: u64,
-        slot: StdArcSlot,
-        waker: Waker,
-    },
-    /// Resolved (the permit, or an error, was returned).
-    Done,
-}
-
-impl WaitState {
-    /// Polls for a slot; `Ready(Ok)` means the caller now owns one.
-    fn poll<C: Clock>(
-        &mut self,
-        b: &Bulkhead<C>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<(), BulkheadError>> {
-        loop {
-            match self {
-                WaitState::Start => match b.try_admit() {
-                    Ok(()) => {
-                        *self = WaitState::Done;
-                        return Poll::Ready(Ok(()));
-                    }
-                    Err(Refusal::Full(_)) => {
-                        match b.register(Waiter::Task(cx.waker().clone())) {
-                            Ok((ticket, slot)) => {
-                                *self = WaitState::Queued {
-                                    ticket,
-                                    slot,
-                                    waker: cx.waker().clone(),
-                                };
-                                // Loop: the hand-off in `register` may have granted it already.
-                            }
-                            Err(r) => {
-                                *self = WaitState::Done;
-                                return Poll::Ready(Err(b.refuse(r)));
-                            }
-                        }
-                    }
-                    Err(r) => {
-                        *self = WaitState::Done;
-                        return Poll::Ready(Err(b.refuse(r)));
-                    }
-                },
-                WaitState::Queued {
-                    ticket,
-                    slot,
-                    waker,
-                } => {
-                    match slot.state() {
-                        SlotState::Granted => {
-                            *self = WaitState::Done;
-                            return Poll::Ready(Ok(()));
-                        }
-                        SlotState::Closed => {
-                            *self = WaitState::Done;
-                            return Poll::Ready(Err(b.refuse(Refusal::Closed)));
-                        }
-                        SlotState::Waiting => {}
-                    }
-                    if waker.will_wake(cx.waker()) {
-                        return Poll::Pending;
-                    }
-                    // A new task or waker: replace it under the lock, unless it was served
-                    // meanwhile (then loop to read what it got).
-                    let queued = lock(&b.core().queue).set_waker(*ticket, cx.waker());
-                    *waker = cx.waker().clone();
-                    if queued {
-                        return Poll::Pending;
-                    }
-                }
-                WaitState::Done => panic!("bulkhead acquire future polled after completion"),
-            }
-        }
-    }
-
-    /// On drop: leave the queue; a slot already handed over goes to the next waiter.
-    fn cancel<C: Clock>(&mut self, b: &Bulkhead<C>) {
-        if let WaitState::Queued { ticket, slot, .. } = std::mem::replace(self, WaitState::Done) {
-            if b.cancel(ticket, &slot) == SlotState::Granted {
-                b.release();
-            }
-        }
-    }
-}
-
-/// The future of [`Bulkhead::acquire`]. Dropping it leaves the queue; a slot already handed to it
-/// goes to the next waiter.
-///
-/// Awaiting it yields a [`BulkheadPermit`] once a slot is handed to it, before any newcomer:
-///
-/// ```
-/// use futures::FutureExt;
-/// use resile::bulkhead::Bulkhead;
-///
-/// let b = Bulkhead::builder().limit(1).build()?;
-/// let held = b.try_acquire()?;
-/// let mut waiting = b.acquire();
-/// assert!((&mut waiting).now_or_never().is_none()); // full: queued
-/// assert_eq!(b.metrics().waiting, 1);
-/// drop(held); // the freed slot goes straight to the oldest waiter...
-/// assert!(b.try_acquire().unwrap_err().is_full()); // ...not to a newcomer
-/// let permit = futures::executor::block_on(waiting)?;
-/// assert_eq!(b.metrics().in_flight, 1);
-/// # drop(permit);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[must_use = "futures do nothing unless polled"]
-#[derive(Debug)]
-pub struct Acquire<'a, C: Clock = SystemClock> {
-    bulkhead: &'a Bulkhead<C>,
-    wait: WaitState,
-}
-
-impl<'a, C: Clock> Future for Acquire<'a, C> {
-    type Output = Result<BulkheadPermit<'a, C>, BulkheadError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        let b = this.bulkhead;
-        this.wait
-            .poll(b, cx)
-            .map_ok(|()| BulkheadPermit { bulkhead: b })
-    }
-}
-
-impl<C: Clock> Drop for Acquire<'_, C> {
-    fn drop(&mut self) {
-        self.wait.cancel(self.bulkhead);
-    }
-}
-
-/// The future of [`Bulkhead::acquire_owned`]; cancels as [`Acquire`] does.
-///
-/// It owns an `Arc` of the bulkhead, so it can move to another thread or task; awaiting it
-/// yields an [`OwnedBulkheadPermit`], or [`BulkheadError::Closed`] once the bulkhead is closed:
-///
-/// ```
-/// use resile::bulkhead::Bulkhead;
-/// use std::sync::Arc;
-///
-/// let b = Arc::new(Bulkhead::builder().limit(1).build()?);
-/// let held = b.try_acquire_owned()?;
-/// let waiting = b.clone().acquire_owned(); // 'static
-/// let task = std::thread::spawn(move || futures::executor::block_on(waiting));
-/// drop(held); // the slot is handed to the waiter
-/// let permit = task.join().unwrap()?;
-/// assert_eq!(permit.bulkhead_name(), "bulkhead");
-/// b.close();
-/// let e = futures::executor::block_on(b.clone().acquire_owned()).unwrap_err();
-/// assert!(e.is_closed());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[must_use = "futures do nothing unless polled"]
-#[derive(Debug)]
-pub struct AcquireOwned<C: Clock = SystemClock> {
-    bulkhead: StdArc<Bulkhead<C>>,
-    wait: WaitState,
-}
-
-impl<C: Clock> Future for AcquireOwned<C> {
-    type Output = Result<OwnedBulkheadPermit<C>, BulkheadError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        let b = &this.bulkhead;
-        this.wait.poll(b, cx).map_ok(|()| OwnedBulkheadPermit {
-            core: b.core,
-            _owns: PhantomData,
-        })
-    }
-}
-
-impl<C: Clock> Drop for AcquireOwned<C> {
-    fn drop(&mut self) {
-        self.wait.cancel(&self.bulkhead);
-    }
-}
-
-/// A timer made by `sleep(wait)` when first polled, so that a wait that never has to queue
-/// (the acquire is polled first) never asks the runtime for one. Boxed once made, so that it is
-/// `Unpin` whatever the runtime's timer is.
-pub(crate) struct LazyTimer<S, F> {
-    make: Option<(S, Duration)>,
-    timer: Option<Pin<Box<F>>>,
-}
-
-impl<S, F> LazyTimer<S, F> {
-    pub(crate) fn new(sleep: S, wait: Duration) -> Self {
-        Self {
-            make: Some((sleep, wait)),
-            timer: None,
-        }
-    }
-}
-
-// `S` is only ever moved out (never pinned), and the timer is boxed.
-impl<S, F> Unpin for LazyTimer<S, F> {}
-
-impl<S: FnOnce(Duration) -> F, F: Future> Future for LazyTimer<S, F> {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = &mut *self;
-        if let Some((sleep, wait)) = this.make.take() {
-            this.timer = Some(Box::pin(sleep(wait)));
-        }
-        match &mut this.timer {
-            Some(timer) => timer.as_mut().poll(cx).map(|_| ()),
-            // Made above on the first poll; `make` and `timer` are never both empty.
-            None => Poll::Ready(()),
-        }
-    }
-}
-
 #[cfg(all(test, not(resile_loom)))]
 mod tests {
     use super::*;
     use crate::clock::{DropCountingClock, ManualClock};
     use crate::sync::AtomicUsize as StdAtomicUsize;
-    use std::task::Wake;
+    use std::task::{Context, Wake, Waker};
 
     /// A waker that counts its wakes.
     struct CountingWaker(StdAtomicUsize);
@@ -1477,45 +934,6 @@ mod tests {
         assert_eq!(freed(&drops), 0, "the handed-over permit keeps the state");
         drop(got);
         assert_eq!(freed(&drops), 1);
-    }
-
-    #[test]
-    fn word_fields_round_trip_and_keep_each_other() {
-        let w = word::new(MAX_LIMIT) | word::WAITERS | word::CLOSED | u64::from(MAX_LIMIT - 1);
-        assert_eq!(word::limit(w), MAX_LIMIT);
-        assert_eq!(word::in_flight(w), MAX_LIMIT - 1);
-        assert!(word::has_waiters(w) && word::is_closed(w));
-        let v = word::with_limit(w, 7);
-        assert_eq!(word::limit(v), 7);
-        assert_eq!(word::in_flight(v), MAX_LIMIT - 1);
-        assert!(word::has_waiters(v) && word::is_closed(v));
-        // The largest in-flight count never carries into the limit.
-        let full = word::new(MAX_LIMIT) | u64::from(MAX_LIMIT - 1);
-        let word::Admit::Take(next) = word::admit(full) else {
-            panic!("a slot was free")
-        };
-        assert_eq!(word::in_flight(next), MAX_LIMIT);
-        assert_eq!(word::limit(next), MAX_LIMIT);
-        assert_eq!(word::admit(next), word::Admit::Full);
-    }
-
-    #[test]
-    fn admission_rules() {
-        let w = word::new(2);
-        assert_eq!(word::admit(w), word::Admit::Take(w + 1));
-        assert_eq!(word::admit(w + 2), word::Admit::Full);
-        assert_eq!(word::admit(w | word::WAITERS), word::Admit::Full);
-        assert_eq!(word::admit(w | word::CLOSED), word::Admit::Closed);
-        assert_eq!(
-            word::hand_off(w | word::WAITERS),
-            Some((w | word::WAITERS) + 1)
-        );
-        assert_eq!(word::hand_off(w + 2), None);
-        assert_eq!(word::hand_off(w | word::CLOSED), None);
-        // Shrunk below in flight: nothing until under the limit.
-        let shrunk = word::with_limit(w + 2, 1);
-        assert_eq!(word::admit(shrunk), word::Admit::Full);
-        assert_eq!(word::hand_off(shrunk), None);
     }
 
     #[test]

@@ -6,13 +6,13 @@
 //!
 //! - [`queue`]: a FIFO of waiters served by direct hand-off (the bulkhead).
 //! - [`notify`]: a one-shot broadcast that wakes every waiter exactly once (the drainer).
+//! - [`timer`]: a deadline for an async wait, made only once the wait has to queue.
 //!
 //! A waiter is a parked thread or an async task; [`Waiter`] wakes either.
 
-#![allow(dead_code)] // Removed once the bulkhead and drainer use every item.
-
 pub(crate) mod notify;
 pub(crate) mod queue;
+pub(crate) mod timer;
 
 use crate::sync::Thread;
 use std::task::Waker;

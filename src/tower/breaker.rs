@@ -1,0 +1,285 @@
+//! [`BreakerLayer`] and [`BreakerService`]: each request through a
+//! [`CircuitBreaker`](crate::breaker::CircuitBreaker).
+
+use super::*;
+
+/// Says what a response (or error) counts as for a [`BreakerService`]: implemented by
+/// [`ErrIsFailure`] and by every `Fn(&Result<Res, E>) -> ErrorClass`, so an `Ok` HTTP 503 can be
+/// a failure and an `Err` "not found" ignored.
+///
+/// ```
+/// use resile::breaker::ErrorClass;
+/// use resile::tower::ClassifyResponse;
+/// let status = |r: &Result<u16, std::io::Error>| match r {
+///     Ok(s) if *s >= 500 => ErrorClass::Failure,
+///     Ok(_) => ErrorClass::Success,
+///     Err(_) => ErrorClass::Failure,
+/// };
+/// assert_eq!(status.classify(&Ok(503)), ErrorClass::Failure);
+/// ```
+pub trait ClassifyResponse<Res, E> {
+    /// What `result` counts as.
+    fn classify(&self, result: &Result<Res, E>) -> ErrorClass;
+}
+
+/// The default classification: every `Ok` a success, every `Err` a failure.
+///
+/// ```
+/// use resile::breaker::ErrorClass;
+/// use resile::tower::{ClassifyResponse, ErrIsFailure};
+/// assert_eq!(ErrIsFailure.classify(&Err::<(), _>("timeout")), ErrorClass::Failure);
+/// assert_eq!(ErrIsFailure.classify(&Ok::<_, ()>(1)), ErrorClass::Success);
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ErrIsFailure;
+
+impl<Res, E> ClassifyResponse<Res, E> for ErrIsFailure {
+    #[inline]
+    fn classify(&self, result: &Result<Res, E>) -> ErrorClass {
+        match result {
+            Ok(_) => ErrorClass::Success,
+            Err(_) => ErrorClass::Failure,
+        }
+    }
+}
+
+impl<Res, E, F: Fn(&Result<Res, E>) -> ErrorClass> ClassifyResponse<Res, E> for F {
+    #[inline]
+    fn classify(&self, result: &Result<Res, E>) -> ErrorClass {
+        self(result)
+    }
+}
+
+/// Runs each request through a [`CircuitBreaker`]: see [`BreakerService`].
+///
+/// ```
+/// use resile::breaker::{CircuitBreaker, ErrorClass};
+/// use resile::breaker::CircuitOpen;
+/// use resile::tower::BreakerLayer;
+/// use std::sync::Arc;
+/// use tower::{Service, ServiceBuilder};
+///
+/// let breaker = Arc::new(CircuitBreaker::builder().count_window(2).minimum_calls(2).build()?);
+/// let mut svc = ServiceBuilder::new()
+///     // A 5xx is the dependency failing; a 4xx is the caller's problem.
+///     .layer(BreakerLayer::new(breaker.clone()).classify(|r: &Result<u16, std::io::Error>| match r {
+///         Ok(s) if *s >= 500 => ErrorClass::Failure,
+///         Ok(s) if *s >= 400 => ErrorClass::Ignore,
+///         Ok(_) => ErrorClass::Success,
+///         Err(_) => ErrorClass::Failure,
+///     }))
+///     .service_fn(|status: u16| async move { Ok::<_, std::io::Error>(status) });
+///
+/// let call = |svc: &mut _, s| futures::executor::block_on(Service::call(svc, s));
+/// assert_eq!(call(&mut svc, 404).unwrap(), 404);
+/// assert_eq!(call(&mut svc, 503).unwrap(), 503);
+/// assert_eq!(call(&mut svc, 503).unwrap(), 503); // 2 failures of 2 calls: open
+/// let e = call(&mut svc, 200).unwrap_err();
+/// assert!(e.downcast_ref::<CircuitOpen>().unwrap().retry_after().is_some());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct BreakerLayer<C: Clock = SystemClock, K = ErrIsFailure> {
+    breaker: Arc<CircuitBreaker<C>>,
+    classify: K,
+}
+
+impl<C: Clock> BreakerLayer<C> {
+    /// A layer that runs requests through `breaker`, every `Err` a failure.
+    pub fn new(breaker: Arc<CircuitBreaker<C>>) -> Self {
+        Self {
+            breaker,
+            classify: ErrIsFailure,
+        }
+    }
+}
+
+impl<C: Clock, K> BreakerLayer<C, K> {
+    /// Classify each result with `classify` (see [`ClassifyResponse`]).
+    pub fn classify<K2>(self, classify: K2) -> BreakerLayer<C, K2> {
+        BreakerLayer {
+            breaker: self.breaker,
+            classify,
+        }
+    }
+}
+
+impl<C: Clock, K: Clone> Clone for BreakerLayer<C, K> {
+    fn clone(&self) -> Self {
+        Self {
+            breaker: self.breaker.clone(),
+            classify: self.classify.clone(),
+        }
+    }
+}
+
+impl<C: Clock, K> fmt::Debug for BreakerLayer<C, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BreakerLayer")
+            .field("breaker", &self.breaker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, C: Clock, K: Clone> Layer<S> for BreakerLayer<C, K> {
+    type Service = BreakerService<S, C, K>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BreakerService {
+            inner,
+            breaker: self.breaker.clone(),
+            classify: self.classify.clone(),
+        }
+    }
+}
+
+/// Runs each request through a [`CircuitBreaker`]: `call` asks for a permit; refused, the
+/// response future fails with [`CircuitOpen`] (boxed) and the inner service is not called;
+/// admitted, the response future records its result as the classifier says. A response future
+/// dropped unfinished releases its permit unrecorded. `poll_ready` is the inner service's.
+///
+/// ```
+/// use futures::executor::block_on;
+/// use resile::breaker::CircuitBreaker;
+/// use resile::breaker::{CircuitOpen, State};
+/// use resile::tower::BreakerLayer;
+/// use std::sync::Arc;
+/// use tower::{Layer, Service, service_fn};
+///
+/// let breaker = Arc::new(CircuitBreaker::builder().build()?);
+/// let mut svc = BreakerLayer::new(breaker.clone())
+///     .layer(service_fn(|req: u32| async move { Ok::<_, std::io::Error>(req) }));
+/// breaker.force_open(); // refused at once, the inner service not called
+/// let e = block_on(svc.call(1)).unwrap_err();
+/// assert_eq!(e.downcast_ref::<CircuitOpen>().unwrap().state(), State::ForcedOpen);
+/// breaker.reset();
+/// assert_eq!(block_on(svc.call(2))?, 2);
+/// let m = breaker.metrics();
+/// assert_eq!((m.calls, m.refused), (1, 1)); // one call recorded, one refused
+/// # Ok::<(), resile::tower::BoxError>(())
+/// ```
+pub struct BreakerService<S, C: Clock = SystemClock, K = ErrIsFailure> {
+    inner: S,
+    breaker: Arc<CircuitBreaker<C>>,
+    classify: K,
+}
+
+impl<S: Clone, C: Clock, K: Clone> Clone for BreakerService<S, C, K> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            breaker: self.breaker.clone(),
+            classify: self.classify.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, C: Clock, K> fmt::Debug for BreakerService<S, C, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BreakerService")
+            .field("inner", &self.inner)
+            .field("breaker", &self.breaker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, C, K, Req> Service<Req> for BreakerService<S, C, K>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Clock,
+    K: ClassifyResponse<S::Response, S::Error> + Clone,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = BreakerFuture<S::Future, C, K>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        match self.breaker.try_acquire_owned() {
+            Ok(permit) => BreakerFuture {
+                inner: Some(self.inner.call(req)),
+                permit: Some(permit),
+                classify: self.classify.clone(),
+                refused: None,
+            },
+            Err(open) => BreakerFuture {
+                inner: None,
+                permit: None,
+                classify: self.classify.clone(),
+                refused: Some(open),
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`BreakerService`]: records its result in the breaker when it
+    /// completes, and nothing if dropped unfinished.
+    ///
+    /// ```
+    /// use futures::executor::block_on;
+    /// use resile::breaker::CircuitBreaker;
+    /// use resile::tower::BreakerLayer;
+    /// use std::sync::Arc;
+    /// use tower::{Layer, Service, service_fn};
+    ///
+    /// let breaker = Arc::new(CircuitBreaker::builder().build()?);
+    /// let mut svc = BreakerLayer::new(breaker.clone())
+    ///     .layer(service_fn(|_: u32| async { Err::<u32, _>(std::io::Error::other("down")) }));
+    /// drop(svc.call(1)); // dropped unfinished: nothing recorded
+    /// assert_eq!(breaker.metrics().calls, 0);
+    /// let e = block_on(svc.call(2)).unwrap_err(); // the inner error, boxed...
+    /// assert!(e.downcast_ref::<std::io::Error>().is_some());
+    /// let m = breaker.metrics();
+    /// assert_eq!((m.calls, m.failures), (1, 1)); // ...and recorded as a failure
+    /// # Ok::<(), resile::tower::BoxError>(())
+    /// ```
+    #[must_use = "futures do nothing unless polled"]
+    pub struct BreakerFuture<F, C: Clock, K> {
+        #[pin]
+        inner: Option<F>,
+        permit: Option<OwnedBreakerPermit<C>>,
+        classify: K,
+        refused: Option<CircuitOpen>,
+    }
+}
+
+impl<F, C: Clock, K> fmt::Debug for BreakerFuture<F, C, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BreakerFuture")
+            .field("running", &self.inner.is_some())
+            .field("refused", &self.refused)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, C, K, T, E> Future for BreakerFuture<F, C, K>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+    C: Clock,
+    K: ClassifyResponse<T, E>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        match this.inner.as_mut().as_pin_mut() {
+            Some(f) => {
+                let out = ready!(f.poll(cx));
+                this.inner.set(None);
+                if let Some(permit) = this.permit.take() {
+                    permit.resolve_as(this.classify.classify(&out));
+                }
+                Poll::Ready(out.map_err(Into::into))
+            }
+            None => Poll::Ready(Err(match this.refused.take() {
+                Some(open) => Box::new(open),
+                None => Box::new(PolledAfterCompletion),
+            })),
+        }
+    }
+}

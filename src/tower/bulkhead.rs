@@ -1,0 +1,269 @@
+//! [`BulkheadLayer`] and [`BulkheadService`]: a [`Bulkhead`](crate::bulkhead::Bulkhead) slot for
+//! each request.
+
+use super::*;
+
+/// Holds a [`Bulkhead`] slot for each request: see [`BulkheadService`].
+///
+/// [`new`](Self::new) fails fast; [`wait_with`](Self::wait_with) waits up to the bulkhead's
+/// [`max_wait`](crate::bulkhead::BulkheadBuilder::max_wait) on your runtime's timer.
+///
+/// ```
+/// use resile::bulkhead::Bulkhead;
+/// use resile::bulkhead::BulkheadError;
+/// use resile::tower::BulkheadLayer;
+/// use std::sync::Arc;
+/// use tower::{Service, ServiceBuilder, ServiceExt};
+///
+/// let bulkhead = Arc::new(Bulkhead::builder().name("reads").limit(1).build()?);
+/// let mut svc = ServiceBuilder::new()
+///     .layer(BulkheadLayer::new(bulkhead.clone()))
+///     .service_fn(|req: u32| async move { Ok::<_, std::io::Error>(req) });
+///
+/// let _held = bulkhead.try_acquire()?; // someone else holds the only slot
+/// let e = futures::executor::block_on(async { svc.ready().await?.call(1).await }).unwrap_err();
+/// assert!(e.downcast_ref::<BulkheadError>().unwrap().is_full());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct BulkheadLayer<C: Clock = SystemClock, T = FailFast> {
+    bulkhead: Arc<Bulkhead<C>>,
+    timer: T,
+}
+
+impl<C: Clock> BulkheadLayer<C> {
+    /// A layer that takes a slot of `bulkhead` for each request, or refuses at once.
+    pub fn new(bulkhead: Arc<Bulkhead<C>>) -> Self {
+        Self {
+            bulkhead,
+            timer: FailFast,
+        }
+    }
+}
+
+impl<C: Clock, T> BulkheadLayer<C, T> {
+    /// Wait (FIFO) up to the bulkhead's
+    /// [`max_wait`](crate::bulkhead::BulkheadBuilder::max_wait) for a slot, timed by `sleep`
+    /// (`tokio::time::sleep`, ...), in `poll_ready`; a zero max wait still fails fast.
+    pub fn wait_with<T2: Sleep + Clone>(self, sleep: T2) -> BulkheadLayer<C, T2> {
+        BulkheadLayer {
+            bulkhead: self.bulkhead,
+            timer: sleep,
+        }
+    }
+}
+
+impl<C: Clock, T: Clone> Clone for BulkheadLayer<C, T> {
+    fn clone(&self) -> Self {
+        Self {
+            bulkhead: self.bulkhead.clone(),
+            timer: self.timer.clone(),
+        }
+    }
+}
+
+impl<C: Clock, T> fmt::Debug for BulkheadLayer<C, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BulkheadLayer")
+            .field("bulkhead", &self.bulkhead)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, C: Clock, T: Sleep + Clone> Layer<S> for BulkheadLayer<C, T> {
+    type Service = BulkheadService<S, C, T>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BulkheadService {
+            inner,
+            bulkhead: self.bulkhead.clone(),
+            timer: self.timer.clone(),
+            admission: Admission::Idle,
+            wait: None,
+        }
+    }
+}
+
+/// Where a [`BulkheadService`] is in taking its next slot.
+enum Admission<C: Clock> {
+    /// Nothing taken or asked for.
+    Idle,
+    /// Queued for a slot, racing the service's `wait` timer.
+    Waiting(AcquireOwned<C>),
+    /// A slot, taken after the inner service said it was ready, for the next `call`.
+    Ready(OwnedBulkheadPermit<C>),
+    /// Refused: the next `call` answers with this.
+    Refused(BulkheadError),
+}
+
+/// Holds a [`Bulkhead`] slot for each request until its response future completes (or is
+/// dropped).
+///
+/// `poll_ready` first waits for the inner service, and only then takes the slot, so a slot is
+/// never held while the inner service is not ready (a slot taken earlier is given back if the
+/// inner service turns unready). Failing fast, a full bulkhead makes `poll_ready` ready at once
+/// and the next response future fails with [`BulkheadError::Full`] (boxed). Waiting (see
+/// [`BulkheadLayer::wait_with`]), `poll_ready` queues for a slot, FIFO with every other waiter,
+/// and gives up with [`BulkheadError::TimedOut`] after the max wait, counted from the request's
+/// first wait (an inner service that turns unready meanwhile costs the place in the queue, not
+/// more time). A `call` without `poll_ready` tries once, failing fast.
+///
+/// ```
+/// use resile::bulkhead::Bulkhead;
+/// use resile::bulkhead::BulkheadError;
+/// use resile::tower::{BoxError, BulkheadLayer};
+/// use std::sync::Arc;
+/// use tower::{Layer, Service, ServiceExt, service_fn};
+///
+/// let bulkhead = Arc::new(Bulkhead::builder().limit(1).build()?);
+/// let mut svc = BulkheadLayer::new(bulkhead.clone())
+///     .layer(service_fn(|req: u32| async move { Ok::<_, std::io::Error>(req) }));
+/// let held = bulkhead.try_acquire_owned()?; // the only slot is taken
+/// futures::executor::block_on(async {
+///     let e = svc.ready().await?.call(1).await.unwrap_err(); // ready, then refused
+///     assert!(e.downcast_ref::<BulkheadError>().unwrap().is_full());
+///     drop(held);
+///     assert_eq!(svc.ready().await?.call(2).await?, 2); // the service still works
+///     Ok::<(), BoxError>(())
+/// })?;
+/// # Ok::<(), BoxError>(())
+/// ```
+pub struct BulkheadService<S, C: Clock = SystemClock, T: Sleep = FailFast> {
+    inner: S,
+    bulkhead: Arc<Bulkhead<C>>,
+    timer: T,
+    admission: Admission<C>,
+    /// The max-wait timer of the request being admitted and the clock reading it started at,
+    /// once it had to queue. Kept when the inner service turns unready (which gives up the slot
+    /// or the place in the queue), so the max wait bounds the request's whole wait; cleared once
+    /// it is admitted or refused.
+    wait: Option<(Pin<Box<T::Future>>, u64)>,
+}
+
+impl<S: Clone, C: Clock, T: Sleep + Clone> Clone for BulkheadService<S, C, T> {
+    /// A clone with no slot of its own (as tower's `ConcurrencyLimit`).
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            bulkhead: self.bulkhead.clone(),
+            timer: self.timer.clone(),
+            admission: Admission::Idle,
+            wait: None,
+        }
+    }
+}
+
+impl<S: fmt::Debug, C: Clock, T: Sleep> fmt::Debug for BulkheadService<S, C, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let admission = match &self.admission {
+            Admission::Idle => "idle",
+            Admission::Waiting(_) => "waiting",
+            Admission::Ready(_) => "ready",
+            Admission::Refused(_) => "refused",
+        };
+        f.debug_struct("BulkheadService")
+            .field("inner", &self.inner)
+            .field("bulkhead", &self.bulkhead)
+            .field("admission", &admission)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, C: Clock, T: Sleep> BulkheadService<S, C, T> {
+    /// Takes a slot, or queues for one, or records the refusal; `Pending` only while queued.
+    fn poll_admission(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            match &mut self.admission {
+                Admission::Ready(_) | Admission::Refused(_) => return Poll::Ready(()),
+                Admission::Idle if self.timer.waits() && !self.bulkhead.max_wait().is_zero() => {
+                    // A timer left from an earlier readiness that has run its whole max wait
+                    // (the caller may have given that readiness up) is not held against this
+                    // one: it starts afresh.
+                    let max = duration_to_nanos(self.bulkhead.max_wait());
+                    if let Some((_, start)) = &self.wait {
+                        if self.bulkhead.wait_started().saturating_sub(*start) >= max {
+                            self.wait = None;
+                        }
+                    }
+                    self.admission = Admission::Waiting(self.bulkhead.clone().acquire_owned());
+                }
+                Admission::Idle => {
+                    self.admission = match self.bulkhead.try_acquire_owned() {
+                        Ok(p) => Admission::Ready(p),
+                        Err(e) => Admission::Refused(e),
+                    };
+                }
+                Admission::Waiting(acquire) => {
+                    let next = match Pin::new(acquire).poll(cx) {
+                        Poll::Ready(Ok(p)) => Admission::Ready(p),
+                        Poll::Ready(Err(e)) => Admission::Refused(e),
+                        Poll::Pending => {
+                            // Queued: only now start the timer (the uncontended path allocates
+                            // nothing), unless this request's timer is already running.
+                            let (timer, start) = self.wait.get_or_insert_with(|| {
+                                let start = self.bulkhead.wait_started();
+                                (Box::pin(self.timer.sleep(self.bulkhead.max_wait())), start)
+                            });
+                            match timer.as_mut().poll(cx) {
+                                // Dropping the `AcquireOwned` leaves the queue, and gives a slot
+                                // handed over meanwhile to the next waiter.
+                                Poll::Ready(()) => {
+                                    Admission::Refused(self.bulkhead.timed_out(*start))
+                                }
+                                Poll::Pending => return Poll::Pending,
+                            }
+                        }
+                    };
+                    self.admission = next;
+                    self.wait = None;
+                }
+            }
+        }
+    }
+}
+
+impl<S, C, T, Req> Service<Req> for BulkheadService<S, C, T>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Clock,
+    T: Sleep,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, OwnedBulkheadPermit<C>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        match self.inner.poll_ready(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => {
+                self.admission = Admission::Idle;
+                self.wait = None;
+                return Poll::Ready(Err(e.into()));
+            }
+            Poll::Pending => {
+                // Never hold a slot (or a place in the queue) across an unready inner service;
+                // the request's max-wait timer (`wait`) runs on.
+                if !matches!(self.admission, Admission::Refused(_)) {
+                    self.admission = Admission::Idle;
+                }
+                return Poll::Pending;
+            }
+        }
+        ready!(self.poll_admission(cx));
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let admission = match std::mem::replace(&mut self.admission, Admission::Idle) {
+            Admission::Ready(p) => Ok(p),
+            Admission::Refused(e) => Err(e),
+            // Called without `poll_ready`: try once, failing fast.
+            Admission::Idle | Admission::Waiting(_) => self.bulkhead.try_acquire_owned(),
+        };
+        self.wait = None;
+        match admission {
+            Ok(permit) => ResponseFuture::running(self.inner.call(req), permit),
+            Err(e) => ResponseFuture::refused(Box::new(e)),
+        }
+    }
+}
