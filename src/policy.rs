@@ -540,7 +540,7 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
             None => None,
         };
         let _permit = match &self.bulkhead {
-            Some(b) => Some(b.acquire_blocking().map_err(PolicyError::Bulkhead)?),
+            Some(b) => Some(b.blocking_acquire().map_err(PolicyError::Bulkhead)?),
             None => None,
         };
         let breaker = self.breaker.as_deref();

@@ -30,7 +30,7 @@ fn never_more_than_the_limit_inside_and_every_permit_returned() {
                     i = i.wrapping_add(1);
                     // Mostly the fail-fast path; every 16th call waits (thread or task).
                     let permit = match (i + t as u32) % 32 {
-                        0 => b.acquire_timeout(Duration::from_secs(60)).ok(),
+                        0 => b.blocking_acquire_timeout(Duration::from_secs(60)).ok(),
                         16 => futures::executor::block_on(b.acquire()).ok(),
                         _ => b.try_acquire().ok(),
                     };

@@ -11,7 +11,7 @@ fn drainer_and_guards_are_send_sync_and_unwind_safe() {
     shared::<Drainer>();
     shared::<OwnedDrainGuard>();
     shared::<DrainGuard<'static>>();
-    let d = Drainer::new();
+    let d = std::sync::Arc::new(Drainer::new());
     let g = d.enter_owned().unwrap();
     let r = std::panic::catch_unwind(|| {
         let _inner = d.enter().unwrap();

@@ -1,6 +1,6 @@
 //! The drainer across real threads: many blocking and async waiters all wake when the last
 //! guard drops; refusals begin exactly when draining starts; the not-ready delay of
-//! `shutdown_timeout` admits work until someone starts draining.
+//! `blocking_shutdown` admits work until someone starts draining.
 
 use futures::executor::block_on;
 use resile::drain::DrainRefused;
@@ -22,7 +22,7 @@ fn every_waiter_wakes_when_the_last_guard_drops() {
             let d = d.clone();
             thread::spawn(move || {
                 if i % 2 == 0 {
-                    d.wait_timeout(LONG).is_ok()
+                    d.blocking_wait_timeout(LONG).is_ok()
                 } else {
                     block_on(d.wait());
                     true
@@ -77,7 +77,7 @@ fn no_admission_after_draining_starts() {
         .collect();
     running.wait();
     assert!(d.start_draining());
-    assert!(d.wait_timeout(LONG).is_ok());
+    assert!(d.blocking_wait_timeout(LONG).is_ok());
     for w in workers {
         w.join().unwrap();
     }
@@ -97,7 +97,7 @@ fn shutdown_keeps_admitting_during_the_not_ready_delay() {
     let work = d.enter_owned().unwrap();
     let shutdown = {
         let d = d.clone();
-        thread::spawn(move || d.shutdown_timeout(LONG))
+        thread::spawn(move || d.blocking_shutdown(LONG))
     };
     // The shutdown thread marks us not ready first; spin (bounded) on that state.
     let mut spins = 0u64;

@@ -127,7 +127,7 @@ fn each_drainer_phase_transition_is_one_event_and_enter_and_exit_emit_none() {
         clock.advance(Duration::from_millis(250));
         drop(a); // 1 left: nothing
         drop(b); // the last guard: draining -> drained
-        assert!(drainer.wait_timeout(Duration::ZERO).is_ok());
+        assert!(drainer.blocking_wait_timeout(Duration::ZERO).is_ok());
     });
     assert_eq!(
         events,

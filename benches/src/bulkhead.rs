@@ -18,7 +18,7 @@ fn resile_try(pool: &Pool, threads: usize, iters: u64) -> Duration {
 }
 
 fn resile_try_owned(pool: &Pool, threads: usize, iters: u64) -> Duration {
-    let b = Bulkhead::builder().limit(WIDE).build().unwrap();
+    let b = std::sync::Arc::new(Bulkhead::builder().limit(WIDE).build().unwrap());
     pool.run_op(threads, iters, b, |b| {
         drop(black_box(b.try_acquire_owned().expect("a free slot")));
     })
@@ -90,7 +90,7 @@ fn one_permit() -> Bulkhead {
 
 fn resile_wait_blocking(pool: &Pool, threads: usize, iters: u64) -> Duration {
     pool.run_op(threads, iters, one_permit(), |b| {
-        drop(black_box(b.acquire_timeout(FOREVER).unwrap()));
+        drop(black_box(b.blocking_acquire_timeout(FOREVER).unwrap()));
     })
 }
 

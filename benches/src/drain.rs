@@ -18,7 +18,7 @@ fn resile_enter_exit(pool: &Pool, threads: usize, iters: u64) -> Duration {
 }
 
 fn resile_enter_exit_owned(pool: &Pool, threads: usize, iters: u64) -> Duration {
-    pool.run_op(threads, iters, Drainer::new(), |d| {
+    pool.run_op(threads, iters, std::sync::Arc::new(Drainer::new()), |d| {
         let g = d.enter_owned().expect("serving");
         black_box(&g);
         drop(g);

@@ -90,7 +90,7 @@ fn simulate(draining: bool, not_ready_delay_ms: u64) -> Outcome {
         }
         if drainer.is_drained() {
             out.drain_ms = drainer
-                .wait_timeout(Duration::ZERO)
+                .blocking_wait_timeout(Duration::ZERO)
                 .ok()
                 .map(|d| d.elapsed().as_millis() as u64);
             break;

@@ -19,7 +19,7 @@ use std::time::Duration;
 #[derive(Arbitrary, Debug, Clone, Copy)]
 enum Op {
     TryAcquire,
-    /// `acquire_timeout`: zero fails fast; non-zero only where the model says it will not block.
+    /// `blocking_acquire_timeout`: zero fails fast; non-zero only where the model says it will not block.
     AcquireTimeout(bool),
     /// Start a future and poll it once.
     Acquire,
@@ -135,7 +135,7 @@ fuzz_target!(|input: (u8, Vec<Op>)| {
                 } else {
                     Duration::from_secs(1)
                 };
-                let got = b.acquire_timeout(d);
+                let got = b.blocking_acquire_timeout(d);
                 let want = m.admit();
                 assert_eq!(got.as_ref().err(), want.as_ref().err());
                 permits.extend(got.ok());

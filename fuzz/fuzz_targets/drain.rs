@@ -131,7 +131,7 @@ fuzz_target!(|ops: Vec<Op>| {
                     m.settle();
                 }
             }
-            Op::WaitZero => match d.wait_timeout(Duration::ZERO) {
+            Op::WaitZero => match d.blocking_wait_timeout(Duration::ZERO) {
                 Ok(drained) => {
                     assert!(m.drained);
                     assert_eq!(

@@ -86,7 +86,7 @@ fn release_races_a_blocking_waiters_registration() {
         let waiter = {
             let b = b.clone();
             thread::spawn(move || {
-                let permit = b.acquire_timeout(FOREVER).unwrap();
+                let permit = b.blocking_acquire_timeout(FOREVER).unwrap();
                 assert_eq!(b.metrics().in_flight, 1);
                 drop(permit);
             })
@@ -130,7 +130,7 @@ fn cancel_races_a_hand_off() {
         let second = {
             let b = b.clone();
             thread::spawn(move || {
-                let permit = b.acquire_timeout(FOREVER).unwrap();
+                let permit = b.blocking_acquire_timeout(FOREVER).unwrap();
                 assert_eq!(b.metrics().in_flight, 1);
                 drop(permit);
             })
@@ -156,7 +156,7 @@ fn resize_races_acquire() {
         let waiter = {
             let (b, inside) = (b.clone(), inside.clone());
             thread::spawn(move || {
-                let permit = b.acquire_timeout(FOREVER).unwrap();
+                let permit = b.blocking_acquire_timeout(FOREVER).unwrap();
                 let n = inside.fetch_add(1, Ordering::SeqCst) + 1;
                 assert!(n <= 2, "{n} inside a bulkhead of at most 2");
                 inside.fetch_sub(1, Ordering::SeqCst);
@@ -195,7 +195,7 @@ fn never_more_than_the_limit_in_flight() {
                 let (b, inside) = (b.clone(), inside.clone());
                 thread::spawn(move || {
                     let permit = if i == 0 {
-                        b.acquire_timeout(FOREVER).ok()
+                        b.blocking_acquire_timeout(FOREVER).ok()
                     } else {
                         b.try_acquire().ok()
                     };
@@ -226,7 +226,7 @@ fn close_races_a_waiter_and_a_release() {
         let p = b.try_acquire_owned().unwrap();
         let waiter = {
             let b = b.clone();
-            thread::spawn(move || match b.acquire_timeout(FOREVER) {
+            thread::spawn(move || match b.blocking_acquire_timeout(FOREVER) {
                 Ok(permit) => drop(permit),
                 Err(e) => assert!(e.is_closed()),
             })
@@ -302,17 +302,19 @@ fn timeout_races_a_hand_off() {
         let p = b.try_acquire_owned().unwrap();
         let first = {
             let b = b.clone();
-            thread::spawn(move || match b.acquire_timeout(Duration::from_secs(1)) {
-                Ok(permit) => drop(permit),
-                Err(e) => assert!(e.is_timed_out(), "{e}"),
-            })
+            thread::spawn(
+                move || match b.blocking_acquire_timeout(Duration::from_secs(1)) {
+                    Ok(permit) => drop(permit),
+                    Err(e) => assert!(e.is_timed_out(), "{e}"),
+                },
+            )
         };
         while b.metrics().waiting < 1 {
             thread::yield_now();
         }
         let second = {
             let b = b.clone();
-            thread::spawn(move || drop(b.acquire_timeout(FOREVER).unwrap()))
+            thread::spawn(move || drop(b.blocking_acquire_timeout(FOREVER).unwrap()))
         };
         while b.metrics().waiting < 2 {
             thread::yield_now();

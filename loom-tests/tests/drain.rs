@@ -59,7 +59,7 @@ fn enter_racing_start_draining() {
             })
         };
         assert!(d.start_draining());
-        let drained = d.wait_timeout(FOREVER);
+        let drained = d.blocking_wait_timeout(FOREVER);
         assert!(drained.is_ok());
         let work_was_done = done.load(Ordering::Relaxed);
         let admitted = worker.join().unwrap();
@@ -83,7 +83,7 @@ fn last_drop_racing_blocking_waiter() {
         let g = d.enter_owned().unwrap();
         d.start_draining();
         let dropper = thread::spawn(move || drop(g));
-        assert!(d.wait_timeout(FOREVER).is_ok());
+        assert!(d.blocking_wait_timeout(FOREVER).is_ok());
         assert_eq!(d.in_flight(), 0);
         dropper.join().unwrap();
     });
@@ -138,7 +138,7 @@ fn enter_racing_start_draining_and_last_drop() {
         };
         let dropper = thread::spawn(move || drop(g));
         d.start_draining();
-        assert!(d.wait_timeout(FOREVER).is_ok());
+        assert!(d.blocking_wait_timeout(FOREVER).is_ok());
         racer.join().unwrap();
         dropper.join().unwrap();
         assert_eq!(d.phase(), Phase::Drained);
@@ -187,7 +187,7 @@ fn parent_drains_child_first() {
             let parent = parent.clone();
             thread::spawn(move || parent.start_draining())
         };
-        assert!(parent.wait_timeout(FOREVER).is_ok());
+        assert!(parent.blocking_wait_timeout(FOREVER).is_ok());
         assert!(child.is_drained(), "the parent drained before its child");
         worker.join().unwrap();
         assert!(starter.join().unwrap());
@@ -205,7 +205,7 @@ fn child_creation_racing_parent_drain() {
             thread::spawn(move || parent.child().ok())
         };
         parent.start_draining();
-        assert!(parent.wait_timeout(FOREVER).is_ok());
+        assert!(parent.blocking_wait_timeout(FOREVER).is_ok());
         if let Some(child) = maker.join().unwrap() {
             assert!(child.is_drained());
         }
@@ -242,7 +242,7 @@ fn wait_timeout_racing_last_drop() {
         d.start_draining();
         let waiter = {
             let d = d.clone();
-            thread::spawn(move || d.wait_timeout(Duration::from_secs(1)))
+            thread::spawn(move || d.blocking_wait_timeout(Duration::from_secs(1)))
         };
         let dropper = thread::spawn(move || drop(g));
         clock.advance(Duration::from_secs(2));
@@ -278,7 +278,7 @@ fn racing_start_draining_calls_both_return_with_children_draining() {
         for s in starters {
             s.join().unwrap();
         }
-        assert!(parent.wait_timeout(FOREVER).is_ok());
+        assert!(parent.blocking_wait_timeout(FOREVER).is_ok());
         assert!(child.is_drained());
     });
 }
@@ -338,7 +338,7 @@ fn orphaned_completion_racing_drainer_drop() {
         let g = d.enter_owned().unwrap();
         d.start_draining();
         let t = thread::spawn(move || drop(g));
-        assert!(d.wait_timeout(FOREVER).is_ok());
+        assert!(d.blocking_wait_timeout(FOREVER).is_ok());
         drop(d);
         t.join().unwrap();
         assert_eq!(drop_count(&drops), 1);

@@ -66,7 +66,7 @@ impl<C: Clock> BulkheadBuilder<C> {
         self
     }
 
-    /// How long [`Bulkhead::call`], [`Bulkhead::protect`] and [`Bulkhead::acquire_blocking`] wait
+    /// How long [`Bulkhead::call`], [`Bulkhead::protect`] and [`Bulkhead::blocking_acquire`] wait
     /// for a slot: zero (the default) fails fast; at most [`MAX_WAIT`].
     pub fn max_wait(mut self, max_wait: Duration) -> Self {
         self.max_wait = max_wait;

@@ -10,14 +10,14 @@
 //! let b = reads.try_acquire()?;
 //! assert!(reads.try_acquire().unwrap_err().is_full());
 //! drop(a); // released on drop
-//! let c = reads.acquire_timeout(Duration::from_millis(10))?;
+//! let c = reads.blocking_acquire_timeout(Duration::from_millis(10))?;
 //! assert_eq!(reads.metrics().in_flight, 2);
 //! # drop((b, c));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! - [`Bulkhead::try_acquire`] fails fast with [`BulkheadError::Full`].
-//! - [`Bulkhead::acquire_timeout`] blocks the thread up to a duration; [`Bulkhead::acquire`] is a
+//! - [`Bulkhead::blocking_acquire_timeout`] blocks the thread up to a duration; [`Bulkhead::acquire`] is a
 //!   future that works on any executor ([`Bulkhead::acquire_until`] races it with the caller's
 //!   timer). Waiters are served in FIFO order by direct hand-off: a released slot goes to the
 //!   oldest waiter, and a newcomer's `try_acquire` fails while anyone waits.
@@ -208,17 +208,19 @@ impl<C: Clock> Bulkhead<C> {
 
     /// [`try_acquire`](Self::try_acquire) with a permit that borrows nothing, so it can move
     /// into a spawned task or a response body. It costs what `try_acquire` costs: the permit is
-    /// counted in the word and nowhere else, and may outlive the bulkhead.
+    /// counted in the word and nowhere else (it holds no reference count of the `Arc`, which is
+    /// why the method borrows it rather than taking it), and may outlive the bulkhead.
     ///
     /// ```
     /// use resile::bulkhead::Bulkhead;
-    /// let b = Bulkhead::builder().limit(1).build().unwrap();
+    /// use std::sync::Arc;
+    /// let b = Arc::new(Bulkhead::builder().limit(1).build().unwrap());
     /// let p = b.try_acquire_owned().unwrap();
     /// std::thread::spawn(move || drop(p)).join().unwrap();
     /// assert_eq!(b.metrics().in_flight, 0);
     /// ```
     #[inline]
-    pub fn try_acquire_owned(&self) -> Result<OwnedBulkheadPermit<C>, BulkheadError> {
+    pub fn try_acquire_owned(self: &StdArc<Self>) -> Result<OwnedBulkheadPermit<C>, BulkheadError> {
         match self.try_admit() {
             Ok(()) => Ok(OwnedBulkheadPermit {
                 core: self.core,
@@ -237,16 +239,16 @@ impl<C: Clock> Bulkhead<C> {
     /// let b = Bulkhead::builder().limit(1).build().unwrap();
     /// let p = b.try_acquire().unwrap();
     /// std::thread::scope(|s| {
-    ///     let waiter = s.spawn(|| b.acquire_timeout(Duration::from_secs(60)).map(drop));
+    ///     let waiter = s.spawn(|| b.blocking_acquire_timeout(Duration::from_secs(60)).map(drop));
     ///     while b.metrics().waiting == 0 { std::thread::yield_now(); }
     ///     drop(p); // hands the slot to the waiter
     ///     waiter.join().unwrap().unwrap();
     /// });
     /// let _q = b.try_acquire().unwrap();
-    /// let e = b.acquire_timeout(Duration::from_millis(1)).unwrap_err();
+    /// let e = b.blocking_acquire_timeout(Duration::from_millis(1)).unwrap_err();
     /// assert!(e.is_timed_out());
     /// ```
-    pub fn acquire_timeout(
+    pub fn blocking_acquire_timeout(
         &self,
         timeout: Duration,
     ) -> Result<BulkheadPermit<'_, C>, BulkheadError> {
@@ -254,10 +256,10 @@ impl<C: Clock> Bulkhead<C> {
         Ok(BulkheadPermit { bulkhead: self })
     }
 
-    /// [`acquire_timeout`](Self::acquire_timeout) with the configured
+    /// [`blocking_acquire_timeout`](Self::blocking_acquire_timeout) with the configured
     /// [`max_wait`](BulkheadBuilder::max_wait).
-    pub fn acquire_blocking(&self) -> Result<BulkheadPermit<'_, C>, BulkheadError> {
-        self.acquire_timeout(self.core().max_wait)
+    pub fn blocking_acquire(&self) -> Result<BulkheadPermit<'_, C>, BulkheadError> {
+        self.blocking_acquire_timeout(self.core().max_wait)
     }
 
     /// A future that resolves to a permit once a slot is handed to it (FIFO with every other
@@ -279,20 +281,21 @@ impl<C: Clock> Bulkhead<C> {
         }
     }
 
-    /// [`acquire`](Self::acquire) for a shared bulkhead: the future owns an `Arc` of it while it
-    /// waits, and yields an [`OwnedBulkheadPermit`] (for `tower` services and spawned tasks).
+    /// [`acquire`](Self::acquire) for a shared bulkhead: the future owns a clone of the `Arc`
+    /// while it waits, and yields an [`OwnedBulkheadPermit`] (for `tower` services and spawned
+    /// tasks).
     ///
     /// ```
     /// use resile::bulkhead::Bulkhead;
     /// use std::sync::Arc;
     /// let b = Arc::new(Bulkhead::builder().limit(1).build().unwrap());
-    /// let p = futures::executor::block_on(b.clone().acquire_owned()).unwrap();
+    /// let p = futures::executor::block_on(b.acquire_owned()).unwrap();
     /// drop(p);
     /// assert_eq!(b.metrics().in_flight, 0);
     /// ```
-    pub fn acquire_owned(self: StdArc<Self>) -> AcquireOwned<C> {
+    pub fn acquire_owned(self: &StdArc<Self>) -> AcquireOwned<C> {
         AcquireOwned {
-            bulkhead: self,
+            bulkhead: StdArc::clone(self),
             wait: WaitState::Start,
         }
     }
@@ -338,7 +341,7 @@ impl<C: Clock> Bulkhead<C> {
     /// assert_eq!(b.call(|| "done").unwrap(), "done");
     /// ```
     pub fn call<T>(&self, f: impl FnOnce() -> T) -> Result<T, BulkheadError> {
-        let _permit = self.acquire_blocking()?;
+        let _permit = self.blocking_acquire()?;
         Ok(f())
     }
 
@@ -475,7 +478,7 @@ impl<C: Clock> Bulkhead<C> {
         self.core().name
     }
 
-    /// The configured wait of [`call`](Self::call) and [`acquire_blocking`](Self::acquire_blocking).
+    /// The configured wait of [`call`](Self::call) and [`blocking_acquire`](Self::blocking_acquire).
     pub fn max_wait(&self) -> Duration {
         self.core().max_wait
     }
@@ -601,7 +604,7 @@ impl<C: Clock> Bulkhead<C> {
         SlotState::Waiting
     }
 
-    /// The blocking wait behind [`acquire_timeout`](Self::acquire_timeout): on `Ok` the caller
+    /// The blocking wait behind [`blocking_acquire_timeout`](Self::blocking_acquire_timeout): on `Ok` the caller
     /// owns a slot.
     fn wait_blocking(&self, timeout: Duration) -> Result<(), BulkheadError> {
         match self.try_admit() {
@@ -879,14 +882,14 @@ mod tests {
     }
 
     /// A bulkhead whose state's free shows in the returned counter (one drop of its clock).
-    fn counted(limit: u32) -> (StdArc<StdAtomicUsize>, Bulkhead<DropCountingClock>) {
+    fn counted(limit: u32) -> (StdArc<StdAtomicUsize>, StdArc<Bulkhead<DropCountingClock>>) {
         let (clock, drops) = DropCountingClock::new();
         let b = Bulkhead::builder()
             .limit(limit)
             .clock(clock)
             .build()
             .unwrap();
-        (drops, b)
+        (drops, StdArc::new(b))
     }
 
     fn freed(drops: &StdAtomicUsize) -> usize {
@@ -919,7 +922,6 @@ mod tests {
     #[test]
     fn an_owned_release_hands_its_slot_to_a_waiter() {
         let (drops, b) = counted(1);
-        let b = StdArc::new(b);
         let p = b.try_acquire_owned().unwrap();
         let (_c, w) = counter();
         let mut fut = b.clone().acquire_owned();
@@ -1038,7 +1040,7 @@ mod tests {
         assert!(b.is_closed());
         assert!(b.try_acquire().unwrap_err().is_closed());
         assert!(
-            b.acquire_timeout(Duration::from_secs(1))
+            b.blocking_acquire_timeout(Duration::from_secs(1))
                 .unwrap_err()
                 .is_closed()
         );
@@ -1286,7 +1288,9 @@ mod tests {
             for id in 0..3 {
                 let (b, order) = (&b, &order);
                 handles.push(s.spawn(move || {
-                    let p = b.acquire_timeout(Duration::from_secs(3600)).unwrap();
+                    let p = b
+                        .blocking_acquire_timeout(Duration::from_secs(3600))
+                        .unwrap();
                     order.lock().unwrap().push(id);
                     drop(p);
                 }));
@@ -1312,7 +1316,7 @@ mod tests {
             .unwrap();
         let p = b.try_acquire().unwrap();
         std::thread::scope(|s| {
-            let h = s.spawn(|| b.acquire_timeout(Duration::from_secs(1)).map(drop));
+            let h = s.spawn(|| b.blocking_acquire_timeout(Duration::from_secs(1)).map(drop));
             wait_until(&b, 1);
             clock.advance(Duration::from_secs(2));
             h.thread().unpark();
@@ -1339,7 +1343,12 @@ mod tests {
         let p = b.try_acquire().unwrap();
         std::thread::scope(|s| {
             let hs: Vec<_> = (0..2)
-                .map(|_| s.spawn(|| b.acquire_timeout(Duration::from_secs(3600)).map(drop)))
+                .map(|_| {
+                    s.spawn(|| {
+                        b.blocking_acquire_timeout(Duration::from_secs(3600))
+                            .map(drop)
+                    })
+                })
                 .collect();
             wait_until(&b, 2);
             b.close();
@@ -1358,7 +1367,10 @@ mod tests {
         let mut f = b.acquire();
         assert!(poll(&mut f, &w).is_pending());
         std::thread::scope(|s| {
-            let h = s.spawn(|| b.acquire_timeout(Duration::from_secs(3600)).map(drop));
+            let h = s.spawn(|| {
+                b.blocking_acquire_timeout(Duration::from_secs(3600))
+                    .map(drop)
+            });
             wait_until(&b, 2);
             drop(p); // to the task, queued first
             assert_eq!(wakes(&c), 1);

@@ -52,12 +52,13 @@ impl<C: Clock> fmt::Debug for BulkheadPermit<'_, C> {
 ///
 /// ```
 /// use resile::bulkhead::Bulkhead;
-/// let b = Bulkhead::builder().name("db").limit(2).build().unwrap();
+/// use std::sync::Arc;
+/// let b = Arc::new(Bulkhead::builder().name("db").limit(2).build().unwrap());
 /// let p = b.try_acquire_owned().unwrap();
 /// let kept = b.try_acquire_owned().unwrap();
 /// std::thread::spawn(move || drop(p)).join().unwrap();
 /// assert_eq!(b.metrics().in_flight, 1);
-/// drop(b); // the permit outlives its bulkhead
+/// drop(b); // the permit outlives the bulkhead's last `Arc`
 /// assert_eq!(kept.bulkhead_name(), "db");
 /// drop(kept);
 /// ```

@@ -39,7 +39,7 @@ impl<C: Clock> DrainBuilder<C> {
         }
     }
 
-    /// How long [`Drainer::shutdown_timeout`] keeps admitting after marking the drainer not
+    /// How long [`Drainer::blocking_shutdown`] keeps admitting after marking the drainer not
     /// ready, so load balancers see the failing health check before refusals begin (default 0;
     /// at most [`MAX_NOT_READY_DELAY`]).
     pub fn not_ready_delay(mut self, delay: Duration) -> Self {

@@ -52,7 +52,7 @@ impl std::error::Error for DrainRefused {}
 /// let drainer = Drainer::new();
 /// let _guard = drainer.enter().unwrap();
 /// drainer.start_draining();
-/// let timeout = drainer.wait_timeout(Duration::ZERO).unwrap_err();
+/// let timeout = drainer.blocking_wait_timeout(Duration::ZERO).unwrap_err();
 /// assert_eq!(timeout.in_flight(), 1);
 /// assert_eq!(timeout.to_string(), "drain timed out after 0ns with 1 still in flight");
 /// ```

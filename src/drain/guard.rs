@@ -75,7 +75,8 @@ impl<C: Clock> fmt::Debug for DrainGuard<'_, C> {
 ///
 /// ```
 /// use resile::drain::Drainer;
-/// let d = Drainer::new();
+/// use std::sync::Arc;
+/// let d = Arc::new(Drainer::new());
 /// let g = d.enter_owned().unwrap();
 /// let g2 = g.clone();
 /// assert_eq!(d.in_flight(), 2);

@@ -6,7 +6,7 @@
 //!    while work is still admitted, so load balancers stop routing here before anything is refused;
 //! 2. [`Drainer::start_draining`] refuses every new [`Drainer::enter`], in the same atomic step
 //!    that counts admissions, so no request slips in after the drain has started;
-//! 3. [`Drainer::wait_timeout`] (blocking) or [`Drainer::wait`] (a future on any executor) returns
+//! 3. [`Drainer::blocking_wait_timeout`] (blocking) or [`Drainer::wait`] (a future on any executor) returns
 //!    [`Drained`] when the last guard drops, or [`DrainTimeout`] with the number still in flight.
 //!
 //! Long-lived work (streams, websockets, keep-alive loops) watches [`Drainer::is_draining`] or
@@ -34,10 +34,10 @@
 //! assert!(!drainer.start_draining()); // idempotent
 //! assert!(drainer.enter().is_err()); // refused: route elsewhere
 //!
-//! let timed_out = drainer.wait_timeout(Duration::ZERO).unwrap_err();
+//! let timed_out = drainer.blocking_wait_timeout(Duration::ZERO).unwrap_err();
 //! assert_eq!(timed_out.in_flight(), 1);
 //! drop(guard); // the last guard completes the drain
-//! assert!(drainer.wait_timeout(Duration::from_secs(1)).is_ok());
+//! assert!(drainer.blocking_wait_timeout(Duration::from_secs(1)).is_ok());
 //! ```
 //!
 //! The packed word, its state tables and the orderings of every access to it open
@@ -110,7 +110,7 @@ pub enum Phase {
 /// d.start_draining();
 /// clock.advance(Duration::from_millis(40));
 /// drop(g);
-/// let drained = d.wait_timeout(Duration::ZERO).unwrap();
+/// let drained = d.blocking_wait_timeout(Duration::ZERO).unwrap();
 /// assert_eq!(drained.elapsed(), Duration::from_millis(40));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -174,7 +174,7 @@ pub struct DrainMetrics {
 ///     })
 /// };
 /// drainer.start_draining();
-/// let drained = drainer.wait_timeout(Duration::from_secs(10)).expect("drained in time");
+/// let drained = drainer.blocking_wait_timeout(Duration::from_secs(10)).expect("drained in time");
 /// worker.join().unwrap();
 /// println!("drained in {:?}", drained.elapsed());
 /// ```
@@ -338,12 +338,14 @@ impl<C: Clock> Drainer<C> {
     /// task or thread, or into a response body (as the tower layer's guard does).
     ///
     /// It costs what `enter` costs: the guard is counted in the word and nowhere else, and the
-    /// word also keeps the drainer's state alive while such a guard lives, so a drainer may be
-    /// dropped (or its `Arc` released) before the work it admitted ends.
+    /// word also keeps the drainer's state alive while such a guard lives, so the drainer's last
+    /// `Arc` may be dropped before the work it admitted ends. The guard holds no reference count
+    /// of the `Arc`, which is why the method borrows it rather than taking it.
     ///
     /// ```
     /// use resile::drain::Drainer;
-    /// let d = Drainer::new();
+    /// use std::sync::Arc;
+    /// let d = Arc::new(Drainer::new());
     /// let g = d.enter_owned().unwrap();
     /// std::thread::spawn(move || drop(g)).join().unwrap();
     /// assert_eq!(d.in_flight(), 0);
@@ -353,7 +355,13 @@ impl<C: Clock> Drainer<C> {
     /// drop(late);
     /// ```
     #[inline]
-    pub fn enter_owned(&self) -> Result<OwnedDrainGuard<C>, DrainRefused> {
+    pub fn enter_owned(self: &Arc<Self>) -> Result<OwnedDrainGuard<C>, DrainRefused> {
+        self.enter_unowned()
+    }
+
+    /// An owned guard from a drainer that may not be in an `Arc` (a child's guard of its parent).
+    #[inline]
+    fn enter_unowned(&self) -> Result<OwnedDrainGuard<C>, DrainRefused> {
         self.admit()?;
         Ok(OwnedDrainGuard {
             core: self.core,
@@ -499,7 +507,7 @@ impl<C: Clock> Drainer<C> {
     where
         C: Clone,
     {
-        let guard = self.enter_owned()?;
+        let guard = self.enter_unowned()?;
         let child = Arc::new(Drainer::from_parts(
             self.core().clock.clone(),
             self.core().not_ready_delay,
@@ -622,6 +630,30 @@ impl<C: Clock> Drainer<C> {
         result
     }
 
+    /// Blocks the thread until the drain completes, however long that takes. Prefer
+    /// [`blocking_wait_timeout`](Self::blocking_wait_timeout) at shutdown, where a stuck request
+    /// must not hold the process forever.
+    ///
+    /// ```
+    /// use resile::drain::Drainer;
+    /// let d = Drainer::new();
+    /// let g = d.enter().unwrap();
+    /// d.start_draining();
+    /// std::thread::scope(|s| {
+    ///     s.spawn(move || drop(g)); // the work ends on another thread
+    ///     let drained = d.blocking_wait();
+    ///     assert!(d.is_drained());
+    ///     # let _ = drained;
+    /// });
+    /// ```
+    pub fn blocking_wait(&self) -> Drained {
+        loop {
+            if let Ok(drained) = self.blocking_wait_timeout(Duration::MAX) {
+                return drained;
+            }
+        }
+    }
+
     /// Blocks the thread until drained, or until `timeout` passes on the drainer's clock.
     ///
     /// Returns [`Drained`] (with the time the drain took), or [`DrainTimeout`] with the number
@@ -633,9 +665,9 @@ impl<C: Clock> Drainer<C> {
     /// use std::time::Duration;
     /// let d = Drainer::new();
     /// d.start_draining();
-    /// assert!(d.wait_timeout(Duration::from_secs(1)).is_ok());
+    /// assert!(d.blocking_wait_timeout(Duration::from_secs(1)).is_ok());
     /// ```
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<Drained, DrainTimeout> {
+    pub fn blocking_wait_timeout(&self, timeout: Duration) -> Result<Drained, DrainTimeout> {
         match self.block_until(DRAINED, &self.core().drained, timeout) {
             Ok(()) => Ok(self.drained_report()),
             Err((start, now)) => {
@@ -655,7 +687,7 @@ impl<C: Clock> Drainer<C> {
     }
 
     /// Blocks until draining has started, or `timeout` passes. Returns whether it started.
-    pub fn wait_draining_timeout(&self, timeout: Duration) -> bool {
+    pub fn blocking_wait_draining_timeout(&self, timeout: Duration) -> bool {
         self.block_until(DRAINING, &self.core().started, timeout)
             .is_ok()
     }
@@ -669,16 +701,16 @@ impl<C: Clock> Drainer<C> {
     /// use std::time::Duration;
     /// let d = Drainer::new();
     /// // No work in flight: drains at once.
-    /// assert!(d.shutdown_timeout(Duration::from_secs(30)).is_ok());
+    /// assert!(d.blocking_shutdown(Duration::from_secs(30)).is_ok());
     /// assert!(!d.is_ready() && d.is_drained());
     /// ```
-    pub fn shutdown_timeout(&self, timeout: Duration) -> Result<Drained, DrainTimeout> {
+    pub fn blocking_shutdown(&self, timeout: Duration) -> Result<Drained, DrainTimeout> {
         self.mark_not_ready();
         if !self.core().not_ready_delay.is_zero() {
-            self.wait_draining_timeout(self.core().not_ready_delay);
+            self.blocking_wait_draining_timeout(self.core().not_ready_delay);
         }
         self.start_draining();
-        self.wait_timeout(timeout)
+        self.blocking_wait_timeout(timeout)
     }
 
     /// A future that resolves when the drain completes, on any executor. For a deadline, race it
@@ -908,10 +940,10 @@ mod tests {
     }
 
     /// A drainer whose state's free shows in the returned counter (one drop of its clock).
-    fn counted() -> (Arc<AtomicUsize>, Drainer<DropCountingClock>) {
+    fn counted() -> (Arc<AtomicUsize>, Arc<Drainer<DropCountingClock>>) {
         let (clock, drops) = DropCountingClock::new();
         let d = Drainer::builder().clock(clock).build().unwrap();
-        (drops, d)
+        (drops, Arc::new(d))
     }
 
     fn freed(drops: &AtomicUsize) -> usize {
@@ -1048,7 +1080,7 @@ mod tests {
         assert!(d.start_draining());
         assert!(d.is_drained());
         assert_eq!(
-            d.wait_timeout(Duration::ZERO).unwrap().elapsed(),
+            d.blocking_wait_timeout(Duration::ZERO).unwrap().elapsed(),
             Duration::ZERO
         );
     }
@@ -1061,14 +1093,14 @@ mod tests {
         c.advance(Duration::from_secs(1));
         d.start_draining();
         c.advance(Duration::from_millis(300));
-        let t = d.wait_timeout(Duration::ZERO).unwrap_err();
+        let t = d.blocking_wait_timeout(Duration::ZERO).unwrap_err();
         assert_eq!(t.in_flight(), 2);
         assert_eq!(d.metrics().since_draining, Some(Duration::from_millis(300)));
         drop(g1);
         c.advance(Duration::from_millis(200));
         drop(g2);
         c.advance(Duration::from_secs(5));
-        let ok = d.wait_timeout(Duration::from_secs(1)).unwrap();
+        let ok = d.blocking_wait_timeout(Duration::from_secs(1)).unwrap();
         assert_eq!(ok.elapsed(), Duration::from_millis(500));
     }
 
