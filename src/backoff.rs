@@ -128,7 +128,7 @@ pub enum Jitter {
 /// // A server hint replaces the computed delay, clamped to the bounds (by default up to the
 /// // cap, 10 s unless set).
 /// assert_eq!(
-///     b.delay_with_hint(1, Duration::ZERO, Some(Duration::from_secs(60)), &mut rng),
+///     b.hinted_delay(1, Duration::ZERO, Some(Duration::from_secs(60)), &mut rng),
 ///     Duration::from_secs(10),
 /// );
 /// # Ok::<(), resile::error::ConfigError>(())
@@ -215,7 +215,7 @@ impl Backoff {
     /// present, replaces the computed delay, clamped to the
     /// [`retry_after_bounds`](BackoffBuilder::retry_after_bounds).
     #[inline]
-    pub fn delay_with_hint<R: Rng + ?Sized>(
+    pub fn hinted_delay<R: Rng + ?Sized>(
         &self,
         attempt: u32,
         previous: Duration,
@@ -536,12 +536,11 @@ mod tests {
             .build()
             .unwrap();
         let mut rng = SmallRng::seed_from_u64(6);
-        let hint =
-            |h| b.delay_with_hint(1, Duration::ZERO, Some(h), &mut SmallRng::seed_from_u64(0));
+        let hint = |h| b.hinted_delay(1, Duration::ZERO, Some(h), &mut SmallRng::seed_from_u64(0));
         assert_eq!(hint(Duration::from_secs(2)), Duration::from_secs(2));
         assert_eq!(hint(Duration::from_secs(3600)), Duration::from_secs(5));
         assert_eq!(hint(Duration::ZERO), 100 * MS);
-        assert!(b.delay_with_hint(1, Duration::ZERO, None, &mut rng) <= 100 * MS);
+        assert!(b.hinted_delay(1, Duration::ZERO, None, &mut rng) <= 100 * MS);
         let wide = Backoff::builder()
             .retry_after_bounds(Duration::from_secs(1), Duration::from_secs(120))
             .build()

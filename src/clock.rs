@@ -457,6 +457,30 @@ impl Clock for ManualClock {
     }
 }
 
+/// A manual clock is also a [`Timer`](crate::timer::Timer) for tests: a sleep moves the clock on
+/// by its duration and completes at once, so a retry's backoff or a bulkhead's timed wait runs
+/// in no wall time, and the clock then reads as if the sleep had happened.
+///
+/// ```
+/// use resile::clock::{Clock, ManualClock};
+/// use resile::timer::Timer;
+/// use std::time::Duration;
+/// let clock = ManualClock::new();
+/// futures::executor::block_on(clock.sleep(Duration::from_secs(3)));
+/// clock.blocking_sleep(Duration::from_secs(2));
+/// assert_eq!(clock.now(), 5_000_000_000);
+/// ```
+impl crate::timer::Timer for ManualClock {
+    fn sleep(&self, duration: Duration) -> crate::timer::Sleep {
+        self.advance(duration);
+        crate::timer::Sleep::new(std::future::ready(()))
+    }
+
+    fn blocking_sleep(&self, duration: Duration) {
+        self.advance(duration);
+    }
+}
+
 #[cfg(all(test, not(resile_loom)))]
 mod tests {
     use super::*;

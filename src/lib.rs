@@ -24,12 +24,14 @@ pub mod backoff;
 pub mod breaker;
 pub mod budget;
 pub mod bulkhead;
+pub mod classify;
 pub mod clock;
 pub mod drain;
 pub mod error;
 pub mod observe;
 pub mod policy;
 pub mod retry;
+pub mod timer;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;
@@ -41,6 +43,7 @@ pub mod window;
 #[cfg(all(
     doctest,
     feature = "tower-retry",
+    feature = "tokio",
     feature = "metrics",
     feature = "tracing"
 ))]

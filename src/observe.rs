@@ -126,13 +126,12 @@ pub trait Report {
     /// Sets this primitive's series, labelled `name`.
     fn report_as(&self, name: &str);
 
-    /// The `name` label [`report`](Self::report) uses: the breaker's and bulkhead's own names;
-    /// `"budget"` and `"drainer"` for the unnamed primitives.
-    fn metric_name(&self) -> Cow<'_, str>;
+    /// The `name` label [`report`](Self::report) uses: the primitive's own name.
+    fn metric_name(&self) -> &str;
 
     /// Sets this primitive's series, labelled with [`metric_name`](Self::metric_name).
     fn report(&self) {
-        self.report_as(&self.metric_name());
+        self.report_as(self.metric_name());
     }
 }
 
@@ -177,8 +176,8 @@ impl<C: Clock> Report for crate::breaker::CircuitBreaker<C> {
         total("resile_breaker_refused_total", name, m.refused);
     }
 
-    fn metric_name(&self) -> Cow<'_, str> {
-        Cow::Borrowed(self.name())
+    fn metric_name(&self) -> &str {
+        self.name()
     }
 }
 
@@ -200,8 +199,8 @@ impl<C: Clock> Report for crate::budget::RetryBudget<C> {
         );
     }
 
-    fn metric_name(&self) -> Cow<'_, str> {
-        Cow::Borrowed("budget")
+    fn metric_name(&self) -> &str {
+        self.name()
     }
 }
 
@@ -220,8 +219,8 @@ impl<C: Clock> Report for crate::bulkhead::Bulkhead<C> {
         total("resile_bulkhead_refused_total", name, m.refused);
     }
 
-    fn metric_name(&self) -> Cow<'_, str> {
-        Cow::Borrowed(self.name())
+    fn metric_name(&self) -> &str {
+        self.name()
     }
 }
 
@@ -244,7 +243,7 @@ impl<C: Clock> Report for crate::drain::Drainer<C> {
         total("resile_drain_refused_total", name, m.refused);
     }
 
-    fn metric_name(&self) -> Cow<'_, str> {
-        Cow::Borrowed("drainer")
+    fn metric_name(&self) -> &str {
+        self.name()
     }
 }

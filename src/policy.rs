@@ -47,6 +47,7 @@
 //!     .backoff(Backoff::builder().constant(Duration::from_millis(10)).build()?)
 //!     .budget(budget)
 //!     .clock(clock.clone())
+//!     .timer(clock.clone()) // each backoff moves the manual clock on: no wall time passes
 //!     .build()?;
 //! let policy = Policy::builder()
 //!     .drainer(drainer.clone())
@@ -56,33 +57,28 @@
 //!     .fallback(|e: &PolicyError<&str>| e.is_breaker_open().then_some("cached"))
 //!     .build()?;
 //!
-//! // The fake sleep moves the manual clock: no wall time passes.
-//! let sleep = |d| clock.advance(d);
 //! let mut calls = 0;
-//! let v = policy.call_with_sleep(|| { calls += 1; if calls < 2 { Err("timeout") } else { Ok("fresh") } }, sleep);
+//! let v = policy.call(|| { calls += 1; if calls < 2 { Err("timeout") } else { Ok("fresh") } });
 //! assert_eq!(v, Ok("fresh"));
 //!
 //! // The dependency dies: the breaker opens after 4 failures in its window, and the fallback
 //! // answers from the cache instead of waiting on it.
-//! let v = policy.call_with_sleep(|| Err("timeout"), |d| clock.advance(d));
+//! let v = policy.call(|| Err("timeout"));
 //! assert_eq!(v, Ok("cached"));
 //!
 //! drainer.start_draining();
-//! let e = policy.call_with_sleep(|| Ok("fresh"), |d| clock.advance(d)).unwrap_err();
+//! let e = policy.call(|| Ok("fresh")).unwrap_err();
 //! assert!(matches!(e, PolicyError::Drain(_)));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use crate::breaker::{BreakerError, CircuitBreaker, CircuitOpen, ErrorClass};
+use crate::breaker::{BreakerError, CircuitBreaker, CircuitOpen};
 use crate::bulkhead::{Bulkhead, BulkheadError};
+use crate::classify::{Classify, ErrIsFailure, Verdict};
 use crate::clock::{Clock, SystemClock};
 use crate::drain::{DrainRefused, Drainer};
 use crate::error::ConfigError;
-use crate::retry::{AlwaysRetry, Classify, Retry, RetryError};
-use crate::sync::{AtomicU64, Ordering};
-use crate::wait::timer::LazyTimer;
-use rand::SeedableRng;
-use rand::rngs::SmallRng;
+use crate::retry::{Retry, RetryError};
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -298,65 +294,34 @@ impl<T, E, F: Fn(&PolicyError<E>) -> Option<T>> Fallback<T, E> for F {
     }
 }
 
-/// What an operation's error counts as for the policy's breaker: implemented by
-/// [`AllErrorsFail`] (the default) and by every `Fn(&E) -> ErrorClass`; set it with
-/// [`PolicyBuilder::classify`].
-///
-/// ```
-/// use resile::breaker::ErrorClass;
-/// use resile::policy::ClassifyError;
-/// let not_found_is_fine = |e: &u16| if *e == 404 { ErrorClass::Success } else { ErrorClass::Failure };
-/// assert_eq!(not_found_is_fine.classify(&404), ErrorClass::Success);
-/// assert_eq!(not_found_is_fine.classify(&503), ErrorClass::Failure);
-/// ```
-pub trait ClassifyError<E> {
-    /// What `error` counts as: a failure, ignored (the permit is released, nothing recorded),
-    /// or a success.
-    fn classify(&self, error: &E) -> ErrorClass;
-}
-
-/// The default breaker classification of a [`Policy`]: every error of the operation is a
-/// failure.
-///
-/// ```
-/// use resile::breaker::ErrorClass;
-/// use resile::policy::{AllErrorsFail, ClassifyError};
-/// assert_eq!(AllErrorsFail.classify(&"not found"), ErrorClass::Failure);
-/// ```
-#[derive(Clone, Copy, Debug, Default)]
-pub struct AllErrorsFail;
-
-impl<E> ClassifyError<E> for AllErrorsFail {
-    #[inline]
-    fn classify(&self, _: &E) -> ErrorClass {
-        ErrorClass::Failure
-    }
-}
-
-impl<E, C: Fn(&E) -> ErrorClass> ClassifyError<E> for C {
-    #[inline]
-    fn classify(&self, error: &E) -> ErrorClass {
-        self(error)
-    }
-}
-
 /// The retry's classifier, widened to an attempt through the breaker: a breaker refusal is never
 /// retried.
 struct Through<'a, K>(&'a K);
 
-impl<E, K: Classify<E>> Classify<BreakerError<E>> for Through<'_, K> {
+impl<T, E, K: Classify<T, E>> Classify<T, BreakerError<E>> for Through<'_, K> {
     #[inline]
-    fn is_retryable(&self, e: &BreakerError<E>) -> bool {
-        match e {
-            BreakerError::Refused(_) => false,
-            BreakerError::Inner(e) => self.0.is_retryable(e),
+    fn verdict(&self, result: Result<&T, &BreakerError<E>>) -> Verdict {
+        match result {
+            Ok(v) => self.0.verdict(Ok(v)),
+            Err(BreakerError::Refused(_)) => Verdict::Ignore,
+            Err(BreakerError::Inner(e)) => self.0.verdict(Err(e)),
         }
     }
 
-    fn retry_after(&self, e: &BreakerError<E>) -> Option<Duration> {
-        match e {
-            BreakerError::Refused(_) => None,
-            BreakerError::Inner(e) => self.0.retry_after(e),
+    #[inline]
+    fn is_retryable(&self, result: Result<&T, &BreakerError<E>>) -> bool {
+        match result {
+            Ok(v) => self.0.is_retryable(Ok(v)),
+            Err(BreakerError::Refused(_)) => false,
+            Err(BreakerError::Inner(e)) => self.0.is_retryable(Err(e)),
+        }
+    }
+
+    fn retry_after(&self, result: Result<&T, &BreakerError<E>>) -> Option<Duration> {
+        match result {
+            Ok(v) => self.0.retry_after(Ok(v)),
+            Err(BreakerError::Refused(_)) => None,
+            Err(BreakerError::Inner(e)) => self.0.retry_after(Err(e)),
         }
     }
 }
@@ -386,49 +351,22 @@ pub struct Policy<
     H: Clock = SystemClock,
     B: Clock = SystemClock,
     R: Clock = SystemClock,
-    K = AlwaysRetry,
+    K = ErrIsFailure,
     F = NoFallback,
-    C = AllErrorsFail,
+    C = ErrIsFailure,
 > {
     drainer: Option<Arc<Drainer<D>>>,
     bulkhead: Option<Arc<Bulkhead<H>>>,
     breaker: Option<Arc<CircuitBreaker<B>>>,
     retry: Option<Retry<R, K>>,
     fallback: F,
-    seed: Option<Seed>,
     classify: C,
-}
-
-/// A policy's jitter source when seeded: call `n` draws from a small rng seeded with `seed` and
-/// `n`, so a single-threaded run replays exactly and concurrent calls never share an rng (no
-/// lock: one relaxed `fetch_add` per call that retries).
-#[derive(Debug)]
-struct Seed {
-    seed: u64,
-    calls: AtomicU64,
-}
-
-impl Seed {
-    fn new(seed: u64) -> Self {
-        Self {
-            seed,
-            calls: AtomicU64::new(0),
-        }
-    }
-
-    /// The rng of the next call. Relaxed: the counter only has to hand out distinct numbers.
-    fn next_rng(&self) -> SmallRng {
-        let n = self.calls.fetch_add(1, Ordering::Relaxed);
-        // SmallRng's seeding scrambles the u64, so consecutive calls get unrelated streams.
-        SmallRng::seed_from_u64(self.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
-    }
 }
 
 impl<D: Clock, H: Clock, B: Clock, R: Clock + Clone, K: Clone, F: Clone, C: Clone> Clone
     for Policy<D, H, B, R, K, F, C>
 {
-    /// A policy sharing the same primitives. A seeded policy's clone continues from the calls
-    /// made so far, with its own counter: the two then draw the same sequence.
+    /// A policy sharing the same primitives (and a seeded retry's sequence).
     fn clone(&self) -> Self {
         Self {
             drainer: self.drainer.clone(),
@@ -436,10 +374,6 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock + Clone, K: Clone, F: Clone, C: Clon
             breaker: self.breaker.clone(),
             retry: self.retry.clone(),
             fallback: self.fallback.clone(),
-            seed: self.seed.as_ref().map(|s| Seed {
-                seed: s.seed,
-                calls: AtomicU64::new(s.calls.load(Ordering::Relaxed)),
-            }),
             classify: self.classify.clone(),
         }
     }
@@ -452,7 +386,6 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> fmt::Debug for Policy<D, H
             .field("bulkhead", &self.bulkhead)
             .field("breaker", &self.breaker)
             .field("retry", &self.retry)
-            .field("rng_seed", &self.seed.as_ref().map(|s| s.seed))
             .finish_non_exhaustive()
     }
 }
@@ -466,8 +399,7 @@ impl Policy {
             breaker: None,
             retry: None,
             fallback: NoFallback,
-            seed: None,
-            classify: AllErrorsFail,
+            classify: ErrIsFailure,
         }
     }
 }
@@ -494,46 +426,24 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
     }
 
     /// Runs `op` through the policy, blocking the thread: for a bulkhead slot (up to its max
-    /// wait) and between attempts (`std::thread::sleep`).
+    /// wait) and between attempts (the retry's timer's blocking sleep).
     ///
     /// # Errors
     /// The [`PolicyError`] that ended the call, unless the fallback answered it.
     pub fn call<T, E>(&self, op: impl FnMut() -> Result<T, E>) -> Result<T, PolicyError<E>>
     where
-        K: Classify<E>,
+        K: Classify<T, E>,
         F: Fallback<T, E>,
-        C: ClassifyError<E>,
+        C: Classify<T, E>,
     {
-        self.call_with_sleep(op, std::thread::sleep)
-    }
-
-    /// [`call`](Self::call), waiting between attempts with `sleep` (a test's fake sleep moves a
-    /// [`ManualClock`](crate::clock::ManualClock)). A bulkhead wait still blocks the thread.
-    ///
-    /// # Errors
-    /// The [`PolicyError`] that ended the call, unless the fallback answered it.
-    pub fn call_with_sleep<T, E>(
-        &self,
-        op: impl FnMut() -> Result<T, E>,
-        sleep: impl FnMut(Duration),
-    ) -> Result<T, PolicyError<E>>
-    where
-        K: Classify<E>,
-        F: Fallback<T, E>,
-        C: ClassifyError<E>,
-    {
-        self.run(op, sleep)
+        self.run(op)
             .or_else(|e| self.fallback.fallback(&e).ok_or(e))
     }
 
-    fn run<T, E>(
-        &self,
-        mut op: impl FnMut() -> Result<T, E>,
-        sleep: impl FnMut(Duration),
-    ) -> Result<T, PolicyError<E>>
+    fn run<T, E>(&self, mut op: impl FnMut() -> Result<T, E>) -> Result<T, PolicyError<E>>
     where
-        K: Classify<E>,
-        C: ClassifyError<E>,
+        K: Classify<T, E>,
+        C: Classify<T, E>,
     {
         let _guard = match &self.drainer {
             Some(d) => Some(d.enter().map_err(PolicyError::Drain)?),
@@ -546,20 +456,13 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
         let breaker = self.breaker.as_deref();
         let class = &self.classify;
         let attempt = || match breaker {
-            Some(b) => b.call_with(|e| class.classify(e), &mut op),
+            Some(b) => b.call_with(|r: Result<&T, &E>| class.verdict(r), &mut op),
             None => op().map_err(BreakerError::Inner),
         };
         match &self.retry {
-            Some(retry) => {
-                let retryable = Through(retry.classifier());
-                match &self.seed {
-                    Some(seed) => {
-                        retry.run_classified(&retryable, &mut seed.next_rng(), attempt, sleep)
-                    }
-                    None => retry.run_classified(&retryable, &mut rand::rng(), attempt, sleep),
-                }
-                .map_err(PolicyError::from_retry)
-            }
+            Some(retry) => retry
+                .run_classified(&Through(retry.classifier()), attempt)
+                .map_err(PolicyError::from_retry),
             None => {
                 let mut attempt = attempt;
                 attempt().map_err(|e| PolicyError::from_retry(once(e)))
@@ -567,9 +470,9 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
         }
     }
 
-    /// Runs the future `op()` returns through the policy, on any executor: `sleep(d)` is the
-    /// runtime's sleep (`tokio::time::sleep`, ...), used between attempts and to bound a wait for
-    /// a bulkhead slot by its max wait (zero: fail fast).
+    /// Runs the future `op()` returns through the policy, on any executor: a wait for a bulkhead
+    /// slot is bounded by its max wait (zero: fail fast) on the bulkhead's timer, and the
+    /// backoff between attempts sleeps on the retry's.
     ///
     /// ```
     /// use resile::bulkhead::Bulkhead;
@@ -582,65 +485,48 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
     ///     .bulkhead(bulkhead.clone())
     ///     .retry(Retry::builder().max_attempts(2).build()?)
     ///     .build()?;
-    /// let sleep = |_| std::future::ready(()); // e.g. tokio::time::sleep
-    /// let v = futures::executor::block_on(policy.call_async(|| async { Ok::<_, ()>(1) }, sleep));
+    /// let v = futures::executor::block_on(policy.call_async(|| async { Ok::<_, ()>(1) }));
     /// assert_eq!(v, Ok(1));
     ///
     /// let _held = bulkhead.try_acquire().unwrap();
-    /// let e = futures::executor::block_on(policy.call_async(|| async { Ok::<u8, ()>(1) }, sleep));
+    /// let e = futures::executor::block_on(policy.call_async(|| async { Ok::<u8, ()>(1) }));
     /// assert!(matches!(e, Err(PolicyError::Bulkhead(_))));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// # Errors
     /// The [`PolicyError`] that ended the call, unless the fallback answered it.
-    pub async fn call_async<T, E, Op, Fut, S, SFut>(
-        &self,
-        op: Op,
-        sleep: S,
-    ) -> Result<T, PolicyError<E>>
+    pub async fn call_async<T, E, Op, Fut>(&self, op: Op) -> Result<T, PolicyError<E>>
     where
-        K: Classify<E>,
+        K: Classify<T, E>,
         F: Fallback<T, E>,
-        C: ClassifyError<E>,
+        C: Classify<T, E>,
         Op: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
-        S: FnMut(Duration) -> SFut,
-        SFut: Future<Output = ()>,
     {
-        match self.run_async(op, sleep).await {
+        match self.run_async(op).await {
             Ok(v) => Ok(v),
             Err(e) => self.fallback.fallback(&e).ok_or(e),
         }
     }
 
-    async fn run_async<T, E, Op, Fut, S, SFut>(
-        &self,
-        mut op: Op,
-        mut sleep: S,
-    ) -> Result<T, PolicyError<E>>
+    async fn run_async<T, E, Op, Fut>(&self, mut op: Op) -> Result<T, PolicyError<E>>
     where
-        K: Classify<E>,
-        C: ClassifyError<E>,
+        K: Classify<T, E>,
+        C: Classify<T, E>,
         Op: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
-        S: FnMut(Duration) -> SFut,
-        SFut: Future<Output = ()>,
     {
         let _guard = match &self.drainer {
             Some(d) => Some(d.enter().map_err(PolicyError::Drain)?),
             None => None,
         };
         let _permit = match &self.bulkhead {
-            Some(b) => {
-                let wait = b.max_wait();
-                let permit = if wait.is_zero() {
-                    b.try_acquire()
-                } else {
-                    b.acquire_until(LazyTimer::new(&mut sleep, wait)).await
-                };
-                Some(permit.map_err(PolicyError::Bulkhead)?)
-            }
+            Some(b) => Some(
+                b.acquire_timeout(b.max_wait())
+                    .await
+                    .map_err(PolicyError::Bulkhead)?,
+            ),
             None => None,
         };
         let breaker = self.breaker.as_deref();
@@ -656,22 +542,16 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
                 let (permit, fut) = admitted.map_err(BreakerError::Refused)?;
                 let r = fut.await;
                 if let Some(permit) = permit {
-                    permit.resolve(&r, |e| class.classify(e));
+                    permit.record(class.verdict(r.as_ref()));
                 }
                 r.map_err(BreakerError::Inner)
             }
         };
         match &self.retry {
-            Some(retry) => {
-                let rng = match &self.seed {
-                    Some(seed) => seed.next_rng(),
-                    None => SmallRng::from_rng(&mut rand::rng()),
-                };
-                retry
-                    .run_async_classified(&Through(retry.classifier()), rng, attempt, &mut sleep)
-                    .await
-                    .map_err(PolicyError::from_retry)
-            }
+            Some(retry) => retry
+                .run_async_classified(&Through(retry.classifier()), attempt)
+                .await
+                .map_err(PolicyError::from_retry),
             None => {
                 let mut attempt = attempt;
                 attempt()
@@ -704,16 +584,15 @@ pub struct PolicyBuilder<
     H: Clock = SystemClock,
     B: Clock = SystemClock,
     R: Clock = SystemClock,
-    K = AlwaysRetry,
+    K = ErrIsFailure,
     F = NoFallback,
-    C = AllErrorsFail,
+    C = ErrIsFailure,
 > {
     drainer: Option<Arc<Drainer<D>>>,
     bulkhead: Option<Arc<Bulkhead<H>>>,
     breaker: Option<Arc<CircuitBreaker<B>>>,
     retry: Option<Retry<R, K>>,
     fallback: F,
-    seed: Option<u64>,
     classify: C,
 }
 
@@ -726,7 +605,6 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> fmt::Debug
             .field("bulkhead", &self.bulkhead)
             .field("breaker", &self.breaker)
             .field("retry", &self.retry)
-            .field("rng_seed", &self.seed)
             .finish_non_exhaustive()
     }
 }
@@ -744,7 +622,6 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> PolicyBuilder<D, H, B, R, 
             breaker: self.breaker,
             retry: self.retry,
             fallback: self.fallback,
-            seed: self.seed,
             classify: self.classify,
         }
     }
@@ -761,7 +638,6 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> PolicyBuilder<D, H, B, R, 
             breaker: self.breaker,
             retry: self.retry,
             fallback: self.fallback,
-            seed: self.seed,
             classify: self.classify,
         }
     }
@@ -779,7 +655,6 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> PolicyBuilder<D, H, B, R, 
             breaker: Some(breaker),
             retry: self.retry,
             fallback: self.fallback,
-            seed: self.seed,
             classify: self.classify,
         }
     }
@@ -796,28 +671,33 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> PolicyBuilder<D, H, B, R, 
             breaker: self.breaker,
             retry: Some(retry),
             fallback: self.fallback,
-            seed: self.seed,
             classify: self.classify,
         }
     }
 
-    /// Say what each error of the operation counts as for the breaker:
-    /// [`ErrorClass::Failure`] (the default for every error), [`ErrorClass::Ignore`] (the
-    /// attempt's permit is released and nothing is recorded: a caller's bad request says nothing
-    /// about the dependency's health) or [`ErrorClass::Success`] (an expected "not found").
+    /// Say what each result of the operation counts as for the breaker (see
+    /// [`crate::classify`]): [`Verdict::Failure`] (the default for every error),
+    /// [`Verdict::Ignore`] (the attempt's permit is released and nothing is recorded: a caller's
+    /// bad request says nothing about the dependency's health) or [`Verdict::Success`] (an
+    /// expected "not found").
     ///
     /// This is the breaker's view only: whether the error is retried is still the retry's
     /// classifier's call, and the call still returns the error.
     ///
     /// ```
-    /// use resile::breaker::{CircuitBreaker, ErrorClass, State};
+    /// use resile::breaker::{CircuitBreaker, State};
+    /// use resile::classify::Verdict;
     /// use resile::policy::{Policy, PolicyError};
     /// use std::sync::Arc;
     ///
     /// let breaker = Arc::new(CircuitBreaker::builder().count_window(2).minimum_calls(2).build()?);
     /// let policy = Policy::builder()
     ///     .breaker(breaker.clone())
-    ///     .classify(|e: &u16| if *e < 500 { ErrorClass::Ignore } else { ErrorClass::Failure })
+    ///     .classify(|r: Result<&(), &u16>| match r {
+    ///         Err(e) if *e < 500 => Verdict::Ignore,
+    ///         Err(_) => Verdict::Failure,
+    ///         Ok(_) => Verdict::Success,
+    ///     })
     ///     .build()?;
     /// for _ in 0..10 {
     ///     assert!(matches!(policy.call(|| Err::<(), _>(400)), Err(PolicyError::Failed { last: 400, .. })));
@@ -828,51 +708,15 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> PolicyBuilder<D, H, B, R, 
     /// assert_eq!(breaker.state(), State::Open);
     /// # Ok::<(), resile::error::ConfigError>(())
     /// ```
-    pub fn classify<E, C2>(self, classify: C2) -> PolicyBuilder<D, H, B, R, K, F, C2>
-    where
-        C2: Fn(&E) -> ErrorClass,
-    {
+    pub fn classify<C2>(self, classify: C2) -> PolicyBuilder<D, H, B, R, K, F, C2> {
         PolicyBuilder {
             drainer: self.drainer,
             bulkhead: self.bulkhead,
             breaker: self.breaker,
             retry: self.retry,
             fallback: self.fallback,
-            seed: self.seed,
             classify,
         }
-    }
-
-    /// Draw the backoff jitter from a seeded rng instead of the thread's: call `n` of the policy
-    /// (counted from its build) gets a small rng derived from `seed` and `n`, so a simulation or
-    /// test that makes the same calls in the same order sees the same delays on every run. Calls
-    /// on several threads still get distinct streams, but which call gets which number then
-    /// depends on the schedule. Without it, jitter comes from the thread's rng.
-    ///
-    /// ```
-    /// use resile::backoff::Backoff;
-    /// use resile::clock::ManualClock;
-    /// use resile::policy::Policy;
-    /// use resile::retry::Retry;
-    /// use std::time::Duration;
-    ///
-    /// let delays = || {
-    ///     let clock = ManualClock::new();
-    ///     let backoff = Backoff::builder().exponential(Duration::from_millis(10), 2).build()?; // full jitter
-    ///     let retry = Retry::builder().max_attempts(4).backoff(backoff).clock(clock.clone()).build()?;
-    ///     let policy = Policy::builder().retry(retry).rng_seed(42).build()?;
-    ///     let mut slept = Vec::new();
-    ///     for _ in 0..3 {
-    ///         let _ = policy.call_with_sleep(|| Err::<(), _>("busy"), |d| slept.push(d));
-    ///     }
-    ///     Ok::<_, resile::error::ConfigError>(slept)
-    /// };
-    /// assert_eq!(delays()?, delays()?);
-    /// # Ok::<(), resile::error::ConfigError>(())
-    /// ```
-    pub fn rng_seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
-        self
     }
 
     /// Answer with `fallback(&error)` when it returns `Some` (e.g. cached data while the breaker
@@ -887,7 +731,6 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> PolicyBuilder<D, H, B, R, 
             breaker: self.breaker,
             retry: self.retry,
             fallback,
-            seed: self.seed,
             classify: self.classify,
         }
     }
@@ -909,7 +752,6 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> PolicyBuilder<D, H, B, R, 
             breaker: self.breaker,
             retry: self.retry,
             fallback: self.fallback,
-            seed: self.seed.map(Seed::new),
             classify: self.classify,
         })
     }

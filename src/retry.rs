@@ -8,10 +8,11 @@
 //! (envoy#30205); a retry the deadline rules out is never debited. Each run deposits one original
 //! request into the budget.
 //!
-//! The helper never picks a runtime: [`Retry::run`] sleeps the thread, [`Retry::run_with`] takes
-//! any sleep function (a test's fake sleep advances a [`ManualClock`](crate::clock::ManualClock)),
-//! and [`Retry::run_async`] takes the runtime's sleep (`tokio::time::sleep`,
-//! `async_std::task::sleep`, `smol::Timer::after`, `embassy_time::Timer::after`, ...).
+//! The helper never picks a runtime: [`Retry::run`] blocks the thread between attempts and
+//! [`Retry::run_async`] awaits, both on the [timer](crate::timer) set with
+//! [`RetryBuilder::timer`] (a shared timer thread by default; tokio's, another runtime's sleep
+//! function, or a [`ManualClock`](crate::clock::ManualClock) that tests move on instead of
+//! waiting).
 //!
 //! ```
 //! use resile::backoff::{Backoff, Jitter};
@@ -32,17 +33,16 @@
 //!     .budget(budget.clone())
 //!     .deadline(Duration::from_secs(2))
 //!     .clock(clock.clone())
+//!     .timer(clock.clone()) // each backoff moves the manual clock on: no wall time passes
 //!     .retry_if(|e: &&str| *e != "bad request")
 //!     .build()?;
 //!
-//! // A fake sleep that moves the manual clock: no wall time passes.
-//! let sleep = |d| clock.advance(d);
 //! let mut calls = 0;
-//! let out = retry.run_with(&mut rand::rng(), || { calls += 1; if calls < 3 { Err("busy") } else { Ok(calls) } }, sleep);
+//! let out = retry.run(|| { calls += 1; if calls < 3 { Err("busy") } else { Ok(calls) } });
 //! assert_eq!(out, Ok(3));
 //! assert_eq!(budget.metrics().retries_granted, 2);
 //!
-//! let out: Result<(), _> = retry.run_with(&mut rand::rng(), || Err("bad request"), |d| clock.advance(d));
+//! let out: Result<(), _> = retry.run(|| Err("bad request"));
 //! assert_eq!(out, Err(RetryError::NotRetryable { attempts: 1, last: "bad request" }));
 //! # Ok::<(), resile::error::ConfigError>(())
 //! ```
@@ -50,6 +50,7 @@
 use crate::backoff::Backoff;
 use crate::budget::BudgetExhausted;
 use crate::budget::RetryBudget;
+use crate::classify::{Classify, ErrIsFailure, RetryIf};
 use crate::clock::{Clock, SystemClock, duration_to_nanos};
 use crate::error::ConfigError;
 use rand::rngs::SmallRng;
@@ -61,61 +62,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Decides which errors are worth retrying, and reads a server's hint from an error.
-///
-/// Implemented by [`AlwaysRetry`] and by every `Fn(&E) -> bool`; implement it on your own type
-/// to pass a `Retry-After` or gRPC pushback hint to the backoff.
-///
-/// ```
-/// use resile::retry::Classify;
-/// use std::time::Duration;
-///
-/// enum HttpError { TooMany { retry_after: Duration }, BadRequest }
-/// struct Http;
-/// impl Classify<HttpError> for Http {
-///     fn is_retryable(&self, e: &HttpError) -> bool {
-///         matches!(e, HttpError::TooMany { .. })
-///     }
-///     fn retry_after(&self, e: &HttpError) -> Option<Duration> {
-///         match e { HttpError::TooMany { retry_after } => Some(*retry_after), _ => None }
-///     }
-/// }
-/// assert!(!Http.is_retryable(&HttpError::BadRequest));
-/// ```
-pub trait Classify<E> {
-    /// Whether an attempt that failed with `error` may be retried.
-    fn is_retryable(&self, error: &E) -> bool;
-
-    /// A delay the server asked for, if `error` carries one; it replaces the computed backoff,
-    /// clamped to the backoff's bounds.
-    fn retry_after(&self, error: &E) -> Option<Duration> {
-        let _ = error;
-        None
-    }
-}
-
-/// The default classifier: every error is retryable.
-///
-/// ```
-/// use resile::retry::{AlwaysRetry, Classify};
-/// assert!(AlwaysRetry.is_retryable(&"any error"));
-/// ```
-#[derive(Clone, Copy, Debug, Default)]
-pub struct AlwaysRetry;
-
-impl<E> Classify<E> for AlwaysRetry {
-    #[inline]
-    fn is_retryable(&self, _: &E) -> bool {
-        true
-    }
-}
-
-impl<E, F: Fn(&E) -> bool> Classify<E> for F {
-    #[inline]
-    fn is_retryable(&self, error: &E) -> bool {
-        self(error)
-    }
-}
+use crate::sync::{AtomicU64, Ordering};
+use crate::timer::{SharedTimer, Timer};
 
 /// The budget, type-erased so that the retry's clock and the budget's clock are chosen apart.
 trait Budget: Send + Sync {
@@ -129,6 +77,24 @@ impl<C: Clock> Budget for RetryBudget<C> {
     }
     fn try_withdraw(&self) -> Result<(), BudgetExhausted> {
         RetryBudget::try_withdraw(self)
+    }
+}
+
+/// A seeded jitter source: run `n` draws from a small rng seeded with `seed` and `n`, so a
+/// single-threaded sequence of runs replays exactly and concurrent runs never share an rng (no
+/// lock: one relaxed `fetch_add` per run that retries).
+#[derive(Debug)]
+struct Seed {
+    seed: u64,
+    runs: AtomicU64,
+}
+
+impl Seed {
+    /// The rng of the next run. Relaxed: the counter only has to hand out distinct numbers.
+    fn next_rng(&self) -> SmallRng {
+        let n = self.runs.fetch_add(1, Ordering::Relaxed);
+        // SmallRng's seeding scrambles the u64, so consecutive runs get unrelated streams.
+        SmallRng::seed_from_u64(self.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
     }
 }
 
@@ -147,12 +113,14 @@ impl<C: Clock> Budget for RetryBudget<C> {
 /// # Ok::<(), resile::error::ConfigError>(())
 /// ```
 #[derive(Clone)]
-pub struct Retry<C: Clock = SystemClock, K = AlwaysRetry> {
+pub struct Retry<C: Clock = SystemClock, K = ErrIsFailure> {
     max_attempts: u32,
     backoff: Backoff,
     budget: Option<Arc<dyn Budget>>,
     deadline: Option<u64>,
     clock: C,
+    timer: SharedTimer,
+    seed: Option<Arc<Seed>>,
     classify: K,
 }
 
@@ -176,7 +144,7 @@ struct RunState {
 
 impl Retry {
     /// A builder: 3 attempts, [`Backoff::default`], no budget, no deadline, every error
-    /// retryable, the [`SystemClock`].
+    /// retryable ([`ErrIsFailure`]), the [`SystemClock`] and the [`ThreadTimer`](crate::timer::ThreadTimer).
     pub fn builder() -> RetryBuilder {
         RetryBuilder {
             max_attempts: 3,
@@ -184,7 +152,9 @@ impl Retry {
             budget: None,
             deadline: None,
             clock: SystemClock::new(),
-            classify: AlwaysRetry,
+            timer: SharedTimer::default(),
+            seed: None,
+            classify: ErrIsFailure,
         }
     }
 }
@@ -221,24 +191,22 @@ impl<C: Clock, K> Retry<C, K> {
     /// classify, count attempts, compute the backoff, check the deadline, and only then withdraw
     /// (so a retry that will not happen is never debited, and one that will is debited before
     /// its wait).
-    fn after_failure<E, R: Rng + ?Sized>(
+    fn after_failure<T, E, R: Rng + ?Sized>(
         &self,
-        classify: &impl Classify<E>,
+        classify: &impl Classify<T, E>,
         st: &mut RunState,
         last: E,
         rng: &mut R,
     ) -> Result<(Duration, E), RetryError<E>> {
         let attempts = st.attempts;
-        if !classify.is_retryable(&last) {
+        if !classify.is_retryable(Err(&last)) {
             return Err(RetryError::NotRetryable { attempts, last });
         }
         if attempts >= self.max_attempts {
             return Err(RetryError::Exhausted { attempts, last });
         }
-        let hint = classify.retry_after(&last);
-        let delay = self
-            .backoff
-            .delay_with_hint(attempts, st.previous, hint, rng);
+        let hint = classify.retry_after(Err(&last));
+        let delay = self.backoff.hinted_delay(attempts, st.previous, hint, rng);
         if let Some(at) = st.deadline_at {
             if self.clock.now().saturating_add(duration_to_nanos(delay)) >= at {
                 return Err(RetryError::DeadlineExceeded { attempts, last });
@@ -266,32 +234,24 @@ impl<C: Clock, K> Retry<C, K> {
         }
     }
 
-    /// Runs `op` with retries, sleeping the thread between attempts, with thread-local
-    /// randomness for the jitter.
+    /// The rng of one run: the seeded sequence's next, or one seeded from the thread's.
+    fn rng(&self) -> SmallRng {
+        match &self.seed {
+            Some(seed) => seed.next_rng(),
+            None => SmallRng::from_rng(&mut rand::rng()),
+        }
+    }
+
+    /// Runs `op` with retries, blocking the thread between attempts with the
+    /// [timer](RetryBuilder::timer)'s [`blocking_sleep`](crate::timer::Timer::blocking_sleep).
     ///
     /// # Errors
     /// The [`RetryError`] that ended the run, with the last error.
     pub fn run<T, E>(&self, op: impl FnMut() -> Result<T, E>) -> Result<T, RetryError<E>>
     where
-        K: Classify<E>,
+        K: Classify<T, E>,
     {
-        self.run_with(&mut rand::rng(), op, std::thread::sleep)
-    }
-
-    /// Runs `op` with retries, drawing jitter from `rng` and waiting with `sleep`.
-    ///
-    /// # Errors
-    /// The [`RetryError`] that ended the run, with the last error.
-    pub fn run_with<T, E, R: Rng + ?Sized>(
-        &self,
-        rng: &mut R,
-        op: impl FnMut() -> Result<T, E>,
-        sleep: impl FnMut(Duration),
-    ) -> Result<T, RetryError<E>>
-    where
-        K: Classify<E>,
-    {
-        self.run_classified(&self.classify, rng, op, sleep)
+        self.run_classified(&self.classify, op)
     }
 
     /// The classifier this policy was built with (for [`crate::policy`], which wraps it).
@@ -299,113 +259,81 @@ impl<C: Clock, K> Retry<C, K> {
         &self.classify
     }
 
-    /// [`run_with`](Self::run_with) with `classify` in place of the built classifier: the same
-    /// loop, for a caller (the [policy](crate::policy)) whose attempts return a wider error.
-    pub(crate) fn run_classified<T, E, R: Rng + ?Sized>(
+    /// [`run`](Self::run) with `classify` in place of the built classifier: the same loop, for a
+    /// caller (the [policy](crate::policy)) whose attempts return a wider error.
+    pub(crate) fn run_classified<T, E>(
         &self,
-        classify: &impl Classify<E>,
-        rng: &mut R,
+        classify: &impl Classify<T, E>,
         mut op: impl FnMut() -> Result<T, E>,
-        mut sleep: impl FnMut(Duration),
     ) -> Result<T, RetryError<E>> {
         let mut st = self.start();
+        let mut rng = None;
         loop {
             st.attempts += 1;
             match op() {
                 Ok(v) => return Ok(v),
                 Err(e) => {
+                    let rng = rng.get_or_insert_with(|| self.rng());
                     let (delay, last) = self.after_failure(classify, &mut st, e, rng)?;
-                    sleep(delay);
+                    self.timer.blocking_sleep(delay);
                     self.after_wait(&st, last)?;
                 }
             }
         }
     }
 
-    /// Runs the future `op()` returns with retries, waiting with the future `sleep(delay)`
-    /// returns, so any runtime works; jitter comes from a small rng seeded from the thread's.
+    /// Runs the future `op()` returns with retries, on any executor, waiting between attempts
+    /// on the [timer](RetryBuilder::timer).
     ///
     /// ```
     /// use resile::retry::Retry;
     /// use resile::clock::ManualClock;
-    /// use std::time::Duration;
     ///
+    /// // A manual clock as the timer: each backoff moves it on, no wall time passes.
     /// let clock = ManualClock::new();
-    /// let retry = Retry::builder().clock(clock.clone()).build()?;
+    /// let retry = Retry::builder().clock(clock.clone()).timer(clock.clone()).build()?;
     /// let mut n = 0;
-    /// let out = futures::executor::block_on(retry.run_async(
-    ///     || { n += 1; let r = if n < 3 { Err("busy") } else { Ok(n) }; async move { r } },
-    ///     |d| { clock.advance(d); std::future::ready(()) }, // e.g. tokio::time::sleep
-    /// ));
+    /// let out = futures::executor::block_on(retry.run_async(|| {
+    ///     n += 1;
+    ///     let r = if n < 3 { Err("busy") } else { Ok(n) };
+    ///     async move { r }
+    /// }));
     /// assert_eq!(out, Ok(3));
     /// # Ok::<(), resile::error::ConfigError>(())
     /// ```
     ///
     /// # Errors
     /// The [`RetryError`] that ended the run, with the last error.
-    pub async fn run_async<T, E, F, Fut, S, SFut>(
-        &self,
-        op: F,
-        sleep: S,
-    ) -> Result<T, RetryError<E>>
+    pub async fn run_async<T, E, F, Fut>(&self, op: F) -> Result<T, RetryError<E>>
     where
-        K: Classify<E>,
+        K: Classify<T, E>,
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
-        S: FnMut(Duration) -> SFut,
-        SFut: Future<Output = ()>,
     {
-        let rng = SmallRng::from_rng(&mut rand::rng());
-        self.run_async_with(rng, op, sleep).await
+        self.run_async_classified(&self.classify, op).await
     }
 
-    /// [`run_async`](Self::run_async) with jitter drawn from `rng` (seed it for reproducible
-    /// tests).
-    ///
-    /// # Errors
-    /// The [`RetryError`] that ended the run, with the last error.
-    pub async fn run_async_with<T, E, R, F, Fut, S, SFut>(
+    /// [`run_async`](Self::run_async) with `classify` in place of the built classifier (see
+    /// [`run_classified`](Self::run_classified)).
+    pub(crate) async fn run_async_classified<T, E, F, Fut>(
         &self,
-        rng: R,
-        op: F,
-        sleep: S,
-    ) -> Result<T, RetryError<E>>
-    where
-        K: Classify<E>,
-        R: Rng,
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        S: FnMut(Duration) -> SFut,
-        SFut: Future<Output = ()>,
-    {
-        self.run_async_classified(&self.classify, rng, op, sleep)
-            .await
-    }
-
-    /// [`run_async_with`](Self::run_async_with) with `classify` in place of the built
-    /// classifier (see [`run_classified`](Self::run_classified)).
-    pub(crate) async fn run_async_classified<T, E, R, F, Fut, S, SFut>(
-        &self,
-        classify: &impl Classify<E>,
-        mut rng: R,
+        classify: &impl Classify<T, E>,
         mut op: F,
-        mut sleep: S,
     ) -> Result<T, RetryError<E>>
     where
-        R: Rng,
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
-        S: FnMut(Duration) -> SFut,
-        SFut: Future<Output = ()>,
     {
         let mut st = self.start();
+        let mut rng = None;
         loop {
             st.attempts += 1;
             match op().await {
                 Ok(v) => return Ok(v),
                 Err(e) => {
-                    let (delay, last) = self.after_failure(classify, &mut st, e, &mut rng)?;
-                    sleep(delay).await;
+                    let rng = rng.get_or_insert_with(|| self.rng());
+                    let (delay, last) = self.after_failure(classify, &mut st, e, rng)?;
+                    self.timer.sleep(delay).await;
                     self.after_wait(&st, last)?;
                 }
             }
@@ -421,12 +349,14 @@ impl<C: Clock, K> Retry<C, K> {
 /// assert_eq!(e.field(), "max_attempts");
 /// ```
 #[must_use]
-pub struct RetryBuilder<C: Clock = SystemClock, K = AlwaysRetry> {
+pub struct RetryBuilder<C: Clock = SystemClock, K = ErrIsFailure> {
     max_attempts: u32,
     backoff: Backoff,
     budget: Option<Arc<dyn Budget>>,
     deadline: Option<Duration>,
     clock: C,
+    timer: SharedTimer,
+    seed: Option<Arc<Seed>>,
     classify: K,
 }
 
@@ -476,21 +406,49 @@ impl<C: Clock, K> RetryBuilder<C, K> {
             budget: self.budget,
             deadline: self.deadline,
             clock,
+            timer: self.timer,
+            seed: self.seed,
             classify: self.classify,
         }
     }
 
-    /// Retries only errors for which `classify` says so (a closure `Fn(&E) -> bool`, or a
-    /// [`Classify`] that also reads server hints).
-    pub fn retry_if<K2>(self, classify: K2) -> RetryBuilder<C, K2> {
+    /// The timer the backoff waits on (default [`ThreadTimer`](crate::timer::ThreadTimer); see
+    /// [`crate::timer`]):
+    /// [`run_async`](Retry::run_async) awaits its sleep, [`run`](Retry::run) its blocking
+    /// sleep.
+    pub fn timer(mut self, timer: impl Timer) -> Self {
+        self.timer = SharedTimer::new(timer);
+        self
+    }
+
+    /// Seeds the jitter: run `n` draws from an rng seeded with `seed` and `n`, so a test (or a
+    /// simulation) replays exactly. Default: each run seeds from the thread's rng.
+    pub fn rng_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(Arc::new(Seed {
+            seed,
+            runs: AtomicU64::new(0),
+        }));
+        self
+    }
+
+    /// Classifies results with `classify`: which errors are retried, and the server's hint of
+    /// when (see [`crate::classify`]). Default [`ErrIsFailure`]: every error is retried.
+    pub fn classify<K2>(self, classify: K2) -> RetryBuilder<C, K2> {
         RetryBuilder {
             max_attempts: self.max_attempts,
             backoff: self.backoff,
             budget: self.budget,
             deadline: self.deadline,
             clock: self.clock,
+            timer: self.timer,
+            seed: self.seed,
             classify,
         }
+    }
+
+    /// Retries only errors for which `retryable` returns true ([`RetryIf`]).
+    pub fn retry_if<F: Fn(&E) -> bool, E>(self, retryable: F) -> RetryBuilder<C, RetryIf<F>> {
+        self.classify(RetryIf(retryable))
     }
 
     /// Validates the policy.
@@ -518,6 +476,8 @@ impl<C: Clock, K> RetryBuilder<C, K> {
             budget: self.budget,
             deadline: self.deadline.map(duration_to_nanos),
             clock: self.clock,
+            timer: self.timer,
+            seed: self.seed,
             classify: self.classify,
         })
     }

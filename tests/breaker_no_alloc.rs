@@ -1,6 +1,7 @@
 //! No call path of the circuit breaker allocates: a counting global allocator proves it.
 
-use resile::breaker::{BreakerError, CircuitBreaker, ErrorClass, State};
+use resile::breaker::{BreakerError, CircuitBreaker, State};
+use resile::classify::Verdict;
 use resile::clock::ManualClock;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -56,7 +57,7 @@ fn exercise(b: &CircuitBreaker<ManualClock>, clock: &ManualClock) {
     b.try_acquire().unwrap().ignore();
     drop(b.try_acquire().unwrap());
     let _ = b.call(|| Ok::<_, ()>(1));
-    let _ = b.call_with(|_: &u8| ErrorClass::Success, || Err::<(), _>(7u8));
+    let _ = b.call_with(|_: Result<&(), &u8>| Verdict::Success, || Err::<(), _>(7u8));
     let _ = futures::executor::block_on(b.call_async(async { Ok::<_, ()>(()) }));
     while b.state() == State::Closed {
         let _ = b.call(|| Err::<(), _>(()));

@@ -76,6 +76,8 @@ fn hot_paths_allocate_nothing() {
         .budget(ratio.clone())
         .deadline(Duration::from_secs(60))
         .clock(clock.clone())
+        .timer(clock.clone())
+        .rng_seed(1)
         .build()
         .unwrap();
     let mut rng = SmallRng::seed_from_u64(1);
@@ -90,17 +92,13 @@ fn hot_paths_allocate_nothing() {
             let mut prev = Duration::ZERO;
             for b in &backoffs {
                 prev = b.delay(i % 40 + 1, prev, &mut rng);
-                std::hint::black_box(b.delay_with_hint(1, prev, Some(prev), &mut rng));
+                std::hint::black_box(b.hinted_delay(1, prev, Some(prev), &mut rng));
             }
             let mut calls = 0;
-            let out = retry.run_with(
-                &mut rng,
-                || {
-                    calls += 1;
-                    if calls < 3 { Err(calls) } else { Ok(calls) }
-                },
-                |d| clock.advance(d),
-            );
+            let out = retry.run(|| {
+                calls += 1;
+                if calls < 3 { Err(calls) } else { Ok(calls) }
+            });
             std::hint::black_box(out.ok());
             clock.advance(Duration::from_millis(7));
         }

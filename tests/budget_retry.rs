@@ -1,13 +1,13 @@
-//! The retry helper against a ManualClock and a fake sleep that advances it.
+//! The retry helper against a ManualClock and a test timer that advances it.
 
-use rand::{SeedableRng, rngs::SmallRng};
 use resile::backoff::{Backoff, Jitter};
 use resile::budget::RetryBudget;
+use resile::classify::{Classify, Verdict};
 use resile::clock::{Clock, ManualClock};
-use resile::retry::RetryError;
-use resile::retry::{Classify, Retry};
+use resile::retry::{Retry, RetryError};
+use resile::timer::{Sleep, Timer};
 use std::cell::RefCell;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const MS: Duration = Duration::from_millis(1);
@@ -32,48 +32,124 @@ fn budget(clock: &ManualClock, n: u32) -> Arc<RetryBudget<ManualClock>> {
     )
 }
 
+/// One sleep the retry loop asked of its timer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Slept {
+    duration: Duration,
+    /// `blocking_sleep` (the sync loop) rather than an awaited `sleep` (the async one).
+    blocking: bool,
+    /// The budget's balance while the sleep ran, if the timer watches one.
+    balance: Option<u64>,
+}
+
+/// A test timer: each sleep is logged, then moves the manual clock on by its duration plus
+/// `late` (a late wake-up). An async sleep does so only when polled, so the loop must await it.
+#[derive(Clone)]
+struct FakeTimer {
+    clock: ManualClock,
+    late: Duration,
+    budget: Option<Arc<RetryBudget<ManualClock>>>,
+    log: Arc<Mutex<Vec<Slept>>>,
+}
+
+impl FakeTimer {
+    fn new(clock: &ManualClock) -> Self {
+        Self {
+            clock: clock.clone(),
+            late: Duration::ZERO,
+            budget: None,
+            log: Arc::default(),
+        }
+    }
+
+    fn late(mut self, late: Duration) -> Self {
+        self.late = late;
+        self
+    }
+
+    fn watching(mut self, budget: &Arc<RetryBudget<ManualClock>>) -> Self {
+        self.budget = Some(budget.clone());
+        self
+    }
+
+    fn tick(&self, duration: Duration, blocking: bool) {
+        self.log.lock().unwrap().push(Slept {
+            duration,
+            blocking,
+            balance: self.budget.as_ref().map(|b| b.balance()),
+        });
+        self.clock.advance(duration + self.late);
+    }
+
+    /// The sleeps logged since the last call.
+    fn take(&self) -> Vec<Slept> {
+        std::mem::take(&mut *self.log.lock().unwrap())
+    }
+
+    /// The durations of the sleeps logged since the last call, checking that each was of the
+    /// expected kind.
+    fn durations(&self, blocking: bool) -> Vec<Duration> {
+        self.take()
+            .into_iter()
+            .map(|s| {
+                assert_eq!(s.blocking, blocking, "{s:?}");
+                s.duration
+            })
+            .collect()
+    }
+}
+
+impl Timer for FakeTimer {
+    fn sleep(&self, duration: Duration) -> Sleep {
+        let this = self.clone();
+        Sleep::new(async move { this.tick(duration, false) })
+    }
+
+    fn blocking_sleep(&self, duration: Duration) {
+        self.tick(duration, true);
+    }
+}
+
 #[test]
 fn succeeds_after_retries_and_sleeps_the_backoff() {
     let clock = ManualClock::new();
+    let timer = FakeTimer::new(&clock);
     let retry = Retry::builder()
         .max_attempts(5)
         .backoff(constant(100 * MS))
         .clock(clock.clone())
+        .timer(timer.clone())
+        .rng_seed(1)
         .build()
         .unwrap();
-    let slept = RefCell::new(Vec::new());
     let mut calls = 0;
-    let out = retry.run_with(
-        &mut SmallRng::seed_from_u64(1),
-        || {
-            calls += 1;
-            if calls < 3 { Err("busy") } else { Ok("done") }
-        },
-        |d| slept.borrow_mut().push(d),
-    );
+    let out = retry.run(|| {
+        calls += 1;
+        if calls < 3 { Err("busy") } else { Ok("done") }
+    });
     assert_eq!(out, Ok("done"));
     assert_eq!(calls, 3);
-    assert_eq!(*slept.borrow(), vec![100 * MS, 100 * MS]);
+    assert_eq!(timer.durations(true), vec![100 * MS, 100 * MS]);
+    assert_eq!(clock.now(), 200_000_000);
 }
 
 #[test]
 fn gives_up_after_max_attempts_with_the_last_error() {
+    let clock = ManualClock::new();
+    let timer = FakeTimer::new(&clock);
     let retry = Retry::builder()
         .max_attempts(4)
         .backoff(constant(MS))
-        .clock(ManualClock::new())
+        .clock(clock.clone())
+        .timer(timer.clone())
+        .rng_seed(2)
         .build()
         .unwrap();
     let mut calls = 0;
-    let mut sleeps = 0;
-    let out: Result<(), _> = retry.run_with(
-        &mut SmallRng::seed_from_u64(2),
-        || {
-            calls += 1;
-            Err(calls)
-        },
-        |_| sleeps += 1,
-    );
+    let out: Result<(), _> = retry.run(|| {
+        calls += 1;
+        Err(calls)
+    });
     assert_eq!(
         out,
         Err(RetryError::Exhausted {
@@ -81,6 +157,7 @@ fn gives_up_after_max_attempts_with_the_last_error() {
             last: 4
         })
     );
+    let sleeps = timer.durations(true).len();
     assert_eq!((calls, sleeps), (4, 3));
 }
 
@@ -88,22 +165,17 @@ fn gives_up_after_max_attempts_with_the_last_error() {
 fn budget_is_debited_before_the_wait_and_refusal_ends_the_run() {
     let clock = ManualClock::new();
     let b = budget(&clock, 2);
+    let timer = FakeTimer::new(&clock).watching(&b);
     let retry = Retry::builder()
         .max_attempts(10)
         .backoff(constant(SEC))
         .budget(b.clone())
         .clock(clock.clone())
+        .timer(timer.clone())
+        .rng_seed(3)
         .build()
         .unwrap();
-    let mut balances_while_sleeping = Vec::new();
-    let out: Result<(), _> = retry.run_with(
-        &mut SmallRng::seed_from_u64(3),
-        || Err("down"),
-        |d| {
-            balances_while_sleeping.push(b.balance());
-            clock.advance(d);
-        },
-    );
+    let out: Result<(), _> = retry.run(|| Err("down"));
     assert_eq!(
         out,
         Err(RetryError::BudgetExhausted {
@@ -112,7 +184,8 @@ fn budget_is_debited_before_the_wait_and_refusal_ends_the_run() {
         })
     );
     // Each retry was already withdrawn while its backoff was running (envoy#30205).
-    assert_eq!(balances_while_sleeping, vec![1, 0]);
+    let balances_while_sleeping: Vec<_> = timer.take().iter().map(|s| s.balance).collect();
+    assert_eq!(balances_while_sleeping, vec![Some(1), Some(0)]);
     let m = b.metrics();
     assert_eq!(
         (m.deposits, m.retries_granted, m.retries_refused),
@@ -130,18 +203,16 @@ fn deadline_bounds_all_attempts_together() {
         .deadline(Duration::from_millis(3500))
         .budget(b.clone())
         .clock(clock.clone())
+        .timer(clock.clone())
+        .rng_seed(4)
         .build()
         .unwrap();
     let mut starts = Vec::new();
-    let out: Result<(), _> = retry.run_with(
-        &mut SmallRng::seed_from_u64(4),
-        || {
-            starts.push(clock.now());
-            clock.advance(500 * MS); // each attempt takes 0.5 s
-            Err("slow")
-        },
-        |d| clock.advance(d),
-    );
+    let out: Result<(), _> = retry.run(|| {
+        starts.push(clock.now());
+        clock.advance(500 * MS); // each attempt takes 0.5 s
+        Err("slow")
+    });
     // t=0 fail at 0.5, wait 1 s; t=1.5 fail at 2.0, wait; t=3.0 fail at 3.5 = the deadline.
     assert_eq!(
         out,
@@ -160,17 +231,15 @@ fn deadline_bounds_all_attempts_together() {
         .backoff(constant(2 * SEC))
         .deadline(3 * SEC)
         .clock(clock.clone())
+        .timer(clock.clone())
+        .rng_seed(5)
         .build()
         .unwrap();
     let mut calls = 0;
-    let out: Result<(), _> = retry.run_with(
-        &mut SmallRng::seed_from_u64(5),
-        || {
-            calls += 1;
-            Err(())
-        },
-        |d| clock.advance(d),
-    );
+    let out: Result<(), _> = retry.run(|| {
+        calls += 1;
+        Err(())
+    });
     assert_eq!(out.unwrap_err().attempts(), 2);
     assert_eq!(clock.now(), 2_000_000_000);
 }
@@ -182,12 +251,15 @@ fn no_attempt_starts_past_the_deadline_after_a_late_wakeup() {
     // is not started. The same for the sync and the async loop.
     let clock = ManualClock::new();
     let b = budget(&clock, 100);
+    let timer = FakeTimer::new(&clock).late(30 * MS);
     let retry = Retry::builder()
         .max_attempts(10)
         .backoff(constant(100 * MS))
         .deadline(250 * MS)
         .budget(b.clone())
         .clock(clock.clone())
+        .timer(timer.clone())
+        .rng_seed(6)
         .build()
         .unwrap();
     let starts = RefCell::new(Vec::new());
@@ -195,28 +267,22 @@ fn no_attempt_starts_past_the_deadline_after_a_late_wakeup() {
         starts.borrow_mut().push(clock.now());
         Err::<(), _>("busy")
     };
-    let late = |d: Duration| clock.advance(d + 30 * MS);
-    let out = retry.run_with(&mut SmallRng::seed_from_u64(6), attempt, late);
+    let out = retry.run(attempt);
     let expected = Err(RetryError::DeadlineExceeded {
         attempts: 2,
         last: "busy",
     });
     assert_eq!(out, expected);
     assert_eq!(starts.take(), vec![0, 130_000_000]);
+    assert_eq!(timer.durations(true), vec![100 * MS, 100 * MS]);
     // Paid before its wait, as every retry is: the budget errs against the retrier.
     assert_eq!(b.metrics().retries_granted, 2);
 
     let t0 = clock.now();
-    let out = futures::executor::block_on(retry.run_async_with(
-        SmallRng::seed_from_u64(6),
-        || std::future::ready(attempt()),
-        |d| {
-            late(d);
-            std::future::ready(())
-        },
-    ));
+    let out = futures::executor::block_on(retry.run_async(|| std::future::ready(attempt())));
     assert_eq!(out, expected);
     assert_eq!(starts.take(), vec![t0, t0 + 130_000_000]);
+    assert_eq!(timer.durations(false), vec![100 * MS, 100 * MS]);
 }
 
 #[test]
@@ -226,15 +292,13 @@ fn non_retryable_errors_end_the_run_without_debit() {
     let retry = Retry::builder()
         .budget(b.clone())
         .clock(clock.clone())
+        .timer(clock.clone())
+        .rng_seed(6)
         .retry_if(|e: &u16| *e >= 500)
         .build()
         .unwrap();
     let mut codes = vec![404u16, 503, 503].into_iter().rev();
-    let out: Result<(), _> = retry.run_with(
-        &mut SmallRng::seed_from_u64(6),
-        || Err(codes.next().unwrap()),
-        |d| clock.advance(d),
-    );
+    let out: Result<(), _> = retry.run(|| Err(codes.next().unwrap()));
     assert_eq!(
         out,
         Err(RetryError::NotRetryable {
@@ -245,18 +309,24 @@ fn non_retryable_errors_end_the_run_without_debit() {
     assert_eq!(b.metrics().retries_granted, 2);
 }
 
+/// Every error is a retryable failure carrying the server's hint of when to retry.
 struct Hinted;
-impl Classify<Duration> for Hinted {
-    fn is_retryable(&self, _: &Duration) -> bool {
-        true
+impl<T> Classify<T, Duration> for Hinted {
+    fn verdict(&self, result: Result<&T, &Duration>) -> Verdict {
+        match result {
+            Ok(_) => Verdict::Success,
+            Err(_) => Verdict::Failure,
+        }
     }
-    fn retry_after(&self, e: &Duration) -> Option<Duration> {
-        Some(*e)
+    fn retry_after(&self, result: Result<&T, &Duration>) -> Option<Duration> {
+        result.err().copied()
     }
 }
 
 #[test]
 fn server_hints_replace_the_backoff_clamped_to_bounds() {
+    let clock = ManualClock::new();
+    let timer = FakeTimer::new(&clock);
     let retry = Retry::builder()
         .max_attempts(3)
         .backoff(
@@ -267,24 +337,22 @@ fn server_hints_replace_the_backoff_clamped_to_bounds() {
                 .build()
                 .unwrap(),
         )
-        .clock(ManualClock::new())
-        .retry_if(Hinted)
+        .clock(clock.clone())
+        .timer(timer.clone())
+        .rng_seed(7)
+        .classify(Hinted)
         .build()
         .unwrap();
     let mut hints = vec![3600 * SEC, 2 * SEC, MS].into_iter().rev();
-    let mut slept = Vec::new();
-    let _ = retry.run_with(
-        &mut SmallRng::seed_from_u64(7),
-        || Err::<(), _>(hints.next().unwrap()),
-        |d| slept.push(d),
-    );
-    assert_eq!(slept, vec![50 * MS, 2 * SEC]);
+    let _ = retry.run(|| Err::<(), _>(hints.next().unwrap()));
+    assert_eq!(timer.durations(true), vec![50 * MS, 2 * SEC]);
 }
 
 #[test]
-fn async_run_uses_the_callers_sleep() {
+fn async_run_sleeps_on_the_timer() {
     let clock = ManualClock::new();
     let b = budget(&clock, 10);
+    let timer = FakeTimer::new(&clock);
     let retry = Retry::builder()
         .max_attempts(5)
         .backoff(
@@ -297,39 +365,32 @@ fn async_run_uses_the_callers_sleep() {
         .budget(b.clone())
         .deadline(10 * SEC)
         .clock(clock.clone())
+        .timer(timer.clone())
+        .rng_seed(8)
         .build()
         .unwrap();
     let mut calls = 0;
-    let slept = RefCell::new(Vec::new());
-    let out = futures::executor::block_on(retry.run_async_with(
-        SmallRng::seed_from_u64(8),
-        || {
-            calls += 1;
-            let r = if calls < 4 { Err("busy") } else { Ok(calls) };
-            async move { r }
-        },
-        |d| {
-            slept.borrow_mut().push(d);
-            clock.advance(d);
-            std::future::ready(())
-        },
-    ));
+    let out = futures::executor::block_on(retry.run_async(|| {
+        calls += 1;
+        let r = if calls < 4 { Err("busy") } else { Ok(calls) };
+        async move { r }
+    }));
     assert_eq!(out, Ok(4));
-    let slept = slept.into_inner();
+    let slept = timer.durations(false);
     assert_eq!(slept.len(), 3);
     for (i, d) in slept.iter().enumerate() {
         assert!(*d <= retry.backoff().ceiling(i as u32 + 1));
     }
+    // The awaited sleeps moved the clock (the deadline's) by exactly what was asked.
+    assert_eq!(
+        clock.now(),
+        slept.iter().sum::<Duration>().as_nanos() as u64
+    );
     assert_eq!(b.metrics().retries_granted, 3);
     // The async path gives up for the same reasons as the sync one.
-    let out: Result<(), _> = futures::executor::block_on(retry.run_async(
-        || async { Err("down") },
-        |d| {
-            clock.advance(d);
-            std::future::ready(())
-        },
-    ));
+    let out: Result<(), _> = futures::executor::block_on(retry.run_async(|| async { Err("down") }));
     assert_eq!(out.unwrap_err().attempts(), 5);
+    assert_eq!(timer.durations(false).len(), 4);
 }
 
 #[test]

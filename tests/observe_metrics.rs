@@ -114,7 +114,11 @@ fn the_hook_counts_transitions() {
 
 #[test]
 fn budget_series() {
-    let budget = RetryBudget::builder().max_retries(2).build().unwrap();
+    let budget = RetryBudget::builder()
+        .name("payments-retries")
+        .max_retries(2)
+        .build()
+        .unwrap();
     budget.deposit();
     budget.try_withdraw().unwrap();
     budget.try_withdraw().unwrap();
@@ -125,12 +129,13 @@ fn budget_series() {
     assert_eq!(counter(&s, "resile_budget_deposits_total", &name), 1);
     assert_eq!(counter(&s, "resile_budget_retries_granted_total", &name), 2);
     assert_eq!(counter(&s, "resile_budget_retries_refused_total", &name), 1);
+    // `report` labels the series with the budget's own name.
     let s = record(|| budget.report());
     assert_eq!(
         counter(
             &s,
             "resile_budget_retries_granted_total",
-            &[("name", "budget")]
+            &[("name", "payments-retries")]
         ),
         2
     );

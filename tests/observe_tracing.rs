@@ -114,7 +114,11 @@ fn fields(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
 fn each_drainer_phase_transition_is_one_event_and_enter_and_exit_emit_none() {
     let events = drain_events(|| {
         let clock = ManualClock::new();
-        let drainer = Drainer::builder().clock(clock.clone()).build().unwrap();
+        let drainer = Drainer::builder()
+            .name("api")
+            .clock(clock.clone())
+            .build()
+            .unwrap();
         drop(drainer.enter().unwrap()); // serving: nothing
         assert!(drainer.mark_not_ready()); // serving -> not ready
         assert!(!drainer.mark_not_ready()); // no change: nothing
@@ -136,19 +140,19 @@ fn each_drainer_phase_transition_is_one_event_and_enter_and_exit_emit_none() {
                 Level::INFO,
                 "not_ready".to_owned(),
                 "drainer marked not ready".to_owned(),
-                fields(&[])
+                fields(&[("drainer", "api")])
             ),
             (
                 Level::INFO,
                 "draining".to_owned(),
                 "drainer started draining".to_owned(),
-                fields(&[("in_flight", "2")])
+                fields(&[("drainer", "api"), ("in_flight", "2")])
             ),
             (
                 Level::INFO,
                 "drained".to_owned(),
                 "drainer drained".to_owned(),
-                fields(&[("elapsed_ms", "250")])
+                fields(&[("drainer", "api"), ("elapsed_ms", "250")])
             ),
         ]
     );
@@ -170,8 +174,14 @@ fn draining_an_idle_drainer_emits_draining_then_drained() {
     assert_eq!(
         phases,
         [
-            ("draining", fields(&[("in_flight", "0")])),
-            ("drained", fields(&[("elapsed_ms", "0")])),
+            (
+                "draining",
+                fields(&[("drainer", "drainer"), ("in_flight", "0")])
+            ),
+            (
+                "drained",
+                fields(&[("drainer", "drainer"), ("elapsed_ms", "0")])
+            ),
         ]
     );
 }

@@ -1,10 +1,11 @@
 //! The policy's breaker classification: an ignored error never trips the breaker (and is still
 //! retried and returned), an error classified as a success counts as one, and a failure trips it.
-//! Sync and async; time is a `ManualClock` moved by the fake sleeps.
+//! Sync and async; time is a `ManualClock`, which the retry's backoff moves on as its timer.
 
 use futures::executor::block_on;
 use resile::backoff::{Backoff, Jitter};
-use resile::breaker::{CircuitBreaker, ErrorClass, State};
+use resile::breaker::{CircuitBreaker, State};
+use resile::classify::Verdict;
 use resile::clock::ManualClock;
 use resile::policy::{Policy, PolicyError};
 use resile::retry::Retry;
@@ -21,11 +22,12 @@ enum DbError {
     Timeout,
 }
 
-fn class(e: &DbError) -> ErrorClass {
-    match e {
-        DbError::BadRequest => ErrorClass::Ignore,
-        DbError::NotFound => ErrorClass::Success,
-        DbError::Timeout => ErrorClass::Failure,
+fn class(r: Result<&(), &DbError>) -> Verdict {
+    match r {
+        Ok(()) => Verdict::Success,
+        Err(DbError::BadRequest) => Verdict::Ignore,
+        Err(DbError::NotFound) => Verdict::Success,
+        Err(DbError::Timeout) => Verdict::Failure,
     }
 }
 
@@ -35,9 +37,9 @@ type DbPolicy = Policy<
     resile::clock::SystemClock,
     ManualClock,
     ManualClock,
-    resile::retry::AlwaysRetry,
+    resile::classify::ErrIsFailure,
     resile::policy::NoFallback,
-    fn(&DbError) -> ErrorClass,
+    fn(Result<&(), &DbError>) -> Verdict,
 >;
 
 fn setup() -> (ManualClock, Arc<CircuitBreaker<ManualClock>>, DbPolicy) {
@@ -63,12 +65,13 @@ fn setup() -> (ManualClock, Arc<CircuitBreaker<ManualClock>>, DbPolicy) {
                 .unwrap(),
         )
         .clock(clock.clone())
+        .timer(clock.clone())
         .build()
         .unwrap();
     let policy = Policy::builder()
         .breaker(breaker.clone())
         .retry(retry)
-        .classify(class as fn(&DbError) -> ErrorClass)
+        .classify(class as fn(Result<&(), &DbError>) -> Verdict)
         .build()
         .unwrap();
     (clock, breaker, policy)
@@ -76,16 +79,13 @@ fn setup() -> (ManualClock, Arc<CircuitBreaker<ManualClock>>, DbPolicy) {
 
 #[test]
 fn an_ignored_error_never_trips_the_breaker_but_is_still_retried_and_returned() {
-    let (clock, breaker, policy) = setup();
+    let (_, breaker, policy) = setup();
     for _ in 0..50 {
         let mut runs = 0;
-        let r = policy.call_with_sleep(
-            || {
-                runs += 1;
-                Err::<(), _>(DbError::BadRequest)
-            },
-            |d| clock.advance(d),
-        );
+        let r = policy.call(|| {
+            runs += 1;
+            Err::<(), _>(DbError::BadRequest)
+        });
         assert_eq!(
             r,
             Err(PolicyError::Failed {
@@ -102,14 +102,14 @@ fn an_ignored_error_never_trips_the_breaker_but_is_still_retried_and_returned() 
 
 #[test]
 fn a_failure_trips_the_breaker() {
-    let (clock, breaker, policy) = setup();
+    let (_, breaker, policy) = setup();
     // Ignored errors in between do not dilute nor reset the failures.
-    let _ = policy.call_with_sleep(|| Err::<(), _>(DbError::BadRequest), |d| clock.advance(d));
-    let r = policy.call_with_sleep(|| Err::<(), _>(DbError::Timeout), |d| clock.advance(d));
+    let _ = policy.call(|| Err::<(), _>(DbError::BadRequest));
+    let r = policy.call(|| Err::<(), _>(DbError::Timeout));
     assert!(matches!(r, Err(PolicyError::Failed { attempts: 3, .. })));
-    let _ = policy.call_with_sleep(|| Err::<(), _>(DbError::BadRequest), |d| clock.advance(d));
+    let _ = policy.call(|| Err::<(), _>(DbError::BadRequest));
     // The 4th failure fills the window: open, and the next attempt is refused.
-    let r = policy.call_with_sleep(|| Err::<(), _>(DbError::Timeout), |d| clock.advance(d));
+    let r = policy.call(|| Err::<(), _>(DbError::Timeout));
     assert!(
         matches!(r, Err(PolicyError::Breaker { attempts: 1, .. })),
         "{r:?}"
@@ -120,43 +120,36 @@ fn a_failure_trips_the_breaker() {
 
 #[test]
 fn an_error_classified_as_success_counts_as_one() {
-    let (clock, breaker, policy) = setup();
+    let (_, breaker, policy) = setup();
     // Each NotFound is retried (the retry's classifier accepts every error) and recorded as a
     // success each time.
     for _ in 0..10 {
-        let r = policy.call_with_sleep(|| Err::<(), _>(DbError::NotFound), |d| clock.advance(d));
+        let r = policy.call(|| Err::<(), _>(DbError::NotFound));
         assert_eq!(r.unwrap_err().last(), Some(&DbError::NotFound));
     }
     let m = breaker.metrics();
     assert_eq!(m.failures, 0);
     assert!(m.calls > 0);
     // A timeout among successes stays under the 50% threshold.
-    let _ = policy.call_with_sleep(
-        {
-            let mut n = 0;
-            move || {
-                n += 1;
-                if n == 1 {
-                    Err(DbError::Timeout)
-                } else {
-                    Err::<(), _>(DbError::NotFound)
-                }
+    let _ = policy.call({
+        let mut n = 0;
+        move || {
+            n += 1;
+            if n == 1 {
+                Err(DbError::Timeout)
+            } else {
+                Err::<(), _>(DbError::NotFound)
             }
-        },
-        |d| clock.advance(d),
-    );
+        }
+    });
     assert_eq!(breaker.state(), State::Closed);
 }
 
 #[test]
 fn the_async_path_classifies_the_same_way() {
-    let (clock, breaker, policy) = setup();
-    let sleep = |d| {
-        clock.advance(d);
-        std::future::ready(())
-    };
+    let (_, breaker, policy) = setup();
     for _ in 0..20 {
-        let r = block_on(policy.call_async(|| async { Err::<(), _>(DbError::BadRequest) }, sleep));
+        let r = block_on(policy.call_async(|| async { Err::<(), _>(DbError::BadRequest) }));
         assert!(matches!(
             r,
             Err(PolicyError::Failed {
@@ -169,8 +162,8 @@ fn the_async_path_classifies_the_same_way() {
         (breaker.state(), breaker.metrics().calls),
         (State::Closed, 0)
     );
-    let _ = block_on(policy.call_async(|| async { Err::<(), _>(DbError::Timeout) }, sleep));
-    let r = block_on(policy.call_async(|| async { Err::<(), _>(DbError::Timeout) }, sleep));
+    let _ = block_on(policy.call_async(|| async { Err::<(), _>(DbError::Timeout) }));
+    let r = block_on(policy.call_async(|| async { Err::<(), _>(DbError::Timeout) }));
     assert!(matches!(r, Err(PolicyError::Breaker { .. })), "{r:?}");
     assert_eq!(breaker.state(), State::Open);
 }

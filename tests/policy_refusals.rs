@@ -1,19 +1,19 @@
 //! The policy: each refusal reason, in the layer order, the fallback, and what each layer holds
-//! while the operation runs. Time is a `ManualClock` moved by the fake sleeps; nothing sleeps.
+//! while the operation runs. Time is a `ManualClock`, moved on by the timers' sleeps; nothing sleeps.
 
 use futures::executor::block_on;
 use resile::backoff::{Backoff, Jitter};
 use resile::breaker::{CircuitBreaker, State};
 use resile::budget::RetryBudget;
-use resile::bulkhead::Bulkhead;
-use resile::bulkhead::BulkheadError;
+use resile::bulkhead::{Bulkhead, BulkheadError};
+use resile::classify::RetryIf;
 use resile::clock::{Clock, ManualClock, SystemClock};
-use resile::drain::DrainRefused;
-use resile::drain::Drainer;
+use resile::drain::{DrainRefused, Drainer};
 use resile::policy::{Policy, PolicyError};
 use resile::retry::Retry;
+use resile::timer::{Sleep, Timer};
 use std::cell::Cell;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const BACKOFF: Duration = Duration::from_millis(100);
@@ -61,7 +61,10 @@ fn parts(max_retries: u32) -> Parts {
     }
 }
 
-fn retry(p: &Parts, attempts: u32) -> Retry<ManualClock, fn(&&'static str) -> bool> {
+/// The retry under test: retries every error but "bad request".
+type TestRetry = Retry<ManualClock, RetryIf<fn(&&'static str) -> bool>>;
+
+fn retry(p: &Parts, attempts: u32) -> TestRetry {
     Retry::builder()
         .max_attempts(attempts)
         .backoff(
@@ -74,6 +77,7 @@ fn retry(p: &Parts, attempts: u32) -> Retry<ManualClock, fn(&&'static str) -> bo
         .budget(p.budget.clone())
         .deadline(Duration::from_secs(1))
         .clock(p.clock.clone())
+        .timer(p.clock.clone())
         .retry_if((|e: &&str| *e != "bad request") as fn(&&'static str) -> bool)
         .build()
         .unwrap()
@@ -96,16 +100,13 @@ fn success_after_retries_holds_guard_and_permit_for_the_whole_call() {
     let p = parts(10);
     let policy = full_policy!(p, 3);
     let calls = Cell::new(0);
-    let out = policy.call_with_sleep(
-        || {
-            calls.set(calls.get() + 1);
-            // Held across attempts, released after.
-            assert_eq!(p.drainer.in_flight(), 1);
-            assert_eq!(p.bulkhead.metrics().in_flight, 1);
-            if calls.get() < 3 { Err("busy") } else { Ok(7) }
-        },
-        |d| p.clock.advance(d),
-    );
+    let out = policy.call(|| {
+        calls.set(calls.get() + 1);
+        // Held across attempts, released after.
+        assert_eq!(p.drainer.in_flight(), 1);
+        assert_eq!(p.bulkhead.metrics().in_flight, 1);
+        if calls.get() < 3 { Err("busy") } else { Ok(7) }
+    });
     assert_eq!(out, Ok(7));
     assert_eq!(calls.get(), 3);
     assert_eq!(p.drainer.in_flight(), 0);
@@ -125,13 +126,10 @@ fn draining_refuses_before_anything_else() {
     p.drainer.start_draining();
     let ran = Cell::new(false);
     let e = policy
-        .call_with_sleep(
-            || {
-                ran.set(true);
-                Ok::<_, &str>(1)
-            },
-            |d| p.clock.advance(d),
-        )
+        .call(|| {
+            ran.set(true);
+            Ok::<_, &str>(1)
+        })
         .unwrap_err();
     assert_eq!(e, PolicyError::Drain(DrainRefused::Draining));
     assert!(e.is_refused_before_call());
@@ -146,16 +144,8 @@ fn a_full_bulkhead_fails_fast() {
     let p = parts(10);
     let policy = full_policy!(p, 3);
     let _held = p.bulkhead.try_acquire().unwrap();
-    let e = policy
-        .call_with_sleep(|| Ok::<_, &str>(1), |d| p.clock.advance(d))
-        .unwrap_err();
-    assert_eq!(
-        e,
-        PolicyError::Bulkhead(BulkheadError::Full {
-            name: "db",
-            limit: 1
-        })
-    );
+    let e = policy.call(|| Ok::<_, &str>(1)).unwrap_err();
+    assert_eq!(e, PolicyError::Bulkhead(BulkheadError::Full { limit: 1 }));
     assert_eq!(e.attempts(), 0);
     // The drain guard was given back.
     assert_eq!(p.drainer.in_flight(), 0);
@@ -171,13 +161,10 @@ fn an_open_breaker_refuses_with_retry_after_and_is_not_retried() {
     assert_eq!(p.breaker.state(), State::Open);
     let ran = Cell::new(false);
     let e = policy
-        .call_with_sleep(
-            || {
-                ran.set(true);
-                Ok::<_, &str>(1)
-            },
-            |d| p.clock.advance(d),
-        )
+        .call(|| {
+            ran.set(true);
+            Ok::<_, &str>(1)
+        })
         .unwrap_err();
     let PolicyError::Breaker { open, attempts } = &e else {
         panic!("{e:?}")
@@ -199,13 +186,10 @@ fn the_breaker_opening_mid_call_ends_the_retries() {
     }
     let calls = Cell::new(0);
     let e = policy
-        .call_with_sleep(
-            || {
-                calls.set(calls.get() + 1);
-                Err::<u8, _>("timeout")
-            },
-            |d| p.clock.advance(d),
-        )
+        .call(|| {
+            calls.set(calls.get() + 1);
+            Err::<u8, _>("timeout")
+        })
         .unwrap_err();
     assert!(e.is_breaker_open(), "{e:?}");
     assert_eq!(e.attempts(), 1);
@@ -218,13 +202,10 @@ fn an_exhausted_budget_fails_fast_with_the_last_error() {
     let policy = full_policy!(p, 5);
     let calls = Cell::new(0);
     let e = policy
-        .call_with_sleep(
-            || {
-                calls.set(calls.get() + 1);
-                Err::<u8, _>("busy")
-            },
-            |d| p.clock.advance(d),
-        )
+        .call(|| {
+            calls.set(calls.get() + 1);
+            Err::<u8, _>("busy")
+        })
         .unwrap_err();
     // One retry in the budget: two attempts, then the budget refuses.
     assert_eq!(
@@ -244,14 +225,11 @@ fn the_deadline_stops_retries() {
     let policy = full_policy!(p, 100);
     let calls = Cell::new(0);
     let e = policy
-        .call_with_sleep(
-            || {
-                calls.set(calls.get() + 1);
-                p.clock.advance(Duration::from_millis(200)); // each attempt takes 200 ms
-                Err::<u8, _>("slow")
-            },
-            |d| p.clock.advance(d),
-        )
+        .call(|| {
+            calls.set(calls.get() + 1);
+            p.clock.advance(Duration::from_millis(200)); // each attempt takes 200 ms
+            Err::<u8, _>("slow")
+        })
         .unwrap_err();
     // 1 s deadline; each round is 200 ms + 100 ms backoff: attempts start at 0, 300, 600 ms;
     // after the third (at 800 ms) a backoff would end at 900 ms, and the fourth attempt at 1.1 s.
@@ -266,9 +244,7 @@ fn the_deadline_stops_retries() {
 fn the_operations_own_error_after_the_last_attempt() {
     let p = parts(100);
     let policy = full_policy!(p, 2);
-    let e = policy
-        .call_with_sleep(|| Err::<u8, _>("busy"), |d| p.clock.advance(d))
-        .unwrap_err();
+    let e = policy.call(|| Err::<u8, _>("busy")).unwrap_err();
     assert_eq!(
         e,
         PolicyError::Failed {
@@ -278,9 +254,7 @@ fn the_operations_own_error_after_the_last_attempt() {
     );
     assert_eq!(e.to_string(), "failed after 2 attempts: busy".to_string());
     // An error the classifier says is not worth retrying ends at once.
-    let e = policy
-        .call_with_sleep(|| Err::<u8, _>("bad request"), |d| p.clock.advance(d))
-        .unwrap_err();
+    let e = policy.call(|| Err::<u8, _>("bad request")).unwrap_err();
     assert_eq!(
         e,
         PolicyError::Failed {
@@ -300,28 +274,23 @@ fn the_fallback_answers_while_the_breaker_is_open_and_lets_other_errors_through(
         .build()
         .unwrap();
     // Closed: errors reach the caller.
-    let e = policy
-        .call_with_sleep(|| Err::<&str, _>("timeout"), |d| p.clock.advance(d))
-        .unwrap_err();
+    let e = policy.call(|| Err::<&str, _>("timeout")).unwrap_err();
     assert_eq!(e.attempts(), 2);
     // Two more failures open the breaker (4 in the window) on the call's last attempt: the
     // call ends with its own error, which the fallback lets through.
-    let v = policy.call_with_sleep(|| Err::<&str, _>("timeout"), |d| p.clock.advance(d));
+    let v = policy.call(|| Err::<&str, _>("timeout"));
     assert_eq!(p.breaker.state(), State::Open);
     assert_eq!(v.unwrap_err().last(), Some(&"timeout"));
     let ran = Cell::new(false);
-    let v = policy.call_with_sleep(
-        || {
-            ran.set(true);
-            Ok("fresh")
-        },
-        |d| p.clock.advance(d),
-    );
+    let v = policy.call(|| {
+        ran.set(true);
+        Ok("fresh")
+    });
     assert_eq!(v, Ok("cached"));
     assert!(!ran.get());
     // After the open period a probe goes through and the fresh value comes back.
     p.clock.advance(Duration::from_secs(11));
-    let v = policy.call_with_sleep(|| Ok("fresh"), |d| p.clock.advance(d));
+    let v = policy.call(|| Ok("fresh"));
     assert_eq!(v, Ok("fresh"));
 }
 
@@ -346,42 +315,57 @@ fn a_policy_without_layers_runs_once() {
 }
 
 #[test]
-fn async_call_retries_with_the_callers_sleep() {
+fn async_call_retries_on_the_retrys_timer() {
     let p = parts(10);
     let policy = full_policy!(p, 3);
     let calls = Cell::new(0);
-    let out = block_on(policy.call_async(
-        || {
-            calls.set(calls.get() + 1);
-            let r = if calls.get() < 3 { Err("busy") } else { Ok(9) };
-            async move { r }
-        },
-        |d| {
-            p.clock.advance(d);
-            std::future::ready(())
-        },
-    ));
+    let out = block_on(policy.call_async(|| {
+        calls.set(calls.get() + 1);
+        let r = if calls.get() < 3 { Err("busy") } else { Ok(9) };
+        async move { r }
+    }));
     assert_eq!(out, Ok(9));
     assert_eq!(Duration::from_nanos(p.clock.now()), 2 * BACKOFF);
     assert_eq!(p.drainer.in_flight(), 0);
     assert_eq!(p.bulkhead.metrics().in_flight, 0);
 }
 
-/// A policy of one bulkhead of one slot that waits up to `max_wait`, on a manual clock.
+/// A timer that logs each sleep it is asked for, then moves the manual clock on by it.
+#[derive(Clone)]
+struct LoggingTimer {
+    clock: ManualClock,
+    asked: Arc<Mutex<Vec<Duration>>>,
+}
+
+impl Timer for LoggingTimer {
+    fn sleep(&self, d: Duration) -> Sleep {
+        self.asked.lock().unwrap().push(d);
+        self.clock.advance(d);
+        Sleep::new(std::future::ready(()))
+    }
+}
+
+/// A policy of one bulkhead of one slot that waits up to `max_wait`, on a manual clock and a
+/// timer that logs what it is asked for.
 fn waiting_bulkhead_policy(
     max_wait: Duration,
 ) -> (
-    ManualClock,
+    LoggingTimer,
     Arc<Bulkhead<ManualClock>>,
     Policy<SystemClock, ManualClock>,
 ) {
     let clock = ManualClock::new();
+    let timer = LoggingTimer {
+        clock: clock.clone(),
+        asked: Arc::default(),
+    };
     let bulkhead = Arc::new(
         Bulkhead::builder()
             .name("db")
             .limit(1)
             .max_wait(max_wait)
-            .clock(clock.clone())
+            .clock(clock)
+            .timer(timer.clone())
             .build()
             .unwrap(),
     );
@@ -389,28 +373,19 @@ fn waiting_bulkhead_policy(
         .bulkhead(bulkhead.clone())
         .build()
         .unwrap();
-    (clock, bulkhead, policy)
+    (timer, bulkhead, policy)
 }
 
 #[test]
-fn async_bulkhead_wait_is_bounded_by_max_wait_through_the_callers_sleep() {
-    let (clock, bulkhead, policy) = waiting_bulkhead_policy(Duration::from_millis(50));
+fn async_bulkhead_wait_is_bounded_by_max_wait_on_the_bulkheads_timer() {
+    let (timer, bulkhead, policy) = waiting_bulkhead_policy(Duration::from_millis(50));
     let _held = bulkhead.try_acquire().unwrap();
-    let asked = Cell::new(Duration::ZERO);
-    let e = block_on(policy.call_async(
-        || async { Ok::<u8, &str>(1) },
-        |d| {
-            asked.set(d);
-            clock.advance(d);
-            std::future::ready(()) // the timer fires at once
-        },
-    ))
-    .unwrap_err();
+    let e = block_on(policy.call_async(|| async { Ok::<u8, &str>(1) })).unwrap_err();
     assert!(
         matches!(e, PolicyError::Bulkhead(BulkheadError::TimedOut { .. })),
         "{e:?}"
     );
-    assert_eq!(asked.get(), Duration::from_millis(50));
+    assert_eq!(*timer.asked.lock().unwrap(), [Duration::from_millis(50)]);
     assert_eq!(bulkhead.metrics().waiting, 0);
 }
 
@@ -419,11 +394,7 @@ fn async_refusals_match_the_sync_ones() {
     let p = parts(1);
     let policy = full_policy!(p, 3);
     p.budget.try_withdraw().unwrap(); // spend the only retry
-    let sleep = |d| {
-        p.clock.advance(d);
-        std::future::ready(())
-    };
-    let e = block_on(policy.call_async(|| async { Err::<u8, _>("busy") }, sleep)).unwrap_err();
+    let e = block_on(policy.call_async(|| async { Err::<u8, _>("busy") })).unwrap_err();
     assert_eq!(
         e,
         PolicyError::BudgetExhausted {
@@ -432,10 +403,10 @@ fn async_refusals_match_the_sync_ones() {
         }
     );
     p.breaker.force_open();
-    let e = block_on(policy.call_async(|| async { Ok::<u8, &str>(1) }, sleep)).unwrap_err();
+    let e = block_on(policy.call_async(|| async { Ok::<u8, &str>(1) })).unwrap_err();
     assert!(e.is_breaker_open() && e.retry_after().is_none());
     p.drainer.start_draining();
-    let e = block_on(policy.call_async(|| async { Ok::<u8, &str>(1) }, sleep)).unwrap_err();
+    let e = block_on(policy.call_async(|| async { Ok::<u8, &str>(1) })).unwrap_err();
     assert!(matches!(e, PolicyError::Drain(DrainRefused::Draining)));
 }
 
@@ -445,18 +416,12 @@ fn async_an_open_breaker_refuses_before_the_operation_is_even_made() {
     let policy = full_policy!(p, 3);
     p.breaker.force_open();
     let made = Cell::new(0);
-    let e = block_on(policy.call_async(
-        || {
-            // Work done eagerly, when the future is made (building and sending the request).
-            made.set(made.get() + 1);
-            let r = Ok::<u8, &str>(1);
-            async move { r }
-        },
-        |d| {
-            p.clock.advance(d);
-            std::future::ready(())
-        },
-    ))
+    let e = block_on(policy.call_async(|| {
+        // Work done eagerly, when the future is made (building and sending the request).
+        made.set(made.get() + 1);
+        let r = Ok::<u8, &str>(1);
+        async move { r }
+    }))
     .unwrap_err();
     assert!(e.is_breaker_open(), "{e:?}");
     assert_eq!(
@@ -468,20 +433,14 @@ fn async_an_open_breaker_refuses_before_the_operation_is_even_made() {
 
 #[test]
 fn async_no_timer_is_asked_for_when_a_slot_is_free() {
-    let (clock, bulkhead, policy) = waiting_bulkhead_policy(Duration::from_secs(1));
-    let sleeps = Cell::new(0);
-    let sleep = |d| {
-        sleeps.set(sleeps.get() + 1);
-        clock.advance(d);
-        std::future::ready(())
-    };
+    let (timer, bulkhead, policy) = waiting_bulkhead_policy(Duration::from_secs(1));
     assert_eq!(
-        block_on(policy.call_async(|| async { Ok::<u8, &str>(1) }, sleep)),
+        block_on(policy.call_async(|| async { Ok::<u8, &str>(1) })),
         Ok(1)
     );
-    assert_eq!(sleeps.get(), 0, "no wait, no timer");
-    assert_eq!(clock.now(), 0);
+    assert!(timer.asked.lock().unwrap().is_empty(), "no wait, no timer");
+    assert_eq!(timer.clock.now(), 0);
     // The same for the bulkhead's own call_async.
-    assert_eq!(block_on(bulkhead.call_async(async { 2 }, sleep)), Ok(2));
-    assert_eq!(sleeps.get(), 0);
+    assert_eq!(block_on(bulkhead.call_async(async { 2 })), Ok(2));
+    assert!(timer.asked.lock().unwrap().is_empty());
 }

@@ -4,14 +4,12 @@
 
 use futures::task::AtomicWaker;
 use resile::backoff::{Backoff, Jitter};
-use resile::breaker::CircuitOpen;
-use resile::breaker::{CircuitBreaker, ErrorClass, State, TICK};
+use resile::breaker::{CircuitBreaker, CircuitOpen, State, TICK};
 use resile::budget::RetryBudget;
-use resile::bulkhead::Bulkhead;
-use resile::bulkhead::BulkheadError;
+use resile::bulkhead::{Bulkhead, BulkheadError};
+use resile::classify::Verdict;
 use resile::clock::Clock;
-use resile::drain::DrainRefused;
-use resile::drain::Drainer;
+use resile::drain::{DrainRefused, Drainer};
 use resile::tower::{BoxError, BreakerLayer, BulkheadLayer, DrainLayer, RetryPolicy};
 use std::future::Future;
 use std::pin::Pin;
@@ -131,6 +129,7 @@ impl Stack {
                     .name("mock")
                     .limit(2)
                     .max_wait(Duration::from_millis(100))
+                    .timer(tokio::time::sleep)
                     .build()
                     .unwrap(),
             ),
@@ -160,7 +159,8 @@ impl Stack {
         &self,
     ) -> impl Service<u32, Response = u32, Error = BoxError, Future: Send> + Clone + Send + 'static
     {
-        let retry = RetryPolicy::new(self.budget.clone(), tokio::time::sleep)
+        let retry = RetryPolicy::new(self.budget.clone())
+            .timer(tokio::time::sleep)
             .max_attempts(3)
             .backoff(
                 Backoff::builder()
@@ -171,7 +171,7 @@ impl Stack {
             ); // the default classifier: every error but a refusal (the open breaker's)
         ServiceBuilder::new()
             .layer(DrainLayer::new(self.drainer.clone()))
-            .layer(BulkheadLayer::new(self.bulkhead.clone()).wait_with(tokio::time::sleep))
+            .layer(BulkheadLayer::new(self.bulkhead.clone()))
             .retry(retry)
             .layer(BreakerLayer::new(self.breaker.clone()))
             .service(Mock(self.ctl.clone()))
@@ -407,7 +407,7 @@ async fn a_readiness_given_up_leaves_no_spent_timer_to_the_next_request() {
         s.bulkhead.try_acquire_owned().unwrap(),
     ];
     let mut svc = ServiceBuilder::new()
-        .layer(BulkheadLayer::new(s.bulkhead.clone()).wait_with(tokio::time::sleep))
+        .layer(BulkheadLayer::new(s.bulkhead.clone()))
         .service(Mock(s.ctl.clone()));
     // Request A queues (its timer starts), the inner service turns unready, and the caller
     // gives up (its own deadline) and stops polling.
@@ -484,10 +484,10 @@ async fn the_breaker_classifies_ok_responses_too() {
     );
     let mut svc = ServiceBuilder::new()
         .layer(
-            BreakerLayer::new(breaker.clone()).classify(|r: &Result<u16, Down>| match r {
-                Ok(s) if *s >= 500 => ErrorClass::Failure,
-                Ok(s) if *s >= 400 => ErrorClass::Ignore,
-                _ => ErrorClass::Success,
+            BreakerLayer::new(breaker.clone()).classify(|r: Result<&u16, &Down>| match r {
+                Ok(s) if *s >= 500 => Verdict::Failure,
+                Ok(s) if *s >= 400 => Verdict::Ignore,
+                _ => Verdict::Success,
             }),
         )
         .service_fn(|status: u16| async move { Ok::<_, Down>(status) });

@@ -138,7 +138,10 @@ fn simulate(protected: bool) -> (Stats, Timeline) {
     let mut retry = Retry::builder()
         .max_attempts(3)
         .backoff(backoff)
-        .clock(clock.clone());
+        .clock(clock.clone())
+        .timer(sim.timer())
+        // A fixed seed for the backoff jitter: the same table on every run.
+        .rng_seed(2024);
     let fallback: fn(&PolicyError<&'static str>) -> Option<&'static str> = if protected {
         retry = retry.budget(budget);
         |e| e.is_breaker_open().then_some("cached route")
@@ -157,8 +160,6 @@ fn simulate(protected: bool) -> (Stats, Timeline) {
         .breaker(breaker.clone())
         .retry(retry.build().expect("valid retry"))
         .fallback(fallback)
-        // A fixed seed for the backoff jitter: the same table on every run.
-        .rng_seed(2024)
         .build()
         .expect("valid policy");
     let policy = Rc::new(policy);
@@ -220,15 +221,11 @@ fn simulate(protected: bool) -> (Stats, Timeline) {
                 }
                 sim.spawn(async move {
                     let start = sim2.now();
-                    let s = sim2.clone();
                     let out = policy
-                        .call_async(
-                            || {
-                                calls.set(calls.get() + 1);
-                                database(sim2.clone(), calls.get(), stats.clone(), tl.clone())
-                            },
-                            move |d| s.sleep(d),
-                        )
+                        .call_async(|| {
+                            calls.set(calls.get() + 1);
+                            database(sim2.clone(), calls.get(), stats.clone(), tl.clone())
+                        })
                         .await;
                     let mut st = stats.borrow_mut();
                     st.in_flight -= 1;

@@ -94,12 +94,8 @@ fn simulate(with_breaker: bool) -> (Stats, Timeline) {
                     let start = sim2.now();
                     tl.borrow_mut().count("requests", sim2.now_secs());
                     let out = if with_breaker {
-                        let s = sim2.clone();
                         policy
-                            .call_async(
-                                || database(sim2.clone(), stats.clone(), tl.clone()),
-                                move |d| s.sleep(d),
-                            )
+                            .call_async(|| database(sim2.clone(), stats.clone(), tl.clone()))
                             .await
                             .map_err(|e| e.is_breaker_open())
                     } else {

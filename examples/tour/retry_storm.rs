@@ -1,11 +1,11 @@
 //! The retry budget scenario: a dependency fails for 10 s out of 30 s while 100 requests a second
 //! arrive, each retried up to 3 times (4 attempts). Without a budget every failure turns into 4
 //! calls; with one, retries stop once the budget is spent and the dependency sees little more
-//! than the original load. Time is a `ManualClock`; the backoff sleeps move a per-request offset.
+//! than the original load. Time is a `ManualClock`; the backoff sleeps move a per-request offset
+//! (a second `ManualClock`, the retry's timer).
 
 use crate::Report;
 use crate::timeline::Timeline;
-use rand::SeedableRng;
 use resile::backoff::Backoff;
 use resile::budget::RetryBudget;
 use resile::clock::{Clock, ManualClock};
@@ -31,6 +31,7 @@ fn simulate(
     budget: Option<Arc<RetryBudget<ManualClock>>>,
     tl: &RefCell<Timeline>,
 ) -> Outcome {
+    let offset = ManualClock::new();
     let mut b = Retry::builder()
         .max_attempts(4)
         .backoff(
@@ -40,12 +41,15 @@ fn simulate(
                 .build()
                 .expect("valid backoff"),
         )
-        .clock(clock.clone());
+        .clock(clock.clone())
+        // Each request's backoff sleeps advance its own offset from its arrival, not the shared
+        // clock, so the budget's window sees arrival times only.
+        .timer(offset.clone())
+        .rng_seed(7);
     if let Some(budget) = budget {
         b = b.budget(budget);
     }
     let retry = b.build().expect("valid retry");
-    let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
     let (calls, outage_calls) = (Cell::new(0), Cell::new(0));
     let (mut outage_requests, mut failed) = (0, 0);
     let step = 1_000_000_000 / REQUESTS_PER_SEC;
@@ -54,24 +58,20 @@ fn simulate(
         clock.set(arrival);
         outage_requests += u64::from(OUTAGE.contains(&arrival));
         tl.borrow_mut().count("requests", arrival as f64 / 1e9);
-        let offset = Cell::new(0u64);
-        let out = retry.run_with(
-            &mut rng,
-            || {
-                let t = arrival + offset.get();
-                calls.set(calls.get() + 1);
-                tl.borrow_mut()
-                    .count("calls reaching the database", t as f64 / 1e9);
-                if OUTAGE.contains(&t) {
-                    tl.borrow_mut().count("failures", t as f64 / 1e9);
-                    outage_calls.set(outage_calls.get() + 1);
-                    Err("unavailable")
-                } else {
-                    Ok(())
-                }
-            },
-            |d| offset.set(offset.get() + d.as_nanos() as u64),
-        );
+        offset.set(0);
+        let out = retry.run(|| {
+            let t = arrival + offset.now();
+            calls.set(calls.get() + 1);
+            tl.borrow_mut()
+                .count("calls reaching the database", t as f64 / 1e9);
+            if OUTAGE.contains(&t) {
+                tl.borrow_mut().count("failures", t as f64 / 1e9);
+                outage_calls.set(outage_calls.get() + 1);
+                Err("unavailable")
+            } else {
+                Ok(())
+            }
+        });
         failed += u64::from(out.is_err());
     }
     Outcome {

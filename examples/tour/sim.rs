@@ -1,7 +1,7 @@
 //! A tiny single-threaded executor on simulated time: the scenarios run the crate's real futures
 //! (the policy's `call_async`, the bulkhead's waits) against a simulated dependency, and a
-//! `sleep` that moves a `ManualClock` instead of waiting. Thousands of simulated seconds take
-//! milliseconds.
+//! `sleep` that moves a `ManualClock` instead of waiting: also the crate's timer, through
+//! [`Sim::timer`]. Thousands of simulated seconds take milliseconds.
 
 use resile::clock::{Clock, ManualClock};
 use std::cell::RefCell;
@@ -40,7 +40,7 @@ struct Timers {
 #[derive(Clone)]
 pub(crate) struct Sim {
     pub(crate) clock: ManualClock,
-    timers: Rc<RefCell<Timers>>,
+    timers: Arc<Mutex<Timers>>,
     spawned: Rc<RefCell<Vec<Task>>>,
 }
 
@@ -48,7 +48,7 @@ impl Sim {
     pub(crate) fn new() -> Self {
         Self {
             clock: ManualClock::new(),
-            timers: Rc::default(),
+            timers: Arc::default(),
             spawned: Rc::default(),
         }
     }
@@ -68,9 +68,15 @@ impl Sim {
 
     /// A future that completes once the simulated clock reaches now + `d`.
     pub(crate) fn sleep(&self, d: Duration) -> Sleep {
-        Sleep {
-            sim: self.clone(),
-            at: self.clock.now() + d.as_nanos() as u64,
+        self.timer()
+            .sleep_until(self.clock.now() + d.as_nanos() as u64)
+    }
+
+    /// The simulated time as the crate's timer (for a retry's backoff, a bulkhead's wait).
+    pub(crate) fn timer(&self) -> SimTimer {
+        SimTimer {
+            clock: self.clock.clone(),
+            timers: self.timers.clone(),
         }
     }
 
@@ -108,7 +114,7 @@ impl Sim {
                 continue;
             }
             // Nothing ready: move the clock to the next timer.
-            let mut timers = self.timers.borrow_mut();
+            let mut timers = self.timers.lock().expect("not poisoned");
             let Some(Reverse((at, slot))) = timers.heap.pop() else {
                 break;
             };
@@ -129,18 +135,40 @@ impl Sim {
     }
 }
 
+/// The simulation's timers, shareable with the crate (it is `Send + Sync`).
+#[derive(Clone)]
+pub(crate) struct SimTimer {
+    clock: ManualClock,
+    timers: Arc<Mutex<Timers>>,
+}
+
+impl SimTimer {
+    fn sleep_until(&self, at: u64) -> Sleep {
+        Sleep {
+            timer: self.clone(),
+            at,
+        }
+    }
+}
+
+impl resile::timer::Timer for SimTimer {
+    fn sleep(&self, d: Duration) -> resile::timer::Sleep {
+        resile::timer::Sleep::new(self.sleep_until(self.clock.now() + d.as_nanos() as u64))
+    }
+}
+
 pub(crate) struct Sleep {
-    sim: Sim,
+    timer: SimTimer,
     at: u64,
 }
 
 impl Future for Sleep {
     type Output = ();
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.sim.clock.now() >= self.at {
+        if self.timer.clock.now() >= self.at {
             return Poll::Ready(());
         }
-        let mut timers = self.sim.timers.borrow_mut();
+        let mut timers = self.timer.timers.lock().expect("not poisoned");
         let slot = timers.wakers.len() as u64;
         timers.wakers.push(Some(cx.waker().clone()));
         timers.heap.push(Reverse((self.at, slot)));

@@ -59,13 +59,10 @@ impl Model {
     fn admit(&mut self) -> Result<(), BulkheadError> {
         if self.closed {
             self.refused += 1;
-            Err(BulkheadError::Closed { name: "fuzz" })
+            Err(BulkheadError::Closed)
         } else if !self.queue.is_empty() || self.in_flight >= self.limit {
             self.refused += 1;
-            Err(BulkheadError::Full {
-                name: "fuzz",
-                limit: self.limit,
-            })
+            Err(BulkheadError::Full { limit: self.limit })
         } else {
             self.take();
             Ok(())

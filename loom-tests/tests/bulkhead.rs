@@ -336,16 +336,18 @@ fn counted(
     limit: u32,
 ) -> (
     Arc<std::sync::atomic::AtomicUsize>,
-    Bulkhead<DropCountingClock>,
+    Arc<Bulkhead<DropCountingClock>>,
 ) {
     let (clock, drops) = DropCountingClock::new();
     (
         drops,
-        Bulkhead::builder()
-            .limit(limit)
-            .clock(clock)
-            .build()
-            .unwrap(),
+        Arc::new(
+            Bulkhead::builder()
+                .limit(limit)
+                .clock(clock)
+                .build()
+                .unwrap(),
+        ),
     )
 }
 

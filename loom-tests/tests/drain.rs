@@ -307,10 +307,13 @@ fn repolled_async_waiter_racing_last_drop() {
 /// A drainer and the count of frees of its state.
 fn counted() -> (
     Arc<std::sync::atomic::AtomicUsize>,
-    Drainer<DropCountingClock>,
+    Arc<Drainer<DropCountingClock>>,
 ) {
     let (clock, drops) = DropCountingClock::new();
-    (drops, Drainer::builder().clock(clock).build().unwrap())
+    (
+        drops,
+        Arc::new(Drainer::builder().clock(clock).build().unwrap()),
+    )
 }
 
 /// An owned guard's drop racing the drainer's: the state is freed exactly once, after both,
@@ -352,7 +355,6 @@ fn orphaned_completion_racing_drainer_drop() {
 fn refused_enter_cannot_take_the_completion_from_an_orphaned_guard() {
     model(|| {
         let (drops, d) = counted();
-        let d = LoomArc::new(d);
         let g = d.enter_owned().unwrap();
         let enterer = {
             let d = d.clone();

@@ -80,14 +80,19 @@
 //! success).
 //!
 //! ```
-//! use resile::breaker::{BreakerError, CircuitBreaker, ErrorClass};
+//! use resile::breaker::{BreakerError, CircuitBreaker};
+//! use resile::classify::Verdict;
 //!
 //! let breaker = CircuitBreaker::builder().build().unwrap();
 //! let v: Result<u32, BreakerError<&str>> = breaker.call(|| Ok(7));
 //! assert_eq!(v.unwrap(), 7);
 //! // A "not found" is the caller's problem, not the dependency's: don't count it.
 //! let r = breaker.call_with(
-//!     |e: &&str| if *e == "not found" { ErrorClass::Ignore } else { ErrorClass::Failure },
+//!     |r: Result<&u32, &&str>| match r {
+//!         Err(&"not found") => Verdict::Ignore,
+//!         Err(_) => Verdict::Failure,
+//!         Ok(_) => Verdict::Success,
+//!     },
 //!     || Err::<u32, _>("not found"),
 //! );
 //! assert!(matches!(r, Err(BreakerError::Inner("not found"))));
@@ -124,13 +129,14 @@ pub use config::{BreakerBuilder, MAX_COUNT, MAX_DURATION};
 pub use error::{BreakerError, CircuitOpen};
 pub use state::State;
 
+use crate::classify::{Classify, ErrIsFailure, Verdict};
 use crate::clock::{Clock, SystemClock};
 use crate::counter::StripedCounter;
 use crate::sync::{AtomicU64, Ordering};
 use crate::window::Outcome;
 use config::{Hook, Window};
 use crossbeam_utils::CachePadded;
-use state::{Now, Params, Step, Verdict};
+use state::{Decision, Now, Params, Step};
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
@@ -168,36 +174,6 @@ pub struct StateChange {
     pub from: State,
     /// The state after.
     pub to: State,
-}
-
-/// How the caller classifies an error of a [`call_with`](CircuitBreaker::call_with).
-///
-/// Only `Failure` counts against the dependency; `Ignore` leaves the window untouched.
-///
-/// ```
-/// use resile::breaker::{CircuitBreaker, ErrorClass};
-///
-/// let breaker = CircuitBreaker::builder().build()?;
-/// let classify = |status: &u16| match status {
-///     404 => ErrorClass::Success, // an expected answer: the dependency works
-///     400 => ErrorClass::Ignore,  // the caller's own mistake: says nothing
-///     _ => ErrorClass::Failure,
-/// };
-/// for status in [404, 400, 503] {
-///     let _ = breaker.call_with(classify, || Err::<(), u16>(status));
-/// }
-/// let m = breaker.metrics();
-/// assert_eq!((m.calls, m.failures), (2, 1)); // the 404 and the 503; only the 503 failed
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ErrorClass {
-    /// The dependency failed: record a failure.
-    Failure,
-    /// Not the dependency's fault: release the permit, record nothing.
-    Ignore,
-    /// Counts as a success (e.g. an expected "not found").
-    Success,
 }
 
 /// A snapshot of a breaker's counters.
@@ -405,8 +381,8 @@ impl<C: Clock> CircuitBreaker<C> {
                 self.transitioned(&step);
             }
             return match step.verdict {
-                Verdict::Admit => Ok(BreakerPermit::new(self, state::generation(step.next), now)),
-                Verdict::Refuse { retry_after, state } => {
+                Decision::Admit => Ok(BreakerPermit::new(self, state::generation(step.next), now)),
+                Decision::Refuse { retry_after, state } => {
                     self.refused.add(1);
                     let refusal = match state {
                         State::HalfOpen => State::HalfOpen,
@@ -433,25 +409,31 @@ impl<C: Clock> CircuitBreaker<C> {
     /// assert_eq!(breaker.metrics().failures, 1);
     /// ```
     pub fn call<T, E>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, BreakerError<E>> {
-        self.call_with(|_| ErrorClass::Failure, f)
+        self.call_with(ErrIsFailure, f)
     }
 
-    /// Runs `f` through the breaker; `classify` says what each `Err` counts as.
+    /// Runs `f` through the breaker; `classify` gives each result its [`Verdict`] (see
+    /// [`crate::classify`]).
     ///
     /// ```
-    /// use resile::breaker::{CircuitBreaker, ErrorClass};
+    /// use resile::breaker::CircuitBreaker;
+    /// use resile::classify::Verdict;
     /// let breaker = CircuitBreaker::builder().build().unwrap();
-    /// let _ = breaker.call_with(|_: &&str| ErrorClass::Success, || Err::<(), _>("404"));
+    /// let not_found_is_an_answer = |r: Result<&(), &&str>| match r {
+    ///     Err(&"404") | Ok(_) => Verdict::Success,
+    ///     Err(_) => Verdict::Failure,
+    /// };
+    /// let _ = breaker.call_with(not_found_is_an_answer, || Err::<(), _>("404"));
     /// assert_eq!((breaker.metrics().calls, breaker.metrics().failures), (1, 0));
     /// ```
     pub fn call_with<T, E>(
         &self,
-        classify: impl FnOnce(&E) -> ErrorClass,
+        classify: impl Classify<T, E>,
         f: impl FnOnce() -> Result<T, E>,
     ) -> Result<T, BreakerError<E>> {
         let permit = self.try_acquire().map_err(BreakerError::Refused)?;
         let r = f();
-        permit.resolve(&r, classify);
+        permit.record(classify.verdict(r.as_ref()));
         r.map_err(BreakerError::Inner)
     }
 
@@ -469,15 +451,17 @@ impl<C: Clock> CircuitBreaker<C> {
     where
         F: Future<Output = Result<T, E>>,
     {
-        self.call_async_with(|_: &E| ErrorClass::Failure, fut).await
+        self.call_async_with(ErrIsFailure, fut).await
     }
 
-    /// [`call_async`](Self::call_async) with a classification of errors.
+    /// [`call_async`](Self::call_async), with `classify` giving each result its [`Verdict`].
     ///
     /// ```
-    /// use resile::breaker::{CircuitBreaker, ErrorClass};
+    /// use resile::breaker::CircuitBreaker;
+    /// use resile::classify::Verdict;
     /// let breaker = CircuitBreaker::builder().build().unwrap();
-    /// let fut = breaker.call_async_with(|_: &()| ErrorClass::Ignore, async { Err::<u8, ()>(()) });
+    /// let ignore_all = |_: Result<&u8, &()>| Verdict::Ignore;
+    /// let fut = breaker.call_async_with(ignore_all, async { Err::<u8, ()>(()) });
     /// assert!(futures::executor::block_on(fut).is_err());
     /// assert_eq!(breaker.metrics().calls, 0);
     /// ```
@@ -488,11 +472,11 @@ impl<C: Clock> CircuitBreaker<C> {
     ) -> Result<T, BreakerError<E>>
     where
         F: Future<Output = Result<T, E>>,
-        K: FnOnce(&E) -> ErrorClass,
+        K: Classify<T, E>,
     {
         let permit = self.try_acquire().map_err(BreakerError::Refused)?;
         let r = fut.await;
-        permit.resolve(&r, classify);
+        permit.record(classify.verdict(r.as_ref()));
         r.map_err(BreakerError::Inner)
     }
 
@@ -848,14 +832,13 @@ impl<'a, C: Clock> BreakerPermit<'a, C> {
         b.release(g);
     }
 
-    pub(crate) fn resolve<T, E>(self, r: &Result<T, E>, classify: impl FnOnce(&E) -> ErrorClass) {
-        match r {
-            Ok(_) => self.success(),
-            Err(e) => match classify(e) {
-                ErrorClass::Failure => self.failure(),
-                ErrorClass::Ignore => self.ignore(),
-                ErrorClass::Success => self.success(),
-            },
+    /// Reports the outcome `verdict` says: a success, a failure, or nothing.
+    #[inline]
+    pub fn record(self, verdict: Verdict) {
+        match verdict {
+            Verdict::Success => self.success(),
+            Verdict::Failure => self.failure(),
+            Verdict::Ignore => self.ignore(),
         }
     }
 }
@@ -910,30 +893,30 @@ impl<C: Clock> OwnedBreakerPermit<C> {
     /// The call succeeded.
     #[inline]
     pub fn success(self) {
-        self.resolve_as(ErrorClass::Success);
+        self.record(Verdict::Success);
     }
 
     /// The call failed.
     #[inline]
     pub fn failure(self) {
-        self.resolve_as(ErrorClass::Failure);
+        self.record(Verdict::Failure);
     }
 
     /// The outcome says nothing about the dependency: release the permit, record nothing.
     #[inline]
     pub fn ignore(self) {
-        self.resolve_as(ErrorClass::Ignore);
+        self.record(Verdict::Ignore);
     }
 
-    /// Reports the outcome `class` says.
+    /// Reports the outcome `verdict` says: a success, a failure, or nothing.
     #[inline]
-    pub fn resolve_as(mut self, class: ErrorClass) {
+    pub fn record(mut self, verdict: Verdict) {
         self.done = true;
         let (b, g, s) = (&self.breaker, self.generation, self.start);
-        match class {
-            ErrorClass::Success => b.record(g, s, false),
-            ErrorClass::Failure => b.record(g, s, true),
-            ErrorClass::Ignore => b.release(g),
+        match verdict {
+            Verdict::Success => b.record(g, s, false),
+            Verdict::Failure => b.record(g, s, true),
+            Verdict::Ignore => b.release(g),
         }
     }
 }

@@ -239,7 +239,7 @@ pub(crate) struct Params {
 
 /// What an acquire decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Verdict {
+pub(crate) enum Decision {
     /// Admit the call.
     Admit,
     /// Refuse it: `retry_after` ns until a probe may be admitted (`None` in forced-open), and the
@@ -256,7 +256,7 @@ pub(crate) enum Verdict {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Step {
     pub(crate) next: u64,
-    pub(crate) verdict: Verdict,
+    pub(crate) verdict: Decision,
     pub(crate) change: Option<(State, State)>,
 }
 
@@ -391,7 +391,7 @@ fn closed_word(w: u64) -> u64 {
 fn refuse(w: u64, retry_after: Option<u64>, state: State) -> Step {
     Step {
         next: w,
-        verdict: Verdict::Refuse { retry_after, state },
+        verdict: Decision::Refuse { retry_after, state },
         change: None,
     }
 }
@@ -401,7 +401,7 @@ pub(crate) fn acquire(w: u64, t: Now, p: &Params) -> Step {
     match state_bits(w) {
         CLOSED | DISABLED => Step {
             next: w,
-            verdict: Verdict::Admit,
+            verdict: Decision::Admit,
             change: None,
         },
         FORCED_OPEN => refuse(w, None, State::ForcedOpen),
@@ -414,7 +414,7 @@ pub(crate) fn acquire(w: u64, t: Now, p: &Params) -> Step {
                     attempts(w),
                     deadline_after(t.nanos, p.half_open_nanos),
                 ) | (1 << ADM_SHIFT),
-                verdict: Verdict::Admit,
+                verdict: Decision::Admit,
                 change: Some((State::Open, State::HalfOpen)),
             },
         },
@@ -425,7 +425,7 @@ pub(crate) fn acquire(w: u64, t: Now, p: &Params) -> Step {
                 // The new open state is entered now.
                 let entered = Now { held: 0, ..t };
                 return Step {
-                    verdict: Verdict::Refuse {
+                    verdict: Decision::Refuse {
                         retry_after: Some(remaining(step.next, entered).unwrap_or(0)),
                         state: State::Open,
                     },
@@ -436,7 +436,7 @@ pub(crate) fn acquire(w: u64, t: Now, p: &Params) -> Step {
             if admitted < p.probes {
                 Step {
                     next: w + (1 << ADM_SHIFT),
-                    verdict: Verdict::Admit,
+                    verdict: Decision::Admit,
                     change: None,
                 }
             } else {
@@ -454,7 +454,7 @@ pub(crate) fn acquire(w: u64, t: Now, p: &Params) -> Step {
 fn half_open_timeout(w: u64, t: Now, p: &Params) -> Step {
     Step {
         next: open_word(w, t.nanos, attempts(w) + 1, p),
-        verdict: Verdict::Admit,
+        verdict: Decision::Admit,
         change: Some((State::HalfOpen, State::Open)),
     }
 }
@@ -495,7 +495,7 @@ pub(crate) fn probe_result(
         }
         return Some(Step {
             next,
-            verdict: Verdict::Admit,
+            verdict: Decision::Admit,
             change: None,
         });
     }
@@ -511,7 +511,7 @@ pub(crate) fn probe_result(
     };
     Some(Step {
         next,
-        verdict: Verdict::Admit,
+        verdict: Decision::Admit,
         change: Some((State::HalfOpen, to)),
     })
 }
@@ -543,7 +543,7 @@ pub(crate) fn closed_after(
     if breach {
         return Some(Step {
             next: open_word(w, now, 1, p),
-            verdict: Verdict::Admit,
+            verdict: Decision::Admit,
             change: Some((State::Closed, State::Open)),
         });
     }
@@ -552,7 +552,7 @@ pub(crate) fn closed_after(
         let next = (w & !(SEQ_MASK << SEQ_SHIFT) & !CLEAN) | (seq << SEQ_SHIFT);
         return Some(Step {
             next,
-            verdict: Verdict::Admit,
+            verdict: Decision::Admit,
             change: None,
         });
     }
@@ -573,7 +573,7 @@ pub(crate) fn manual(w: u64, to: State) -> Option<Step> {
     };
     Some(Step {
         next,
-        verdict: Verdict::Admit,
+        verdict: Decision::Admit,
         change: Some((from, to)),
     })
 }
@@ -649,7 +649,7 @@ mod tests {
     fn closed_admits_without_writing() {
         let s = acquire(0, at(123), &params());
         assert_eq!(s.next, 0);
-        assert_eq!(s.verdict, Verdict::Admit);
+        assert_eq!(s.verdict, Decision::Admit);
     }
 
     #[test]
@@ -664,14 +664,14 @@ mod tests {
         let r = acquire(s.next, at(14 * T + 5), &p);
         assert_eq!(
             r.verdict,
-            Verdict::Refuse {
+            Decision::Refuse {
                 retry_after: Some(T - 5),
                 state: State::Open
             }
         );
         // The deadline admits a probe and moves to half-open.
         let h = acquire(s.next, at(15 * T), &p);
-        assert_eq!(h.verdict, Verdict::Admit);
+        assert_eq!(h.verdict, Decision::Admit);
         assert_eq!(h.change, Some((State::Open, State::HalfOpen)));
         assert_eq!(probes(h.next), (1, 0, 0, 0));
         assert_eq!(generation(h.next), 2);
@@ -705,13 +705,13 @@ mod tests {
         let mut w = acquire(open, at(10 * T), &p).next;
         for _ in 1..3 {
             let s = acquire(w, at(10 * T), &p);
-            assert_eq!(s.verdict, Verdict::Admit);
+            assert_eq!(s.verdict, Decision::Admit);
             w = s.next;
         }
         let full = acquire(w, at(10 * T), &p);
         assert_eq!(
             full.verdict,
-            Verdict::Refuse {
+            Decision::Refuse {
                 // The estimate: the half-open timeout (20 T), then one open period (10 T).
                 retry_after: Some(30 * T),
                 state: State::HalfOpen
@@ -720,7 +720,7 @@ mod tests {
         let g = generation(w);
         w = release(w, g).unwrap();
         assert_eq!(probes(w).0, 2);
-        assert_eq!(acquire(w, at(10 * T), &p).verdict, Verdict::Admit);
+        assert_eq!(acquire(w, at(10 * T), &p).verdict, Decision::Admit);
     }
 
     #[test]
@@ -780,7 +780,7 @@ mod tests {
         assert_eq!(s.change, Some((State::HalfOpen, State::Open)));
         assert_eq!(
             s.verdict,
-            Verdict::Refuse {
+            Decision::Refuse {
                 retry_after: Some(10 * T),
                 state: State::Open
             }
@@ -916,13 +916,13 @@ mod tests {
         assert!(manual(f.next, State::ForcedOpen).is_none());
         assert_eq!(
             acquire(f.next, at(0), &params()).verdict,
-            Verdict::Refuse {
+            Decision::Refuse {
                 retry_after: None,
                 state: State::ForcedOpen
             }
         );
         let d = manual(f.next, State::Disabled).unwrap();
-        assert_eq!(acquire(d.next, at(0), &params()).verdict, Verdict::Admit);
+        assert_eq!(acquire(d.next, at(0), &params()).verdict, Decision::Admit);
         let r = manual(d.next, State::Closed).unwrap();
         assert_eq!(State::of(r.next), State::Closed);
         assert_eq!(generation(r.next), 3);

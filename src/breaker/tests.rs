@@ -1,6 +1,7 @@
 //! Unit tests of the breaker's rules, with a `ManualClock`.
 
 use super::*;
+use crate::classify::Verdict;
 use crate::clock::ManualClock;
 use std::sync::{Arc, Mutex};
 
@@ -464,13 +465,16 @@ fn ignored_errors_record_nothing_and_success_classified_errors_count_as_successe
     let (b, _, _) = breaker(4, 4);
     for _ in 0..10 {
         let r = b.call_with(
-            |_: &&str| ErrorClass::Ignore,
+            |_: Result<&(), &&str>| Verdict::Ignore,
             || Err::<(), _>("bad request"),
         );
         assert_eq!(r, Err(BreakerError::Inner("bad request")));
     }
     assert_eq!(b.metrics().calls, 0);
-    let _ = b.call_with(|_: &&str| ErrorClass::Success, || Err::<(), _>("not found"));
+    let _ = b.call_with(
+        |_: Result<&(), &&str>| Verdict::Success,
+        || Err::<(), _>("not found"),
+    );
     let _ = b.call(|| Err::<(), _>("boom"));
     let m = b.metrics();
     assert_eq!((m.calls, m.failures), (2, 1));
@@ -795,7 +799,7 @@ fn an_owned_permit_dropped_unresolved_is_released_and_gives_its_probe_slot_back(
         .try_acquire_owned()
         .expect("ignored probe returned its slot too");
     p3.success();
-    p4.resolve_as(ErrorClass::Success);
+    p4.record(Verdict::Success);
     assert_eq!(b.state(), Closed);
 }
 
@@ -861,13 +865,9 @@ fn an_owned_permit_keeps_its_breaker_alive_and_reports_each_class() {
     drop(b);
     assert!(weak.upgrade().is_some(), "the permit holds the breaker");
     let b = Arc::clone(p.breaker());
-    p.resolve_as(ErrorClass::Ignore);
-    b.try_acquire_owned()
-        .unwrap()
-        .resolve_as(ErrorClass::Failure);
-    b.try_acquire_owned()
-        .unwrap()
-        .resolve_as(ErrorClass::Success);
+    p.record(Verdict::Ignore);
+    b.try_acquire_owned().unwrap().record(Verdict::Failure);
+    b.try_acquire_owned().unwrap().record(Verdict::Success);
     b.try_acquire_owned().unwrap().failure();
     let m = b.metrics();
     assert_eq!((m.calls, m.failures), (3, 2));

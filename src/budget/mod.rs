@@ -51,6 +51,7 @@ use crate::counter::StripedCounters;
 use crate::error::ConfigError;
 use crate::window::TimeWindow;
 use ledger::{Ledger, REQUESTS, RETRIES};
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
@@ -194,6 +195,7 @@ mod lane {
 /// # Ok::<(), resile::error::ConfigError>(())
 /// ```
 pub struct RetryBudget<C: Clock = SystemClock> {
+    name: Cow<'static, str>,
     window: Ledger,
     mode: Mode,
     clock: C,
@@ -206,6 +208,7 @@ impl RetryBudget {
     /// retries a second, over 10 s.
     pub fn builder() -> BudgetBuilder {
         BudgetBuilder {
+            name: Cow::Borrowed("retry-budget"),
             max_retries: None,
             ratio: None,
             min_per_sec: None,
@@ -277,11 +280,17 @@ impl<C: Clock> RetryBudget<C> {
     pub fn clock(&self) -> &C {
         &self.clock
     }
+
+    /// The name its metrics and `Debug` report.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 impl<C: Clock> fmt::Debug for RetryBudget<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryBudget")
+            .field("name", &self.name)
             .field("mode", &self.mode)
             .field("metrics", &self.metrics())
             .finish_non_exhaustive()
@@ -302,6 +311,7 @@ impl<C: Clock> fmt::Debug for RetryBudget<C> {
 #[must_use]
 #[derive(Debug)]
 pub struct BudgetBuilder<C: Clock = SystemClock> {
+    name: Cow<'static, str>,
     max_retries: Option<u32>,
     ratio: Option<f64>,
     min_per_sec: Option<u32>,
@@ -311,6 +321,12 @@ pub struct BudgetBuilder<C: Clock = SystemClock> {
 }
 
 impl<C: Clock> BudgetBuilder<C> {
+    /// The name its metrics and `Debug` report (default `"retry-budget"`).
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
     /// Fixed mode: at most `n` retries per window (`1..=`[`MAX_RETRIES`]), in any interval as
     /// long as the window: a spent retry stays counted for between one window and one window
     /// plus one bucket after it was granted. The window defaults to the guide's 60 s.
@@ -357,6 +373,7 @@ impl<C: Clock> BudgetBuilder<C> {
     /// of a second; tests use [`ManualClock`](crate::clock::ManualClock)).
     pub fn clock<C2: Clock>(self, clock: C2) -> BudgetBuilder<C2> {
         BudgetBuilder {
+            name: self.name,
             max_retries: self.max_retries,
             ratio: self.ratio,
             min_per_sec: self.min_per_sec,
@@ -465,6 +482,7 @@ impl<C: Clock> BudgetBuilder<C> {
         let fixed = matches!(mode, Mode::Fixed { .. });
         let window = Ledger::new(window_nanos / u64::from(self.buckets), self.buckets, fixed);
         Ok(RetryBudget {
+            name: self.name,
             window,
             mode,
             clock: self.clock,

@@ -3,6 +3,8 @@
 use super::{Bulkhead, MAX_LIMIT, MAX_WAIT};
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
+use crate::timer::{SharedTimer, Timer};
+use std::borrow::Cow;
 use std::time::Duration;
 
 /// Checks a limit for [`BulkheadBuilder::limit`] and [`Bulkhead::set_limit`].
@@ -36,27 +38,29 @@ pub(super) fn check_limit(limit: u32) -> Result<u32, ConfigError> {
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct BulkheadBuilder<C: Clock = SystemClock> {
-    name: &'static str,
+    name: Cow<'static, str>,
     limit: u32,
     max_wait: Duration,
     clock: C,
+    timer: SharedTimer,
 }
 
 impl BulkheadBuilder<SystemClock> {
     pub(super) fn new() -> Self {
         Self {
-            name: "bulkhead",
+            name: Cow::Borrowed("bulkhead"),
             limit: 25,
             max_wait: Duration::ZERO,
             clock: SystemClock::new(),
+            timer: SharedTimer::default(),
         }
     }
 }
 
 impl<C: Clock> BulkheadBuilder<C> {
-    /// The name errors and metrics report (default `"bulkhead"`).
-    pub fn name(mut self, name: &'static str) -> Self {
-        self.name = name;
+    /// The name its metrics, events and `Debug` report (default `"bulkhead"`).
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = name.into();
         self
     }
 
@@ -80,7 +84,16 @@ impl<C: Clock> BulkheadBuilder<C> {
             limit: self.limit,
             max_wait: self.max_wait,
             clock,
+            timer: self.timer,
         }
+    }
+
+    /// The timer of async waits with a deadline ([`Bulkhead::call_async`],
+    /// [`Bulkhead::acquire_timeout`], the tower layer): default [`ThreadTimer`](crate::timer::ThreadTimer); see
+    /// [`crate::timer`]. It is asked for a sleep only when a wait has to queue.
+    pub fn timer(mut self, timer: impl Timer) -> Self {
+        self.timer = SharedTimer::new(timer);
+        self
     }
 
     /// Validates the configuration and builds the bulkhead. Errors name the field.
@@ -94,6 +107,7 @@ impl<C: Clock> BulkheadBuilder<C> {
             limit,
             self.max_wait,
             self.clock,
+            self.timer,
         ))
     }
 }

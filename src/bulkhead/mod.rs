@@ -39,12 +39,14 @@ use crate::clock::{Clock, SystemClock, duration_to_nanos};
 use crate::counter::StripedCounter;
 use crate::error::ConfigError;
 use crate::sync::{AtomicU64, AtomicUsize, Lifetime, Mutex, Ordering, fence, lock, park_timeout};
+use crate::timer::SharedTimer;
 use crate::wait::Waiter;
 use crate::wait::queue::{Queue, Slot, SlotState, WakeList};
 use crate::wait::timer::LazyTimer;
 use acquire::WaitState;
 use builder::check_limit;
 use crossbeam_utils::CachePadded;
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -116,9 +118,10 @@ struct Core<C: Clock> {
     /// The queue's length, readable without the lock (written under it).
     waiting: AtomicUsize,
     queue: Mutex<Queue>,
-    name: &'static str,
+    name: Cow<'static, str>,
     max_wait: Duration,
     clock: C,
+    timer: SharedTimer,
     /// The allocation's lifetime as loom sees it (empty outside loom models).
     lifetime: Lifetime,
 }
@@ -157,7 +160,13 @@ impl Bulkhead<SystemClock> {
 
 impl<C: Clock> Bulkhead<C> {
     /// A bulkhead from settings its builder validated.
-    fn from_parts(name: &'static str, limit: u32, max_wait: Duration, clock: C) -> Self {
+    fn from_parts(
+        name: Cow<'static, str>,
+        limit: u32,
+        max_wait: Duration,
+        clock: C,
+        timer: SharedTimer,
+    ) -> Self {
         let core = Box::new(Core {
             hot: CachePadded::new(Hot {
                 word: AtomicU64::new(word::new(limit)),
@@ -169,6 +178,7 @@ impl<C: Clock> Bulkhead<C> {
             name,
             max_wait,
             clock,
+            timer,
             lifetime: Lifetime::new(),
         });
         Bulkhead {
@@ -194,7 +204,7 @@ impl<C: Clock> Bulkhead<C> {
     /// let b = Bulkhead::builder().name("db").limit(1).build().unwrap();
     /// let p = b.try_acquire().unwrap();
     /// assert_eq!(b.try_acquire().unwrap_err().to_string(),
-    ///            "bulkhead `db` is full (limit 1 in flight); retry later or shed the call");
+    ///            "bulkhead is full (limit 1 in flight); retry later or shed the call");
     /// drop(p);
     /// assert!(b.try_acquire().is_ok());
     /// ```
@@ -300,9 +310,37 @@ impl<C: Clock> Bulkhead<C> {
         }
     }
 
+    /// [`acquire`](Self::acquire), given up with [`BulkheadError::TimedOut`] after `timeout` on
+    /// the bulkhead's [timer](BulkheadBuilder::timer), which is asked for a sleep only if the
+    /// wait has to queue. A zero timeout fails fast like [`try_acquire`](Self::try_acquire).
+    ///
+    /// ```
+    /// use resile::bulkhead::Bulkhead;
+    /// use resile::clock::ManualClock;
+    /// use std::time::Duration;
+    /// let clock = ManualClock::new();
+    /// let b = Bulkhead::builder().limit(1).clock(clock.clone()).timer(clock.clone()).build()?;
+    /// let _held = b.try_acquire()?;
+    /// // The manual clock's sleep moves the clock on and completes: the wait times out.
+    /// let e = futures::executor::block_on(b.acquire_timeout(Duration::from_secs(2))).unwrap_err();
+    /// assert!(e.is_timed_out());
+    /// assert_eq!(b.metrics().waiting, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<BulkheadPermit<'_, C>, BulkheadError> {
+        if timeout.is_zero() {
+            return self.try_acquire();
+        }
+        self.acquire_until(LazyTimer::new(&self.core().timer, timeout))
+            .await
+    }
+
     /// [`acquire`](Self::acquire), given up with [`BulkheadError::TimedOut`] when `timer`
-    /// completes first (pass your runtime's sleep, pinned: `std::pin::pin!(sleep(d))`). A slot
-    /// handed over as the timer fires goes to the next waiter.
+    /// completes first (a deadline shared with other work, say). A slot handed over as the timer
+    /// fires goes to the next waiter.
     ///
     /// ```
     /// use resile::bulkhead::Bulkhead;
@@ -347,32 +385,23 @@ impl<C: Clock> Bulkhead<C> {
 
     /// Runs the future `fut` holding a slot, waiting up to the configured
     /// [`max_wait`](BulkheadBuilder::max_wait) for it (zero: fail fast), as [`call`](Self::call)
-    /// does. The wait's timer is `sleep(max_wait)` on your runtime (`tokio::time::sleep`, say),
-    /// made only if the call has to queue. To wait without limit, use
+    /// does, on the bulkhead's [timer](BulkheadBuilder::timer). To wait without limit, use
     /// [`acquire`](Self::acquire).
     ///
     /// ```
     /// use resile::bulkhead::Bulkhead;
-    /// use std::time::Duration;
     /// let b = Bulkhead::builder().limit(1).build().unwrap(); // fail fast (no max wait)
-    /// let sleep = |_d: Duration| std::future::pending::<()>(); // tokio::time::sleep
-    /// let v = futures::executor::block_on(b.call_async(async { 7 }, sleep)).unwrap();
+    /// let v = futures::executor::block_on(b.call_async(async { 7 })).unwrap();
     /// assert_eq!(v, 7);
     /// let _held = b.try_acquire().unwrap();
-    /// let e = futures::executor::block_on(b.call_async(async { 8 }, sleep)).unwrap_err();
+    /// let e = futures::executor::block_on(b.call_async(async { 8 })).unwrap_err();
     /// assert!(e.is_full());
     /// ```
-    pub async fn call_async<F, S, SF>(&self, fut: F, sleep: S) -> Result<F::Output, BulkheadError>
-    where
-        F: Future,
-        S: FnOnce(Duration) -> SF,
-        SF: Future,
-    {
+    pub async fn call_async<F: Future>(&self, fut: F) -> Result<F::Output, BulkheadError> {
         let _permit = if self.core().max_wait.is_zero() {
             self.try_acquire()?
         } else {
-            self.acquire_until(LazyTimer::new(sleep, self.core().max_wait))
-                .await?
+            self.acquire_timeout(self.core().max_wait).await?
         };
         Ok(fut.await)
     }
@@ -474,8 +503,8 @@ impl<C: Clock> Bulkhead<C> {
     }
 
     /// The name given to the builder.
-    pub fn name(&self) -> &'static str {
-        self.core().name
+    pub fn name(&self) -> &str {
+        &self.core().name
     }
 
     /// The configured wait of [`call`](Self::call) and [`blocking_acquire`](Self::blocking_acquire).
@@ -519,30 +548,14 @@ impl<C: Clock> Bulkhead<C> {
         }
     }
 
-    /// The clock reading a timed wait starts from (for [`Self::timed_out`]): the `tower`
-    /// service's wait, which races [`AcquireOwned`] with the caller's timer.
-    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
-    pub(crate) fn wait_started(&self) -> u64 {
-        self.core().clock.now()
-    }
-
-    /// Counts a wait begun at `start` (a [`Self::wait_started`] reading) that timed out, and
-    /// builds its error.
-    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
-    pub(crate) fn timed_out(&self, start: u64) -> BulkheadError {
-        self.refuse(Refusal::TimedOut(start))
-    }
-
     /// Counts a refusal and builds its error.
     #[cold]
     fn refuse(&self, refusal: Refusal) -> BulkheadError {
         self.core().refused.add(1);
-        let name = self.core().name;
         match refusal {
-            Refusal::Full(limit) => BulkheadError::Full { name, limit },
-            Refusal::Closed => BulkheadError::Closed { name },
+            Refusal::Full(limit) => BulkheadError::Full { limit },
+            Refusal::Closed => BulkheadError::Closed,
             Refusal::TimedOut(start) => BulkheadError::TimedOut {
-                name,
                 waited: Duration::from_nanos(self.core().clock.now().saturating_sub(start)),
             },
         }
@@ -649,6 +662,29 @@ enum Refusal {
     Closed,
     /// Timed out; the clock reading when the wait began.
     TimedOut(u64),
+}
+
+/// The seam the tower layer waits through: it queues with [`Bulkhead::acquire_owned`] and
+/// races the queued wait with a sleep of the bulkhead's timer, keeping the wait's start across
+/// the inner service's readiness flips, so it needs the clock reading a wait starts from, the
+/// timer, and the refusal of a wait that ran out.
+#[cfg(feature = "tower")]
+impl<C: Clock> Bulkhead<C> {
+    /// The clock reading a timed wait starts from (for [`Self::timed_out`]).
+    pub(crate) fn wait_started(&self) -> u64 {
+        self.core().clock.now()
+    }
+
+    /// The timer of waits with a deadline.
+    pub(crate) fn timer(&self) -> &SharedTimer {
+        &self.core().timer
+    }
+
+    /// Counts a wait begun at `start` (a [`Self::wait_started`] reading) that timed out, and
+    /// builds its error.
+    pub(crate) fn timed_out(&self, start: u64) -> BulkheadError {
+        self.refuse(Refusal::TimedOut(start))
+    }
 }
 
 impl<C: Clock> fmt::Debug for Bulkhead<C> {
@@ -843,25 +879,32 @@ mod tests {
     }
 
     #[test]
-    fn call_async_waits_up_to_max_wait_on_the_callers_timer() {
+    fn call_async_waits_up_to_max_wait_on_the_bulkheads_timer() {
         use futures::channel::oneshot;
+        // The first sleep ends when the test fires it; any later one never ends.
+        let (fire, fired) = oneshot::channel::<()>();
+        let fired = StdArc::new(std::sync::Mutex::new(Some(fired)));
+        let timer = move |d: Duration| {
+            assert_eq!(d, Duration::from_secs(1), "the configured max wait");
+            let rx = fired.lock().unwrap().take();
+            async move {
+                match rx {
+                    Some(rx) => drop(rx.await),
+                    None => std::future::pending::<()>().await,
+                }
+            }
+        };
         let b = Bulkhead::builder()
             .limit(1)
             .max_wait(Duration::from_secs(1))
+            .timer(timer)
             .build()
             .unwrap();
         let held = b.try_acquire().unwrap();
         let (_, waker) = counter();
         let mut cx = Context::from_waker(&waker);
-        // The caller's timer fires first: the queued call gives up, timed out, without running.
-        let (fire, fired) = oneshot::channel::<()>();
-        let timer = |d: Duration| {
-            assert_eq!(d, Duration::from_secs(1), "the configured max wait");
-            async move {
-                let _ = fired.await;
-            }
-        };
-        let mut call = std::pin::pin!(b.call_async(async { 1 }, timer));
+        // The timer fires first: the queued call gives up, timed out, without running.
+        let mut call = std::pin::pin!(b.call_async(async { 1 }));
         assert!(call.as_mut().poll(&mut cx).is_pending());
         assert_eq!(b.metrics().waiting, 1);
         fire.send(()).unwrap();
@@ -871,10 +914,7 @@ mod tests {
         }
         assert_eq!(b.metrics().waiting, 0);
         // A slot freed before the timer fires: the call runs.
-        let (_keep, never) = oneshot::channel::<()>();
-        let mut call = std::pin::pin!(b.call_async(async { 2 }, |_| async move {
-            let _ = never.await;
-        }));
+        let mut call = std::pin::pin!(b.call_async(async { 2 }));
         assert!(call.as_mut().poll(&mut cx).is_pending());
         drop(held);
         assert_eq!(call.as_mut().poll(&mut cx), Poll::Ready(Ok(2)));
@@ -966,13 +1006,7 @@ mod tests {
         let p1 = b.try_acquire().unwrap();
         let p2 = b.try_acquire().unwrap();
         let e = b.try_acquire().unwrap_err();
-        assert_eq!(
-            e,
-            BulkheadError::Full {
-                name: "test",
-                limit: 2
-            }
-        );
+        assert_eq!(e, BulkheadError::Full { limit: 2 });
         drop(p1);
         let p3 = b.try_acquire().unwrap();
         let m = b.metrics();
@@ -1246,7 +1280,6 @@ mod tests {
         assert_eq!(
             e,
             BulkheadError::TimedOut {
-                name: "bulkhead",
                 waited: Duration::from_millis(5)
             }
         );
@@ -1324,7 +1357,6 @@ mod tests {
             assert_eq!(
                 e,
                 BulkheadError::TimedOut {
-                    name: "slow",
                     waited: Duration::from_secs(2)
                 }
             );

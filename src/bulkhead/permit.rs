@@ -77,9 +77,9 @@ unsafe impl<C: Clock> Sync for OwnedBulkheadPermit<C> {}
 
 impl<C: Clock> OwnedBulkheadPermit<C> {
     /// The name of the bulkhead this permit belongs to.
-    pub fn bulkhead_name(&self) -> &'static str {
-        // SAFETY: this permit's slot keeps the core alive.
-        unsafe { self.core.as_ref() }.name
+    pub fn bulkhead_name(&self) -> &str {
+        // SAFETY: this permit's slot keeps the core alive while `self` is borrowed.
+        &unsafe { self.core.as_ref() }.name
     }
 }
 

@@ -3,6 +3,7 @@
 use super::Drainer;
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
+use std::borrow::Cow;
 use std::time::Duration;
 
 /// The longest not-ready delay a builder accepts.
@@ -26,14 +27,23 @@ pub const MAX_NOT_READY_DELAY: Duration = Duration::from_secs(3600);
 #[derive(Clone, Debug)]
 #[must_use = "a builder does nothing until `build()`"]
 pub struct DrainBuilder<C: Clock = SystemClock> {
+    pub(super) name: Cow<'static, str>,
     pub(super) clock: C,
     pub(super) not_ready_delay: Duration,
 }
 
 impl<C: Clock> DrainBuilder<C> {
+    /// The name its metrics, events and `Debug` report (default `"drainer"`; a
+    /// [child](Drainer::child) takes its parent's).
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
     /// The clock for drain timing and wait deadlines (default [`SystemClock`]).
     pub fn clock<D: Clock>(self, clock: D) -> DrainBuilder<D> {
         DrainBuilder {
+            name: self.name,
             clock,
             not_ready_delay: self.not_ready_delay,
         }
@@ -56,6 +66,11 @@ impl<C: Clock> DrainBuilder<C> {
                 "0s..=3600s",
             ));
         }
-        Ok(Drainer::from_parts(self.clock, self.not_ready_delay, None))
+        Ok(Drainer::from_parts(
+            self.name,
+            self.clock,
+            self.not_ready_delay,
+            None,
+        ))
     }
 }

@@ -13,8 +13,9 @@
 //! awaits [`Drainer::draining`] to end itself. A [`child`](Drainer::child) drainer holds one guard
 //! of its parent, so draining the parent drains the children first.
 //!
-//! With feature `tracing`, each phase transition is one `INFO` event with target `resile::drain`,
-//! emitted by the one thread that made it: `phase = "not_ready"` (by the `mark_not_ready` that
+//! With feature `tracing`, each phase transition is one `INFO` event with target `resile::drain`
+//! and field `drainer` (its [name](DrainBuilder::name)), emitted by the one thread that made it:
+//! `phase = "not_ready"` (by the `mark_not_ready` that
 //! changed it), `phase = "draining"` with `in_flight` (by the `start_draining` that started it)
 //! and `phase = "drained"` with `elapsed_ms` since draining started (by whoever completed the
 //! drain). [`enter`](Drainer::enter) and guard drops never emit anything.
@@ -64,6 +65,7 @@ use crate::sync::{
 use crate::wait::Waiter;
 use crate::wait::notify::{Notify, Registration};
 use crossbeam_utils::CachePadded;
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
@@ -226,20 +228,22 @@ struct Core<C: Clock> {
     /// A child's guard of its parent, released when the child drains (or is freed).
     parent: Mutex<Option<OwnedDrainGuard<C>>>,
     not_ready_delay: Duration,
+    name: Cow<'static, str>,
     clock: C,
     /// The allocation's lifetime as loom sees it (empty outside loom models).
     lifetime: Lifetime,
 }
 
 impl Drainer<SystemClock> {
-    /// A serving drainer with the system clock and no not-ready delay.
+    /// A serving drainer named `"drainer"`, with the system clock and no not-ready delay.
     pub fn new() -> Self {
-        Self::from_parts(SystemClock::new(), Duration::ZERO, None)
+        Self::builder().build().expect("the defaults are valid")
     }
 
-    /// A builder for a drainer with options (clock, not-ready delay).
+    /// A builder for a drainer with options (name, clock, not-ready delay).
     pub fn builder() -> DrainBuilder<SystemClock> {
         DrainBuilder {
+            name: Cow::Borrowed("drainer"),
             clock: SystemClock::new(),
             not_ready_delay: Duration::ZERO,
         }
@@ -256,6 +260,7 @@ impl<C: Clock> fmt::Debug for Drainer<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.metrics();
         f.debug_struct("Drainer")
+            .field("name", &self.core().name)
             .field("phase", &m.phase)
             .field("in_flight", &m.in_flight)
             .field("admitted", &m.admitted)
@@ -265,7 +270,12 @@ impl<C: Clock> fmt::Debug for Drainer<C> {
 }
 
 impl<C: Clock> Drainer<C> {
-    fn from_parts(clock: C, not_ready_delay: Duration, parent: Option<OwnedDrainGuard<C>>) -> Self {
+    fn from_parts(
+        name: Cow<'static, str>,
+        clock: C,
+        not_ready_delay: Duration,
+        parent: Option<OwnedDrainGuard<C>>,
+    ) -> Self {
         let core = Box::new(Core {
             word: CachePadded::new(AtomicU64::new(0)),
             refusing: CachePadded::new(AtomicU64::new(0)),
@@ -278,6 +288,7 @@ impl<C: Clock> Drainer<C> {
             children: Mutex::new(Vec::new()),
             parent: Mutex::new(parent),
             not_ready_delay,
+            name,
             clock,
             lifetime: Lifetime::new(),
         });
@@ -411,7 +422,7 @@ impl<C: Clock> Drainer<C> {
         #[cfg(feature = "tracing")]
         if first {
             // NOT_READY was clear, so draining had not started either: serving -> not-ready.
-            tracing::info!(target: "resile::drain", phase = "not_ready", "drainer marked not ready");
+            tracing::info!(target: "resile::drain", drainer = &*self.core().name, phase = "not_ready", "drainer marked not ready");
         }
         // Children go not-ready with their parent (idempotent, so every caller does it).
         for child in self.live_children() {
@@ -456,6 +467,7 @@ impl<C: Clock> Drainer<C> {
         #[cfg(feature = "tracing")]
         tracing::info!(
             target: "resile::drain",
+            drainer = &*self.core().name,
             phase = "draining",
             in_flight = in_flight_of(prev),
             "drainer started draining"
@@ -509,6 +521,7 @@ impl<C: Clock> Drainer<C> {
     {
         let guard = self.enter_unowned()?;
         let child = Arc::new(Drainer::from_parts(
+            self.core().name.clone(),
             self.core().clock.clone(),
             self.core().not_ready_delay,
             Some(guard),
@@ -556,6 +569,11 @@ impl<C: Clock> Drainer<C> {
     /// Guards alive now.
     pub fn in_flight(&self) -> u64 {
         in_flight_of(self.core().word.load(Ordering::Acquire))
+    }
+
+    /// The name its metrics, events and `Debug` report.
+    pub fn name(&self) -> &str {
+        &self.core().name
     }
 
     /// The configured not-ready delay.
@@ -895,7 +913,8 @@ impl<C: Clock> Core<C> {
             // read: it is visible here.
             let started = this.started_at.load(Ordering::Relaxed);
             let elapsed_ms = Duration::from_nanos(now.saturating_sub(started)).as_millis() as u64;
-            tracing::info!(target: "resile::drain", phase = "drained", elapsed_ms, "drainer drained");
+            let drainer: &str = &this.name;
+            tracing::info!(target: "resile::drain", drainer, phase = "drained", elapsed_ms, "drainer drained");
         }
         this.drained.fire();
         let parent = lock(&this.parent).take();

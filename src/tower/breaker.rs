@@ -3,58 +3,11 @@
 
 use super::*;
 
-/// Says what a response (or error) counts as for a [`BreakerService`]: implemented by
-/// [`ErrIsFailure`] and by every `Fn(&Result<Res, E>) -> ErrorClass`, so an `Ok` HTTP 503 can be
-/// a failure and an `Err` "not found" ignored.
-///
-/// ```
-/// use resile::breaker::ErrorClass;
-/// use resile::tower::ClassifyResponse;
-/// let status = |r: &Result<u16, std::io::Error>| match r {
-///     Ok(s) if *s >= 500 => ErrorClass::Failure,
-///     Ok(_) => ErrorClass::Success,
-///     Err(_) => ErrorClass::Failure,
-/// };
-/// assert_eq!(status.classify(&Ok(503)), ErrorClass::Failure);
-/// ```
-pub trait ClassifyResponse<Res, E> {
-    /// What `result` counts as.
-    fn classify(&self, result: &Result<Res, E>) -> ErrorClass;
-}
-
-/// The default classification: every `Ok` a success, every `Err` a failure.
-///
-/// ```
-/// use resile::breaker::ErrorClass;
-/// use resile::tower::{ClassifyResponse, ErrIsFailure};
-/// assert_eq!(ErrIsFailure.classify(&Err::<(), _>("timeout")), ErrorClass::Failure);
-/// assert_eq!(ErrIsFailure.classify(&Ok::<_, ()>(1)), ErrorClass::Success);
-/// ```
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ErrIsFailure;
-
-impl<Res, E> ClassifyResponse<Res, E> for ErrIsFailure {
-    #[inline]
-    fn classify(&self, result: &Result<Res, E>) -> ErrorClass {
-        match result {
-            Ok(_) => ErrorClass::Success,
-            Err(_) => ErrorClass::Failure,
-        }
-    }
-}
-
-impl<Res, E, F: Fn(&Result<Res, E>) -> ErrorClass> ClassifyResponse<Res, E> for F {
-    #[inline]
-    fn classify(&self, result: &Result<Res, E>) -> ErrorClass {
-        self(result)
-    }
-}
-
 /// Runs each request through a [`CircuitBreaker`]: see [`BreakerService`].
 ///
 /// ```
-/// use resile::breaker::{CircuitBreaker, ErrorClass};
-/// use resile::breaker::CircuitOpen;
+/// use resile::breaker::{CircuitBreaker, CircuitOpen};
+/// use resile::classify::Verdict;
 /// use resile::tower::BreakerLayer;
 /// use std::sync::Arc;
 /// use tower::{Service, ServiceBuilder};
@@ -62,11 +15,11 @@ impl<Res, E, F: Fn(&Result<Res, E>) -> ErrorClass> ClassifyResponse<Res, E> for 
 /// let breaker = Arc::new(CircuitBreaker::builder().count_window(2).minimum_calls(2).build()?);
 /// let mut svc = ServiceBuilder::new()
 ///     // A 5xx is the dependency failing; a 4xx is the caller's problem.
-///     .layer(BreakerLayer::new(breaker.clone()).classify(|r: &Result<u16, std::io::Error>| match r {
-///         Ok(s) if *s >= 500 => ErrorClass::Failure,
-///         Ok(s) if *s >= 400 => ErrorClass::Ignore,
-///         Ok(_) => ErrorClass::Success,
-///         Err(_) => ErrorClass::Failure,
+///     .layer(BreakerLayer::new(breaker.clone()).classify(|r: Result<&u16, &std::io::Error>| match r {
+///         Ok(s) if *s >= 500 => Verdict::Failure,
+///         Ok(s) if *s >= 400 => Verdict::Ignore,
+///         Ok(_) => Verdict::Success,
+///         Err(_) => Verdict::Failure,
 ///     }))
 ///     .service_fn(|status: u16| async move { Ok::<_, std::io::Error>(status) });
 ///
@@ -94,7 +47,7 @@ impl<C: Clock> BreakerLayer<C> {
 }
 
 impl<C: Clock, K> BreakerLayer<C, K> {
-    /// Classify each result with `classify` (see [`ClassifyResponse`]).
+    /// Classify each result with `classify` (see [`crate::classify`]).
     pub fn classify<K2>(self, classify: K2) -> BreakerLayer<C, K2> {
         BreakerLayer {
             breaker: self.breaker,
@@ -187,7 +140,7 @@ where
     S: Service<Req>,
     S::Error: Into<BoxError>,
     C: Clock,
-    K: ClassifyResponse<S::Response, S::Error> + Clone,
+    K: Classify<S::Response, S::Error> + Clone,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -261,7 +214,7 @@ where
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
     C: Clock,
-    K: ClassifyResponse<T, E>,
+    K: Classify<T, E>,
 {
     type Output = Result<T, BoxError>;
 
@@ -272,7 +225,7 @@ where
                 let out = ready!(f.poll(cx));
                 this.inner.set(None);
                 if let Some(permit) = this.permit.take() {
-                    permit.resolve_as(this.classify.classify(&out));
+                    permit.record(this.classify.verdict(out.as_ref()));
                 }
                 Poll::Ready(out.map_err(Into::into))
             }

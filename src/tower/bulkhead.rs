@@ -5,12 +5,12 @@ use super::*;
 
 /// Holds a [`Bulkhead`] slot for each request: see [`BulkheadService`].
 ///
-/// [`new`](Self::new) fails fast; [`wait_with`](Self::wait_with) waits up to the bulkhead's
-/// [`max_wait`](crate::bulkhead::BulkheadBuilder::max_wait) on your runtime's timer.
+/// With the bulkhead's default max wait of zero it fails fast; with a
+/// [`max_wait`](crate::bulkhead::BulkheadBuilder::max_wait) it waits up to that, on the
+/// bulkhead's [timer](crate::bulkhead::BulkheadBuilder::timer).
 ///
 /// ```
-/// use resile::bulkhead::Bulkhead;
-/// use resile::bulkhead::BulkheadError;
+/// use resile::bulkhead::{Bulkhead, BulkheadError};
 /// use resile::tower::BulkheadLayer;
 /// use std::sync::Arc;
 /// use tower::{Service, ServiceBuilder, ServiceExt};
@@ -25,58 +25,41 @@ use super::*;
 /// assert!(e.downcast_ref::<BulkheadError>().unwrap().is_full());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct BulkheadLayer<C: Clock = SystemClock, T = FailFast> {
+pub struct BulkheadLayer<C: Clock = SystemClock> {
     bulkhead: Arc<Bulkhead<C>>,
-    timer: T,
 }
 
 impl<C: Clock> BulkheadLayer<C> {
-    /// A layer that takes a slot of `bulkhead` for each request, or refuses at once.
+    /// A layer that takes a slot of `bulkhead` for each request, waiting as the bulkhead is
+    /// configured to.
     pub fn new(bulkhead: Arc<Bulkhead<C>>) -> Self {
-        Self {
-            bulkhead,
-            timer: FailFast,
-        }
+        Self { bulkhead }
     }
 }
 
-impl<C: Clock, T> BulkheadLayer<C, T> {
-    /// Wait (FIFO) up to the bulkhead's
-    /// [`max_wait`](crate::bulkhead::BulkheadBuilder::max_wait) for a slot, timed by `sleep`
-    /// (`tokio::time::sleep`, ...), in `poll_ready`; a zero max wait still fails fast.
-    pub fn wait_with<T2: Sleep + Clone>(self, sleep: T2) -> BulkheadLayer<C, T2> {
-        BulkheadLayer {
-            bulkhead: self.bulkhead,
-            timer: sleep,
-        }
-    }
-}
-
-impl<C: Clock, T: Clone> Clone for BulkheadLayer<C, T> {
+impl<C: Clock> Clone for BulkheadLayer<C> {
     fn clone(&self) -> Self {
         Self {
             bulkhead: self.bulkhead.clone(),
-            timer: self.timer.clone(),
         }
     }
 }
 
-impl<C: Clock, T> fmt::Debug for BulkheadLayer<C, T> {
+impl<C: Clock> fmt::Debug for BulkheadLayer<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BulkheadLayer")
             .field("bulkhead", &self.bulkhead)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 
-impl<S, C: Clock, T: Sleep + Clone> Layer<S> for BulkheadLayer<C, T> {
-    type Service = BulkheadService<S, C, T>;
+impl<S, C: Clock> Layer<S> for BulkheadLayer<C> {
+    type Service = BulkheadService<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
         BulkheadService {
             inner,
             bulkhead: self.bulkhead.clone(),
-            timer: self.timer.clone(),
             admission: Admission::Idle,
             wait: None,
         }
@@ -101,15 +84,14 @@ enum Admission<C: Clock> {
 /// `poll_ready` first waits for the inner service, and only then takes the slot, so a slot is
 /// never held while the inner service is not ready (a slot taken earlier is given back if the
 /// inner service turns unready). Failing fast, a full bulkhead makes `poll_ready` ready at once
-/// and the next response future fails with [`BulkheadError::Full`] (boxed). Waiting (see
-/// [`BulkheadLayer::wait_with`]), `poll_ready` queues for a slot, FIFO with every other waiter,
+/// and the next response future fails with [`BulkheadError::Full`] (boxed). Waiting (a bulkhead
+/// with a [`max_wait`](crate::bulkhead::BulkheadBuilder::max_wait)), `poll_ready` queues for a slot, FIFO with every other waiter,
 /// and gives up with [`BulkheadError::TimedOut`] after the max wait, counted from the request's
 /// first wait (an inner service that turns unready meanwhile costs the place in the queue, not
 /// more time). A `call` without `poll_ready` tries once, failing fast.
 ///
 /// ```
-/// use resile::bulkhead::Bulkhead;
-/// use resile::bulkhead::BulkheadError;
+/// use resile::bulkhead::{Bulkhead, BulkheadError};
 /// use resile::tower::{BoxError, BulkheadLayer};
 /// use std::sync::Arc;
 /// use tower::{Layer, Service, ServiceExt, service_fn};
@@ -127,32 +109,30 @@ enum Admission<C: Clock> {
 /// })?;
 /// # Ok::<(), BoxError>(())
 /// ```
-pub struct BulkheadService<S, C: Clock = SystemClock, T: Sleep = FailFast> {
+pub struct BulkheadService<S, C: Clock = SystemClock> {
     inner: S,
     bulkhead: Arc<Bulkhead<C>>,
-    timer: T,
     admission: Admission<C>,
     /// The max-wait timer of the request being admitted and the clock reading it started at,
     /// once it had to queue. Kept when the inner service turns unready (which gives up the slot
     /// or the place in the queue), so the max wait bounds the request's whole wait; cleared once
     /// it is admitted or refused.
-    wait: Option<(Pin<Box<T::Future>>, u64)>,
+    wait: Option<(Sleep, u64)>,
 }
 
-impl<S: Clone, C: Clock, T: Sleep + Clone> Clone for BulkheadService<S, C, T> {
+impl<S: Clone, C: Clock> Clone for BulkheadService<S, C> {
     /// A clone with no slot of its own (as tower's `ConcurrencyLimit`).
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             bulkhead: self.bulkhead.clone(),
-            timer: self.timer.clone(),
             admission: Admission::Idle,
             wait: None,
         }
     }
 }
 
-impl<S: fmt::Debug, C: Clock, T: Sleep> fmt::Debug for BulkheadService<S, C, T> {
+impl<S: fmt::Debug, C: Clock> fmt::Debug for BulkheadService<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let admission = match &self.admission {
             Admission::Idle => "idle",
@@ -168,13 +148,13 @@ impl<S: fmt::Debug, C: Clock, T: Sleep> fmt::Debug for BulkheadService<S, C, T> 
     }
 }
 
-impl<S, C: Clock, T: Sleep> BulkheadService<S, C, T> {
+impl<S, C: Clock> BulkheadService<S, C> {
     /// Takes a slot, or queues for one, or records the refusal; `Pending` only while queued.
     fn poll_admission(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             match &mut self.admission {
                 Admission::Ready(_) | Admission::Refused(_) => return Poll::Ready(()),
-                Admission::Idle if self.timer.waits() && !self.bulkhead.max_wait().is_zero() => {
+                Admission::Idle if !self.bulkhead.max_wait().is_zero() => {
                     // A timer left from an earlier readiness that has run its whole max wait
                     // (the caller may have given that readiness up) is not held against this
                     // one: it starts afresh.
@@ -184,7 +164,7 @@ impl<S, C: Clock, T: Sleep> BulkheadService<S, C, T> {
                             self.wait = None;
                         }
                     }
-                    self.admission = Admission::Waiting(self.bulkhead.clone().acquire_owned());
+                    self.admission = Admission::Waiting(self.bulkhead.acquire_owned());
                 }
                 Admission::Idle => {
                     self.admission = match self.bulkhead.try_acquire_owned() {
@@ -201,9 +181,9 @@ impl<S, C: Clock, T: Sleep> BulkheadService<S, C, T> {
                             // nothing), unless this request's timer is already running.
                             let (timer, start) = self.wait.get_or_insert_with(|| {
                                 let start = self.bulkhead.wait_started();
-                                (Box::pin(self.timer.sleep(self.bulkhead.max_wait())), start)
+                                (self.bulkhead.timer().sleep(self.bulkhead.max_wait()), start)
                             });
-                            match timer.as_mut().poll(cx) {
+                            match Pin::new(timer).poll(cx) {
                                 // Dropping the `AcquireOwned` leaves the queue, and gives a slot
                                 // handed over meanwhile to the next waiter.
                                 Poll::Ready(()) => {
@@ -221,12 +201,11 @@ impl<S, C: Clock, T: Sleep> BulkheadService<S, C, T> {
     }
 }
 
-impl<S, C, T, Req> Service<Req> for BulkheadService<S, C, T>
+impl<S, C, Req> Service<Req> for BulkheadService<S, C>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
     C: Clock,
-    T: Sleep,
 {
     type Response = S::Response;
     type Error = BoxError;

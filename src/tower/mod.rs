@@ -5,7 +5,7 @@
 //! | --- | --- | --- |
 //! | [`DrainLayer`] | [`DrainService`] | admits each request through a [`Drainer`]; the guard lives until the response future completes or is dropped |
 //! | [`BulkheadLayer`] | [`BulkheadService`] | holds a [`Bulkhead`] slot for each request until its response future ends; fails fast, or waits up to the bulkhead's max wait on your timer |
-//! | [`BreakerLayer`] | [`BreakerService`] | runs each request through a [`CircuitBreaker`] and records its outcome, classified by your [`ClassifyResponse`] |
+//! | [`BreakerLayer`] | [`BreakerService`] | runs each request through a [`CircuitBreaker`] and records its outcome, classified by your [`Classify`](crate::classify::Classify) |
 //! | [`RetryPolicy`] (`tower-retry`) | `tower::retry::Retry` | retries paid from a [`RetryBudget`](crate::budget::RetryBudget) (a deposit per request, a withdrawal per retry), waiting a [`Backoff`](crate::backoff::Backoff) on your timer |
 //!
 //! Every service's error is a [`BoxError`] (tower's convention): a refusal is the primitive's own
@@ -14,8 +14,9 @@
 //! never from `poll_ready`, so a refused request does not fail the service (as tower's
 //! `LoadShed`).
 //!
-//! The crate depends on no runtime, so it has no timer: the bulkhead's wait and the retry's
-//! backoff take your runtime's sleep function (`tokio::time::sleep`, ...). The order that
+//! The bulkhead's wait and the retry's backoff sleep on the [timer](crate::timer) set on the
+//! bulkhead's builder and on the retry policy (the default timer works on any executor; feature
+//! `tokio` has tokio's). The order that
 //! matches [`Policy`](crate::policy::Policy): drain outermost, then the bulkhead, then retries,
 //! then the breaker around each attempt.
 //!
@@ -47,19 +48,20 @@
 //! ```
 
 use crate::breaker::CircuitOpen;
-use crate::breaker::{CircuitBreaker, ErrorClass, OwnedBreakerPermit};
+use crate::breaker::{CircuitBreaker, OwnedBreakerPermit};
 use crate::bulkhead::BulkheadError;
 use crate::bulkhead::{AcquireOwned, Bulkhead, OwnedBulkheadPermit};
+use crate::classify::{Classify, ErrIsFailure};
 use crate::clock::{Clock, SystemClock, duration_to_nanos};
 use crate::drain::DrainRefused;
 use crate::drain::{Drainer, OwnedDrainGuard};
+use crate::timer::Sleep;
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -99,72 +101,12 @@ impl fmt::Display for PolledAfterCompletion {
 
 impl std::error::Error for PolledAfterCompletion {}
 
-// ---------------------------------------------------------------------------------------------
-// Timers
-// ---------------------------------------------------------------------------------------------
-
-/// Your runtime's timer: implemented by every `Fn(Duration) -> impl Future<Output = ()>`
-/// (`tokio::time::sleep`, ...), and by [`FailFast`] (no timer: never wait).
-///
-/// ```
-/// use resile::tower::Sleep;
-/// use std::time::Duration;
-/// let sleep = |_d: Duration| std::future::ready(());
-/// assert!(sleep.waits());
-/// futures::executor::block_on(sleep.sleep(Duration::from_millis(1)));
-/// ```
-pub trait Sleep {
-    /// The future `sleep` returns.
-    type Future: Future<Output = ()>;
-
-    /// A future that completes after `d`.
-    fn sleep(&self, d: Duration) -> Self::Future;
-
-    /// Whether this timer can wait at all ([`FailFast`] cannot).
-    fn waits(&self) -> bool {
-        true
-    }
-}
-
-impl<F, Fut> Sleep for F
-where
-    F: Fn(Duration) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    type Future = Fut;
-
-    fn sleep(&self, d: Duration) -> Fut {
-        self(d)
-    }
-}
-
-/// No timer: a [`BulkheadService`] with it refuses at once when the bulkhead is full.
-///
-/// ```
-/// use resile::tower::{FailFast, Sleep};
-/// assert!(!FailFast.waits());
-/// ```
-#[derive(Clone, Copy, Debug, Default)]
-pub struct FailFast;
-
-impl Sleep for FailFast {
-    type Future = std::future::Ready<()>;
-
-    fn sleep(&self, _: Duration) -> Self::Future {
-        std::future::ready(())
-    }
-
-    fn waits(&self) -> bool {
-        false
-    }
-}
-
 mod breaker;
 mod bulkhead;
 mod drain;
 mod future;
 
-pub use breaker::{BreakerFuture, BreakerLayer, BreakerService, ClassifyResponse, ErrIsFailure};
+pub use breaker::{BreakerFuture, BreakerLayer, BreakerService};
 pub use bulkhead::{BulkheadLayer, BulkheadService};
 pub use drain::{DrainLayer, DrainService};
 pub use future::ResponseFuture;
@@ -172,4 +114,4 @@ pub use future::ResponseFuture;
 #[cfg(feature = "tower-retry")]
 mod retry;
 #[cfg(feature = "tower-retry")]
-pub use retry::{RetryErrors, RetryPolicy, ShouldRetry};
+pub use retry::RetryPolicy;

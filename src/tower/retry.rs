@@ -1,35 +1,21 @@
 //! `tower::retry::Policy` paid from a [`RetryBudget`].
 
-use super::Sleep;
 use crate::backoff::Backoff;
 use crate::breaker::CircuitOpen;
 use crate::budget::RetryBudget;
 use crate::bulkhead::BulkheadError;
+use crate::classify::{Classify, ErrIsFailure, RetryIf};
 use crate::clock::{Clock, SystemClock};
 use crate::drain::DrainRefused;
+use crate::timer::{SharedTimer, Sleep, Timer};
 use std::any::Any;
 use std::error::Error;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Says which results a [`RetryPolicy`] retries: implemented by [`RetryErrors`] and by every
-/// `Fn(&Result<Res, E>) -> bool`.
-///
-/// ```
-/// use resile::tower::ShouldRetry;
-/// let only_timeouts = |r: &Result<u8, std::io::Error>| {
-///     matches!(r, Err(e) if e.kind() == std::io::ErrorKind::TimedOut)
-/// };
-/// assert!(!only_timeouts.should_retry(&Ok(1)));
-/// ```
-pub trait ShouldRetry<Res, E> {
-    /// Whether `result` is worth another attempt.
-    fn should_retry(&self, result: &Result<Res, E>) -> bool;
-}
-
-/// The default: retry every `Err` but a refusal by one of this crate's primitives, never an
-/// `Ok`.
+/// Whether a [`RetryPolicy`] retries `result`: never a refusal by one of this crate's
+/// primitives, otherwise what `classify` says.
 ///
 /// A refusal ([`CircuitOpen`], [`BulkheadError`], [`DrainRefused`]; bare, or boxed as a
 /// [`BoxError`](super::BoxError) the way the layers return them, or anywhere in a boxed error's
@@ -37,22 +23,13 @@ pub trait ShouldRetry<Res, E> {
 /// the call, not a failure of the dependency: an open breaker refuses at once so that callers
 /// fail fast, and retrying it would spend the shared budget and wait out backoff on calls that
 /// never reach the dependency.
-///
-/// ```
-/// use resile::breaker::{CircuitOpen, State};
-/// use resile::tower::{BoxError, RetryErrors, ShouldRetry};
-/// assert!(RetryErrors.should_retry(&Err::<(), _>("timeout")));
-/// assert!(!RetryErrors.should_retry(&Ok::<_, ()>(())));
-/// let open: BoxError = Box::new(CircuitOpen::new(State::Open, None));
-/// assert!(!RetryErrors.should_retry(&Err::<(), _>(open)));
-/// ```
-#[derive(Clone, Copy, Debug, Default)]
-pub struct RetryErrors;
-
-impl<Res, E: 'static> ShouldRetry<Res, E> for RetryErrors {
-    #[inline]
-    fn should_retry(&self, result: &Result<Res, E>) -> bool {
-        result.as_ref().is_err_and(|e| !is_refusal(e))
+fn should_retry<Res, E: 'static>(
+    classify: &impl Classify<Res, E>,
+    result: &Result<Res, E>,
+) -> bool {
+    match result {
+        Err(e) if is_refusal(e) => false,
+        r => classify.is_retryable(r.as_ref()),
     }
 }
 
@@ -81,17 +58,15 @@ fn is_refusal<E: 'static>(e: &E) -> bool {
     any.is::<CircuitOpen>() || any.is::<BulkheadError>() || any.is::<DrainRefused>()
 }
 
-impl<Res, E, F: Fn(&Result<Res, E>) -> bool> ShouldRetry<Res, E> for F {
-    #[inline]
-    fn should_retry(&self, result: &Result<Res, E>) -> bool {
-        self(result)
-    }
-}
-
 /// A `tower::retry::Policy` paid from a [`RetryBudget`]: each original request deposits into
 /// the budget (when its first result comes back), each retry withdraws from it, and a retry the
 /// budget refuses is not made (the last result is returned). Between attempts it waits a
-/// [`Backoff`] delay on your runtime's `sleep`; at most `max_attempts` attempts (default 3).
+/// [`Backoff`] delay (or the delay the classifier's [`retry_after`](Classify::retry_after)
+/// reads from the result) on its [timer](Self::timer); at most `max_attempts` attempts (default
+/// 3). What it retries is its classifier's call (default [`ErrIsFailure`]: every `Err`), but
+/// never a refusal by one of this crate's primitives, bare, boxed, or as the source of a boxed
+/// error: that is this process declining the call, and retrying it would spend the shared
+/// budget on calls that never reach the dependency.
 ///
 /// Requests must be `Clone` (tower retries a clone). Tower clones the policy for each request,
 /// which is how the attempt count stays per request; share one budget across services by
@@ -106,7 +81,8 @@ impl<Res, E, F: Fn(&Result<Res, E>) -> bool> ShouldRetry<Res, E> for F {
 /// use tower::{Service, ServiceBuilder};
 ///
 /// let budget = Arc::new(RetryBudget::builder().max_retries(10).build()?);
-/// let policy = RetryPolicy::new(budget.clone(), |_d: Duration| std::future::ready(())) // tokio::time::sleep
+/// let policy = RetryPolicy::new(budget.clone())
+///     .timer(|_d: Duration| std::future::ready(())) // resile::timer::TokioTimer, with feature `tokio`
 ///     .max_attempts(3)
 ///     .backoff(Backoff::builder().exponential(Duration::from_millis(10), 2).build()?);
 ///
@@ -122,11 +98,11 @@ impl<Res, E, F: Fn(&Result<Res, E>) -> bool> ShouldRetry<Res, E> for F {
 /// assert_eq!(budget.metrics().retries_granted, 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct RetryPolicy<S, C: Clock = SystemClock, K = RetryErrors> {
+pub struct RetryPolicy<C: Clock = SystemClock, K = ErrIsFailure> {
     budget: Arc<RetryBudget<C>>,
     backoff: Backoff,
     max_attempts: u32,
-    sleep: S,
+    timer: SharedTimer,
     classify: K,
     /// Attempts whose result this (per-request) clone has seen.
     attempts: u32,
@@ -134,24 +110,24 @@ pub struct RetryPolicy<S, C: Clock = SystemClock, K = RetryErrors> {
     previous: Duration,
 }
 
-impl<S, C: Clock> RetryPolicy<S, C> {
-    /// A policy paid from `budget`, waiting with `sleep` (`tokio::time::sleep`, ...); the
-    /// default [`Backoff`], 3 attempts, every `Err` retried but this crate's refusals
-    /// ([`RetryErrors`]).
-    pub fn new(budget: Arc<RetryBudget<C>>, sleep: S) -> Self {
+impl<C: Clock> RetryPolicy<C> {
+    /// A policy paid from `budget`: the default [`Backoff`] on the default
+    /// [timer](crate::timer::ThreadTimer), 3 attempts, every `Err` retried but this crate's
+    /// refusals.
+    pub fn new(budget: Arc<RetryBudget<C>>) -> Self {
         Self {
             budget,
             backoff: Backoff::default(),
             max_attempts: 3,
-            sleep,
-            classify: RetryErrors,
+            timer: SharedTimer::default(),
+            classify: ErrIsFailure,
             attempts: 0,
             previous: Duration::ZERO,
         }
     }
 }
 
-impl<S, C: Clock, K> RetryPolicy<S, C, K> {
+impl<C: Clock, K> RetryPolicy<C, K> {
     /// At most `n` attempts, the original one included (0 counts as 1: never retry).
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = n.max(1);
@@ -164,13 +140,25 @@ impl<S, C: Clock, K> RetryPolicy<S, C, K> {
         self
     }
 
-    /// Retry the results `classify` accepts (see [`ShouldRetry`]).
-    pub fn retry_if<K2>(self, classify: K2) -> RetryPolicy<S, C, K2> {
+    /// The timer the backoff sleeps on (see [`crate::timer`]).
+    pub fn timer(mut self, timer: impl Timer) -> Self {
+        self.timer = SharedTimer::new(timer);
+        self
+    }
+
+    /// Retry only the errors for which `retryable` returns true ([`RetryIf`]).
+    pub fn retry_if<E, F: Fn(&E) -> bool>(self, retryable: F) -> RetryPolicy<C, RetryIf<F>> {
+        self.classify(RetryIf(retryable))
+    }
+
+    /// Classify results with `classify`: which are retried, and after what delay the server
+    /// asked for (see [`crate::classify`]).
+    pub fn classify<K2>(self, classify: K2) -> RetryPolicy<C, K2> {
         RetryPolicy {
             budget: self.budget,
             backoff: self.backoff,
             max_attempts: self.max_attempts,
-            sleep: self.sleep,
+            timer: self.timer,
             classify,
             attempts: self.attempts,
             previous: self.previous,
@@ -183,13 +171,13 @@ impl<S, C: Clock, K> RetryPolicy<S, C, K> {
     }
 }
 
-impl<S: Clone, C: Clock, K: Clone> Clone for RetryPolicy<S, C, K> {
+impl<C: Clock, K: Clone> Clone for RetryPolicy<C, K> {
     fn clone(&self) -> Self {
         Self {
             budget: self.budget.clone(),
             backoff: self.backoff,
             max_attempts: self.max_attempts,
-            sleep: self.sleep.clone(),
+            timer: self.timer.clone(),
             classify: self.classify.clone(),
             attempts: self.attempts,
             previous: self.previous,
@@ -197,7 +185,7 @@ impl<S: Clone, C: Clock, K: Clone> Clone for RetryPolicy<S, C, K> {
     }
 }
 
-impl<S, C: Clock, K> fmt::Debug for RetryPolicy<S, C, K> {
+impl<C: Clock, K> fmt::Debug for RetryPolicy<C, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryPolicy")
             .field("budget", &self.budget)
@@ -208,29 +196,30 @@ impl<S, C: Clock, K> fmt::Debug for RetryPolicy<S, C, K> {
     }
 }
 
-impl<Req, Res, E, S, C, K> ::tower::retry::Policy<Req, Res, E> for RetryPolicy<S, C, K>
+impl<Req, Res, E, C, K> ::tower::retry::Policy<Req, Res, E> for RetryPolicy<C, K>
 where
     Req: Clone,
-    S: Sleep,
+    E: 'static,
     C: Clock,
-    K: ShouldRetry<Res, E>,
+    K: Classify<Res, E>,
 {
-    type Future = S::Future;
+    type Future = Sleep;
 
-    fn retry(&mut self, _req: &mut Req, result: &mut Result<Res, E>) -> Option<S::Future> {
+    fn retry(&mut self, _req: &mut Req, result: &mut Result<Res, E>) -> Option<Sleep> {
         if self.attempts == 0 {
             self.budget.deposit();
         }
         self.attempts = self.attempts.saturating_add(1);
-        if self.attempts >= self.max_attempts || !self.classify.should_retry(result) {
+        if self.attempts >= self.max_attempts || !should_retry(&self.classify, result) {
             return None;
         }
         self.budget.try_withdraw().ok()?;
+        let hint = self.classify.retry_after(result.as_ref());
         let delay = self
             .backoff
-            .delay(self.attempts, self.previous, &mut rand::rng());
+            .hinted_delay(self.attempts, self.previous, hint, &mut rand::rng());
         self.previous = delay;
-        Some(self.sleep.sleep(delay))
+        Some(self.timer.sleep(delay))
     }
 
     fn clone_request(&mut self, req: &Req) -> Option<Req> {
@@ -260,7 +249,7 @@ mod tests {
     }
 
     fn retried<E: 'static>(e: E) -> bool {
-        RetryErrors.should_retry(&Err::<(), E>(e))
+        should_retry(&ErrIsFailure, &Err::<(), E>(e))
     }
 
     #[test]

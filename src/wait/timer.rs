@@ -1,42 +1,39 @@
-//! A timer made only when a wait has to queue.
+//! A deadline for an async wait, made only once the wait has to queue.
 
+use crate::timer::{SharedTimer, Sleep};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-/// A timer made by `sleep(wait)` when first polled, so that a wait that never has to queue
-/// (the acquire is polled first) never asks the runtime for one. Boxed once made, so that it is
-/// `Unpin` whatever the runtime's timer is.
-pub(crate) struct LazyTimer<S, F> {
-    make: Option<(S, Duration)>,
-    timer: Option<Pin<Box<F>>>,
+/// A sleep of `wait` on `timer`, asked of the timer when first polled, so that a wait that never
+/// has to queue (the acquire is polled first) never makes one.
+#[derive(Debug)]
+pub(crate) struct LazyTimer<'a> {
+    make: Option<(&'a SharedTimer, Duration)>,
+    sleep: Option<Sleep>,
 }
 
-impl<S, F> LazyTimer<S, F> {
-    pub(crate) fn new(sleep: S, wait: Duration) -> Self {
+impl<'a> LazyTimer<'a> {
+    pub(crate) fn new(timer: &'a SharedTimer, wait: Duration) -> Self {
         Self {
-            make: Some((sleep, wait)),
-            timer: None,
+            make: Some((timer, wait)),
+            sleep: None,
         }
     }
 }
 
-// `S` is only ever moved out (never pinned), and the timer is boxed.
-impl<S, F> Unpin for LazyTimer<S, F> {}
-
-impl<S: FnOnce(Duration) -> F, F: Future> Future for LazyTimer<S, F> {
+impl Future for LazyTimer<'_> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        if let Some((sleep, wait)) = this.make.take() {
-            this.timer = Some(Box::pin(sleep(wait)));
+        if let Some((timer, wait)) = this.make.take() {
+            this.sleep = Some(timer.sleep(wait));
         }
-        match &mut this.timer {
-            Some(timer) => timer.as_mut().poll(cx).map(|_| ()),
-            // Made above on the first poll; `make` and `timer` are never both empty.
-            None => Poll::Ready(()),
+        match &mut this.sleep {
+            Some(sleep) => Pin::new(sleep).poll(cx),
+            None => Poll::Pending,
         }
     }
 }
