@@ -282,7 +282,7 @@ impl Backoff {
 /// assert_eq!(err.field(), "base");
 /// ```
 #[derive(Clone, Copy, Debug)]
-#[must_use]
+#[must_use = "a builder does nothing until `build()`"]
 pub struct BackoffBuilder {
     b: Backoff,
     hint_bounds: Option<(u64, u64)>,

@@ -1,19 +1,67 @@
 //! # resile
 //!
-//! Lock-free resilience primitives for latency-critical services: a [circuit breaker](breaker),
-//! a [retry budget](budget) with [backoff], a [bulkhead], and a graceful [drainer](drain). Each
-//! keeps its state in one atomic word (plus, where it needs history, a lock-free ring-buffer
-//! [window]), so the call that guards a request costs a few nanoseconds, never blocks a thread it
-//! need not, and never loses a count or a wakeup.
+//! Lock-free resilience primitives for latency-critical services. Each keeps its state in one
+//! atomic word (plus, where it needs history, a lock-free ring-buffer [window]), so the call that
+//! guards a request costs a few nanoseconds, never blocks a thread it need not, and never loses a
+//! count or a wakeup. Nothing depends on an async runtime: the futures run on any executor.
 //!
-//! They compose in the order a request meets them: drain admission, then a bulkhead permit, then
-//! attempts through the breaker, with retries paid from the budget. [`policy::Policy`] does that
-//! composition for one operation, with an optional fallback, and its [`policy::PolicyError`] says
-//! which layer refused and why.
+//! ## The patterns and their types
 //!
-//! Time is injected through [`clock::Clock`]: the default is a precise monotonic clock, and tests
-//! use [`clock::ManualClock`]. The crate depends on no async runtime: its futures run on any
-//! executor.
+//! | pattern | the primitive | configured by | guards and futures | errors | snapshot |
+//! | --- | --- | --- | --- | --- | --- |
+//! | [circuit breaker](breaker) | [`CircuitBreaker`](breaker::CircuitBreaker) | [`BreakerBuilder`](breaker::BreakerBuilder) | [`BreakerPermit`](breaker::BreakerPermit), [`OwnedBreakerPermit`](breaker::OwnedBreakerPermit) | [`CircuitOpen`](breaker::CircuitOpen), [`BreakerError`](breaker::BreakerError) | [`BreakerMetrics`](breaker::BreakerMetrics), [`State`](breaker::State), [`StateChange`](breaker::StateChange) |
+//! | [retry budget](budget) | [`RetryBudget`](budget::RetryBudget) | [`BudgetBuilder`](budget::BudgetBuilder) | - | [`BudgetExhausted`](budget::BudgetExhausted) | [`BudgetMetrics`](budget::BudgetMetrics) |
+//! | [retry helper](retry) and [backoff] | [`Retry`](retry::Retry), [`Backoff`](backoff::Backoff) | [`RetryBuilder`](retry::RetryBuilder), [`BackoffBuilder`](backoff::BackoffBuilder) | - | [`RetryError`](retry::RetryError) | - |
+//! | [bulkhead] | [`Bulkhead`](bulkhead::Bulkhead) | [`BulkheadBuilder`](bulkhead::BulkheadBuilder) | [`BulkheadPermit`](bulkhead::BulkheadPermit), [`OwnedBulkheadPermit`](bulkhead::OwnedBulkheadPermit), [`Acquire`](bulkhead::Acquire), [`AcquireOwned`](bulkhead::AcquireOwned) | [`BulkheadError`](bulkhead::BulkheadError) | [`BulkheadMetrics`](bulkhead::BulkheadMetrics) |
+//! | [graceful drainer](drain) | [`Drainer`](drain::Drainer) | [`DrainBuilder`](drain::DrainBuilder) | [`DrainGuard`](drain::DrainGuard), [`OwnedDrainGuard`](drain::OwnedDrainGuard), [`Wait`](drain::Wait), [`DrainingNotice`](drain::DrainingNotice) | [`DrainRefused`](drain::DrainRefused), [`DrainTimeout`](drain::DrainTimeout) | [`DrainMetrics`](drain::DrainMetrics), [`Phase`](drain::Phase), [`Drained`](drain::Drained) |
+//! | [all four composed](policy) | [`Policy`](policy::Policy) | [`PolicyBuilder`](policy::PolicyBuilder) | - | [`PolicyError`](policy::PolicyError) | - |
+//!
+//! Shared by all of them:
+//!
+//! | concern | types |
+//! | --- | --- |
+//! | what a result means | [`Classify`](classify::Classify), [`Verdict`](classify::Verdict), [`ErrIsFailure`](classify::ErrIsFailure), [`RetryIf`](classify::RetryIf) |
+//! | reading time | [`Clock`](clock::Clock): [`SystemClock`](clock::SystemClock), [`CoarseClock`](clock::CoarseClock), [`RecentClock`](clock::RecentClock), [`ManualClock`](clock::ManualClock) |
+//! | waiting for time | [`Timer`](timer::Timer): [`ThreadTimer`](timer::ThreadTimer), `TokioTimer` (feature `tokio`), [`Sleep`](timer::Sleep) |
+//! | history | [`CountWindow`](window::CountWindow), [`TimeWindow`](window::TimeWindow), [`Outcome`](window::Outcome), [`Tally`](window::Tally) |
+//! | bad configuration | [`ConfigError`](error::ConfigError): every builder's error, naming the field and the allowed range |
+//! | observability | [`Report`](observe) (feature `metrics`), [`state_change_hook`](observe::state_change_hook) (features `tracing`, `metrics`) |
+//! | tower (feature `tower`) | `DrainLayer`, `BulkheadLayer`, `BreakerLayer` and their services; `RetryPolicy` (feature `tower-retry`) |
+//!
+//! Every primitive is built the same way: `X::builder()`, setters, then `build()`, which
+//! validates and returns `Result<X, ConfigError>`. Names are `impl Into<Cow<'static, str>>`.
+//! Waits follow tokio: `acquire()` is a future, `try_acquire()` fails fast, `blocking_*` block the
+//! thread, and the `*_owned` forms borrow an `Arc` and return a guard that borrows nothing.
+//!
+//! ```
+//! use resile::breaker::{BreakerError, CircuitBreaker};
+//! use resile::bulkhead::Bulkhead;
+//! use resile::drain::Drainer;
+//!
+//! let drainer = Drainer::new();
+//! let bulkhead = Bulkhead::builder().name("db").limit(8).build()?;
+//! let breaker = CircuitBreaker::builder().name("db").build()?;
+//!
+//! let _guard = drainer.enter()?; // refused once shutdown starts
+//! let _permit = bulkhead.try_acquire()?; // refused when 8 calls are in flight
+//! match breaker.call(|| Ok::<_, std::io::Error>(42)) {
+//!     Ok(rows) => assert_eq!(rows, 42),
+//!     Err(BreakerError::Refused(open)) => println!("db is down; retry in {:?}", open.retry_after()),
+//!     Err(BreakerError::Inner(e)) => println!("db failed: {e}"),
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Where the checks live
+//!
+//! - `loom-tests/`: loom models of every packed word's races (build with
+//!   `RUSTFLAGS="--cfg resile_loom"`; the README says at which preemption bound).
+//! - `fuzz/`: one differential target per primitive against a plain sequential model
+//!   (`cargo +nightly fuzz run <target>`).
+//! - `benches/`: criterion benches beside `Mutex` baselines and peer crates, and the `scaling`
+//!   binary that reports thread scaling as ratios; the figures are in `BENCHMARKS.md`.
+//! - `tests/`: integration tests (stress runs that check exact conservation, allocation-free hot
+//!   paths, the tower stack, observability).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -578,7 +578,7 @@ fn once<E>(last: BreakerError<E>) -> RetryError<BreakerError<E>> {
 /// assert!(policy.drainer().is_some() && policy.breaker().is_none());
 /// # Ok::<(), resile::error::ConfigError>(())
 /// ```
-#[must_use]
+#[must_use = "a builder does nothing until `build()`"]
 pub struct PolicyBuilder<
     D: Clock = SystemClock,
     H: Clock = SystemClock,

@@ -348,7 +348,7 @@ impl<C: Clock, K> Retry<C, K> {
 /// let e = Retry::builder().max_attempts(0).build().unwrap_err();
 /// assert_eq!(e.field(), "max_attempts");
 /// ```
-#[must_use]
+#[must_use = "a builder does nothing until `build()`"]
 pub struct RetryBuilder<C: Clock = SystemClock, K = ErrIsFailure> {
     max_attempts: u32,
     backoff: Backoff,

@@ -60,6 +60,7 @@ pub(crate) enum Window {
 /// let err = CircuitBreaker::builder().half_open_probes(0).build().unwrap_err();
 /// assert_eq!(err.field(), "half_open_probes");
 /// ```
+#[must_use = "a builder does nothing until `build()`"]
 pub struct BreakerBuilder<C: Clock = SystemClock> {
     clock: C,
     name: Cow<'static, str>,

@@ -197,6 +197,7 @@ pub struct StateChange {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct BreakerMetrics {
     /// The state.
     pub state: State,

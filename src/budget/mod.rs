@@ -125,6 +125,7 @@ impl Mode {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct BudgetMetrics {
     /// Original requests deposited.
     pub deposits: u64,
@@ -308,7 +309,7 @@ impl<C: Clock> fmt::Debug for RetryBudget<C> {
 /// let e = RetryBudget::builder().max_retries(5).window(Duration::ZERO).build().unwrap_err();
 /// assert_eq!(e.field(), "window");
 /// ```
-#[must_use]
+#[must_use = "a builder does nothing until `build()`"]
 #[derive(Debug)]
 pub struct BudgetBuilder<C: Clock = SystemClock> {
     name: Cow<'static, str>,

@@ -36,7 +36,7 @@ pub(super) fn check_limit(limit: u32) -> Result<u32, ConfigError> {
 /// assert_eq!(e.field(), "limit");
 /// ```
 #[derive(Clone, Debug)]
-#[must_use]
+#[must_use = "a builder does nothing until `build()`"]
 pub struct BulkheadBuilder<C: Clock = SystemClock> {
     name: Cow<'static, str>,
     limit: u32,

@@ -36,7 +36,7 @@ impl<'a, C: Clock> DrainGuard<'a, C> {
         self.drainer
     }
 
-    /// A clone, or [`DrainRefused::Full`] if the count is at [`MAX_IN_FLIGHT`].
+    /// A clone, or [`DrainRefused::Full`] if the count is at [`MAX_IN_FLIGHT`](super::MAX_IN_FLIGHT).
     pub fn try_clone(&self) -> Result<Self, DrainRefused> {
         // SAFETY: `self` is a live guard of this core.
         unsafe { Core::clone_in(self.drainer.core) }.map(|()| DrainGuard {
@@ -47,7 +47,7 @@ impl<'a, C: Clock> DrainGuard<'a, C> {
 
 impl<C: Clock> Clone for DrainGuard<'_, C> {
     /// # Panics
-    /// If [`MAX_IN_FLIGHT`] guards are alive (like `Arc` on refcount overflow).
+    /// If [`MAX_IN_FLIGHT`](super::MAX_IN_FLIGHT) guards are alive (like `Arc` on refcount overflow).
     fn clone(&self) -> Self {
         self.try_clone().expect("drain guard count overflow")
     }
@@ -106,7 +106,7 @@ impl<C: Clock> OwnedDrainGuard<C> {
         core.word.load(Ordering::Acquire) & DRAINING != 0
     }
 
-    /// A clone, or [`DrainRefused::Full`] if the count is at [`MAX_IN_FLIGHT`].
+    /// A clone, or [`DrainRefused::Full`] if the count is at [`MAX_IN_FLIGHT`](super::MAX_IN_FLIGHT).
     pub fn try_clone(&self) -> Result<Self, DrainRefused> {
         // SAFETY: `self` is a live guard of this core.
         unsafe { Core::clone_in(self.core) }.map(|()| OwnedDrainGuard {
@@ -118,7 +118,7 @@ impl<C: Clock> OwnedDrainGuard<C> {
 
 impl<C: Clock> Clone for OwnedDrainGuard<C> {
     /// # Panics
-    /// If [`MAX_IN_FLIGHT`] guards are alive (like `Arc` on refcount overflow).
+    /// If [`MAX_IN_FLIGHT`](super::MAX_IN_FLIGHT) guards are alive (like `Arc` on refcount overflow).
     fn clone(&self) -> Self {
         self.try_clone().expect("drain guard count overflow")
     }

@@ -6,6 +6,10 @@
 //! Both keep running totals beside the ring, so a decision reads one word instead of summing the
 //! ring. Neither takes a lock or allocates after construction.
 //!
+//! The time window's raw lanes and its fast success path, which the breaker and the budget use
+//! and the crate's fuzz targets, loom models and benchmarks drive directly, are public only with
+//! the feature `unstable-internals`, outside the crate's semver promise.
+//!
 //! ```
 //! use resile::window::{CountWindow, Outcome, Tally};
 //!
@@ -16,11 +20,30 @@
 //! assert_eq!(w.record(Outcome::Success), Tally { calls: 3, failures: 0, slow: 1 });
 //! ```
 
+/// Declares an item `pub` (hidden from the docs) with feature `unstable-internals`, and
+/// crate-private without it: the window internals the fuzz targets, loom models and benchmarks
+/// drive, which are not the crate's stable API.
+macro_rules! internal {
+    ($(#[$meta:meta])* pub $($item:tt)*) => {
+        #[cfg(feature = "unstable-internals")]
+        $(#[$meta])*
+        #[doc(hidden)]
+        pub $($item)*
+
+        #[cfg(not(feature = "unstable-internals"))]
+        $(#[$meta])*
+        #[allow(dead_code, reason = "used by the breaker or budget under some features only")]
+        pub(crate) $($item)*
+    };
+}
+
 mod count;
 mod time;
 
 pub use count::CountWindow;
-pub use time::{Lanes, TimeWindow};
+#[cfg(feature = "unstable-internals")]
+pub use time::Lanes;
+pub use time::TimeWindow;
 
 /// The outcome of one call, as a window records it.
 ///

@@ -87,31 +87,33 @@ use std::time::Duration;
 
 use super::{Divisor, Outcome, Tally};
 
-/// Three counting lanes (for a breaker: calls, failures, slow calls; for a retry budget:
-/// requests, retries, unused).
-///
-/// Each lane of a window's totals saturates at [`TimeWindow::MAX_LANE`]: an add that would take a
-/// lane past it adds only up to it, and the excess is never recorded in any bucket, so it never
-/// comes back out. A rate computed from two lanes one of which saturated is biased toward the
-/// other lane; size the window so that the peak rate times the span stays below `MAX_LANE`.
-///
-/// ```
-/// use resile::{clock::{Clock, ManualClock}, window::{Lanes, TimeWindow}};
-/// use std::time::Duration;
-///
-/// let clock = ManualClock::new();
-/// let w = TimeWindow::new(Duration::from_secs(10), 10)?;
-/// assert_eq!(w.add(clock.now(), [5, 0, 0]), [5, 0, 0]); // 5 requests
-/// // A retry only while retries stay under 20% of requests: checked and added in one step.
-/// let under_20_percent = |l: Lanes| (l[1] + 1) * 5 <= l[0];
-/// assert_eq!(w.try_add(clock.now(), [0, 1, 0], under_20_percent), Ok([5, 1, 0]));
-/// assert_eq!(w.try_add(clock.now(), [0, 1, 0], under_20_percent), Err([5, 1, 0]));
-/// assert_eq!(w.add(clock.now(), [0, 0, u32::MAX])[2], TimeWindow::MAX_LANE); // saturates
-/// clock.advance(Duration::from_secs(10));
-/// assert_eq!(w.totals(clock.now()), [0, 0, 0]); // aged out
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub type Lanes = [u32; 3];
+internal! {
+    /// Three counting lanes (for a breaker: calls, failures, slow calls; for a retry budget:
+    /// requests, retries, unused).
+    ///
+    /// Each lane of a window's totals saturates at [`TimeWindow::MAX_LANE`]: an add that would take a
+    /// lane past it adds only up to it, and the excess is never recorded in any bucket, so it never
+    /// comes back out. A rate computed from two lanes one of which saturated is biased toward the
+    /// other lane; size the window so that the peak rate times the span stays below `MAX_LANE`.
+    ///
+    /// ```
+    /// use resile::{clock::{Clock, ManualClock}, window::{Lanes, TimeWindow}};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let w = TimeWindow::new(Duration::from_secs(10), 10)?;
+    /// assert_eq!(w.add(clock.now(), [5, 0, 0]), [5, 0, 0]); // 5 requests
+    /// // A retry only while retries stay under 20% of requests: checked and added in one step.
+    /// let under_20_percent = |l: Lanes| (l[1] + 1) * 5 <= l[0];
+    /// assert_eq!(w.try_add(clock.now(), [0, 1, 0], under_20_percent), Ok([5, 1, 0]));
+    /// assert_eq!(w.try_add(clock.now(), [0, 1, 0], under_20_percent), Err([5, 1, 0]));
+    /// assert_eq!(w.add(clock.now(), [0, 0, u32::MAX])[2], TimeWindow::MAX_LANE); // saturates
+    /// clock.advance(Duration::from_secs(10));
+    /// assert_eq!(w.totals(clock.now()), [0, 0, 0]); // aged out
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub type Lanes = [u32; 3];
+}
 
 /// Bits per lane of the totals word and of a lane word's count.
 ///
@@ -331,9 +333,11 @@ pub struct TimeWindow {
 impl TimeWindow {
     /// The largest number of buckets.
     pub const MAX_BUCKETS: u32 = 1024;
-    /// The largest count a lane holds over the whole window (2,097,151); adds past it saturate
-    /// (see [`Lanes`]).
-    pub const MAX_LANE: u32 = (1 << LANE_BITS) - 1;
+    internal! {
+        /// The largest count a lane holds over the whole window (2,097,151); adds past it saturate
+        /// (see [`Lanes`]).
+        pub const MAX_LANE: u32 = (1 << LANE_BITS) - 1;
+    }
 
     /// A window of `span` in `buckets` buckets, `1..=MAX_BUCKETS`; `span` must be non-zero, at
     /// most `u64::MAX` nanoseconds, and divide into whole nanosecond buckets.
@@ -383,34 +387,36 @@ impl TimeWindow {
         })
     }
 
-    /// [`new`](Self::new), plus per-bucket words of lane-0 counts, one per stripe of threads,
-    /// that [`add_fast`](Self::add_fast) writes with one compare-and-swap on the caller's stripe
-    /// and a read sums (what a circuit breaker's time window is built with). They take at most
-    /// 8 KiB, allocated here.
-    ///
-    /// ```
-    /// use resile::window::TimeWindow;
-    /// use std::time::Duration;
-    /// let w = TimeWindow::with_fast_calls(Duration::from_secs(10), 10).unwrap();
-    /// w.add_fast(0);
-    /// w.add(0, [1, 1, 0]);
-    /// assert_eq!(w.totals(0), [2, 1, 0]);
-    /// assert_eq!(w.totals(10_000_000_000), [0, 0, 0]); // aged out
-    /// ```
-    pub fn with_fast_calls(span: Duration, buckets: u32) -> Result<Self, ConfigError> {
-        let mut w = Self::new(span, buckets)?;
-        let slots = buckets.next_power_of_two() as usize;
-        let chunks = slots.div_ceil(FAST_CHUNK);
-        // Both are at least 1 (buckets <= MAX_BUCKETS = MAX_FAST_CHUNKS * FAST_CHUNK).
-        let fit = 1 << (MAX_FAST_CHUNKS / chunks).ilog2();
-        let stripes = stripe_count().min(fit);
-        w.fast = (0..stripes * chunks)
-            .map(|_| CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))))
-            .collect();
-        w.fast_chunks = chunks;
-        w.fast_mask = stripes - 1;
-        w.fast_slot_mask = slots as u64 - 1;
-        Ok(w)
+    internal! {
+        /// [`new`](Self::new), plus per-bucket words of lane-0 counts, one per stripe of threads,
+        /// that [`add_fast`](Self::add_fast) writes with one compare-and-swap on the caller's stripe
+        /// and a read sums (what a circuit breaker's time window is built with). They take at most
+        /// 8 KiB, allocated here.
+        ///
+        /// ```
+        /// use resile::window::TimeWindow;
+        /// use std::time::Duration;
+        /// let w = TimeWindow::with_fast_calls(Duration::from_secs(10), 10).unwrap();
+        /// w.add_fast(0);
+        /// w.add(0, [1, 1, 0]);
+        /// assert_eq!(w.totals(0), [2, 1, 0]);
+        /// assert_eq!(w.totals(10_000_000_000), [0, 0, 0]); // aged out
+        /// ```
+        pub fn with_fast_calls(span: Duration, buckets: u32) -> Result<Self, ConfigError> {
+            let mut w = Self::new(span, buckets)?;
+            let slots = buckets.next_power_of_two() as usize;
+            let chunks = slots.div_ceil(FAST_CHUNK);
+            // Both are at least 1 (buckets <= MAX_BUCKETS = MAX_FAST_CHUNKS * FAST_CHUNK).
+            let fit = 1 << (MAX_FAST_CHUNKS / chunks).ilog2();
+            let stripes = stripe_count().min(fit);
+            w.fast = (0..stripes * chunks)
+                .map(|_| CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))))
+                .collect();
+            w.fast_chunks = chunks;
+            w.fast_mask = stripes - 1;
+            w.fast_slot_mask = slots as u64 - 1;
+            Ok(w)
+        }
     }
 
     /// The number of buckets.
@@ -528,33 +534,37 @@ impl TimeWindow {
         }
     }
 
-    /// Adds `delta` at time `now`; returns the totals over the span ending at `now`.
-    #[inline]
-    pub fn add(&self, now: u64, delta: Lanes) -> Lanes {
-        match self.try_add(now, delta, |_| true) {
-            Ok(t) | Err(t) => t,
+    internal! {
+        /// Adds `delta` at time `now`; returns the totals over the span ending at `now`.
+        #[inline]
+        pub fn add(&self, now: u64, delta: Lanes) -> Lanes {
+            match self.try_add(now, delta, |_| true) {
+                Ok(t) | Err(t) => t,
+            }
         }
     }
 
-    /// Adds `delta` at `now` only if `admit(totals before the add)` holds, in one atomic step;
-    /// `Ok(totals after)` or `Err(totals unchanged)`.
-    ///
-    /// The check and the add are one compare-and-swap on the running totals, so threads racing
-    /// `try_add` never admit past the predicate's limit. `admit` may run more than once (once per
-    /// lost race). A `now` whose bucket has already aged out (older than the span that ends at
-    /// the newest time seen) is refused without calling `admit`: nothing could be debited there.
-    /// So a retry budget never admits a withdrawal it did not debit; `add` and `record` with such
-    /// a `now` add nothing.
-    #[inline]
-    pub fn try_add(
-        &self,
-        now: u64,
-        delta: Lanes,
-        admit: impl Fn(Lanes) -> bool,
-    ) -> Result<Lanes, Lanes> {
-        self.try_add_counted(now, delta, admit)
-            .map(|t| self.with_fast(t))
-            .map_err(|t| self.with_fast(t))
+    internal! {
+        /// Adds `delta` at `now` only if `admit(totals before the add)` holds, in one atomic step;
+        /// `Ok(totals after)` or `Err(totals unchanged)`.
+        ///
+        /// The check and the add are one compare-and-swap on the running totals, so threads racing
+        /// `try_add` never admit past the predicate's limit. `admit` may run more than once (once per
+        /// lost race). A `now` whose bucket has already aged out (older than the span that ends at
+        /// the newest time seen) is refused without calling `admit`: nothing could be debited there.
+        /// So a retry budget never admits a withdrawal it did not debit; `add` and `record` with such
+        /// a `now` add nothing.
+        #[inline]
+        pub fn try_add(
+            &self,
+            now: u64,
+            delta: Lanes,
+            admit: impl Fn(Lanes) -> bool,
+        ) -> Result<Lanes, Lanes> {
+            self.try_add_counted(now, delta, admit)
+                .map(|t| self.with_fast(t))
+                .map_err(|t| self.with_fast(t))
+        }
     }
 
     /// [`try_add`](Self::try_add), returning the running totals without the fast calls.
@@ -620,27 +630,29 @@ impl TimeWindow {
         }
     }
 
-    /// Adds one to lane 0 at `now` with one compare-and-swap on the bucket's fast word of the
-    /// calling thread's stripe, leaving the running totals alone: the breaker's success path
-    /// while its window holds no failure, where the count needs no decision. Reads
-    /// ([`totals`](Self::totals), [`tally`](Self::tally) and what [`add`](Self::add) returns)
-    /// include it; the predicate of [`try_add`](Self::try_add) sees the totals without it. A
-    /// `now` whose bucket has aged out adds nothing, as in [`add`](Self::add). A window built by
-    /// [`new`](Self::new) has no fast words: there it is `add(now, [1, 0, 0])`.
-    #[inline(always)]
-    pub fn add_fast(&self, now: u64) {
-        if self.fast.is_empty() {
-            self.add(now, [1, 0, 0]);
-            return;
+    internal! {
+        /// Adds one to lane 0 at `now` with one compare-and-swap on the bucket's fast word of the
+        /// calling thread's stripe, leaving the running totals alone: the breaker's success path
+        /// while its window holds no failure, where the count needs no decision. Reads
+        /// ([`totals`](Self::totals), [`tally`](Self::tally) and what [`add`](Self::add) returns)
+        /// include it; the predicate of [`try_add`](Self::try_add) sees the totals without it. A
+        /// `now` whose bucket has aged out adds nothing, as in [`add`](Self::add). A window built by
+        /// [`new`](Self::new) has no fast words: there it is `add(now, [1, 0, 0])`.
+        #[inline(always)]
+        pub fn add_fast(&self, now: u64) {
+            if self.fast.is_empty() {
+                self.add(now, [1, 0, 0]);
+                return;
+            }
+            // Fast words are tagged with the epoch itself and kept in a power-of-two ring of slots,
+            // so one division (`now / bucket`) places the call.
+            let epoch = self.per_bucket.div(now);
+            let slot = (epoch & self.fast_slot_mask) as usize;
+            let w = self.fast_word(thread_stripe() & self.fast_mask, slot);
+            self.advance(epoch);
+            // Nothing to give back: a dead count replaced here was never in the totals.
+            let _ = self.add_word(w, epoch, epoch, 1);
         }
-        // Fast words are tagged with the epoch itself and kept in a power-of-two ring of slots,
-        // so one division (`now / bucket`) places the call.
-        let epoch = self.per_bucket.div(now);
-        let slot = (epoch & self.fast_slot_mask) as usize;
-        let w = self.fast_word(thread_stripe() & self.fast_mask, slot);
-        self.advance(epoch);
-        // Nothing to give back: a dead count replaced here was never in the totals.
-        let _ = self.add_word(w, epoch, epoch, 1);
     }
 
     /// Stripe `s`'s fast word of slot `i`.
@@ -707,12 +719,14 @@ impl TimeWindow {
         self.totals(now).into()
     }
 
-    /// The totals over the span ending at `now` (a `now` older than the newest seen reads the
-    /// span ending at the newest).
-    #[inline]
-    pub fn totals(&self, now: u64) -> Lanes {
-        self.advance(self.per_bucket.div(now));
-        self.with_fast(unpack(self.hot.totals.load(Ordering::Relaxed)))
+    internal! {
+        /// The totals over the span ending at `now` (a `now` older than the newest seen reads the
+        /// span ending at the newest).
+        #[inline]
+        pub fn totals(&self, now: u64) -> Lanes {
+            self.advance(self.per_bucket.div(now));
+            self.with_fast(unpack(self.hot.totals.load(Ordering::Relaxed)))
+        }
     }
 
     /// Empties the window. Events added concurrently with a reset may survive it; the totals
