@@ -148,9 +148,9 @@ enum Source {
     Precise(SystemClock),
 }
 
-/// `CLOCK_MONOTONIC_COARSE` through rustix, which calls the vDSO's `clock_gettime` (Linux) or the
-/// C library's (Android, FreeBSD, and Linux under miri), falling back to the system call where
-/// there is no vDSO.
+/// `CLOCK_MONOTONIC_COARSE` through rustix, which calls the vDSO's `clock_gettime` (Linux on
+/// x86, x86_64, arm, aarch64 and riscv64), falling back to the system call where there is no
+/// vDSO, or the C library's (Android, FreeBSD, other Linux architectures, and under miri).
 #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
 mod coarse {
     use rustix::time::{ClockId, DynamicClockId, Timespec, clock_gettime, clock_gettime_dynamic};
