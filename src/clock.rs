@@ -5,13 +5,12 @@
 //! primitives that pack a timestamp into a narrower field document how that field survives
 //! wrap-around.
 //!
-//! - [`SystemClock`] (the default): precise, backed by [`std::time::Instant`] (about 30 ns a read
-//!   on a KVM guest with the `tsc` clocksource).
-//! - [`CoarseClock`]: `CLOCK_MONOTONIC_COARSE` on Linux, several times cheaper at a resolution of
-//!   one scheduler tick (1 to 4 ms), read by calling the kernel's vDSO directly (5 to 8 ns on a
-//!   KVM guest); elsewhere it falls back to [`SystemClock`]. Good for windows whose buckets are
-//!   much longer than a tick.
-//! - [`RecentClock`]: one atomic load a read (about 1 ns), at the resolution of whoever updates it:
+//! - [`SystemClock`] (the default): precise, backed by [`std::time::Instant`].
+//! - [`CoarseClock`]: `CLOCK_MONOTONIC_COARSE` on Linux, Android and FreeBSD, several times
+//!   cheaper at a resolution of one scheduler tick (1 to 4 ms), read through rustix, which calls
+//!   the kernel's vDSO directly; elsewhere it falls back to [`SystemClock`]. Good for windows whose
+//!   buckets are much longer than a tick.
+//! - [`RecentClock`]: one atomic load a read, at the resolution of whoever updates it:
 //!   a ticker thread it starts ([`RecentClock::with_ticker`], say every millisecond) or the
 //!   caller's own event loop ([`RecentClock::update`]). The choice for the hottest paths, where a
 //!   `CoarseClock` read would be most of a call's cost: the cached time of nginx and of
@@ -39,9 +38,6 @@ use std::fmt;
 #[cfg(not(resile_loom))]
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-mod vdso;
 
 /// A monotonic source of time: nanoseconds since the clock's own epoch.
 ///
@@ -125,8 +121,9 @@ impl Clock for SystemClock {
     }
 }
 
-/// A cheap, coarse monotonic clock: `CLOCK_MONOTONIC_COARSE` on Linux and Android (resolution one
-/// scheduler tick, 1 to 4 ms), [`SystemClock`] elsewhere. Its epoch is the moment it was created.
+/// A cheap, coarse monotonic clock: `CLOCK_MONOTONIC_COARSE` on Linux, Android and FreeBSD
+/// (resolution one scheduler tick, 1 to 4 ms), [`SystemClock`] elsewhere. Its epoch is the moment
+/// it was created.
 ///
 /// Use it where the decision needs time only at the granularity of a window bucket, such as a
 /// time-based window with one-second buckets.
@@ -138,53 +135,65 @@ impl Clock for SystemClock {
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct CoarseClock {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    epoch: u64,
-    /// The vDSO's `clock_gettime` where it was found, else the C library's.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    read: vdso::ClockGettime,
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    inner: SystemClock,
+    source: Source,
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
-#[inline]
-fn coarse_monotonic_nanos(read: vdso::ClockGettime) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `read` is the vDSO's `clock_gettime` or the C library's, both with this signature
-    // (`vdso::ClockGettime`). `ts` is a valid, writable `timespec`, and `CLOCK_MONOTONIC_COARSE`
-    // is a clock id every Linux kernel since 2.6.32 supports; the call writes only through the
-    // pointer it is given, and returns 0 on success either way.
-    let rc = unsafe { read(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    debug_assert_eq!(rc, 0);
-    (ts.tv_sec as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(ts.tv_nsec as u64)
+/// What a [`CoarseClock`] reads.
+#[derive(Clone, Copy, Debug)]
+enum Source {
+    /// `CLOCK_MONOTONIC_COARSE`, which read `epoch` nanoseconds at creation.
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    Coarse { epoch: u64 },
+    /// The precise clock: on targets without a coarse one, or where reading it failed.
+    Precise(SystemClock),
+}
+
+/// `CLOCK_MONOTONIC_COARSE` through rustix, which calls the vDSO's `clock_gettime` (Linux on
+/// x86, x86_64, arm, aarch64 and riscv64), falling back to the system call where there is no
+/// vDSO, or the C library's (Android, FreeBSD, other Linux architectures, and under miri).
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+mod coarse {
+    use rustix::time::{ClockId, DynamicClockId, Timespec, clock_gettime, clock_gettime_dynamic};
+
+    /// One read that reports failure (a kernel built without the clock, a sandbox that refuses
+    /// the call) instead of panicking, as [`read`] would.
+    pub(super) fn probe() -> Option<u64> {
+        clock_gettime_dynamic(DynamicClockId::Known(ClockId::MonotonicCoarse))
+            .ok()
+            .map(nanos)
+    }
+
+    /// A read, for a clock that [`probe`] has read once: the same call for the same clock, so it
+    /// succeeds too (rustix panics if it ever does not).
+    #[inline]
+    pub(super) fn read() -> u64 {
+        nanos(clock_gettime(ClockId::MonotonicCoarse))
+    }
+
+    /// A monotonic reading is never negative, and `tv_nsec` is below one second.
+    #[inline]
+    fn nanos(ts: Timespec) -> u64 {
+        (ts.tv_sec as u64)
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(ts.tv_nsec as u64)
+    }
 }
 
 impl CoarseClock {
-    /// A coarse clock whose epoch is now. On 64-bit Linux (x86_64, aarch64) the first one finds
-    /// the kernel's `clock_gettime` in the vDSO, and every clock calls it directly on each read,
-    /// skipping the C library's wrapper (about 2 ns of a 6 to 8 ns read on a KVM guest).
+    /// A coarse clock whose epoch is now.
+    ///
+    /// It reads `CLOCK_MONOTONIC_COARSE` once, for its epoch; if that read fails, the clock reads
+    /// the precise [`SystemClock`] instead, for its whole life. Every later read is then of a
+    /// clock already read once, and does not fail.
     pub fn new() -> Self {
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        {
-            // The image is read once per process; every clock shares what it found.
-            static READ: std::sync::OnceLock<vdso::ClockGettime> = std::sync::OnceLock::new();
-            let read = *READ.get_or_init(|| vdso::clock_gettime().unwrap_or(libc::clock_gettime));
-            Self {
-                epoch: coarse_monotonic_nanos(read),
-                read,
-            }
+        #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+        if let Some(epoch) = coarse::probe() {
+            return Self {
+                source: Source::Coarse { epoch },
+            };
         }
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        {
-            Self {
-                inner: SystemClock::new(),
-            }
+        Self {
+            source: Source::Precise(SystemClock::new()),
         }
     }
 }
@@ -198,13 +207,10 @@ impl Default for CoarseClock {
 impl Clock for CoarseClock {
     #[inline]
     fn now(&self) -> u64 {
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        {
-            coarse_monotonic_nanos(self.read).saturating_sub(self.epoch)
-        }
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        {
-            self.inner.now()
+        match self.source {
+            #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+            Source::Coarse { epoch } => coarse::read().saturating_sub(epoch),
+            Source::Precise(clock) => clock.now(),
         }
     }
 }
@@ -215,9 +221,9 @@ impl Clock for CoarseClock {
 /// ([`new`](Self::new), as nginx caches its time). Its epoch is the moment it was created; clones
 /// share one reading.
 ///
-/// A read costs about what a `Relaxed` load of a shared, rarely written cache line costs (about
-/// 1 ns), where [`CoarseClock`] makes a vDSO call (5 to 8 ns on a KVM guest) and
-/// [`SystemClock`] reads the TSC (30 ns or more). Its resolution is the update interval: a breaker
+/// A read costs what a `Relaxed` load of a shared, rarely written cache line costs, where
+/// [`CoarseClock`] makes a vDSO call and [`SystemClock`] reads the TSC (BENCHMARKS.md has the
+/// figures). Its resolution is the update interval: a breaker
 /// measuring slow calls, or a window with buckets, needs an interval well below the threshold or
 /// bucket (1 ms against one-second buckets, say). A clock built by `new` stands still until
 /// `update` is called: a breaker would stay open for ever, so use it only from a loop that updates
@@ -514,57 +520,47 @@ mod tests {
         }
     }
 
-    /// The vDSO lookup finds the kernel's `clock_gettime` on the targets it supports (wherever a
-    /// Linux kernel maps a vDSO: valgrind maps none; an emulator's vDSO without the tables it
-    /// needs would fail here, though falling back is right there), and what it finds reads the
-    /// same clock as the C library's: interleaved reads never go backwards.
-    #[cfg(all(
-        target_os = "linux",
-        any(target_arch = "x86_64", target_arch = "aarch64"),
-        target_pointer_width = "64",
-        not(miri)
-    ))]
+    /// The coarse clock is `CLOCK_MONOTONIC` as of the last tick: read between two precise reads
+    /// it is never ahead of the second, and it catches up with the first (within a tick; the
+    /// generous bound only turns a clock that stands still into a failure rather than a hang).
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
     #[test]
-    fn coarse_clock_calls_the_vdso_which_agrees_with_the_c_library() {
-        // SAFETY: `getauxval` only reads this process's auxiliary vector.
-        let mapped = unsafe { libc::getauxval(libc::AT_SYSINFO_EHDR) } != 0;
-        let c = CoarseClock::new();
-        let Some(direct) = vdso::clock_gettime() else {
-            assert!(
-                !mapped,
-                "a vDSO is mapped but its clock_gettime was not found"
-            );
-            assert_eq!(c.read as usize, libc::clock_gettime as *const () as usize);
-            return;
-        };
-        assert_eq!(c.read as usize, direct as usize);
-        let mut last = coarse_monotonic_nanos(libc::clock_gettime);
-        for i in 0..10_000 {
-            let via = if i % 2 == 0 {
-                coarse_monotonic_nanos(direct)
-            } else {
-                coarse_monotonic_nanos(libc::clock_gettime)
-            };
-            assert!(via >= last, "read {i}: {via} < {last}");
-            last = via;
-        }
-        // CLOCK_MONOTONIC_COARSE is CLOCK_MONOTONIC as of the last tick: read between two
-        // precise reads, it is at most the second and within a second of the first. So the
-        // direct read is that clock, not some other.
+    fn coarse_clock_reads_clock_monotonic_as_of_the_last_tick() {
+        use rustix::time::{ClockId, clock_gettime};
         let precise = || {
-            let mut ts = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            // SAFETY: a valid, writable `timespec` and a clock id every Linux kernel supports.
-            let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-            assert_eq!(rc, 0);
+            let ts = clock_gettime(ClockId::Monotonic);
             ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
         };
+        assert!(matches!(CoarseClock::new().source, Source::Coarse { .. }));
+        for _ in 0..1000 {
+            let coarse = coarse::read();
+            let after = precise();
+            assert!(coarse <= after, "{coarse} > {after}");
+        }
         let before = precise();
-        let coarse = coarse_monotonic_nanos(direct);
-        let after = precise();
-        assert!(before <= coarse + 1_000_000_000 && coarse <= after);
+        while coarse::read() < before {
+            assert!(
+                precise() - before < 10_000_000_000,
+                "the coarse clock stands still"
+            );
+            std::hint::spin_loop();
+        }
+    }
+
+    /// A clock whose coarse read failed at creation reads the precise clock, from its own epoch.
+    #[test]
+    fn coarse_clock_falls_back_to_the_precise_clock() {
+        let system = SystemClock::new();
+        let c = CoarseClock {
+            source: Source::Precise(system),
+        };
+        let (mut last, mut last_system) = (0, 0);
+        for _ in 0..1000 {
+            let t = c.now();
+            let s = system.now();
+            assert!(t >= last && s >= t && t >= last_system);
+            (last, last_system) = (t, s);
+        }
     }
 
     #[test]

@@ -193,6 +193,11 @@ impl<C: Clock> BreakerBuilder<C> {
 
     /// Each consecutive re-open (from half-open, without a close between) multiplies the open
     /// period by `multiplier` (`1.0..=1000.0`), up to `max` (`open_for..=MAX_DURATION`).
+    ///
+    /// Each period is the previous one times `multiplier`, rounded down to a whole nanosecond, in
+    /// integer arithmetic on the `f64`'s exact value: exact for a whole-number multiplier (1 s
+    /// growing by 2.0 is 2 s, then 4 s), and less than a nanosecond short of the exact product at
+    /// each step for any other.
     pub fn open_for_growth(mut self, multiplier: f64, max: Duration) -> Self {
         self.growth = Some((multiplier, max));
         self
@@ -282,13 +287,11 @@ impl<C: Clock> BreakerBuilder<C> {
                 return Err(ConfigError::new("open_for_growth", mult, "1.0..=1000.0"));
             }
             let max = fits("open_for_growth", max, self.open_for)?;
-            for (k, d) in open_nanos.iter_mut().enumerate().skip(1) {
-                let grown = open as f64 * mult.powi(k as i32 - 1);
-                *d = if grown >= max as f64 {
-                    max
-                } else {
-                    (grown as u64).min(max)
-                };
+            // The first open period is `open` itself; each later one the previous one grown.
+            let mut grown = open;
+            for d in open_nanos.iter_mut().skip(2) {
+                grown = times(grown, mult).min(max);
+                *d = grown;
             }
         }
         let min_calls = match &window {
@@ -316,6 +319,19 @@ impl<C: Clock> BreakerBuilder<C> {
             self.clock, self.name, window, params, slow_nanos, self.hook,
         ))
     }
+}
+
+/// `nanos * mult` rounded down, exactly, saturating at `u64::MAX`, for `mult` in
+/// `1.0..=1000.0` (checked by the caller): `mult` is `mantissa * 2^-shift` with a 53-bit
+/// `mantissa` and `shift` in `43..=52`, so the product takes one 128-bit multiplication and a
+/// shift.
+fn times(nanos: u64, mult: f64) -> u64 {
+    let bits = mult.to_bits();
+    let mantissa = (bits & ((1 << 52) - 1)) | (1 << 52);
+    // The biased exponent is 1023 for 1.0 and 1032 for 1000.0 (`mult` is normal and positive).
+    let shift = 1075 - ((bits >> 52) & 0x7ff);
+    let product = (u128::from(nanos) * u128::from(mantissa)) >> shift;
+    u64::try_from(product).unwrap_or(u64::MAX)
 }
 
 fn ppm(field: &'static str, rate: f64) -> Result<u32, ConfigError> {
@@ -466,5 +482,57 @@ mod tests {
             .collect();
         assert_eq!(secs, vec![1, 2, 4, 5, 5]);
         assert_eq!(MAX_TICKS * TICK_NANOS, duration_to_nanos(MAX_DURATION));
+    }
+
+    /// Growth is integer arithmetic: whole periods for a whole-number multiplier (a float power
+    /// may give 3.999... s, truncated to 3 s, for 1 s grown by 2.0 twice), and the product of the
+    /// previous period and the multiplier's exact value, rounded down, for any other.
+    #[test]
+    fn growth_is_exact() {
+        let table = |open: Duration, mult: f64, max: Duration| {
+            let br = CircuitBreaker::builder()
+                .open_for(open)
+                .open_for_growth(mult, max)
+                .build()
+                .unwrap();
+            br.params.open_nanos
+        };
+        let secs = table(Duration::from_secs(1), 2.0, MAX_DURATION);
+        assert_eq!(
+            secs[..4],
+            [1_000_000_000, 1_000_000_000, 2_000_000_000, 4_000_000_000]
+        );
+        let triples = table(Duration::from_nanos(7), 3.0, MAX_DURATION);
+        assert_eq!(triples[15], 7 * 3u64.pow(14));
+        // 1.01 is a little above 1.01 as an f64; cubed, times 1 s, it is 1.030301 s and a
+        // fraction, where `1.01f64.powi(3) * 1e9` truncates to 1_030_300_999 ns.
+        let hundredths = table(Duration::from_secs(1), 1.01, MAX_DURATION);
+        assert_eq!(hundredths[4], 1_030_301_000);
+        // 1.5 is exact in binary: every step that stays whole is exact.
+        let halves = table(Duration::from_secs(1), 1.5, MAX_DURATION);
+        assert_eq!(
+            halves[..5],
+            [
+                1_000_000_000,
+                1_000_000_000,
+                1_500_000_000,
+                2_250_000_000,
+                3_375_000_000
+            ]
+        );
+        // The largest multiplier from the longest period saturates at the cap.
+        let top = table(MAX_DURATION, 1000.0, MAX_DURATION);
+        assert!(top.iter().all(|&n| n == duration_to_nanos(MAX_DURATION)));
+        let capped = table(Duration::from_millis(1), 1000.0, Duration::from_secs(5));
+        assert_eq!(
+            capped[1..5],
+            [1_000_000, 1_000_000_000, 5_000_000_000, 5_000_000_000]
+        );
+        // A multiplier of 1.0 never grows.
+        assert!(
+            table(Duration::from_secs(3), 1.0, MAX_DURATION)
+                .iter()
+                .all(|&n| n == 3_000_000_000)
+        );
     }
 }

@@ -13,6 +13,7 @@
 //! `RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -p resile-benches --bin scaling
 //! --target x86_64-unknown-linux-gnu` and copy it to any x86-64 Linux machine.
 
+use plotters::prelude::*;
 use resile_benches::{Case, Pool, Role, all_cases};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -228,12 +229,14 @@ fn main() {
                     (cases[i].name.to_string(), mops)
                 })
                 .collect();
-            let svg = chart(g, &o.threads, &series);
             let file = format!(
                 "{dir}/{}.svg",
                 g.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
             );
-            if let Err(e) = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&file, svg)) {
+            let written = std::fs::create_dir_all(dir)
+                .map_err(Into::into)
+                .and_then(|()| chart(&file, g, &o.threads, &series));
+            if let Err(e) = written {
                 eprintln!("scaling: cannot write {file}: {e}");
             }
         }
@@ -241,115 +244,109 @@ fn main() {
     print!("{out}");
 }
 
-/// A line chart of throughput (Mops/s, all threads) against threads, one line per implementation.
-/// The y axis is logarithmic when the values span more than 20x, as they do across 16 threads.
-fn chart(title: &str, threads: &[usize], series: &[(String, Vec<f64>)]) -> String {
-    const W: f64 = 800.0;
-    const H: f64 = 440.0;
-    const L: f64 = 70.0;
-    const R: f64 = 300.0;
-    const T: f64 = 40.0;
-    const B: f64 = 50.0;
-    const COLORS: [&str; 10] = [
-        "#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-        "#bcbd22", "#17becf",
+/// Writes `file`: a line chart of throughput (Mops/s, all threads) against threads, one line per
+/// implementation, named in a legend on the right. The y axis is logarithmic when the values span
+/// more than 20x, as they do across 16 threads.
+fn chart(
+    file: &str,
+    title: &str,
+    threads: &[usize],
+    series: &[(String, Vec<f64>)],
+) -> Result<(), Box<dyn std::error::Error>> {
+    const W: u32 = 800;
+    const H: u32 = 440;
+    const LEGEND: u32 = 300;
+    const COLORS: [RGBColor; 10] = [
+        RGBColor(0xd6, 0x27, 0x28),
+        RGBColor(0x1f, 0x77, 0xb4),
+        RGBColor(0x2c, 0xa0, 0x2c),
+        RGBColor(0xff, 0x7f, 0x0e),
+        RGBColor(0x94, 0x67, 0xbd),
+        RGBColor(0x8c, 0x56, 0x4b),
+        RGBColor(0xe3, 0x77, 0xc2),
+        RGBColor(0x7f, 0x7f, 0x7f),
+        RGBColor(0xbc, 0xbd, 0x22),
+        RGBColor(0x17, 0xbe, 0xcf),
     ];
     let values = || series.iter().flat_map(|(_, v)| v.iter().copied());
     let vmax = values().fold(0.0f64, f64::max).max(1e-9);
     let vmin = values().fold(f64::INFINITY, f64::min).max(1e-9);
     let log = vmax / vmin > 20.0;
-    let (lo, hi) = if log {
-        (
-            10f64.powf(vmin.log10().floor()),
-            10f64.powf(vmax.log10().ceil()),
-        )
+    // The y axis is drawn in units that put its ticks on whole numbers, which plotters' own tick
+    // choice then keeps: powers of ten on a log scale (the axis is the exponent), fifths of the
+    // top (110 % of the largest value) on a linear one.
+    let (lo_exp, hi_exp) = (vmin.log10().floor(), vmax.log10().ceil());
+    let top = vmax * 1.1;
+    let (y_range, y_ticks) = if log {
+        (lo_exp..hi_exp, (hi_exp - lo_exp) as usize + 1)
     } else {
-        (0.0, vmax * 1.1)
+        (0.0..5.0, 6)
     };
-    let n = threads.len().max(2) as f64 - 1.0;
-    let x = |i: usize| L + (W - L - R) * (i as f64 / n);
-    let frac = |v: f64| {
+    let y = |v: f64| {
         if log {
-            (v.max(lo).log10() - lo.log10()) / (hi.log10() - lo.log10())
+            v.max(10f64.powf(lo_exp)).log10()
         } else {
-            v / hi
+            v / top * 5.0
         }
     };
-    let y = |v: f64| T + (H - T - B) * (1.0 - frac(v));
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let scale = if log { ", log scale" } else { "" };
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="22" font-size="15" text-anchor="middle">{} — throughput (Mops/s, all threads{scale})</text>"#,
-        (W - R + L) / 2.0,
-        xml(title)
-    );
-    let ticks: Vec<f64> = if log {
-        let (a, b) = (lo.log10() as i32, hi.log10() as i32);
-        (a..=b).map(|e| 10f64.powi(e)).collect()
-    } else {
-        (0..=5).map(|k| hi * k as f64 / 5.0).collect()
-    };
-    for v in ticks {
-        let (x2, yy, lx, ly) = (W - R, y(v), L - 6.0, y(v) + 4.0);
-        let label = if v >= 1.0 || v == 0.0 {
+    let tick_label = |t: &f64| {
+        let v = if log {
+            10f64.powi(t.round() as i32)
+        } else {
+            top * t.round() / 5.0
+        };
+        if v >= 1.0 || v == 0.0 {
             format!("{v:.0}")
         } else {
             format!("{v}")
-        };
-        let _ = writeln!(
-            s,
-            r##"<line x1="{L}" x2="{x2}" y1="{yy:.1}" y2="{yy:.1}" stroke="#ddd"/><text x="{lx}" y="{ly:.1}" text-anchor="end">{label}</text>"##
-        );
-    }
-    for (i, t) in threads.iter().enumerate() {
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{}" text-anchor="middle">{t}</text>"#,
-            x(i),
-            H - B + 18.0
-        );
-    }
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="{}" text-anchor="middle">threads</text>"#,
-        (W - R + L) / 2.0,
-        H - 12.0
-    );
+        }
+    };
+    // The threads sit evenly spaced, by index, whatever their counts.
+    let x_max = (threads.len().max(2) - 1) as f64;
+    let thread_label = |i: &f64| {
+        threads
+            .get(i.round() as usize)
+            .map_or_else(String::new, usize::to_string)
+    };
+
+    let root = SVGBackend::new(file, (W, H)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let scale = if log { ", log scale" } else { "" };
+    let body = root.titled(
+        &format!("{title} — throughput (Mops/s, all threads{scale})"),
+        ("sans-serif", 18),
+    )?;
+    let (plot, legend) = body.split_horizontally(W - LEGEND);
+    let mut chart = ChartBuilder::on(&plot)
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..x_max, y_range)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(threads.len().max(2))
+        .y_labels(y_ticks)
+        .bold_line_style(RGBColor(0xdd, 0xdd, 0xdd))
+        .light_line_style(TRANSPARENT)
+        .x_label_formatter(&thread_label)
+        .y_label_formatter(&tick_label)
+        .x_desc("threads")
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 15))
+        .draw()?;
     for (k, (name, v)) in series.iter().enumerate() {
         let c = COLORS[k % COLORS.len()];
-        let pts: Vec<String> = v
-            .iter()
-            .enumerate()
-            .map(|(i, &m)| format!("{:.1},{:.1}", x(i), y(m)))
-            .collect();
-        let _ = writeln!(
-            s,
-            r#"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/>"#,
-            pts.join(" ")
-        );
-        let ly = T + 18.0 * k as f64;
-        let _ = writeln!(
-            s,
-            r#"<rect x="{}" y="{:.1}" width="12" height="12" fill="{c}"/><text x="{}" y="{:.1}">{}</text>"#,
-            W - R + 12.0,
-            ly,
-            W - R + 30.0,
-            ly + 10.0,
-            xml(name)
-        );
+        let points = v.iter().enumerate().map(|(i, &m)| (i as f64, y(m)));
+        chart.draw_series(LineSeries::new(points, c.stroke_width(2)))?;
+        let top = 10 + 18 * k as i32;
+        legend.draw(&Rectangle::new([(12, top), (24, top + 12)], c.filled()))?;
+        legend.draw(&Text::new(
+            name.as_str(),
+            (30, top),
+            ("sans-serif", 15).into_font(),
+        ))?;
     }
-    s.push_str("</svg>\n");
-    s
-}
-
-fn xml(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    root.present()?;
+    Ok(())
 }
