@@ -648,32 +648,3 @@ mod tests {
         assert_eq!(duration_to_nanos(Duration::from_micros(3)), 3_000);
     }
 }
-
-/// A clock that reads 0 and counts its drops: a primitive drops its clock when it frees its
-/// shared state, so tests read the count to check when (and how often) that happens.
-#[cfg(all(test, not(resile_loom)))]
-#[derive(Clone)]
-pub(crate) struct DropCountingClock(std::sync::Arc<crate::sync::AtomicUsize>);
-
-#[cfg(all(test, not(resile_loom)))]
-impl DropCountingClock {
-    /// A clock and the count of its drops (and of its clones' drops).
-    pub(crate) fn new() -> (Self, std::sync::Arc<crate::sync::AtomicUsize>) {
-        let drops = std::sync::Arc::new(crate::sync::AtomicUsize::new(0));
-        (Self(drops.clone()), drops)
-    }
-}
-
-#[cfg(all(test, not(resile_loom)))]
-impl Clock for DropCountingClock {
-    fn now(&self) -> u64 {
-        0
-    }
-}
-
-#[cfg(all(test, not(resile_loom)))]
-impl Drop for DropCountingClock {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, crate::sync::Ordering::Relaxed);
-    }
-}

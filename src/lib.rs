@@ -67,6 +67,8 @@
 
 pub(crate) mod counter;
 pub(crate) mod sync;
+#[cfg(all(test, not(resile_loom)))]
+mod test_support;
 
 pub mod backoff;
 pub mod breaker;

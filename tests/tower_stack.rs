@@ -411,8 +411,8 @@ async fn a_readiness_given_up_leaves_no_spent_timer_to_the_next_request() {
         .service(Mock(s.ctl.clone()));
     // Request A queues (its timer starts), the inner service turns unready, and the caller
     // gives up (its own deadline) and stops polling.
-    let waker = futures::task::noop_waker();
-    let mut cx = Context::from_waker(&waker);
+    let waker = std::task::Waker::noop();
+    let mut cx = Context::from_waker(waker);
     assert!(svc.poll_ready(&mut cx).is_pending());
     s.ctl.set_ready(false);
     assert!(svc.poll_ready(&mut cx).is_pending());

@@ -843,26 +843,13 @@ impl<C: Clock> Core<C> {
 #[cfg(all(test, not(resile_loom)))]
 mod tests {
     use super::*;
-    use crate::clock::{DropCountingClock, ManualClock};
+    use crate::clock::ManualClock;
     use crate::sync::AtomicUsize as StdAtomicUsize;
-    use std::task::{Context, Wake, Waker};
+    use crate::test_support::{DropCountingClock, WakeCount, counting_waker as counter};
+    use std::task::{Context, Waker};
 
-    /// A waker that counts its wakes.
-    struct CountingWaker(StdAtomicUsize);
-
-    impl Wake for CountingWaker {
-        fn wake(self: StdArc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn counter() -> (StdArc<CountingWaker>, Waker) {
-        let c = StdArc::new(CountingWaker(StdAtomicUsize::new(0)));
-        (c.clone(), Waker::from(c))
-    }
-
-    fn wakes(c: &CountingWaker) -> usize {
-        c.0.load(Ordering::SeqCst)
+    fn wakes(c: &WakeCount) -> usize {
+        c.get()
     }
 
     fn poll<F: Future + Unpin>(f: &mut F, w: &Waker) -> Poll<F::Output> {

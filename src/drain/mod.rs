@@ -949,8 +949,9 @@ impl<C: Clock> Core<C> {
 #[cfg(all(test, not(resile_loom)))]
 mod tests {
     use super::*;
-    use crate::clock::{DropCountingClock, ManualClock};
+    use crate::clock::ManualClock;
     use crate::sync::AtomicUsize;
+    use crate::test_support::DropCountingClock;
 
     fn manual() -> (ManualClock, Drainer<ManualClock>) {
         let c = ManualClock::new();

@@ -136,21 +136,7 @@ impl Notify {
 #[cfg(all(test, not(resile_loom)))]
 mod tests {
     use super::*;
-    use crate::sync::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    use std::task::Wake;
-
-    struct Counter(AtomicUsize);
-    impl Wake for Counter {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn counting_waker() -> (Arc<Counter>, Waker) {
-        let c = Arc::new(Counter(AtomicUsize::new(0)));
-        (c.clone(), Waker::from(c))
-    }
+    use crate::test_support::counting_waker;
 
     #[test]
     fn fire_wakes_every_registered_waiter_once() {
@@ -163,8 +149,8 @@ mod tests {
         assert_ne!(k1, k2);
         assert!(n.fire());
         assert!(!n.fire(), "a second fire is a no-op");
-        assert_eq!(c1.0.load(Ordering::SeqCst), 1);
-        assert_eq!(c2.0.load(Ordering::SeqCst), 1);
+        assert_eq!(c1.get(), 1);
+        assert_eq!(c2.get(), 1);
         assert!(n.is_fired());
     }
 
@@ -174,7 +160,7 @@ mod tests {
         n.fire();
         let (c, w) = counting_waker();
         assert_eq!(n.register_waker(None, &w), Registration::Fired);
-        assert_eq!(c.0.load(Ordering::SeqCst), 0);
+        assert_eq!(c.get(), 0);
     }
 
     #[test]
@@ -188,8 +174,8 @@ mod tests {
         let (c2, w2) = counting_waker();
         assert_eq!(n.register_waker(None, &w2), Registration::Waiting(k1));
         n.fire();
-        assert_eq!(c1.0.load(Ordering::SeqCst), 0);
-        assert_eq!(c2.0.load(Ordering::SeqCst), 1);
+        assert_eq!(c1.get(), 0);
+        assert_eq!(c2.get(), 1);
     }
 
     #[test]
@@ -203,7 +189,7 @@ mod tests {
         assert_eq!(n.register_waker(Some(k), &w1), Registration::Waiting(k));
         assert_eq!(n.register_waker(Some(k), &w2), Registration::Waiting(k));
         n.fire();
-        assert_eq!(c1.0.load(Ordering::SeqCst), 0);
-        assert_eq!(c2.0.load(Ordering::SeqCst), 1);
+        assert_eq!(c1.get(), 0);
+        assert_eq!(c2.get(), 1);
     }
 }

@@ -218,19 +218,11 @@ impl WakeList {
 #[cfg(all(test, not(resile_loom)))]
 mod tests {
     use super::*;
-    use crate::sync::AtomicUsize;
-    use std::task::Wake;
+    use crate::test_support::{WakeCount, counting_waker};
 
-    struct Count(AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: std::sync::Arc<Self>) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    fn task() -> (std::sync::Arc<Count>, Waiter) {
-        let c = std::sync::Arc::new(Count(AtomicUsize::new(0)));
-        (c.clone(), Waiter::Task(Waker::from(c)))
+    fn task() -> (std::sync::Arc<WakeCount>, Waiter) {
+        let (c, w) = counting_waker();
+        (c, Waiter::Task(w))
     }
 
     #[test]
@@ -252,14 +244,14 @@ mod tests {
         assert_eq!(s0.state(), SlotState::Granted);
         assert_eq!(s1.state(), SlotState::Waiting);
         w.wake();
-        assert_eq!(c0.0.load(Ordering::Relaxed), 1);
+        assert_eq!(c0.get(), 1);
 
         let (t, _) = q.grant_front().unwrap();
         assert_eq!(t, t2);
         assert_eq!(s2.state(), SlotState::Granted);
         assert!(q.grant_front().is_none());
         assert!(q.is_empty());
-        assert_eq!(c2.0.load(Ordering::Relaxed), 0);
+        assert_eq!(c2.get(), 0);
         // A granted waiter is no longer in the queue.
         assert!(!q.remove(t2));
     }
@@ -294,8 +286,8 @@ mod tests {
         };
         assert!(q.set_waker(t0, &waker1));
         q.grant_front().unwrap().1.wake();
-        assert_eq!(c0.0.load(Ordering::Relaxed), 0);
-        assert_eq!(c1.0.load(Ordering::Relaxed), 1);
+        assert_eq!(c0.get(), 0);
+        assert_eq!(c1.get(), 1);
         assert!(!q.set_waker(t0, &waker1));
     }
 
@@ -312,7 +304,7 @@ mod tests {
         assert!(q.is_empty());
         assert_eq!(s0.state(), SlotState::Closed);
         assert_eq!(s1.state(), SlotState::Closed);
-        assert_eq!(c0.0.load(Ordering::Relaxed), 1);
-        assert_eq!(c1.0.load(Ordering::Relaxed), 1);
+        assert_eq!(c0.get(), 1);
+        assert_eq!(c1.get(), 1);
     }
 }
