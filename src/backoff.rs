@@ -12,7 +12,7 @@
 //! 2. the **jitter**, drawn from the rng: none, full `U[0, ceiling]` (the default: the least work
 //!    for the dependency in AWS's simulation), equal `ceiling/2 + U[0, ceiling/2]`, or
 //!    decorrelated `min(cap, U[base, 3 × previous])`;
-//! 3. the **floor**: never less than `min_retry_interval` (the guide's `0.1 s`).
+//! 3. the **floor**: never less than `min_retry_interval` (100 ms, say).
 //!
 //! A server hint (HTTP `Retry-After`, gRPC pushback) replaces the computed delay, clamped to the
 //! configured [`retry_after_bounds`](BackoffBuilder::retry_after_bounds).
@@ -322,7 +322,7 @@ impl BackoffBuilder {
         self
     }
 
-    /// The smallest delay (default zero; the guide uses 100 ms). At most the cap, and at most the
+    /// The smallest delay (default zero; 100 ms is common). At most the cap, and at most the
     /// lower of the [`retry_after_bounds`](Self::retry_after_bounds), so that a server hint
     /// never brings a wait under it either.
     pub fn min_retry_interval(mut self, floor: Duration) -> Self {

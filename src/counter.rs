@@ -20,12 +20,15 @@
 //!
 //! # Orderings
 //!
-//! Every access is `Relaxed`. These are statistics: no decision reads them and nothing is
-//! published through them, so they need no happens-before edge. Each stripe is one atomic, so no
-//! add is lost; a sum taken while adders run may miss adds in flight (as a single counter read a
-//! moment earlier would), and is exact once the adders are quiescent (joined, or otherwise
-//! synchronised with the reader). Each stripe only grows, so successive sums by one reader never
-//! go down.
+//! These are statistics: no decision reads them and nothing is published through them, so no
+//! access needs a happens-before edge.
+//!
+//! - `add`: `fetch_add(Relaxed)` on the caller's stripe; each stripe is one atomic, so no add is
+//!   lost.
+//! - `sum`: a `Relaxed` load per stripe; taken while adders run it may miss adds in flight (as a
+//!   single counter read a moment earlier would), and it is exact once the adders are quiescent
+//!   (joined, or otherwise synchronised with the reader). Each stripe only grows, so successive
+//!   sums by one reader never go down.
 //!
 //! # Cost
 //!

@@ -10,8 +10,8 @@
 //! 4. each attempt through a [`CircuitBreaker`], which records the outcome and refuses attempts
 //!    while the dependency is down;
 //!
-//! and, when any of them refuses or the last attempt fails, an optional **fallback** (the guide
-//! answers from a cache when the breaker is open). The drain guard and the bulkhead permit are
+//! and, when any of them refuses or the last attempt fails, an optional **fallback** (an answer
+//! from a cache while the breaker is open, say). The drain guard and the bulkhead permit are
 //! held across all attempts and backoffs of one call, and released when it ends.
 //!
 //! A call that does not succeed returns a [`PolicyError`] that says which layer refused and why.

@@ -1,4 +1,4 @@
-//! All four together: the guide's `/api/v1/routes/resolve`, a database read behind drain
+//! All four together: the Resilience Patterns guide's `/api/v1/routes/resolve`, a database read behind drain
 //! admission, a bulkhead, retries paid from a budget, and a breaker with a cache fallback, run
 //! through one `Policy`. Against it: the same endpoint with what most clients have, plain retries.
 //!

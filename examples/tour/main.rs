@@ -1,5 +1,5 @@
-//! A tour of resile: the guide's scenarios against a simulated dependency, each with and without
-//! the pattern, measured. Run it with `cargo run --release --example tour`.
+//! A tour of resile: the scenarios of the Resilience Patterns guide the crate grew from, against
+//! a simulated dependency, each with and without the pattern, measured. Run it with `cargo run --release --example tour`.
 //!
 //! Each scenario lives in its own module and adds rows to one [`Report`], printed at the end as a
 //! single table. Time in the scenarios is simulated (a `ManualClock`), so the tour is fast and its

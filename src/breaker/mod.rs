@@ -117,8 +117,8 @@
 //! when a success replaces a success. With a time window, while the window holds no failure and
 //! no slow call, a successful call is one clock reading and one compare-and-swap on its bucket's
 //! word for the calling thread's stripe, with no decision to make. A refusal reads the clock
-//! once; a [`CoarseClock`](crate::clock::CoarseClock) reading costs a few nanoseconds, a
-//! [`RecentClock`](crate::clock::RecentClock) one about a nanosecond. No call path allocates.
+//! once ([`CoarseClock`](crate::clock::CoarseClock) and [`RecentClock`](crate::clock::RecentClock)
+//! are the cheap ones; `BENCHMARKS.md` has the figures). No call path allocates.
 //! The packed word and its orderings are documented in the source of `breaker/state.rs`.
 
 mod config;

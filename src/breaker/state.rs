@@ -56,17 +56,18 @@
 //!
 //! ## Orderings
 //!
-//! Loads of the word are `Acquire` and CASes `AcqRel` (failure `Acquire`). The word publishes
-//! nothing but itself except in two places: the thread that moves to closed empties the window
-//! *before* it clears `HOLD` (a `Release` through the CAS), and a recorder reads `HOLD` clear with
-//! `Acquire` before it records, so it records into the emptied window; and every transition
-//! raises the transition stamp *before* its CAS, so that a thread that loads the new word with
-//! `Acquire` then reads a stamp at least that new (a `Relaxed` load suffices after the
-//! `Acquire`; see "Time and wrap-around"). The window is itself
-//! linearizable, and the `CLEAN`/`SEQ` argument needs only the single total order of
-//! modifications of the word plus program order (a failure's window record precedes its `SEQ`
-//! bump; a `CLEAN` setter's load precedes its window record), which `AcqRel` RMWs on one location
-//! give.
+//! - Every load of the word: `Acquire`, pairing with the CAS that wrote it, for the two things
+//!   the word publishes (the next two lines).
+//! - Every CAS of the word: `AcqRel` (failure `Acquire`). The move to closed empties the window
+//!   *before* its CAS clears `HOLD`, so a recorder that reads `HOLD` clear records into the
+//!   emptied window.
+//! - The transition stamp's `fetch_max`, before each transition's CAS: `Relaxed`; a thread that
+//!   loads the new word with `Acquire` then reads a stamp at least that new with a `Relaxed`
+//!   load (see "Time and wrap-around").
+//! - The window's own accesses: its own orderings (it is linearizable). The `CLEAN`/`SEQ`
+//!   argument needs only the word's single modification order plus program order (a failure's
+//!   window record precedes its `SEQ` bump; a `CLEAN` setter's load precedes its window record),
+//!   which `AcqRel` read-modify-writes on one location give.
 //!
 //! A recorder checks the generation and `HOLD` before it writes to the window, so a result
 //! admitted in an earlier period is dropped, except in one race: a recorder preempted between

@@ -6,7 +6,7 @@
 //!
 //! Two modes share one type:
 //!
-//! - **fixed** (the guide's): at most `max_retries` retries per sliding `window`, in any
+//! - **fixed**: at most `max_retries` retries per sliding `window`, in any
 //!   interval that long (a spent retry counts until its bucket is a whole window old);
 //! - **ratio** (Finagle's and Linkerd's): retries ≤ `ratio` × original requests over the window,
 //!   plus a floor of `min_per_sec` retries per second of the window. The floor is a reserve that
@@ -163,14 +163,20 @@ mod lane {
 /// | sealed sums, head epoch | the first operation in a new bucket period | seals the previous bucket, sums the sealed ones, one CAS each |
 /// | counters `deposits`, `granted`, `refused` | deposit, try_withdraw | `add_to(lane, 1)`: one `fetch_add(Relaxed)` on this thread's stripe |
 ///
-/// Orderings: the no-overdraw promise rests on the retries word's CAS (every withdraw sees every
-/// earlier debit of the same bucket) and on the seal (a debit either lands before its bucket is
-/// sealed and is in the sums, or fails and retries in the newest bucket); a refusal, which no CAS
-/// validates, stands only on counts its bucket held at one instant (a requests word read as its
-/// own bucket's, or as not yet opened with the head unmoved), else it starts over at the newest
-/// bucket, so a withdraw is never refused while the window holds a retry; nothing else is
-/// published through the budget, so the counters need no ordering. A fixed-mode deposit reads no
-/// clock and touches only its counter. Each operation reads the clock at most once.
+/// Orderings (each access of the ledger is listed in `budget/ledger.rs`):
+///
+/// - the retries word's CAS: the no-overdraw promise: every withdraw sees every earlier debit
+///   of the same bucket.
+/// - the seal: a debit either lands before its bucket is sealed and is in the sums, or fails and
+///   retries in the newest bucket.
+/// - a refusal, which no CAS validates, stands only on counts its bucket held at one instant (a
+///   requests word read as its own bucket's, or as not yet opened with the head unmoved), else it
+///   starts over at the newest bucket, so a withdraw is never refused while the window holds a
+///   retry.
+/// - the counters: `Relaxed`; nothing is published through them.
+///
+/// A fixed-mode deposit reads no clock and touches only its counter. Each operation reads the
+/// clock at most once.
 ///
 /// ```
 /// use resile::budget::RetryBudget;
@@ -330,7 +336,7 @@ impl<C: Clock> BudgetBuilder<C> {
 
     /// Fixed mode: at most `n` retries per window (`1..=`[`MAX_RETRIES`]), in any interval as
     /// long as the window: a spent retry stays counted for between one window and one window
-    /// plus one bucket after it was granted. The window defaults to the guide's 60 s.
+    /// plus one bucket after it was granted. The window defaults to 60 s.
     pub fn max_retries(mut self, n: u32) -> Self {
         self.max_retries = Some(n);
         self

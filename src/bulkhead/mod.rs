@@ -406,7 +406,7 @@ impl<C: Clock> Bulkhead<C> {
         Ok(fut.await)
     }
 
-    /// Wraps `f` so that every call runs through [`call`](Self::call) (the guide's decorator).
+    /// Wraps `f` so that every call runs through [`call`](Self::call) (a decorator).
     ///
     /// ```
     /// use resile::bulkhead::Bulkhead;

@@ -53,10 +53,13 @@ use std::fmt;
 /// | failures | slots holding `Failure` / `SlowFailure`   | same                             |
 /// | slow     | slots holding `SlowSuccess` / `SlowFailure` | same                           |
 ///
-/// Orderings: every access is `Relaxed`. The window publishes nothing but its counts: each
-/// count is one atomic location whose read-modify-writes are totally ordered, so no update is
-/// lost; a reader that needs "the counts after these calls" gets it from whatever synchronised it
-/// with those calls (a join, the breaker's own state word).
+/// Orderings (the window publishes nothing but its counts):
+///
+/// - the cursor's `fetch_add`, each slot's `swap`, the totals' `fetch_add`/`fetch_sub`:
+///   `Relaxed`; each is one atomic location whose read-modify-writes are totally ordered, so no
+///   update is lost.
+/// - the totals' loads: `Relaxed`; a reader that needs "the counts after these calls" gets it
+///   from whatever synchronised it with those calls (a join, the breaker's own state word).
 const FIELD_BITS: u32 = 21;
 const FIELD_MASK: u64 = (1 << FIELD_BITS) - 1;
 const CALLS_SHIFT: u32 = 0;

@@ -131,10 +131,14 @@ internal! {
 /// | lane j | sum of lane j over live buckets (+ in flight) | adders (CAS: check-and-add; `fetch_sub`: undo, dead counts they replaced), advancers (`fetch_sub` of stamped counts), `reset` |
 ///
 /// Each lane stays within `0..=MAX_LANE` (module docs), so whole-word `fetch_sub`s never borrow
-/// across lanes. Orderings: `Relaxed`. The admission check and the add are one CAS on one
-/// location, which is atomic at any ordering; that an amount is added here before anyone removes
-/// it from a word follows from the lane words' release/acquire chain (below), which orders the
-/// add before the removal's `fetch_sub` in this word's modification order.
+/// across lanes. Orderings:
+///
+/// - the check-and-add CAS: `Relaxed`; the check and the add are one CAS on one location, which
+///   is atomic at any ordering.
+/// - the `fetch_sub`s (an undo, a replaced or stamped count): `Relaxed`; that an amount is added
+///   here before anyone removes it follows from the lane words' release/acquire chain (below),
+///   which orders the add before the removal in this word's modification order.
+/// - loads: `Relaxed`: a snapshot.
 const LANE_BITS: u32 = 21;
 const LANE_MASK: u64 = (1 << LANE_BITS) - 1;
 
@@ -157,11 +161,16 @@ const LANE_MASK: u64 = (1 << LANE_BITS) - 1;
 /// A dead word is cleared by whoever CASes it first: the advancer (stamp) or an adder of the
 /// live epoch (replace); either subtracts the count it removed.
 ///
-/// Orderings: word CASes are `AcqRel` and word loads `Acquire`, head CASes `AcqRel` and head
-/// loads `Acquire`. A thread that writes lap `l` to a word has first seen (or made) `head >= e`;
-/// a thread that then reads that word with `Acquire` and loads the head afterwards therefore sees
-/// `head >= e` too, so "this word's lap is not the live lap under the head I just read" always
-/// means "its epoch is dead", never "its epoch is newer than my view of the head".
+/// Orderings, all for one invariant: a thread that writes lap `l` to a word has first seen (or
+/// made) `head >= e`; a thread that then reads that word with `Acquire` and loads the head
+/// afterwards therefore sees `head >= e` too, so "this word's lap is not the live lap under the
+/// head I just read" always means "its epoch is dead", never "its epoch is newer than my view of
+/// the head".
+///
+/// - lane word CASes: `AcqRel`: release the head load that justified the lap; acquire the value
+///   replaced.
+/// - lane word loads: `Acquire`, pairing with the CAS that wrote the lap.
+/// - head CASes: `AcqRel`; head loads: `Acquire`, pairing with the CAS that moved the head.
 const TAG_SHIFT: u32 = LANE_BITS;
 const LAP_BITS: u32 = 42;
 const LAP_MASK: u64 = (1 << LAP_BITS) - 1;
