@@ -93,6 +93,7 @@ pub mod window;
 #[cfg(all(
     doctest,
     feature = "tower-retry",
+    feature = "http",
     feature = "tokio",
     feature = "metrics",
     feature = "tracing"

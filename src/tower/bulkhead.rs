@@ -2,6 +2,7 @@
 //! each request.
 
 use super::*;
+use std::marker::PhantomData;
 
 /// Holds a [`Bulkhead`] slot for each request: see [`BulkheadService`].
 ///
@@ -25,27 +26,48 @@ use super::*;
 /// assert!(e.downcast_ref::<BulkheadError>().unwrap().is_full());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct BulkheadLayer<C: Clock = SystemClock> {
+pub struct BulkheadLayer<C: Clock = SystemClock, H = UntilResponse> {
     bulkhead: Arc<Bulkhead<C>>,
+    hold: PhantomData<fn() -> H>,
 }
 
 impl<C: Clock> BulkheadLayer<C> {
     /// A layer that takes a slot of `bulkhead` for each request, waiting as the bulkhead is
-    /// configured to.
+    /// configured to, and holds it until the response is ready (for HTTP, see
+    /// [`until_body_end`](Self::until_body_end)).
     pub fn new(bulkhead: Arc<Bulkhead<C>>) -> Self {
-        Self { bulkhead }
-    }
-}
-
-impl<C: Clock> Clone for BulkheadLayer<C> {
-    fn clone(&self) -> Self {
         Self {
-            bulkhead: self.bulkhead.clone(),
+            bulkhead,
+            hold: PhantomData,
         }
     }
 }
 
-impl<C: Clock> fmt::Debug for BulkheadLayer<C> {
+impl<C: Clock, H> BulkheadLayer<C, H> {
+    /// Holds each HTTP request's slot until its response body ends (or is dropped), not only
+    /// until the response head is ready, so a streamed response counts against the limit until
+    /// its last frame (feature `http`; the service answers with an [`http::Response`] of a
+    /// [`GuardedBody`]).
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    pub fn until_body_end(self) -> BulkheadLayer<C, UntilBodyEnd> {
+        BulkheadLayer {
+            bulkhead: self.bulkhead,
+            hold: PhantomData,
+        }
+    }
+}
+
+impl<C: Clock, H> Clone for BulkheadLayer<C, H> {
+    fn clone(&self) -> Self {
+        Self {
+            bulkhead: self.bulkhead.clone(),
+            hold: PhantomData,
+        }
+    }
+}
+
+impl<C: Clock, H> fmt::Debug for BulkheadLayer<C, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BulkheadLayer")
             .field("bulkhead", &self.bulkhead)
@@ -53,8 +75,8 @@ impl<C: Clock> fmt::Debug for BulkheadLayer<C> {
     }
 }
 
-impl<S, C: Clock> Layer<S> for BulkheadLayer<C> {
-    type Service = BulkheadService<S, C>;
+impl<S, C: Clock, H> Layer<S> for BulkheadLayer<C, H> {
+    type Service = BulkheadService<S, C, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
         BulkheadService {
@@ -62,6 +84,7 @@ impl<S, C: Clock> Layer<S> for BulkheadLayer<C> {
             bulkhead: self.bulkhead.clone(),
             admission: Admission::Idle,
             wait: None,
+            hold: PhantomData,
         }
     }
 }
@@ -109,7 +132,7 @@ enum Admission<C: Clock> {
 /// })?;
 /// # Ok::<(), BoxError>(())
 /// ```
-pub struct BulkheadService<S, C: Clock = SystemClock> {
+pub struct BulkheadService<S, C: Clock = SystemClock, H = UntilResponse> {
     inner: S,
     bulkhead: Arc<Bulkhead<C>>,
     admission: Admission<C>,
@@ -118,9 +141,10 @@ pub struct BulkheadService<S, C: Clock = SystemClock> {
     /// or the place in the queue), so the max wait bounds the request's whole wait; cleared once
     /// it is admitted or refused.
     wait: Option<(Sleep, u64)>,
+    hold: PhantomData<fn() -> H>,
 }
 
-impl<S: Clone, C: Clock> Clone for BulkheadService<S, C> {
+impl<S: Clone, C: Clock, H> Clone for BulkheadService<S, C, H> {
     /// A clone with no slot of its own (as tower's `ConcurrencyLimit`).
     fn clone(&self) -> Self {
         Self {
@@ -128,11 +152,12 @@ impl<S: Clone, C: Clock> Clone for BulkheadService<S, C> {
             bulkhead: self.bulkhead.clone(),
             admission: Admission::Idle,
             wait: None,
+            hold: PhantomData,
         }
     }
 }
 
-impl<S: fmt::Debug, C: Clock> fmt::Debug for BulkheadService<S, C> {
+impl<S: fmt::Debug, C: Clock, H> fmt::Debug for BulkheadService<S, C, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let admission = match &self.admission {
             Admission::Idle => "idle",
@@ -148,7 +173,7 @@ impl<S: fmt::Debug, C: Clock> fmt::Debug for BulkheadService<S, C> {
     }
 }
 
-impl<S, C: Clock> BulkheadService<S, C> {
+impl<S, C: Clock, H> BulkheadService<S, C, H> {
     /// Takes a slot, or queues for one, or records the refusal; `Pending` only while queued.
     fn poll_admission(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
@@ -201,15 +226,16 @@ impl<S, C: Clock> BulkheadService<S, C> {
     }
 }
 
-impl<S, C, Req> Service<Req> for BulkheadService<S, C>
+impl<S, C, H, Req> Service<Req> for BulkheadService<S, C, H>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
     C: Clock,
+    H: Hold<S::Response, OwnedBulkheadPermit<C>>,
 {
-    type Response = S::Response;
+    type Response = H::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future, OwnedBulkheadPermit<C>>;
+    type Future = ResponseFuture<S::Future, OwnedBulkheadPermit<C>, H>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         match self.inner.poll_ready(cx) {

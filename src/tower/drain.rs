@@ -1,6 +1,7 @@
 //! [`DrainLayer`] and [`DrainService`]: admission through a [`Drainer`](crate::drain::Drainer).
 
 use super::*;
+use std::marker::PhantomData;
 
 /// Admits each request through a [`Drainer`]: see [`DrainService`].
 ///
@@ -19,26 +20,47 @@ use super::*;
 /// let e = futures::executor::block_on(svc.call(1)).unwrap_err();
 /// assert_eq!(e.downcast_ref::<DrainRefused>(), Some(&DrainRefused::Draining)); // answer 503
 /// ```
-pub struct DrainLayer<C: Clock = SystemClock> {
+pub struct DrainLayer<C: Clock = SystemClock, H = UntilResponse> {
     drainer: Arc<Drainer<C>>,
+    hold: PhantomData<fn() -> H>,
 }
 
 impl<C: Clock> DrainLayer<C> {
-    /// A layer that admits requests through `drainer`.
+    /// A layer that admits requests through `drainer`, each guarded until its response is ready
+    /// (for HTTP, see [`until_body_end`](Self::until_body_end)).
     pub fn new(drainer: Arc<Drainer<C>>) -> Self {
-        Self { drainer }
-    }
-}
-
-impl<C: Clock> Clone for DrainLayer<C> {
-    fn clone(&self) -> Self {
         Self {
-            drainer: self.drainer.clone(),
+            drainer,
+            hold: PhantomData,
         }
     }
 }
 
-impl<C: Clock> fmt::Debug for DrainLayer<C> {
+impl<C: Clock, H> DrainLayer<C, H> {
+    /// Holds each HTTP request's guard until its response body ends (or is dropped), not only
+    /// until the response head is ready, so [`Drainer::wait`] waits for a streamed response's
+    /// last frame (feature `http`; the service answers with an [`http::Response`] of a
+    /// [`GuardedBody`]).
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    pub fn until_body_end(self) -> DrainLayer<C, UntilBodyEnd> {
+        DrainLayer {
+            drainer: self.drainer,
+            hold: PhantomData,
+        }
+    }
+}
+
+impl<C: Clock, H> Clone for DrainLayer<C, H> {
+    fn clone(&self) -> Self {
+        Self {
+            drainer: self.drainer.clone(),
+            hold: PhantomData,
+        }
+    }
+}
+
+impl<C: Clock, H> fmt::Debug for DrainLayer<C, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DrainLayer")
             .field("drainer", &self.drainer)
@@ -46,13 +68,14 @@ impl<C: Clock> fmt::Debug for DrainLayer<C> {
     }
 }
 
-impl<S, C: Clock> Layer<S> for DrainLayer<C> {
-    type Service = DrainService<S, C>;
+impl<S, C: Clock, H> Layer<S> for DrainLayer<C, H> {
+    type Service = DrainService<S, C, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
         DrainService {
             inner: Some(inner),
             drainer: self.drainer.clone(),
+            hold: PhantomData,
         }
     }
 }
@@ -60,7 +83,8 @@ impl<S, C: Clock> Layer<S> for DrainLayer<C> {
 /// Admits each request through a [`Drainer`] in `call`: once draining has started, the response
 /// future fails with [`DrainRefused`] (boxed) and the inner service is not
 /// called. An admitted request's guard is held until its response future completes or is
-/// dropped, so [`Drainer::wait`] sees every request in flight.
+/// dropped, so [`Drainer::wait`] sees every request in flight; with
+/// [`until_body_end`](DrainLayer::until_body_end) (HTTP), until its response body ends.
 ///
 /// `poll_ready` is the inner service's until draining starts; from then on it is ready at once,
 /// without asking the inner service (a request is refused at once, not after waiting in an inner
@@ -88,22 +112,24 @@ impl<S, C: Clock> Layer<S> for DrainLayer<C> {
 /// assert_eq!(drainer.in_flight(), 0);
 /// # Ok::<(), resile::tower::BoxError>(())
 /// ```
-pub struct DrainService<S, C: Clock = SystemClock> {
+pub struct DrainService<S, C: Clock = SystemClock, H = UntilResponse> {
     /// `None` once a refusal for draining has dropped it.
     inner: Option<S>,
     drainer: Arc<Drainer<C>>,
+    hold: PhantomData<fn() -> H>,
 }
 
-impl<S: Clone, C: Clock> Clone for DrainService<S, C> {
+impl<S: Clone, C: Clock, H> Clone for DrainService<S, C, H> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             drainer: self.drainer.clone(),
+            hold: PhantomData,
         }
     }
 }
 
-impl<S: fmt::Debug, C: Clock> fmt::Debug for DrainService<S, C> {
+impl<S: fmt::Debug, C: Clock, H> fmt::Debug for DrainService<S, C, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DrainService")
             .field("inner", &self.inner)
@@ -112,15 +138,16 @@ impl<S: fmt::Debug, C: Clock> fmt::Debug for DrainService<S, C> {
     }
 }
 
-impl<S, C, Req> Service<Req> for DrainService<S, C>
+impl<S, C, H, Req> Service<Req> for DrainService<S, C, H>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
     C: Clock,
+    H: Hold<S::Response, OwnedDrainGuard<C>>,
 {
-    type Response = S::Response;
+    type Response = H::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future, OwnedDrainGuard<C>>;
+    type Future = ResponseFuture<S::Future, OwnedDrainGuard<C>, H>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         match &mut self.inner {

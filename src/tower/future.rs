@@ -1,7 +1,38 @@
-//! The response future of the drain and bulkhead services: it holds their guard until the
-//! inner future completes or is dropped.
+//! The response future of the drain and bulkhead services, and when it lets go of their guard:
+//! when the response is ready ([`UntilResponse`]), or when an HTTP response's body ends
+//! ([`UntilBodyEnd`], feature `http`).
 
 use super::*;
+use std::marker::PhantomData;
+
+/// When a drain or bulkhead service lets go of a request's guard: given the inner service's
+/// response and the guard, what the service answers with.
+///
+/// [`UntilResponse`] drops the guard as the response is ready (any response type);
+/// [`UntilBodyEnd`] (feature `http`) moves it into an `http::Response`'s body, so a streamed
+/// response holds its drain guard or bulkhead slot until its last frame.
+pub trait Hold<T, G> {
+    /// The response the service answers with.
+    type Response;
+
+    /// The answer for `response`, which the request's `guard` has guarded so far.
+    fn hold(response: T, guard: G) -> Self::Response;
+}
+
+/// The guard is released when the inner service's response future completes (or is dropped):
+/// the default, for any response type.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UntilResponse;
+
+impl<T, G> Hold<T, G> for UntilResponse {
+    type Response = T;
+
+    #[inline]
+    fn hold(response: T, guard: G) -> T {
+        drop(guard);
+        response
+    }
+}
 
 pin_project! {
     /// The response future of [`BulkheadService`] and [`DrainService`]: the inner service's
@@ -27,20 +58,22 @@ pin_project! {
     /// # Ok::<(), resile::tower::BoxError>(())
     /// ```
     #[must_use = "futures do nothing unless polled"]
-    pub struct ResponseFuture<F, G> {
+    pub struct ResponseFuture<F, G, H = UntilResponse> {
         #[pin]
         inner: Option<F>,
         guard: Option<G>,
         refused: Option<BoxError>,
+        hold: PhantomData<fn() -> H>,
     }
 }
 
-impl<F, G> ResponseFuture<F, G> {
+impl<F, G, H> ResponseFuture<F, G, H> {
     pub(super) fn running(inner: F, guard: G) -> Self {
         Self {
             inner: Some(inner),
             guard: Some(guard),
             refused: None,
+            hold: PhantomData,
         }
     }
 
@@ -49,11 +82,12 @@ impl<F, G> ResponseFuture<F, G> {
             inner: None,
             guard: None,
             refused: Some(e),
+            hold: PhantomData,
         }
     }
 }
 
-impl<F, G> fmt::Debug for ResponseFuture<F, G> {
+impl<F, G, H> fmt::Debug for ResponseFuture<F, G, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("running", &self.inner.is_some())
@@ -62,12 +96,13 @@ impl<F, G> fmt::Debug for ResponseFuture<F, G> {
     }
 }
 
-impl<F, G, T, E> Future for ResponseFuture<F, G>
+impl<F, G, H, T, E> Future for ResponseFuture<F, G, H>
 where
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
+    H: Hold<T, G>,
 {
-    type Output = Result<T, BoxError>;
+    type Output = Result<H::Response, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -75,10 +110,15 @@ where
             Some(f) => {
                 let out = ready!(f.poll(cx));
                 this.inner.set(None);
-                // The work is done: release the slot (or drain guard) now, not when the caller
-                // drops the finished future.
-                *this.guard = None;
-                Poll::Ready(out.map_err(Into::into))
+                // The inner future is done: from here the guard is the hold's (dropped now, not
+                // when the caller drops the finished future, or moved into the body); an error
+                // ends the work, so it is released at once.
+                let guard = this.guard.take();
+                Poll::Ready(match (out, guard) {
+                    (Ok(response), Some(guard)) => Ok(H::hold(response, guard)),
+                    (Ok(_), None) => Err(Box::new(PolledAfterCompletion)),
+                    (Err(e), _) => Err(e.into()),
+                })
             }
             None => Poll::Ready(Err(this
                 .refused

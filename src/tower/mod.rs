@@ -16,9 +16,15 @@
 //!
 //! The bulkhead's wait and the retry's backoff sleep on the [timer](crate::timer) set on the
 //! bulkhead's builder and on the retry policy (the default timer works on any executor; feature
-//! `tokio` has tokio's). The order that
-//! matches [`Policy`](crate::policy::Policy): drain outermost, then the bulkhead, then retries,
-//! then the breaker around each attempt.
+//! `tokio` has tokio's). The order that matches [`Policy`](crate::policy::Policy): drain
+//! outermost, then the bulkhead, then retries, then the breaker around each attempt.
+//!
+//! **Serving HTTP**, call `until_body_end()` on the drain and bulkhead layers (feature `http`):
+//! a server sends the response body after the response future has completed, so a guard
+//! released with the head would let the drain finish (and the process exit) in the middle of a
+//! streamed body, and let a streaming response's slot go while it is still being sent. With it,
+//! the guard moves into the body ([`GuardedBody`]) and is released when the body ends, fails or
+//! is dropped, as tower-http's in-flight-requests layer does.
 //!
 //! ```
 //! use resile::breaker::CircuitBreaker;
@@ -101,15 +107,19 @@ impl fmt::Display for PolledAfterCompletion {
 
 impl std::error::Error for PolledAfterCompletion {}
 
+#[cfg(feature = "http")]
+mod body;
 mod breaker;
 mod bulkhead;
 mod drain;
 mod future;
 
+#[cfg(feature = "http")]
+pub use body::{GuardedBody, UntilBodyEnd};
 pub use breaker::{BreakerFuture, BreakerLayer, BreakerService};
 pub use bulkhead::{BulkheadLayer, BulkheadService};
 pub use drain::{DrainLayer, DrainService};
-pub use future::ResponseFuture;
+pub use future::{Hold, ResponseFuture, UntilResponse};
 
 #[cfg(feature = "tower-retry")]
 mod retry;

@@ -1,0 +1,138 @@
+//! With `until_body_end`, the drain and bulkhead layers hold a request's guard until its HTTP
+//! response body ends, not only until the head is ready: a streamed response keeps the drain
+//! waiting and its bulkhead slot taken until its last frame, and a body dropped early (the client
+//! went away) or failed gives them back.
+#![cfg(feature = "http")]
+
+use futures::executor::block_on;
+use http_body::{Body, Frame};
+use resile::bulkhead::Bulkhead;
+use resile::drain::Drainer;
+use resile::tower::{BulkheadLayer, DrainLayer};
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+/// A body of `chunks` frames of one byte, then (if `fail`) an error instead of its end.
+struct Chunks {
+    chunks: u32,
+    fail: bool,
+}
+
+impl Body for Chunks {
+    type Data = &'static [u8];
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<&'static [u8]>, std::io::Error>>> {
+        if self.chunks > 0 {
+            self.chunks -= 1;
+            return Poll::Ready(Some(Ok(Frame::data(&b"x"[..]))));
+        }
+        if self.fail {
+            self.fail = false;
+            return Poll::Ready(Some(Err(std::io::Error::other("reset"))));
+        }
+        Poll::Ready(None)
+    }
+}
+
+fn next_frame<B: Body + Unpin>(body: &mut B) -> Option<Result<Frame<B::Data>, B::Error>> {
+    block_on(poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)))
+}
+
+fn is_pending<F: Future>(fut: Pin<&mut F>) -> bool {
+    let waker = std::task::Waker::noop();
+    fut.poll(&mut Context::from_waker(waker)).is_pending()
+}
+
+struct Stack {
+    drainer: Arc<Drainer>,
+    bulkhead: Arc<Bulkhead>,
+}
+
+impl Stack {
+    fn new() -> Self {
+        Self {
+            drainer: Arc::new(Drainer::new()),
+            bulkhead: Arc::new(Bulkhead::builder().limit(1).build().unwrap()),
+        }
+    }
+
+    /// drain -> bulkhead -> a service answering with a body of `chunks` frames.
+    fn call(&self, chunks: u32, fail: bool) -> http::Response<impl Body + Unpin> {
+        let mut svc = ServiceBuilder::new()
+            .layer(DrainLayer::new(self.drainer.clone()).until_body_end())
+            .layer(BulkheadLayer::new(self.bulkhead.clone()).until_body_end())
+            .service_fn(move |_: ()| async move {
+                Ok::<_, std::io::Error>(http::Response::new(Chunks { chunks, fail }))
+            });
+        block_on(async { svc.ready().await?.call(()).await }).unwrap()
+    }
+}
+
+#[test]
+fn a_streamed_body_holds_the_drain_and_the_slot_until_its_last_frame() {
+    let s = Stack::new();
+    let response = s.call(3, false);
+    s.drainer.start_draining();
+    let mut wait = pin!(s.drainer.wait());
+    let mut body = response.into_body();
+    for _ in 0..3 {
+        assert_eq!(s.drainer.in_flight(), 1, "the body is still being sent");
+        assert_eq!(s.bulkhead.metrics().in_flight, 1);
+        assert!(is_pending(wait.as_mut()), "the drain waits for the body");
+        assert!(next_frame(&mut body).unwrap().is_ok());
+    }
+    assert!(next_frame(&mut body).is_none(), "the end of the body");
+    assert_eq!(s.drainer.in_flight(), 0);
+    assert_eq!(s.bulkhead.metrics().in_flight, 0);
+    assert!(!is_pending(wait.as_mut()), "drained once the body ended");
+}
+
+#[test]
+fn a_body_dropped_early_releases_its_guards() {
+    let s = Stack::new();
+    let mut body = s.call(10, false).into_body();
+    assert!(next_frame(&mut body).unwrap().is_ok());
+    assert_eq!(s.drainer.in_flight(), 1);
+    drop(body); // the client went away after one frame
+    assert_eq!(s.drainer.in_flight(), 0);
+    assert_eq!(s.bulkhead.metrics().in_flight, 0);
+}
+
+#[test]
+fn a_failed_body_releases_its_guards() {
+    let s = Stack::new();
+    let mut body = s.call(1, true).into_body();
+    assert!(next_frame(&mut body).unwrap().is_ok());
+    assert_eq!(s.bulkhead.metrics().in_flight, 1);
+    assert!(next_frame(&mut body).unwrap().is_err());
+    assert_eq!(s.drainer.in_flight(), 0, "an error ends the body");
+    assert_eq!(s.bulkhead.metrics().in_flight, 0);
+    // The slot is free for the next request.
+    drop(body);
+    let next = s.call(0, false).into_body();
+    assert_eq!(s.bulkhead.metrics().in_flight, 1);
+    drop(next);
+}
+
+#[test]
+fn without_until_body_end_the_guard_ends_with_the_head() {
+    let drainer = Arc::new(Drainer::new());
+    let mut svc = ServiceBuilder::new()
+        .layer(DrainLayer::new(drainer.clone()))
+        .service_fn(|_: ()| async {
+            Ok::<_, std::io::Error>(http::Response::new(Chunks {
+                chunks: 3,
+                fail: false,
+            }))
+        });
+    let response = block_on(async { svc.ready().await?.call(()).await }).unwrap();
+    assert_eq!(drainer.in_flight(), 0, "released at the response head");
+    drop(response);
+}
