@@ -461,7 +461,7 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
         };
         match &self.retry {
             Some(retry) => retry
-                .run_classified(&Through(retry.classifier()), attempt)
+                .run_classified(&Through(retry.classifier()), is_refused, attempt)
                 .map_err(PolicyError::from_retry),
             None => {
                 let mut attempt = attempt;
@@ -549,7 +549,7 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
         };
         match &self.retry {
             Some(retry) => retry
-                .run_async_classified(&Through(retry.classifier()), attempt)
+                .run_async_classified(&Through(retry.classifier()), is_refused, attempt)
                 .await
                 .map_err(PolicyError::from_retry),
             None => {
@@ -560,6 +560,11 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
             }
         }
     }
+}
+
+/// Whether an attempt never reached the dependency: the breaker refused it.
+fn is_refused<E>(e: &BreakerError<E>) -> bool {
+    matches!(e, BreakerError::Refused(_))
 }
 
 /// The end of a policy without a retry: one attempt.

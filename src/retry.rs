@@ -6,7 +6,8 @@
 //! give up with [`RetryError::BudgetExhausted`]), wait, and try again. The withdraw happens when the
 //! retry is decided, before the wait, so retries sleeping in backoff count against the budget
 //! (envoy#30205); a retry the deadline rules out is never debited. Each run deposits one original
-//! request into the budget.
+//! request into the budget when its first attempt returns (under a [`Policy`](crate::policy),
+//! not if the breaker refused it: a request that never reached the dependency earns no retry).
 //!
 //! The helper never picks a runtime: [`Retry::run`] blocks the thread between attempts and
 //! [`Retry::run_async`] awaits, both on the [timer](crate::timer) set with
@@ -176,13 +177,23 @@ impl<C: Clock, K> Retry<C, K> {
     }
 
     fn start(&self) -> RunState {
-        if let Some(b) = &self.budget {
-            b.deposit();
-        }
         RunState {
             attempts: 0,
             previous: Duration::ZERO,
             deadline_at: self.deadline.map(|d| self.clock.now().saturating_add(d)),
+        }
+    }
+
+    /// After an attempt: the first one deposits the original request into the budget, unless
+    /// it never reached the dependency (`refused`: a breaker refusal, under the policy), so
+    /// requests refused during an outage do not raise the balance retries are paid from.
+    fn after_attempt<T, E>(&self, st: &RunState, r: &Result<T, E>, refused: impl Fn(&E) -> bool) {
+        if st.attempts == 1 {
+            if let Some(b) = &self.budget {
+                if !matches!(r, Err(e) if refused(e)) {
+                    b.deposit();
+                }
+            }
         }
     }
 
@@ -251,7 +262,7 @@ impl<C: Clock, K> Retry<C, K> {
     where
         K: Classify<T, E>,
     {
-        self.run_classified(&self.classify, op)
+        self.run_classified(&self.classify, |_| false, op)
     }
 
     /// The classifier this policy was built with (for [`crate::policy`], which wraps it).
@@ -260,17 +271,21 @@ impl<C: Clock, K> Retry<C, K> {
     }
 
     /// [`run`](Self::run) with `classify` in place of the built classifier: the same loop, for a
-    /// caller (the [policy](crate::policy)) whose attempts return a wider error.
+    /// caller (the [policy](crate::policy)) whose attempts return a wider error, some of which
+    /// (`refused`) never reached the dependency.
     pub(crate) fn run_classified<T, E>(
         &self,
         classify: &impl Classify<T, E>,
+        refused: impl Fn(&E) -> bool,
         mut op: impl FnMut() -> Result<T, E>,
     ) -> Result<T, RetryError<E>> {
         let mut st = self.start();
         let mut rng = None;
         loop {
             st.attempts += 1;
-            match op() {
+            let r = op();
+            self.after_attempt(&st, &r, &refused);
+            match r {
                 Ok(v) => return Ok(v),
                 Err(e) => {
                     let rng = rng.get_or_insert_with(|| self.rng());
@@ -310,7 +325,8 @@ impl<C: Clock, K> Retry<C, K> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.run_async_classified(&self.classify, op).await
+        self.run_async_classified(&self.classify, |_| false, op)
+            .await
     }
 
     /// [`run_async`](Self::run_async) with `classify` in place of the built classifier (see
@@ -318,6 +334,7 @@ impl<C: Clock, K> Retry<C, K> {
     pub(crate) async fn run_async_classified<T, E, F, Fut>(
         &self,
         classify: &impl Classify<T, E>,
+        refused: impl Fn(&E) -> bool,
         mut op: F,
     ) -> Result<T, RetryError<E>>
     where
@@ -328,7 +345,9 @@ impl<C: Clock, K> Retry<C, K> {
         let mut rng = None;
         loop {
             st.attempts += 1;
-            match op().await {
+            let r = op().await;
+            self.after_attempt(&st, &r, &refused);
+            match r {
                 Ok(v) => return Ok(v),
                 Err(e) => {
                     let rng = rng.get_or_insert_with(|| self.rng());
@@ -385,7 +404,7 @@ impl<C: Clock, K> RetryBuilder<C, K> {
     }
 
     /// The retry budget every retry is withdrawn from, shared with other clients of the same
-    /// dependency. Each run deposits one request.
+    /// dependency. Each run deposits one request (see the [module docs](self)).
     pub fn budget<BC: Clock>(mut self, budget: Arc<RetryBudget<BC>>) -> Self {
         self.budget = Some(budget);
         self

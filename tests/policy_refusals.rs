@@ -444,3 +444,31 @@ fn async_no_timer_is_asked_for_when_a_slot_is_free() {
     assert_eq!(block_on(bulkhead.call_async(async { 2 })), Ok(2));
     assert!(timer.asked.lock().unwrap().is_empty());
 }
+
+#[test]
+fn a_request_the_breaker_refuses_deposits_nothing_in_the_budget() {
+    let p = parts(10);
+    let policy = full_policy!(p, 3);
+    assert_eq!(policy.call(|| Ok::<_, &str>(1)), Ok(1));
+    assert_eq!(
+        p.budget.metrics().deposits,
+        1,
+        "a request that ran deposits"
+    );
+    p.breaker.force_open();
+    for _ in 0..5 {
+        assert!(
+            policy
+                .call(|| Ok::<_, &str>(1))
+                .unwrap_err()
+                .is_breaker_open()
+        );
+        let e = block_on(policy.call_async(|| async { Ok::<u8, &str>(1) })).unwrap_err();
+        assert!(e.is_breaker_open());
+    }
+    assert_eq!(
+        p.budget.metrics().deposits,
+        1,
+        "refused before reaching the dependency: no deposit"
+    );
+}

@@ -228,8 +228,10 @@ async fn an_outage_opens_the_breaker_and_refusals_are_not_retried() {
     assert_eq!(s.breaker.state(), State::Open);
     assert_eq!(s.ctl.calls(), 4);
 
-    // Open: refused at once, without reaching the mock or spending the budget.
+    // Open: refused at once, without reaching the mock, spending the budget, or depositing
+    // into it (a refused request earns no retry).
     let granted = s.budget.metrics().retries_granted;
+    let deposits = s.budget.metrics().deposits;
     for _ in 0..5 {
         let e = call(&mut svc, 3).await.unwrap_err();
         let open = e
@@ -239,6 +241,7 @@ async fn an_outage_opens_the_breaker_and_refusals_are_not_retried() {
     }
     assert_eq!(s.ctl.calls(), 4);
     assert_eq!(s.budget.metrics().retries_granted, granted);
+    assert_eq!(s.budget.metrics().deposits, deposits);
 
     // The dependency recovers; after the open period a probe closes the breaker.
     s.ctl.fail(0);

@@ -59,7 +59,8 @@ fn is_refusal<E: 'static>(e: &E) -> bool {
 }
 
 /// A `tower::retry::Policy` paid from a [`RetryBudget`]: each original request deposits into
-/// the budget (when its first result comes back), each retry withdraws from it, and a retry the
+/// the budget (when its first result comes back, unless that is a refusal by one of this crate's
+/// layers: a request that never reached the dependency earns no retry), each retry withdraws from it, and a retry the
 /// budget refuses is not made (the last result is returned). Between attempts it waits a
 /// [`Backoff`] delay (or the delay the classifier's [`retry_after`](Classify::retry_after)
 /// reads from the result) on its [timer](Self::timer); at most `max_attempts` attempts (default
@@ -206,7 +207,9 @@ where
     type Future = Sleep;
 
     fn retry(&mut self, _req: &mut Req, result: &mut Result<Res, E>) -> Option<Sleep> {
-        if self.attempts == 0 {
+        // The original request deposits when its first result comes back, unless it never
+        // reached the dependency (refused by a layer below).
+        if self.attempts == 0 && !matches!(result, Err(e) if is_refusal(e)) {
             self.budget.deposit();
         }
         self.attempts = self.attempts.saturating_add(1);
