@@ -3,6 +3,7 @@
 use super::Drainer;
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
+use crate::timer::{SharedTimer, Timer};
 use std::borrow::Cow;
 use std::time::Duration;
 
@@ -30,6 +31,7 @@ pub struct DrainBuilder<C: Clock = SystemClock> {
     pub(super) name: Cow<'static, str>,
     pub(super) clock: C,
     pub(super) not_ready_delay: Duration,
+    pub(super) timer: SharedTimer,
 }
 
 impl<C: Clock> DrainBuilder<C> {
@@ -46,10 +48,19 @@ impl<C: Clock> DrainBuilder<C> {
             name: self.name,
             clock,
             not_ready_delay: self.not_ready_delay,
+            timer: self.timer,
         }
     }
 
-    /// How long [`Drainer::blocking_shutdown`] keeps admitting after marking the drainer not
+    /// The timer of the async waits with a deadline ([`Drainer::wait_timeout`],
+    /// [`Drainer::shutdown`]): default [`ThreadTimer`](crate::timer::ThreadTimer); see
+    /// [`crate::timer`].
+    pub fn timer(mut self, timer: impl Timer) -> Self {
+        self.timer = SharedTimer::new(timer);
+        self
+    }
+
+    /// How long [`Drainer::shutdown`] and [`Drainer::blocking_shutdown`] keep admitting after marking the drainer not
     /// ready, so load balancers see the failing health check before refusals begin (default 0;
     /// at most [`MAX_NOT_READY_DELAY`]).
     pub fn not_ready_delay(mut self, delay: Duration) -> Self {
@@ -70,6 +81,7 @@ impl<C: Clock> DrainBuilder<C> {
             self.name,
             self.clock,
             self.not_ready_delay,
+            self.timer,
             None,
         ))
     }

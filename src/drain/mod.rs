@@ -62,14 +62,18 @@ use crate::counter::StripedCounters;
 use crate::sync::{
     AtomicU64, Lifetime, Mutex, Ordering, StdArc as Arc, StdWeak as Weak, fence, lock, park_timeout,
 };
+use crate::timer::SharedTimer;
 use crate::wait::Waiter;
 use crate::wait::notify::{Notify, Registration};
+use crate::wait::timer::LazyTimer;
 use crossbeam_utils::CachePadded;
 use std::borrow::Cow;
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::ptr::NonNull;
-use std::task::Context;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 // ---------------------------------------------------------------------------------------------
@@ -230,6 +234,7 @@ struct Core<C: Clock> {
     not_ready_delay: Duration,
     name: Cow<'static, str>,
     clock: C,
+    timer: SharedTimer,
     /// The allocation's lifetime as loom sees it (empty outside loom models).
     lifetime: Lifetime,
 }
@@ -246,6 +251,7 @@ impl Drainer<SystemClock> {
             name: Cow::Borrowed("drainer"),
             clock: SystemClock::new(),
             not_ready_delay: Duration::ZERO,
+            timer: SharedTimer::default(),
         }
     }
 }
@@ -274,6 +280,7 @@ impl<C: Clock> Drainer<C> {
         name: Cow<'static, str>,
         clock: C,
         not_ready_delay: Duration,
+        timer: SharedTimer,
         parent: Option<OwnedDrainGuard<C>>,
     ) -> Self {
         let core = Box::new(Core {
@@ -290,6 +297,7 @@ impl<C: Clock> Drainer<C> {
             not_ready_delay,
             name,
             clock,
+            timer,
             lifetime: Lifetime::new(),
         });
         Self {
@@ -524,6 +532,7 @@ impl<C: Clock> Drainer<C> {
             self.core().name.clone(),
             self.core().clock.clone(),
             self.core().not_ready_delay,
+            self.core().timer.clone(),
             Some(guard),
         ));
         {
@@ -688,20 +697,105 @@ impl<C: Clock> Drainer<C> {
     pub fn blocking_wait_timeout(&self, timeout: Duration) -> Result<Drained, DrainTimeout> {
         match self.block_until(DRAINED, &self.core().drained, timeout) {
             Ok(()) => Ok(self.drained_report()),
-            Err((start, now)) => {
-                // The last guard may have dropped since the deadline check, its completion not
-                // yet made: the drain is over, so report it rather than a timeout with nothing
-                // in flight.
-                let word = self.core().word.load(Ordering::Acquire);
-                if word & DRAINED != 0 || completes_drain(word) {
-                    return Ok(self.drained_report());
-                }
-                Err(DrainTimeout {
-                    in_flight: in_flight_of(word),
-                    waited: Duration::from_nanos(now.saturating_sub(start)),
-                })
-            }
+            Err((start, now)) => self.deadline_report(start, now),
         }
+    }
+
+    /// What a wait begun at `start` reports when its deadline passed at `now`: a timeout with the
+    /// guards still in flight, unless the drain is over after all (the last guard may have
+    /// dropped since the deadline check, its completion not yet made: then report it rather than
+    /// a timeout with nothing in flight).
+    fn deadline_report(&self, start: u64, now: u64) -> Result<Drained, DrainTimeout> {
+        let word = self.core().word.load(Ordering::Acquire);
+        if word & DRAINED != 0 || completes_drain(word) {
+            return Ok(self.drained_report());
+        }
+        Err(DrainTimeout {
+            in_flight: in_flight_of(word),
+            waited: Duration::from_nanos(now.saturating_sub(start)),
+        })
+    }
+
+    /// [`wait`](Self::wait) with a deadline: [`Drained`], or [`DrainTimeout`] with the guards
+    /// still alive once `timeout` has passed on the drainer's [timer](DrainBuilder::timer)
+    /// (asked for a sleep only if the drain is not over at once).
+    ///
+    /// ```
+    /// use resile::clock::ManualClock;
+    /// use resile::drain::Drainer;
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let d = Drainer::builder().clock(clock.clone()).timer(clock.clone()).build()?;
+    /// let stuck = d.enter()?;
+    /// d.start_draining();
+    /// // The manual clock's sleep moves it on by the timeout: the wait gives up.
+    /// let e = futures::executor::block_on(d.wait_timeout(Duration::from_secs(30))).unwrap_err();
+    /// assert_eq!((e.in_flight(), e.waited()), (1, Duration::from_secs(30)));
+    /// drop(stuck);
+    /// assert!(futures::executor::block_on(d.wait_timeout(Duration::from_secs(30))).is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn wait_timeout(&self, timeout: Duration) -> Result<Drained, DrainTimeout> {
+        let start = self.core().clock.now();
+        let mut wait = std::pin::pin!(self.wait());
+        let mut deadline = LazyTimer::new(&self.core().timer, timeout);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(drained) = wait.as_mut().poll(cx) {
+                return Poll::Ready(Ok(drained));
+            }
+            if timeout.is_zero() || Pin::new(&mut deadline).poll(cx).is_ready() {
+                return Poll::Ready(self.deadline_report(start, self.core().clock.now()));
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// The whole shutdown sequence, on any executor: mark not ready, keep admitting for the
+    /// configured [`not_ready_delay`](DrainBuilder::not_ready_delay) (cut short if someone else
+    /// starts draining), start draining, then wait up to `timeout` for the drain, on the
+    /// drainer's [timer](DrainBuilder::timer).
+    ///
+    /// With axum, run it in the future given to `with_graceful_shutdown` once SIGTERM arrives:
+    /// the listener stops accepting when that future completes, after the drain (or its
+    /// deadline), and the server's own wait for connections then has nothing left to wait for.
+    ///
+    /// ```
+    /// use resile::clock::{Clock, ManualClock};
+    /// use resile::drain::{Drainer, Phase};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let d = Drainer::builder()
+    ///     .not_ready_delay(Duration::from_secs(5))
+    ///     .clock(clock.clone())
+    ///     .timer(clock.clone())
+    ///     .build()?;
+    /// let drained = futures::executor::block_on(d.shutdown(Duration::from_secs(30)))?;
+    /// assert_eq!(d.phase(), Phase::Drained);
+    /// assert_eq!(Duration::from_nanos(clock.now()), Duration::from_secs(5)); // the not-ready delay
+    /// assert_eq!(drained.elapsed(), Duration::ZERO); // nothing was in flight
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn shutdown(&self, timeout: Duration) -> Result<Drained, DrainTimeout> {
+        self.mark_not_ready();
+        let delay = self.core().not_ready_delay;
+        if !delay.is_zero() {
+            let mut started = std::pin::pin!(self.draining());
+            let mut sleep = LazyTimer::new(&self.core().timer, delay);
+            std::future::poll_fn(|cx| {
+                if started.as_mut().poll(cx).is_ready() || Pin::new(&mut sleep).poll(cx).is_ready()
+                {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+        }
+        self.start_draining();
+        self.wait_timeout(timeout).await
     }
 
     /// Blocks until draining has started, or `timeout` passes. Returns whether it started.
@@ -1215,6 +1309,123 @@ mod tests {
         assert!(w.as_mut().poll(&mut cx).is_pending());
         drop(g);
         assert!(w.as_mut().poll(&mut cx).is_ready());
+    }
+
+    /// A timer whose sleeps end only when the test fires them, in the order they were asked
+    /// for; it logs the durations asked for.
+    #[derive(Clone, Default)]
+    struct GatedTimer {
+        pending: Arc<crate::sync::Mutex<Vec<(Duration, futures::channel::oneshot::Sender<()>)>>>,
+    }
+
+    impl GatedTimer {
+        /// Ends the oldest sleep not yet ended; returns the duration it was asked for.
+        fn fire(&self) -> Duration {
+            let (d, tx) = crate::sync::lock(&self.pending).remove(0);
+            let _ = tx.send(());
+            d
+        }
+    }
+
+    impl crate::timer::Timer for GatedTimer {
+        fn sleep(&self, d: Duration) -> crate::timer::Sleep {
+            let (tx, rx) = futures::channel::oneshot::channel();
+            crate::sync::lock(&self.pending).push((d, tx));
+            crate::timer::Sleep::new(async move {
+                let _ = rx.await;
+            })
+        }
+    }
+
+    fn gated(delay: Duration) -> (GatedTimer, Drainer<ManualClock>) {
+        let timer = GatedTimer::default();
+        let d = Drainer::builder()
+            .not_ready_delay(delay)
+            .clock(ManualClock::new())
+            .timer(timer.clone())
+            .build()
+            .unwrap();
+        (timer, d)
+    }
+
+    #[test]
+    fn async_shutdown_admits_through_the_not_ready_delay_then_drains() {
+        let (timer, d) = gated(Duration::from_secs(5));
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let g = d.enter().unwrap();
+        let mut shutdown = Box::pin(d.shutdown(Duration::from_secs(30)));
+        assert!(shutdown.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(d.phase(), Phase::NotReady, "readiness flips first");
+        drop(
+            d.enter()
+                .expect("still admitting during the not-ready delay"),
+        );
+        assert_eq!(timer.fire(), Duration::from_secs(5), "the not-ready delay");
+        assert!(
+            shutdown.as_mut().poll(&mut cx).is_pending(),
+            "waits for the guard"
+        );
+        assert_eq!(d.phase(), Phase::Draining);
+        assert_eq!(d.enter().unwrap_err(), DrainRefused::Draining);
+        drop(g);
+        match shutdown.as_mut().poll(&mut cx) {
+            Poll::Ready(r) => assert!(r.is_ok()),
+            Poll::Pending => panic!("the last guard is gone"),
+        }
+        assert_eq!(d.phase(), Phase::Drained);
+    }
+
+    #[test]
+    fn async_shutdown_cuts_the_delay_short_when_draining_starts_elsewhere() {
+        let (timer, d) = gated(Duration::from_secs(5));
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut shutdown = Box::pin(d.shutdown(Duration::from_secs(30)));
+        assert!(shutdown.as_mut().poll(&mut cx).is_pending());
+        d.start_draining(); // another part of the process starts the drain
+        assert!(
+            shutdown.as_mut().poll(&mut cx).is_ready(),
+            "nothing in flight"
+        );
+        assert_eq!(
+            timer.fire(),
+            Duration::from_secs(5),
+            "the delay was never waited out"
+        );
+    }
+
+    #[test]
+    fn async_shutdown_reports_what_the_deadline_abandons() {
+        let (timer, d) = gated(Duration::ZERO);
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let _stuck = d.enter().unwrap();
+        let mut shutdown = Box::pin(d.shutdown(Duration::from_secs(30)));
+        assert!(shutdown.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(
+            timer.fire(),
+            Duration::from_secs(30),
+            "the drain's deadline"
+        );
+        match shutdown.as_mut().poll(&mut cx) {
+            Poll::Ready(Err(e)) => assert_eq!(e.in_flight(), 1),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn async_wait_timeout_without_work_or_with_a_zero_timeout_asks_no_timer() {
+        let (timer, d) = gated(Duration::ZERO);
+        d.start_draining();
+        assert!(futures::executor::block_on(d.wait_timeout(Duration::from_secs(1))).is_ok());
+        let (timer2, d2) = gated(Duration::ZERO);
+        let _g = d2.enter().unwrap();
+        d2.start_draining();
+        let e = futures::executor::block_on(d2.wait_timeout(Duration::ZERO)).unwrap_err();
+        assert_eq!(e.in_flight(), 1);
+        assert!(crate::sync::lock(&timer.pending).is_empty());
+        assert!(crate::sync::lock(&timer2.pending).is_empty());
     }
 
     #[test]
