@@ -1315,8 +1315,11 @@ mod tests {
     /// for; it logs the durations asked for.
     #[derive(Clone, Default)]
     struct GatedTimer {
-        pending: Arc<crate::sync::Mutex<Vec<(Duration, futures::channel::oneshot::Sender<()>)>>>,
+        pending: Arc<crate::sync::Mutex<Vec<Gate>>>,
     }
+
+    /// A sleep asked for: its duration, and the sender that ends it.
+    type Gate = (Duration, futures::channel::oneshot::Sender<()>);
 
     impl GatedTimer {
         /// Ends the oldest sleep not yet ended; returns the duration it was asked for.
