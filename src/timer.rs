@@ -171,6 +171,12 @@ impl SharedTimer {
     }
 }
 
+// A timer is only asked for sleeps, outside every critical section of the primitives, so a panic
+// in one leaves none of their state half-updated: the primitives that hold one stay as unwind
+// safe as their atomics make them.
+impl std::panic::UnwindSafe for SharedTimer {}
+impl std::panic::RefUnwindSafe for SharedTimer {}
+
 impl Default for SharedTimer {
     fn default() -> Self {
         Self::new(ThreadTimer)
