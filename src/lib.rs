@@ -27,6 +27,7 @@
 //! | bad configuration | [`ConfigError`](error::ConfigError): every builder's error, naming the field and the allowed range |
 //! | observability | [`Report`](observe) (feature `metrics`), [`state_change_hook`](observe::state_change_hook) (features `tracing`, `metrics`) |
 //! | tower (feature `tower`) | `DrainLayer`, `BulkheadLayer`, `BreakerLayer` and their services; `RetryPolicy` (feature `tower-retry`) |
+//! | HTTP (feature `http`) | `GuardedBody` (guards held until the body ends), `RefusalLayer` (refusals as responses), `StatusClassify`, `retry_after` |
 //!
 //! Every primitive is built the same way: `X::builder()`, setters, then `build()`, which
 //! validates and returns `Result<X, ConfigError>`. Names are `impl Into<Cow<'static, str>>`.
@@ -78,6 +79,9 @@ pub mod classify;
 pub mod clock;
 pub mod drain;
 pub mod error;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 pub mod observe;
 pub mod policy;
 pub mod retry;

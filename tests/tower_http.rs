@@ -136,3 +136,77 @@ fn without_until_body_end_the_guard_ends_with_the_head() {
     assert_eq!(drainer.in_flight(), 0, "released at the response head");
     drop(response);
 }
+
+/// The whole stack over a downstream that answers `503` with `Retry-After: 1`: the breaker
+/// counts each `503` as a failure and opens, the retry reads the server's hint, and the client
+/// sees a `503` with `Retry-After` for the open breaker, then `503` with `Connection: close` once
+/// draining: no error ever reaches the server.
+#[tokio::test(start_paused = true)]
+async fn refusals_are_responses_and_statuses_are_classified() {
+    use resile::breaker::CircuitBreaker;
+    use resile::budget::RetryBudget;
+    use resile::http::{RefusalLayer, StatusClassify};
+    use resile::tower::{BreakerLayer, RetryPolicy};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    let drainer = Arc::new(Drainer::new());
+    let breaker = Arc::new(
+        CircuitBreaker::builder()
+            .count_window(2)
+            .minimum_calls(2)
+            .open_for(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+    );
+    let budget = Arc::new(RetryBudget::builder().max_retries(10).build().unwrap());
+    let calls = Arc::new(AtomicU32::new(0));
+    let retry = RetryPolicy::new(budget.clone())
+        .timer(tokio::time::sleep)
+        .max_attempts(2)
+        .classify(StatusClassify::new());
+    let mut svc = ServiceBuilder::new()
+        .layer(RefusalLayer::new())
+        .layer(DrainLayer::new(drainer.clone()).until_body_end())
+        .retry(retry)
+        .layer(BreakerLayer::new(breaker.clone()).classify(StatusClassify::new()))
+        .service_fn({
+            let calls = calls.clone();
+            move |_: ()| {
+                calls.fetch_add(1, Ordering::Relaxed);
+                async {
+                    Ok::<_, std::io::Error>(
+                        http::Response::builder()
+                            .status(503)
+                            .header("retry-after", "1")
+                            .body(String::new())
+                            .unwrap(),
+                    )
+                }
+            }
+        });
+    let start = tokio::time::Instant::now();
+    // Two attempts, both 503: the retry waited the server's 1 s, and the breaker opened.
+    let r = svc.ready().await.unwrap().call(()).await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(calls.load(Ordering::Relaxed), 2);
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "the Retry-After hint"
+    );
+    // Open: refused without reaching the downstream, as a 503 with the breaker's own hint.
+    let r = svc.ready().await.unwrap().call(()).await.unwrap();
+    assert_eq!(r.status(), 503);
+    let after: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((29..=31).contains(&after), "{after}");
+    assert_eq!(calls.load(Ordering::Relaxed), 2);
+    // Draining: 503 with Connection: close.
+    drainer.start_draining();
+    let r = svc.ready().await.unwrap().call(()).await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["connection"], "close");
+}

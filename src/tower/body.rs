@@ -73,6 +73,17 @@ impl<B, G> GuardedBody<B, G> {
     }
 }
 
+/// An empty body that holds no guard: what a refusal's response carries (see
+/// [`RefusalLayer`](crate::http::RefusalLayer)).
+impl<B: Default, G> Default for GuardedBody<B, G> {
+    fn default() -> Self {
+        Self {
+            inner: B::default(),
+            guard: None,
+        }
+    }
+}
+
 impl<B: Body, G> Body for GuardedBody<B, G> {
     type Data = B::Data;
     type Error = B::Error;
