@@ -518,3 +518,35 @@ async fn fail_fast_bulkhead_refuses_at_once() {
     // Called without poll_ready: tries once.
     assert_eq!(svc.call(3).await.unwrap(), 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_retry_deadline_bounds_a_request_across_its_attempts() {
+    let s = Stack::new();
+    s.breaker.disable();
+    s.ctl.fail(u32::MAX);
+    s.ctl.stall(Duration::from_millis(500)); // each attempt takes 500 ms, then fails
+    let retry = RetryPolicy::new(s.budget.clone())
+        .timer(tokio::time::sleep)
+        .max_attempts(3)
+        .deadline(Duration::from_secs(1))
+        .backoff(
+            Backoff::builder()
+                .constant(Duration::from_millis(10))
+                .jitter(Jitter::None)
+                .build()
+                .unwrap(),
+        );
+    let mut svc = ServiceBuilder::new()
+        .retry(retry)
+        .service(Mock(s.ctl.clone()));
+    for round in 1..=2 {
+        let start = Instant::now();
+        let granted = s.budget.metrics().retries_granted;
+        assert!(svc.ready().await.unwrap().call(1).await.is_err());
+        // 0-500 ms, a retry at 510 ms (it ends before the deadline), 510-1010 ms; a third
+        // attempt would start past the deadline, so none is made, and none is paid for.
+        assert_eq!(s.ctl.calls(), 2 * round);
+        assert_eq!(start.elapsed(), Duration::from_millis(1010));
+        assert_eq!(s.budget.metrics().retries_granted, granted + 1);
+    }
+}

@@ -105,6 +105,10 @@ pub struct RetryPolicy<C: Clock = SystemClock, K = ErrIsFailure> {
     max_attempts: u32,
     timer: SharedTimer,
     classify: K,
+    /// The longest a request may take, all attempts and backoffs, in nanoseconds.
+    deadline: Option<u64>,
+    /// When this (per-request) clone's request began, by the budget's clock.
+    started: Option<u64>,
     /// Attempts whose result this (per-request) clone has seen.
     attempts: u32,
     /// The delay before the previous retry (decorrelated jitter reads it).
@@ -122,6 +126,8 @@ impl<C: Clock> RetryPolicy<C> {
             max_attempts: 3,
             timer: SharedTimer::default(),
             classify: ErrIsFailure,
+            deadline: None,
+            started: None,
             attempts: 0,
             previous: Duration::ZERO,
         }
@@ -138,6 +144,16 @@ impl<C: Clock, K> RetryPolicy<C, K> {
     /// The delays between attempts.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
+        self
+    }
+
+    /// A deadline across all attempts of one request, measured from its first attempt on the
+    /// budget's clock: no retry is made whose backoff would end at or past it (the last result is
+    /// returned). An attempt already running is not interrupted: bound each attempt with a
+    /// timeout layer inside the breaker (`tower::timeout::TimeoutLayer`), so the breaker counts
+    /// a timed-out attempt as a failure.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(crate::clock::duration_to_nanos(deadline));
         self
     }
 
@@ -161,6 +177,8 @@ impl<C: Clock, K> RetryPolicy<C, K> {
             max_attempts: self.max_attempts,
             timer: self.timer,
             classify,
+            deadline: self.deadline,
+            started: self.started,
             attempts: self.attempts,
             previous: self.previous,
         }
@@ -180,6 +198,8 @@ impl<C: Clock, K: Clone> Clone for RetryPolicy<C, K> {
             max_attempts: self.max_attempts,
             timer: self.timer.clone(),
             classify: self.classify.clone(),
+            deadline: self.deadline,
+            started: self.started,
             attempts: self.attempts,
             previous: self.previous,
         }
@@ -216,16 +236,33 @@ where
         if self.attempts >= self.max_attempts || !should_retry(&self.classify, result) {
             return None;
         }
-        self.budget.try_withdraw().ok()?;
         let hint = self.classify.retry_after(result.as_ref());
         let delay = self
             .backoff
             .hinted_delay(self.attempts, self.previous, hint, &mut rand::rng());
+        // The deadline before the budget: a retry that will not happen is never debited.
+        if let (Some(deadline), Some(started)) = (self.deadline, self.started) {
+            let ends = self
+                .budget
+                .clock()
+                .now()
+                .saturating_add(crate::clock::duration_to_nanos(delay));
+            if ends >= started.saturating_add(deadline) {
+                return None;
+            }
+        }
+        self.budget.try_withdraw().ok()?;
         self.previous = delay;
         Some(self.timer.sleep(delay))
     }
 
     fn clone_request(&mut self, req: &Req) -> Option<Req> {
+        // tower asks the service's policy before each request's first attempt (then clones it
+        // for the request), and the request's own clone before each retry: only the first
+        // marks when the request began.
+        if self.attempts == 0 {
+            self.started = Some(self.budget.clock().now());
+        }
         Some(req.clone())
     }
 }
