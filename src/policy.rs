@@ -79,9 +79,12 @@ use crate::clock::{Clock, SystemClock};
 use crate::drain::{DrainRefused, Drainer};
 use crate::error::ConfigError;
 use crate::retry::{Retry, RetryError};
+use crate::timer::{SharedTimer, Timer};
+use crate::wait::timer::LazyTimer;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 /// Why a [`Policy`] call did not produce a value: which layer refused, and why.
@@ -136,6 +139,14 @@ pub enum PolicyError<E> {
         /// The error of the last attempt.
         last: E,
     },
+    /// The last attempt ran past the [attempt timeout](PolicyBuilder::attempt_timeout) (on the
+    /// async path) and was given up; the breaker counted it as a failure.
+    TimedOut {
+        /// Attempts that ran, the timed-out one included.
+        attempts: u32,
+        /// The attempt timeout.
+        after: Duration,
+    },
     /// The operation's own error after the last attempt: every attempt allowed failed, or the
     /// error was not worth retrying (the retry's classifier said so).
     Failed {
@@ -154,6 +165,7 @@ impl<E> PolicyError<E> {
             Self::Breaker { attempts, .. }
             | Self::BudgetExhausted { attempts, .. }
             | Self::DeadlineExceeded { attempts, .. }
+            | Self::TimedOut { attempts, .. }
             | Self::Failed { attempts, .. } => *attempts,
         }
     }
@@ -198,7 +210,7 @@ impl<E> PolicyError<E> {
         self.attempts() == 0
     }
 
-    fn from_retry(e: RetryError<BreakerError<E>>) -> Self {
+    fn from_retry(e: RetryError<Attempt<E>>) -> Self {
         let attempts = e.attempts();
         let kind = match &e {
             RetryError::BudgetExhausted { .. } => 0,
@@ -206,11 +218,12 @@ impl<E> PolicyError<E> {
             _ => 2,
         };
         match e.into_last() {
-            BreakerError::Refused(open) => Self::Breaker {
+            Attempt::Refused(open) => Self::Breaker {
                 open,
                 attempts: attempts.saturating_sub(1),
             },
-            BreakerError::Inner(last) => match kind {
+            Attempt::TimedOut(after) => Self::TimedOut { attempts, after },
+            Attempt::Inner(last) => match kind {
                 0 => Self::BudgetExhausted { attempts, last },
                 1 => Self::DeadlineExceeded { attempts, last },
                 _ => Self::Failed { attempts, last },
@@ -239,6 +252,12 @@ impl<E: fmt::Display> fmt::Display for PolicyError<E> {
                     "gave up after {n} attempt{s} (deadline exceeded): {last}"
                 )
             }
+            Self::TimedOut { after, .. } => {
+                write!(
+                    f,
+                    "gave up after {n} attempt{s}: the last ran past {after:?}"
+                )
+            }
             Self::Failed { last, .. } => write!(f, "failed after {n} attempt{s}: {last}"),
         }
     }
@@ -250,6 +269,7 @@ impl<E: std::error::Error + 'static> std::error::Error for PolicyError<E> {
             Self::Drain(r) => Some(r),
             Self::Bulkhead(b) => Some(b),
             Self::Breaker { open, .. } => Some(open),
+            Self::TimedOut { .. } => None,
             Self::BudgetExhausted { last, .. }
             | Self::DeadlineExceeded { last, .. }
             | Self::Failed { last, .. } => Some(last),
@@ -298,30 +318,51 @@ impl<T, E, F: Fn(&PolicyError<E>) -> Option<T>> Fallback<T, E> for F {
 /// retried.
 struct Through<'a, K>(&'a K);
 
-impl<T, E, K: Classify<T, E>> Classify<T, BreakerError<E>> for Through<'_, K> {
+impl<T, E, K: Classify<T, E>> Classify<T, Attempt<E>> for Through<'_, K> {
     #[inline]
-    fn verdict(&self, result: Result<&T, &BreakerError<E>>) -> Verdict {
+    fn verdict(&self, result: Result<&T, &Attempt<E>>) -> Verdict {
         match result {
             Ok(v) => self.0.verdict(Ok(v)),
-            Err(BreakerError::Refused(_)) => Verdict::Ignore,
-            Err(BreakerError::Inner(e)) => self.0.verdict(Err(e)),
+            Err(Attempt::Refused(_)) => Verdict::Ignore,
+            Err(Attempt::TimedOut(_)) => Verdict::Failure,
+            Err(Attempt::Inner(e)) => self.0.verdict(Err(e)),
         }
     }
 
     #[inline]
-    fn is_retryable(&self, result: Result<&T, &BreakerError<E>>) -> bool {
+    fn is_retryable(&self, result: Result<&T, &Attempt<E>>) -> bool {
         match result {
             Ok(v) => self.0.is_retryable(Ok(v)),
-            Err(BreakerError::Refused(_)) => false,
-            Err(BreakerError::Inner(e)) => self.0.is_retryable(Err(e)),
+            Err(Attempt::Refused(_)) => false,
+            Err(Attempt::TimedOut(_)) => true,
+            Err(Attempt::Inner(e)) => self.0.is_retryable(Err(e)),
         }
     }
 
-    fn retry_after(&self, result: Result<&T, &BreakerError<E>>) -> Option<Duration> {
+    fn retry_after(&self, result: Result<&T, &Attempt<E>>) -> Option<Duration> {
         match result {
             Ok(v) => self.0.retry_after(Ok(v)),
-            Err(BreakerError::Refused(_)) => None,
-            Err(BreakerError::Inner(e)) => self.0.retry_after(Err(e)),
+            Err(Attempt::Inner(e)) => self.0.retry_after(Err(e)),
+            Err(_) => None,
+        }
+    }
+}
+
+/// How one attempt through the policy ended, when it did not succeed.
+enum Attempt<E> {
+    /// The breaker refused it: it never ran.
+    Refused(CircuitOpen),
+    /// It ran past the attempt timeout and was given up.
+    TimedOut(Duration),
+    /// It returned this error.
+    Inner(E),
+}
+
+impl<E> From<BreakerError<E>> for Attempt<E> {
+    fn from(e: BreakerError<E>) -> Self {
+        match e {
+            BreakerError::Refused(open) => Self::Refused(open),
+            BreakerError::Inner(e) => Self::Inner(e),
         }
     }
 }
@@ -361,6 +402,8 @@ pub struct Policy<
     retry: Option<Retry<R, K>>,
     fallback: F,
     classify: C,
+    attempt_timeout: Option<Duration>,
+    timer: SharedTimer,
 }
 
 impl<D: Clock, H: Clock, B: Clock, R: Clock + Clone, K: Clone, F: Clone, C: Clone> Clone
@@ -375,6 +418,8 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock + Clone, K: Clone, F: Clone, C: Clon
             retry: self.retry.clone(),
             fallback: self.fallback.clone(),
             classify: self.classify.clone(),
+            attempt_timeout: self.attempt_timeout,
+            timer: self.timer.clone(),
         }
     }
 }
@@ -400,6 +445,8 @@ impl Policy {
             retry: None,
             fallback: NoFallback,
             classify: ErrIsFailure,
+            attempt_timeout: None,
+            timer: SharedTimer::default(),
         }
     }
 }
@@ -456,8 +503,10 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
         let breaker = self.breaker.as_deref();
         let class = &self.classify;
         let attempt = || match breaker {
-            Some(b) => b.call_with(|r: Result<&T, &E>| class.verdict(r), &mut op),
-            None => op().map_err(BreakerError::Inner),
+            Some(b) => b
+                .call_with(|r: Result<&T, &E>| class.verdict(r), &mut op)
+                .map_err(Attempt::from),
+            None => op().map_err(Attempt::Inner),
         };
         match &self.retry {
             Some(retry) => retry
@@ -531,6 +580,7 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
         };
         let breaker = self.breaker.as_deref();
         let class = &self.classify;
+        let (timeout, timer) = (self.attempt_timeout, &self.timer);
         let attempt = || {
             // The breaker first: a refused attempt never calls `op`, so nothing it does eagerly
             // (building or sending the request) reaches the dependency.
@@ -539,12 +589,33 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
                 Err(refused) => Err(refused),
             };
             async move {
-                let (permit, fut) = admitted.map_err(BreakerError::Refused)?;
-                let r = fut.await;
+                let (permit, fut) = admitted.map_err(Attempt::Refused)?;
+                let r = match timeout {
+                    None => fut.await.map_err(Attempt::Inner),
+                    Some(after) => {
+                        let mut fut = std::pin::pin!(fut);
+                        let mut deadline = LazyTimer::new(timer, after);
+                        std::future::poll_fn(|cx| {
+                            if let Poll::Ready(r) = fut.as_mut().poll(cx) {
+                                return Poll::Ready(r.map_err(Attempt::Inner));
+                            }
+                            match std::pin::Pin::new(&mut deadline).poll(cx) {
+                                Poll::Ready(()) => Poll::Ready(Err(Attempt::TimedOut(after))),
+                                Poll::Pending => Poll::Pending,
+                            }
+                        })
+                        .await
+                    }
+                };
                 if let Some(permit) = permit {
-                    permit.record(class.verdict(r.as_ref()));
+                    match &r {
+                        Ok(v) => permit.record(class.verdict(Ok(v))),
+                        Err(Attempt::Inner(e)) => permit.record(class.verdict(Err(e))),
+                        // Given up: a failure (and, past the slow-call threshold, slow).
+                        Err(_) => permit.failure(),
+                    }
                 }
-                r.map_err(BreakerError::Inner)
+                r
             }
         };
         match &self.retry {
@@ -563,12 +634,12 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
 }
 
 /// Whether an attempt never reached the dependency: the breaker refused it.
-fn is_refused<E>(e: &BreakerError<E>) -> bool {
-    matches!(e, BreakerError::Refused(_))
+fn is_refused<E>(e: &Attempt<E>) -> bool {
+    matches!(e, Attempt::Refused(_))
 }
 
 /// The end of a policy without a retry: one attempt.
-fn once<E>(last: BreakerError<E>) -> RetryError<BreakerError<E>> {
+fn once<E>(last: Attempt<E>) -> RetryError<Attempt<E>> {
     RetryError::Exhausted { attempts: 1, last }
 }
 
@@ -599,6 +670,8 @@ pub struct PolicyBuilder<
     retry: Option<Retry<R, K>>,
     fallback: F,
     classify: C,
+    attempt_timeout: Option<Duration>,
+    timer: SharedTimer,
 }
 
 impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> fmt::Debug
@@ -628,6 +701,8 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> PolicyBuilder<D, H, B, R, 
             retry: self.retry,
             fallback: self.fallback,
             classify: self.classify,
+            attempt_timeout: self.attempt_timeout,
+            timer: self.timer,
         }
     }
 
@@ -644,6 +719,8 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> PolicyBuilder<D, H, B, R, 
             retry: self.retry,
             fallback: self.fallback,
             classify: self.classify,
+            attempt_timeout: self.attempt_timeout,
+            timer: self.timer,
         }
     }
 
@@ -661,6 +738,8 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> PolicyBuilder<D, H, B, R, 
             retry: self.retry,
             fallback: self.fallback,
             classify: self.classify,
+            attempt_timeout: self.attempt_timeout,
+            timer: self.timer,
         }
     }
 
@@ -677,6 +756,8 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> PolicyBuilder<D, H, B, R, 
             retry: Some(retry),
             fallback: self.fallback,
             classify: self.classify,
+            attempt_timeout: self.attempt_timeout,
+            timer: self.timer,
         }
     }
 
@@ -721,7 +802,43 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> PolicyBuilder<D, H, B, R, 
             retry: self.retry,
             fallback: self.fallback,
             classify,
+            attempt_timeout: self.attempt_timeout,
+            timer: self.timer,
         }
+    }
+
+    /// Give up an attempt of [`call_async`](Policy::call_async) that runs longer than `timeout`
+    /// (measured on the policy's [timer](Self::timer)): the breaker counts it as a failure, the
+    /// retry may retry it, and a call whose last attempt timed out ends with
+    /// [`PolicyError::TimedOut`]. The blocking [`call`](Policy::call) cannot interrupt its
+    /// operation and ignores it. At least 1 ns.
+    ///
+    /// ```
+    /// use resile::clock::ManualClock;
+    /// use resile::policy::{Policy, PolicyError};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new(); // its sleeps end at once: every attempt that waits times out
+    /// let policy = Policy::builder()
+    ///     .attempt_timeout(Duration::from_millis(200))
+    ///     .timer(clock)
+    ///     .build()?;
+    /// let hung = policy.call_async(|| std::future::pending::<Result<(), &str>>());
+    /// let e = futures::executor::block_on(hung).unwrap_err();
+    /// assert!(matches!(e, PolicyError::TimedOut { attempts: 1, .. }));
+    /// # Ok::<(), resile::error::ConfigError>(())
+    /// ```
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// The timer attempt timeouts are measured on (default
+    /// [`ThreadTimer`](crate::timer::ThreadTimer); see [`crate::timer`]). The bulkhead's wait and
+    /// the retry's backoff use their own.
+    pub fn timer(mut self, timer: impl Timer) -> Self {
+        self.timer = SharedTimer::new(timer);
+        self
     }
 
     /// Answer with `fallback(&error)` when it returns `Some` (e.g. cached data while the breaker
@@ -737,6 +854,8 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> PolicyBuilder<D, H, B, R, 
             retry: self.retry,
             fallback,
             classify: self.classify,
+            attempt_timeout: self.attempt_timeout,
+            timer: self.timer,
         }
     }
 
@@ -751,6 +870,13 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> PolicyBuilder<D, H, B, R, 
         reason = "the policy's seven parameters, each inferred"
     )]
     pub fn build(self) -> Result<Policy<D, H, B, R, K, F, C>, ConfigError> {
+        if self.attempt_timeout == Some(Duration::ZERO) {
+            return Err(ConfigError::new(
+                "attempt_timeout",
+                Duration::ZERO,
+                "a non-zero duration",
+            ));
+        }
         Ok(Policy {
             drainer: self.drainer,
             bulkhead: self.bulkhead,
@@ -758,6 +884,8 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> PolicyBuilder<D, H, B, R, 
             retry: self.retry,
             fallback: self.fallback,
             classify: self.classify,
+            attempt_timeout: self.attempt_timeout,
+            timer: self.timer,
         })
     }
 }

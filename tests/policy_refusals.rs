@@ -472,3 +472,51 @@ fn a_request_the_breaker_refuses_deposits_nothing_in_the_budget() {
         "refused before reaching the dependency: no deposit"
     );
 }
+
+#[test]
+fn async_attempts_that_hang_time_out_count_as_failures_and_are_retried() {
+    let p = parts(10);
+    let timer = LoggingTimer {
+        clock: p.clock.clone(),
+        asked: Arc::default(),
+    };
+    let policy = Policy::builder()
+        .breaker(p.breaker.clone())
+        .retry(retry(&p, 3))
+        .attempt_timeout(Duration::from_millis(100))
+        .timer(timer.clone())
+        .build()
+        .unwrap();
+    let made = Cell::new(0);
+    let e = block_on(policy.call_async(|| {
+        made.set(made.get() + 1);
+        std::future::pending::<Result<u8, &str>>()
+    }))
+    .unwrap_err();
+    assert!(
+        matches!(e, PolicyError::TimedOut { attempts: 3, after } if after == Duration::from_millis(100)),
+        "{e:?}"
+    );
+    assert_eq!(made.get(), 3, "each timed-out attempt was retried");
+    assert_eq!(p.breaker.metrics().failures, 3, "each counted as a failure");
+    assert_eq!(
+        *timer.asked.lock().unwrap(),
+        [Duration::from_millis(100); 3]
+    );
+    // An attempt that answers in time never asks the timer.
+    timer.asked.lock().unwrap().clear();
+    assert_eq!(
+        block_on(policy.call_async(|| async { Ok::<u8, &str>(7) })),
+        Ok(7)
+    );
+    assert!(timer.asked.lock().unwrap().is_empty());
+}
+
+#[test]
+fn a_zero_attempt_timeout_is_refused_by_the_builder() {
+    let e = Policy::builder()
+        .attempt_timeout(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "attempt_timeout");
+}
