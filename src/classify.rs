@@ -79,6 +79,18 @@ pub enum Verdict {
 /// follow it. See the [module docs](self).
 ///
 /// Implemented by [`ErrIsFailure`], [`RetryIf`], and every `Fn(Result<&T, &E>) -> Verdict`.
+///
+/// ```
+/// use resile::classify::{Classify, Verdict};
+///
+/// // A closure classifies; what it calls a failure is retried.
+/// let not_found_is_an_answer = |r: Result<&(), &u16>| match r {
+///     Err(404) | Ok(_) => Verdict::Success,
+///     Err(_) => Verdict::Failure,
+/// };
+/// assert!(!not_found_is_an_answer.is_retryable(Err(&404)));
+/// assert!(not_found_is_an_answer.is_retryable(Err(&503)));
+/// ```
 pub trait Classify<T, E> {
     /// What `result` counts as for a breaker.
     fn verdict(&self, result: Result<&T, &E>) -> Verdict;

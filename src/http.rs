@@ -255,6 +255,7 @@ impl<S> Layer<S> for RefusalLayer {
         RefusalService {
             inner,
             bulkhead_status: self.bulkhead_status,
+            not_ready: None,
         }
     }
 }
@@ -262,12 +263,37 @@ impl<S> Layer<S> for RefusalLayer {
 /// A service whose error is `Infallible`: the inner service's refusals (a drain, a bulkhead or a
 /// breaker of this crate refused the request) are answered as responses, see
 /// [`refusal_response`], and any other error as `500 Internal Server Error` with an empty body.
-/// A readiness error of the inner service is not a refusal: it is returned from `call` as a
-/// `500` as well, so the server keeps serving.
-#[derive(Clone, Debug)]
+/// A readiness error of the inner service is not a refusal: the service reports itself ready and
+/// the next call answers `500` (a readiness error means the inner service cannot serve it).
+///
+/// ```
+/// use resile::http::RefusalLayer;
+/// use tower::{Layer, Service, ServiceExt, service_fn};
+///
+/// let mut svc = RefusalLayer::new().layer(service_fn(|_: ()| async {
+///     Err::<http::Response<String>, _>(std::io::Error::other("no database"))
+/// }));
+/// let r = futures::executor::block_on(async { svc.ready().await?.call(()).await })?;
+/// assert_eq!(r.status(), 500); // not a refusal: an internal error, never the error itself
+/// # Ok::<(), std::convert::Infallible>(())
+/// ```
+#[derive(Debug)]
 pub struct RefusalService<S> {
     inner: S,
     bulkhead_status: StatusCode,
+    /// The inner service's readiness error, answered by the next call without calling it.
+    not_ready: Option<BoxError>,
+}
+
+impl<S: Clone> Clone for RefusalService<S> {
+    /// A clone with no readiness of its own.
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            bulkhead_status: self.bulkhead_status,
+            not_ready: None,
+        }
+    }
 }
 
 impl<S, Req, B> Service<Req> for RefusalService<S>
@@ -283,24 +309,45 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         // The inner stack reports its refusals from the response future, never from here; an
         // error here is the inner service failing, answered by the next call's response.
-        let _ = ready!(self.inner.poll_ready(cx));
+        if self.not_ready.is_none() {
+            if let Err(e) = ready!(self.inner.poll_ready(cx)) {
+                self.not_ready = Some(e.into());
+            }
+        }
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
+        let (inner, early) = match self.not_ready.take() {
+            Some(e) => (None, Some(e)),
+            None => (Some(self.inner.call(req)), None),
+        };
         RefusalFuture {
-            inner: self.inner.call(req),
+            inner,
+            early,
             bulkhead_status: self.bulkhead_status,
         }
     }
 }
 
 pin_project! {
-    /// The response future of [`RefusalService`].
+    /// The response future of [`RefusalService`]: the inner response, or the response for its
+    /// error.
+    ///
+    /// ```
+    /// use resile::http::{RefusalFuture, RefusalLayer};
+    /// use tower::{Layer, Service, service_fn};
+    /// let mut svc = RefusalLayer::new()
+    ///     .layer(service_fn(|_: ()| async { Ok::<_, std::io::Error>(http::Response::new(())) }));
+    /// let fut: RefusalFuture<_> = svc.call(());
+    /// assert_eq!(futures::executor::block_on(fut)?.status(), 200);
+    /// # Ok::<(), std::convert::Infallible>(())
+    /// ```
     #[must_use = "futures do nothing unless polled"]
     pub struct RefusalFuture<F> {
         #[pin]
-        inner: F,
+        inner: Option<F>,
+        early: Option<BoxError>,
         bulkhead_status: StatusCode,
     }
 }
@@ -321,17 +368,22 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        Poll::Ready(Ok(match ready!(this.inner.poll(cx)) {
-            Ok(response) => response,
-            Err(e) => {
-                let e: BoxError = e.into();
-                refusal_response(e.as_ref(), *this.bulkhead_status).unwrap_or_else(|| {
-                    let mut r = Response::new(B::default());
-                    *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                    r
-                })
-            }
-        }))
+        let e: BoxError = match this.inner.as_pin_mut() {
+            Some(inner) => match ready!(inner.poll(cx)) {
+                Ok(response) => return Poll::Ready(Ok(response)),
+                Err(e) => e.into(),
+            },
+            None => this
+                .early
+                .take()
+                .unwrap_or_else(|| "polled after completion".into()),
+        };
+        Poll::Ready(Ok(refusal_response(e.as_ref(), *this.bulkhead_status)
+            .unwrap_or_else(|| {
+                let mut r = Response::new(B::default());
+                *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                r
+            })))
     }
 }
 

@@ -83,6 +83,12 @@ where
 /// The future of [`Timer::sleep`]: any timer's sleep, boxed, so that the primitives store one
 /// timer type whatever the runtime is. It is made only when a wait has to queue or a retry has
 /// to wait, never on a path that does not wait.
+///
+/// ```
+/// use resile::timer::Sleep;
+/// let done = Sleep::new(async {}); // wraps any `Future<Output = ()> + Send + 'static`
+/// futures::executor::block_on(done);
+/// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct Sleep {
     inner: Pin<Box<dyn Future<Output = ()> + Send>>,

@@ -210,3 +210,36 @@ async fn refusals_are_responses_and_statuses_are_classified() {
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["connection"], "close");
 }
+
+/// A service that is never ready: its readiness fails.
+struct Broken {
+    called: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Service<()> for Broken {
+    type Response = http::Response<String>;
+    type Error = std::io::Error;
+    type Future = std::future::Ready<Result<http::Response<String>, std::io::Error>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), std::io::Error>> {
+        Poll::Ready(Err(std::io::Error::other("pool closed")))
+    }
+
+    fn call(&mut self, _: ()) -> Self::Future {
+        self.called.store(true, std::sync::atomic::Ordering::SeqCst);
+        std::future::ready(Ok(http::Response::new(String::new())))
+    }
+}
+
+#[test]
+fn a_readiness_error_is_a_500_and_the_inner_service_is_not_called() {
+    use resile::http::RefusalLayer;
+    use tower::Layer;
+    let called = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut svc = RefusalLayer::new().layer(Broken {
+        called: called.clone(),
+    });
+    let r = block_on(async { svc.ready().await?.call(()).await }).unwrap();
+    assert_eq!(r.status(), 500);
+    assert!(!called.load(std::sync::atomic::Ordering::SeqCst));
+}

@@ -13,6 +13,13 @@ use std::task::{Context, Poll, ready};
 /// response future has completed. See
 /// [`DrainLayer::until_body_end`](super::DrainLayer::until_body_end) and
 /// [`BulkheadLayer::until_body_end`](super::BulkheadLayer::until_body_end).
+///
+/// ```
+/// use resile::tower::{GuardedBody, Hold, UntilBodyEnd};
+/// let held = <UntilBodyEnd as Hold<http::Response<String>, u8>>::hold(http::Response::new("x".into()), 7);
+/// let body: &GuardedBody<String, u8> = held.body();
+/// assert!(body.is_guarded()); // until the body ends
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct UntilBodyEnd;
 

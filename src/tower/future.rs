@@ -9,8 +9,14 @@ use std::marker::PhantomData;
 /// response and the guard, what the service answers with.
 ///
 /// [`UntilResponse`] drops the guard as the response is ready (any response type);
-/// [`UntilBodyEnd`] (feature `http`) moves it into an `http::Response`'s body, so a streamed
+/// `UntilBodyEnd` (feature `http`) moves it into an `http::Response`'s body, so a streamed
 /// response holds its drain guard or bulkhead slot until its last frame.
+///
+/// ```
+/// use resile::tower::{Hold, UntilResponse};
+/// // The default: the guard (here a plain value) goes as the response is handed on.
+/// assert_eq!(<UntilResponse as Hold<&str, u8>>::hold("ok", 7), "ok");
+/// ```
 pub trait Hold<T, G> {
     /// The response the service answers with.
     type Response;
@@ -21,6 +27,16 @@ pub trait Hold<T, G> {
 
 /// The guard is released when the inner service's response future completes (or is dropped):
 /// the default, for any response type.
+///
+/// ```
+/// use resile::drain::Drainer;
+/// use resile::tower::{DrainLayer, DrainService, UntilResponse};
+/// use std::sync::Arc;
+/// use tower::{Layer, service_fn};
+/// let svc = DrainLayer::new(Arc::new(Drainer::new()))
+///     .layer(service_fn(|x: u8| async move { Ok::<_, std::io::Error>(x) }));
+/// let _: &DrainService<_, _, UntilResponse> = &svc; // what `new` builds
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct UntilResponse;
 
