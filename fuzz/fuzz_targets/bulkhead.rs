@@ -30,6 +30,9 @@ enum Op {
     Close,
 }
 
+/// How many ops one input runs.
+const MAX_OPS: usize = 256;
+
 struct Count(AtomicUsize);
 impl Wake for Count {
     fn wake(self: Arc<Self>) {
@@ -114,7 +117,7 @@ fuzz_target!(|input: (u8, Vec<Op>)| {
     // Live futures: (model id, future, its wake counter, wakes seen when last checked).
     let mut futures = Vec::new();
 
-    for op in ops.into_iter().take(256) {
+    for op in ops.into_iter().take(MAX_OPS) {
         match op {
             Op::TryAcquire => {
                 let got = b.try_acquire();

@@ -1,13 +1,17 @@
 //! Differential fuzzing of the graceful drainer against a plain sequential model: enter, guard
-//! drop and clone, not-ready, start, wait polls (blocking with a zero timeout, and async), and clock
-//! advances, checking every result and the metrics after every step.
+//! drop and clone, not-ready, start, wait polls (blocking with a zero timeout, and async), clock
+//! advances, and the drop of the drainer itself while owned guards are alive, checking every
+//! result and the metrics after every step.
+//!
+//! The drainer's clock is an `Arc<ManualClock>` that only the harness and the drainer's shared
+//! state hold, so its strong count says whether that state is still allocated: it must live
+//! exactly while the drainer or an owned guard does, and be freed once, by the last of them.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use resile::clock::ManualClock;
-use resile::drain::DrainRefused;
-use resile::drain::{Drainer, Phase};
+use resile::drain::{DrainGuard, DrainRefused, Drainer, OwnedDrainGuard, Phase};
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -27,6 +31,9 @@ enum Op {
     PollDraining,
     DropWaitFuture,
     Advance(u16),
+    /// Drop the drainer (the harness's `Arc`, its last handle) and go on with the owned guards
+    /// alone; the borrowed guards and the futures, which borrow it, are dropped first.
+    DropDrainer,
 }
 
 /// The sequential model.
@@ -67,15 +74,44 @@ impl Model {
     }
 }
 
+type Clock = Arc<ManualClock>;
+
 enum Guard<'a> {
-    Borrowed(resile::drain::DrainGuard<'a, ManualClock>),
-    Owned(resile::drain::OwnedDrainGuard<ManualClock>),
+    Borrowed(DrainGuard<'a, Clock>),
+    Owned(OwnedDrainGuard<Clock>),
 }
 
+/// How many ops one input runs.
+const MAX_OPS: usize = 256;
+
 fuzz_target!(|ops: Vec<Op>| {
-    let clock = ManualClock::new();
+    let ops = &ops[..ops.len().min(MAX_OPS)];
+    let clock = Arc::new(ManualClock::new());
     let d = Arc::new(Drainer::builder().clock(clock.clone()).build().unwrap());
     let mut m = Model::default();
+    let (owned, rest) = serve(&d, &clock, &mut m, ops);
+    let Some(rest) = rest else {
+        for g in owned {
+            drop(g);
+            m.release();
+        }
+        assert_eq!(d.in_flight(), 0);
+        assert_eq!(d.phase(), m.phase());
+        drop(d);
+        assert_eq!(Arc::strong_count(&clock), 1, "state not freed");
+        return;
+    };
+    orphaned(d, &clock, &mut m, owned, rest);
+});
+
+/// Runs `ops` against the drainer until a [`Op::DropDrainer`]; then drops the borrowed guards and
+/// returns the owned ones and the ops after it.
+fn serve<'o>(
+    d: &Arc<Drainer<Clock>>,
+    clock: &Clock,
+    m: &mut Model,
+    ops: &'o [Op],
+) -> (Vec<OwnedDrainGuard<Clock>>, Option<&'o [Op]>) {
     let mut guards: Vec<Guard<'_>> = Vec::new();
     let mut wait_fut = Box::pin(d.wait());
     let mut wait_live = true;
@@ -83,7 +119,7 @@ fuzz_target!(|ops: Vec<Op>| {
     let mut notice_done = false;
     let mut cx = Context::from_waker(Waker::noop());
 
-    for op in ops.iter().take(256) {
+    for (k, op) in ops.iter().enumerate() {
         match op {
             Op::Enter | Op::EnterOwned => {
                 let r = if matches!(op, Op::Enter) {
@@ -177,7 +213,22 @@ fuzz_target!(|ops: Vec<Op>| {
                 clock.advance(Duration::from_millis(u64::from(*ms)));
                 m.now += u64::from(*ms) * 1_000_000;
             }
+            Op::DropDrainer => {
+                let mut owned = Vec::new();
+                for g in guards {
+                    match g {
+                        Guard::Borrowed(g) => {
+                            drop(g);
+                            m.release();
+                        }
+                        Guard::Owned(g) => owned.push(g),
+                    }
+                }
+                assert_eq!(d.in_flight(), if m.drained { 0 } else { m.count });
+                return (owned, Some(&ops[k + 1..]));
+            }
         }
+        assert_eq!(Arc::strong_count(clock), 2);
         let met = d.metrics();
         assert_eq!(met.phase, m.phase());
         assert_eq!(d.phase(), m.phase());
@@ -191,9 +242,59 @@ fuzz_target!(|ops: Vec<Op>| {
                 .then(|| Duration::from_nanos(m.now - m.started_at))
         );
     }
-    drop(wait_fut);
-    drop(notice);
-    let n = guards.len() as u64;
-    drop(guards);
-    assert_eq!(d.in_flight(), if m.drained { 0 } else { m.count - n });
-});
+    let mut owned = Vec::new();
+    for g in guards {
+        match g {
+            Guard::Borrowed(g) => {
+                drop(g);
+                m.release();
+            }
+            Guard::Owned(g) => owned.push(g),
+        }
+    }
+    (owned, None)
+}
+
+/// Drops the drainer, its last handle, with `owned` alive, and runs `ops` against the guards
+/// alone: they release (and clone) as before, see the drain as the model does, and the last of
+/// them frees the drainer's state.
+fn orphaned(
+    d: Arc<Drainer<Clock>>,
+    clock: &Clock,
+    m: &mut Model,
+    mut owned: Vec<OwnedDrainGuard<Clock>>,
+    ops: &[Op],
+) {
+    assert_eq!(owned.len() as u64, m.count);
+    drop(Arc::into_inner(d).expect("the harness holds the only handle"));
+    for op in ops {
+        match op {
+            Op::Drop(i) if !owned.is_empty() => {
+                let i = *i as usize % owned.len();
+                drop(owned.swap_remove(i));
+                m.release();
+            }
+            Op::Clone(i) if !owned.is_empty() => {
+                let i = *i as usize % owned.len();
+                let c = owned[i].clone();
+                owned.push(c);
+                m.count += 1;
+            }
+            Op::PollDraining => {
+                for g in &owned {
+                    assert_eq!(g.is_draining(), m.draining);
+                }
+            }
+            Op::Advance(ms) => {
+                clock.advance(Duration::from_millis(u64::from(*ms)));
+                m.now += u64::from(*ms) * 1_000_000;
+            }
+            // Everything else needs the drainer.
+            _ => {}
+        }
+        // The state lives exactly while a guard does.
+        assert_eq!(Arc::strong_count(clock), 1 + usize::from(!owned.is_empty()));
+    }
+    drop(owned);
+    assert_eq!(Arc::strong_count(clock), 1, "state not freed");
+}

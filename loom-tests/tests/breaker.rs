@@ -110,6 +110,67 @@ fn half_open_never_holds_more_than_the_probe_limit() {
     });
 }
 
+/// [`half_open_never_holds_more_than_the_probe_limit`] with one probe and two threads, small
+/// enough to run at three preemptions: both race the move to half-open and the one slot, and
+/// give it back unrecorded.
+#[test]
+fn half_open_with_one_probe_never_holds_two() {
+    resile_loom_tests::model(|| {
+        let (b, clock, counts) = breaker(1);
+        trip_and_wait(&b, &clock);
+        let held = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (b, held) = (b.clone(), held.clone());
+                thread::spawn(move || {
+                    if let Ok(p) = b.try_acquire() {
+                        let now = held.fetch_add(1, Ordering::SeqCst) + 1;
+                        assert!(now <= 1, "{now} probes held at once");
+                        held.fetch_sub(1, Ordering::SeqCst);
+                        drop(p);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(b.state(), State::HalfOpen);
+        assert_eq!(counts.to_half_open.load(Ordering::Relaxed), 1);
+    });
+}
+
+/// Two probes, one already held: two threads race for the second slot (the count field at one
+/// and two, and the refusal at the limit) and give it back unrecorded; small enough to run at
+/// three preemptions.
+#[test]
+fn half_open_second_probe_slot_is_held_by_one_thread_at_a_time() {
+    resile_loom_tests::model(|| {
+        let (b, clock, _) = breaker(2);
+        trip_and_wait(&b, &clock);
+        let first = b.try_acquire().unwrap();
+        let held = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let (b, held) = (b.clone(), held.clone());
+                thread::spawn(move || {
+                    if let Ok(p) = b.try_acquire() {
+                        let now = held.fetch_add(1, Ordering::SeqCst) + 1;
+                        assert!(now <= 1, "{} probes held at once", now + 1);
+                        held.fetch_sub(1, Ordering::SeqCst);
+                        drop(p);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        drop(first);
+        assert_eq!(b.state(), State::HalfOpen);
+    });
+}
+
 #[test]
 fn open_to_half_open_has_one_winner_and_one_hook_call() {
     resile_loom_tests::model(|| {
