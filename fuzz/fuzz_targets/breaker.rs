@@ -334,13 +334,15 @@ fuzz_target!(|input: Input| {
         let mult = 1.0 + f64::from(m) / 16.0;
         let max = open * (u64::from(x % 8) + 1);
         b = b.open_for_growth(mult, Duration::from_nanos(max));
+        // Each period is the previous one times the multiplier (exactly `(16 + m) / 16`),
+        // rounded down to a nanosecond, capped: integer arithmetic, as the breaker's table.
+        let mut grown = open;
         for (k, d) in open_ns.iter_mut().enumerate().skip(1) {
-            let grown = open as f64 * mult.powi(k as i32 - 1);
-            *d = if grown >= max as f64 {
-                max
-            } else {
-                (grown as u64).min(max)
-            };
+            if k > 1 {
+                grown = (u128::from(grown) * u128::from(16 + u64::from(m)) / 16)
+                    .min(u128::from(max)) as u64;
+            }
+            *d = grown.min(max);
         }
     }
     let breaker = b.build().expect("a valid config");

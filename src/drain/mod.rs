@@ -242,7 +242,13 @@ struct Core<C: Clock> {
 impl Drainer<SystemClock> {
     /// A serving drainer named `"drainer"`, with the system clock and no not-ready delay.
     pub fn new() -> Self {
-        Self::builder().build().expect("the defaults are valid")
+        Self::from_parts(
+            Cow::Borrowed("drainer"),
+            SystemClock::new(),
+            Duration::ZERO,
+            SharedTimer::default(),
+            None,
+        )
     }
 
     /// A builder for a drainer with options (name, clock, not-ready delay).
