@@ -19,7 +19,6 @@
 //! been sent (see [`crate::tower`]).
 
 use crate::breaker::CircuitOpen;
-use crate::bulkhead::BulkheadError;
 use crate::classify::{Classify, Verdict};
 use crate::drain::DrainRefused;
 use crate::tower::BoxError;
@@ -55,20 +54,7 @@ pub fn refusal_response<B: Default>(
     error: &(dyn Error + 'static),
     bulkhead_status: StatusCode,
 ) -> Option<Response<B>> {
-    let mut next = Some(error);
-    while let Some(e) = next {
-        if let Some(r) = one_refusal(e, bulkhead_status) {
-            return Some(r);
-        }
-        next = e.source();
-    }
-    None
-}
-
-fn one_refusal<B: Default>(
-    e: &(dyn Error + 'static),
-    bulkhead_status: StatusCode,
-) -> Option<Response<B>> {
+    let e = crate::tower::refusal_in(error)?;
     let mut response = Response::new(B::default());
     if e.is::<DrainRefused>() {
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
@@ -83,10 +69,9 @@ fn one_refusal<B: Default>(
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-    } else if e.is::<BulkheadError>() {
-        *response.status_mut() = bulkhead_status;
     } else {
-        return None;
+        // The one refusal left: a bulkhead's.
+        *response.status_mut() = bulkhead_status;
     }
     Some(response)
 }
@@ -391,22 +376,9 @@ where
 mod tests {
     use super::*;
     use crate::breaker::State;
+    use crate::bulkhead::BulkheadError;
 
-    /// An error with another as its source, as tower's `Buffer` wraps its inner error.
-    #[derive(Debug)]
-    struct Wrapped(BoxError);
-
-    impl fmt::Display for Wrapped {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "wrapped: {}", self.0)
-        }
-    }
-
-    impl Error for Wrapped {
-        fn source(&self) -> Option<&(dyn Error + 'static)> {
-            Some(self.0.as_ref())
-        }
-    }
+    use crate::test_support::Wrapped;
 
     fn headers(values: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -1,4 +1,5 @@
-//! What the unit tests share: a waker that counts its wakes, and a clock that counts its drops.
+//! What the unit tests share: a waker that counts its wakes, an error that wraps another, and a
+//! clock that counts its drops.
 
 use crate::clock::Clock;
 use crate::sync::{AtomicUsize, Ordering};
@@ -26,6 +27,22 @@ impl Wake for WakeCount {
 pub(crate) fn counting_waker() -> (Arc<WakeCount>, Waker) {
     let count = Arc::new(WakeCount::default());
     (count.clone(), Waker::from(count))
+}
+
+/// An error with another as its source, as tower's `Buffer` wraps its inner error.
+#[derive(Debug)]
+pub(crate) struct Wrapped(pub(crate) Box<dyn std::error::Error + Send + Sync>);
+
+impl std::fmt::Display for Wrapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "wrapped: {}", self.0)
+    }
+}
+
+impl std::error::Error for Wrapped {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.0.as_ref())
+    }
 }
 
 /// A clock that reads 0 and counts its drops: a primitive drops its clock when it frees its

@@ -107,6 +107,23 @@ impl fmt::Display for PolledAfterCompletion {
 
 impl std::error::Error for PolledAfterCompletion {}
 
+/// The first of this crate's refusals ([`CircuitOpen`], [`BulkheadError`], [`DrainRefused`]) in
+/// `e` or its chain of sources: how the tower retry and the HTTP refusal responses recognise a
+/// request the process declined, however it was boxed or wrapped.
+#[cfg(any(feature = "tower-retry", feature = "http"))]
+pub(crate) fn refusal_in<'e>(
+    e: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e (dyn std::error::Error + 'static)> {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if e.is::<CircuitOpen>() || e.is::<BulkheadError>() || e.is::<DrainRefused>() {
+            return Some(e);
+        }
+        next = e.source();
+    }
+    None
+}
+
 #[cfg(feature = "http")]
 mod body;
 mod breaker;

@@ -36,14 +36,7 @@ fn should_retry<Res, E: 'static>(
 /// Whether `e` is one of this crate's refusals, bare, or boxed (itself or one of its sources).
 fn is_refusal<E: 'static>(e: &E) -> bool {
     fn refusal(e: &(dyn Error + 'static)) -> bool {
-        let mut next = Some(e);
-        while let Some(e) = next {
-            if e.is::<CircuitOpen>() || e.is::<BulkheadError>() || e.is::<DrainRefused>() {
-                return true;
-            }
-            next = e.source();
-        }
-        false
+        super::refusal_in(e).is_some()
     }
     let any = e as &dyn Any;
     if let Some(boxed) = any.downcast_ref::<super::BoxError>() {
@@ -60,8 +53,8 @@ fn is_refusal<E: 'static>(e: &E) -> bool {
 
 /// A `tower::retry::Policy` paid from a [`RetryBudget`]: each original request deposits into
 /// the budget (when its first result comes back, unless that is a refusal by one of this crate's
-/// layers: a request that never reached the dependency earns no retry), each retry withdraws from it, and a retry the
-/// budget refuses is not made (the last result is returned). Between attempts it waits a
+/// layers: a request that never reached the dependency earns no retry), each retry withdraws
+/// from it, and a retry the budget refuses is not made (the last result is returned). Between attempts it waits a
 /// [`Backoff`] delay (or the delay the classifier's [`retry_after`](Classify::retry_after)
 /// reads from the result) on its [timer](Self::timer); at most `max_attempts` attempts (default
 /// 3). What it retries is its classifier's call (default [`ErrIsFailure`]: every `Err`), but
@@ -272,21 +265,7 @@ mod tests {
     use super::*;
     use crate::breaker::State;
 
-    /// An error that carries another as its source, as tower's `Buffer` wraps its inner error.
-    #[derive(Debug)]
-    struct Wrapped(super::super::BoxError);
-
-    impl fmt::Display for Wrapped {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "wrapped: {}", self.0)
-        }
-    }
-
-    impl Error for Wrapped {
-        fn source(&self) -> Option<&(dyn Error + 'static)> {
-            Some(self.0.as_ref())
-        }
-    }
+    use crate::test_support::Wrapped;
 
     fn retried<E: 'static>(e: E) -> bool {
         should_retry(&ErrIsFailure, &Err::<(), E>(e))
