@@ -5,13 +5,15 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use resile::breaker::{BreakerPermit, CircuitBreaker, State, StateChange};
+use resile::breaker::{BreakerPermit, CircuitBreaker, State, StateChange, TripReason};
 use resile::clock::{Clock, ManualClock};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const TICK: u64 = 1 << 20;
+/// An open deadline's unit: open periods end on a multiple of it.
+const UNIT: u64 = 1 << 10;
 const MS: u64 = 1_000_000;
 /// How many ops one input runs.
 const MAX_OPS: usize = 256;
@@ -53,6 +55,23 @@ enum Op {
     ForceOpen,
     Disable,
     Reset,
+    Trip(u8),
+    TripForMs(u8, u16),
+    /// Minutes, up to 4 h 15 min (the longest trip is about 4.9 hours).
+    TripForMin(u8, u8),
+    ForceHalfOpen,
+}
+
+const REASONS: [TripReason; 5] = [
+    TripReason::Manual,
+    TripReason::HealthCheck,
+    TripReason::AdaptiveLimit,
+    TripReason::OutlierDetection,
+    TripReason::Other,
+];
+
+fn reason(r: u8) -> TripReason {
+    REASONS[usize::from(r) % REASONS.len()]
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -95,12 +114,18 @@ fn ceil_tick(t: u64) -> u64 {
     t.div_ceil(TICK) * TICK
 }
 
+fn ceil_unit(t: u64) -> u64 {
+    t.div_ceil(UNIT) * UNIT
+}
+
 struct Model {
     cfg: Cfg,
     state: St,
     epoch: u64,
     attempts: usize,
     deadline: u64,
+    /// Open or forced open by a trip: its reason.
+    cause: Option<TripReason>,
     count: VecDeque<(bool, bool)>,
     timed: Vec<(u64, bool, bool)>,
     adm: u32,
@@ -151,8 +176,9 @@ impl Model {
         self.state = to;
         self.epoch += 1;
         self.changed_at = now;
+        self.cause = None;
         match to {
-            St::Open => self.deadline = ceil_tick(now + self.cfg.open_ns[self.attempts]),
+            St::Open => self.deadline = ceil_unit(now + self.cfg.open_ns[self.attempts]),
             St::HalfOpen => {
                 self.deadline = ceil_tick(now + self.cfg.half_open_ns);
                 (self.adm, self.res, self.fail, self.slow) = (0, 0, 0, 0);
@@ -171,19 +197,56 @@ impl Model {
         self.go(St::Open, now);
     }
 
-    fn acquire(&mut self, now: u64) -> Result<MPermit, (State, Option<u64>)> {
+    /// `trip(reason)`: forced open; over forced open only the reason changes.
+    fn trip(&mut self, reason: TripReason, now: u64) {
+        if self.state != St::Forced {
+            self.go(St::Forced, now);
+        }
+        self.cause = Some(reason);
+    }
+
+    /// `trip_for(reason, d)`: open until `now + d`, unless a refusal in force lasts as long.
+    fn trip_for(&mut self, reason: TripReason, d: u64, now: u64) {
+        match self.state {
+            St::Forced => return,
+            St::Open if self.deadline > now && self.deadline - now >= d => return,
+            St::Open | St::HalfOpen => {}
+            _ => self.attempts = 0,
+        }
+        if self.state == St::Open {
+            // A new open state, but no transition: no hook.
+            self.epoch += 1;
+            self.changed_at = now;
+        } else {
+            self.go(St::Open, now);
+        }
+        self.deadline = ceil_unit(now + d);
+        self.cause = Some(reason);
+    }
+
+    fn force_half_open(&mut self, now: u64) {
+        if self.state != St::HalfOpen {
+            if matches!(self.state, St::Closed | St::Forced | St::Disabled) {
+                self.attempts = 0;
+            }
+            self.go(St::HalfOpen, now);
+        }
+    }
+
+    fn acquire(&mut self, now: u64) -> Result<MPermit, (State, Option<u64>, Option<TripReason>)> {
+        let cause = self.cause;
         let r = match self.state {
             St::Closed | St::Disabled => Ok(()),
-            St::Forced => Err((State::ForcedOpen, None)),
+            St::Forced => Err((State::ForcedOpen, None, cause)),
             St::Open if now >= self.deadline => {
                 self.go(St::HalfOpen, now);
                 self.adm = 1;
                 Ok(())
             }
-            St::Open => Err((State::Open, Some(self.deadline - now))),
+            St::Open => Err((State::Open, Some(self.deadline - now), cause)),
             St::HalfOpen if now >= self.deadline => {
                 self.reopen(now);
-                Err((State::Open, Some(self.deadline - now)))
+                Err((State::Open, Some(self.deadline - now), None))
             }
             St::HalfOpen if self.adm < self.cfg.probes => {
                 self.adm += 1;
@@ -193,6 +256,7 @@ impl Model {
             St::HalfOpen => Err((
                 State::HalfOpen,
                 Some(self.deadline - now + self.cfg.open_ns[(self.attempts + 1).min(15)]),
+                None,
             )),
         };
         match r {
@@ -363,6 +427,7 @@ fuzz_target!(|input: Input| {
         epoch: 0,
         attempts: 0,
         deadline: 0,
+        cause: None,
         count: VecDeque::new(),
         timed: Vec::new(),
         adm: 0,
@@ -383,9 +448,10 @@ fuzz_target!(|input: Input| {
                 let model = m.acquire(now);
                 match (real, model) {
                     (Ok(p), Ok(mp)) => held.push((p, mp)),
-                    (Err(e), Err((refusal, after))) => {
+                    (Err(e), Err((refusal, after, cause))) => {
                         assert_eq!(e.state(), refusal);
                         assert_eq!(e.retry_after(), after.map(Duration::from_nanos));
+                        assert_eq!(e.tripped_by(), cause);
                     }
                     (r, m) => panic!(
                         "acquire differs: real {:?} model {:?}",
@@ -423,9 +489,29 @@ fuzz_target!(|input: Input| {
             Op::AdvanceMin(min) => clock.advance(Duration::from_secs(60 * u64::from(min))),
             Op::ForceOpen => {
                 breaker.force_open();
-                if m.state != St::Forced {
-                    m.go(St::Forced, now);
-                }
+                m.trip(TripReason::Manual, now);
+            }
+            Op::Trip(r) => {
+                breaker.trip(reason(r));
+                m.trip(reason(r), now);
+            }
+            Op::TripForMs(r, ms) => {
+                let d = u64::from(ms) * MS;
+                breaker
+                    .trip_for(reason(r), Duration::from_nanos(d))
+                    .expect("within the longest trip");
+                m.trip_for(reason(r), d, now);
+            }
+            Op::TripForMin(r, min) => {
+                let d = u64::from(min) * 60_000 * MS;
+                breaker
+                    .trip_for(reason(r), Duration::from_nanos(d))
+                    .expect("within the longest trip");
+                m.trip_for(reason(r), d, now);
+            }
+            Op::ForceHalfOpen => {
+                breaker.force_half_open();
+                m.force_half_open(now);
             }
             Op::Disable => {
                 breaker.disable();

@@ -4,7 +4,7 @@
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
-use resile::breaker::{CircuitBreaker, State, StateChange};
+use resile::breaker::{CircuitBreaker, State, StateChange, TripReason};
 use resile::clock::ManualClock;
 use std::time::Duration;
 
@@ -418,5 +418,31 @@ fn an_acquire_racing_a_trip_hours_after_the_last_transition_sees_a_fresh_open_st
             "no probe before the open period ends"
         );
         assert_eq!(counts.to_half_open.load(Ordering::Relaxed), 0);
+    });
+}
+
+/// A health check trips the breaker while a probe races for admission and reports success: the
+/// probe never undoes the trip (its result lands before it, or counts for nothing after it),
+/// and a refusal after the trip carries the trip's reason.
+#[test]
+fn a_trip_racing_a_probe_admission_is_never_undone_by_it() {
+    resile_loom_tests::model(|| {
+        let (b, clock, counts) = breaker(1);
+        trip_and_wait(&b, &clock);
+        let prober = {
+            let b = b.clone();
+            thread::spawn(move || match b.try_acquire() {
+                Ok(p) => p.success(), // one probe decides: closes, unless the trip came first
+                Err(e) => assert_eq!(e.tripped_by(), Some(TripReason::HealthCheck)),
+            })
+        };
+        b.trip_for(TripReason::HealthCheck, Duration::from_secs(10))
+            .unwrap();
+        prober.join().unwrap();
+        assert_eq!(b.state(), State::Open);
+        let e = b.try_acquire().unwrap_err();
+        assert_eq!(e.tripped_by(), Some(TripReason::HealthCheck));
+        assert!(e.retry_after().unwrap() >= Duration::from_secs(10));
+        assert!(counts.to_half_open.load(Ordering::Relaxed) <= 1);
     });
 }

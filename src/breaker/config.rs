@@ -342,7 +342,7 @@ fn ppm(field: &'static str, rate: f64) -> Result<u32, ConfigError> {
     }
 }
 
-fn fits(field: &'static str, d: Duration, min: Duration) -> Result<u64, ConfigError> {
+pub(super) fn fits(field: &'static str, d: Duration, min: Duration) -> Result<u64, ConfigError> {
     if d < min || d > MAX_DURATION {
         return Err(ConfigError::new(
             field,

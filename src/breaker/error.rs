@@ -1,7 +1,7 @@
 //! The breaker's errors: [`CircuitOpen`] when it refuses a call, [`BreakerError`] for a call
 //! it wrapped.
 
-use super::State;
+use super::{State, TripReason};
 use std::fmt;
 
 /// A circuit breaker refused the call without running it.
@@ -25,6 +25,8 @@ pub struct CircuitOpen {
     /// integer so the refusal path does no `Duration` arithmetic.
     retry_after_nanos: u64,
     state: State,
+    /// The [`TripReason`] code; 0 when the breaker refused on its own evidence.
+    cause: u8,
 }
 
 /// `CircuitOpen::retry_after_nanos` when there is no hint.
@@ -38,15 +40,30 @@ impl CircuitOpen {
         let nanos = retry_after.map_or(NO_RETRY_AFTER, |d| {
             crate::clock::duration_to_nanos(d).min(NO_RETRY_AFTER - 1)
         });
-        Self::from_nanos(state, nanos)
+        Self::from_nanos(state, nanos, 0)
     }
 
-    /// A refusal with `retry_after_nanos` until a probe may be admitted (`u64::MAX`: no hint).
+    /// This refusal, caused by a [trip](super::CircuitBreaker::trip) for `reason`.
+    ///
+    /// ```
+    /// use resile::breaker::{CircuitOpen, State, TripReason};
+    /// let refused = CircuitOpen::new(State::ForcedOpen, None).tripped(TripReason::Manual);
+    /// assert_eq!(refused.tripped_by(), Some(TripReason::Manual));
+    /// ```
+    #[must_use]
+    pub fn tripped(mut self, reason: TripReason) -> Self {
+        self.cause = reason.code();
+        self
+    }
+
+    /// A refusal with `retry_after_nanos` until a probe may be admitted (`u64::MAX`: no hint)
+    /// and the `cause` code of a trip.
     #[inline]
-    pub(crate) const fn from_nanos(state: State, retry_after_nanos: u64) -> Self {
+    pub(crate) const fn from_nanos(state: State, retry_after_nanos: u64, cause: u8) -> Self {
         Self {
             retry_after_nanos,
             state,
+            cause,
         }
     }
 
@@ -65,21 +82,39 @@ impl CircuitOpen {
     pub fn state(&self) -> State {
         self.state
     }
+
+    /// Why other code tripped the breaker, when it did ([`CircuitBreaker::trip`] and
+    /// [`trip_for`](super::CircuitBreaker::trip_for)); `None` when the breaker opened on its own
+    /// evidence (a breached threshold, failed probes).
+    ///
+    /// [`CircuitBreaker::trip`]: super::CircuitBreaker::trip
+    pub fn tripped_by(&self) -> Option<TripReason> {
+        TripReason::from_code(self.cause)
+    }
 }
 
 impl fmt::Display for CircuitOpen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.state, self.retry_after()) {
-            (State::ForcedOpen, _) => f.write_str("circuit breaker forced open: call refused"),
-            (State::Open, Some(d)) => {
+        match (self.state, self.retry_after(), self.tripped_by()) {
+            (State::ForcedOpen, _, Some(r)) if r != TripReason::Manual => {
+                write!(f, "circuit breaker forced open ({r}): call refused")
+            }
+            (State::ForcedOpen, _, _) => f.write_str("circuit breaker forced open: call refused"),
+            (State::Open, Some(d), Some(r)) => {
+                write!(
+                    f,
+                    "circuit breaker tripped ({r}): call refused, retry after {d:?}"
+                )
+            }
+            (State::Open, Some(d), None) => {
                 write!(f, "circuit breaker open: call refused, retry after {d:?}")
             }
-            (State::HalfOpen, Some(d)) => write!(
+            (State::HalfOpen, Some(d), _) => write!(
                 f,
                 "circuit breaker half-open with every probe taken: call refused, retry after {d:?}"
             ),
-            (_, Some(d)) => write!(f, "circuit breaker refused the call, retry after {d:?}"),
-            (_, None) => f.write_str("circuit breaker open: call refused"),
+            (_, Some(d), _) => write!(f, "circuit breaker refused the call, retry after {d:?}"),
+            (_, None, _) => f.write_str("circuit breaker open: call refused"),
         }
     }
 }

@@ -42,6 +42,11 @@
 //! - Transitions out of open and half-open happen lazily, in [`try_acquire`] (and, for the
 //!   half-open timeout, in a late probe's report): [`state`] reports the state as last moved.
 //!   Deadlines hold however long the breaker sits untouched.
+//! - Other code can open the breaker on purpose: [`trip`](CircuitBreaker::trip) until a reset,
+//!   [`trip_for`](CircuitBreaker::trip_for) a duration (then half-open, as after any open
+//!   period), each with a [`TripReason`] that every refusal carries; a timed trip never shortens
+//!   a refusal in force. [`force_half_open`](CircuitBreaker::force_half_open) starts a manual
+//!   probe, [`reset`](CircuitBreaker::reset) closes it.
 //!
 //! [`try_acquire`]: CircuitBreaker::try_acquire
 //! [`state`]: CircuitBreaker::state
@@ -127,7 +132,7 @@ mod state;
 
 pub use config::{BreakerBuilder, MAX_COUNT, MAX_DURATION};
 pub use error::{BreakerError, CircuitOpen};
-pub use state::State;
+pub use state::{State, TripReason};
 
 use crate::classify::{Classify, ErrIsFailure, Verdict};
 use crate::clock::{Clock, SystemClock};
@@ -143,8 +148,9 @@ use std::future::Future;
 use std::mem::ManuallyDrop;
 use std::time::Duration;
 
-/// One tick of the breaker's deadlines (`2^20` ns, about 1.05 ms): open periods and half-open
-/// timeouts are rounded up to whole ticks.
+/// One tick of the breaker's half-open deadline (`2^20` ns, about 1.05 ms): half-open timeouts
+/// are rounded up to whole ticks. Open periods are kept finer, to 1 024 ns, so an open period
+/// ends within about a microsecond of its length.
 pub const TICK: Duration = Duration::from_nanos(state::TICK_NANOS);
 
 /// A transition, as the [state-change hook](BreakerBuilder::on_state_change) sees it.
@@ -327,7 +333,7 @@ impl<C: Clock> CircuitBreaker<C> {
             let now = self.clock.now();
             if let Some(left) = state::remaining(w, self.at(now)) {
                 self.refused.add(1);
-                return Err(CircuitOpen::from_nanos(State::Open, left));
+                return Err(CircuitOpen::from_nanos(State::Open, left, state::cause(w)));
             }
             return self.acquire_timed(w, now);
         }
@@ -383,16 +389,21 @@ impl<C: Clock> CircuitBreaker<C> {
             }
             return match step.verdict {
                 Decision::Admit => Ok(BreakerPermit::new(self, state::generation(step.next), now)),
-                Decision::Refuse { retry_after, state } => {
+                Decision::Refuse {
+                    retry_after,
+                    state,
+                    cause,
+                } => {
                     self.refused.add(1);
                     let refusal = match state {
                         State::HalfOpen => State::HalfOpen,
                         State::ForcedOpen => State::ForcedOpen,
                         _ => State::Open,
                     };
-                    Err(CircuitOpen::new(
+                    Err(CircuitOpen::from_nanos(
                         refusal,
-                        retry_after.map(Duration::from_nanos),
+                        retry_after.map_or(u64::MAX, |n| n.min(u64::MAX - 1)),
+                        cause,
                     ))
                 }
             };
@@ -482,9 +493,140 @@ impl<C: Clock> CircuitBreaker<C> {
     }
 
     /// Forces the breaker open: every call is refused until [`reset`](Self::reset) (or
-    /// [`disable`](Self::disable)).
+    /// [`disable`](Self::disable)). The same as [`trip`](Self::trip) with
+    /// [`TripReason::Manual`].
     pub fn force_open(&self) {
-        self.manual(State::ForcedOpen);
+        self.trip(TripReason::Manual);
+    }
+
+    /// Opens the breaker on purpose, for `reason`, until [`reset`](Self::reset): forced open,
+    /// every call refused with a [`CircuitOpen`] that carries the reason. Other code (a health
+    /// check, an adaptive limiter, an outlier detector) takes a dependency out this way. Over a
+    /// breaker already forced open it only changes the reason.
+    ///
+    /// ```
+    /// use resile::breaker::{CircuitBreaker, State, TripReason};
+    /// let breaker = CircuitBreaker::builder().build()?;
+    /// breaker.trip(TripReason::OutlierDetection);
+    /// assert_eq!(breaker.state(), State::ForcedOpen);
+    /// let refused = breaker.try_acquire().unwrap_err();
+    /// assert_eq!((refused.tripped_by(), refused.retry_after()), (Some(TripReason::OutlierDetection), None));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn trip(&self, reason: TripReason) {
+        self.trip_step(reason, None);
+    }
+
+    /// Opens the breaker on purpose, for `reason`, for `duration`: open, every call refused with
+    /// a [`CircuitOpen`] that carries the reason and the time left; after it the breaker goes
+    /// half-open as after any open period, and its probes decide. A timed trip never shortens a
+    /// refusal in force: over a breaker forced open, or open until later than the trip would
+    /// end, it changes nothing. [`reset`](Self::reset) ends it early.
+    ///
+    /// ```
+    /// use resile::breaker::{CircuitBreaker, State, TripReason};
+    /// use resile::clock::ManualClock;
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let breaker = CircuitBreaker::builder().clock(clock.clone()).half_open_probes(1).build()?;
+    /// breaker.trip_for(TripReason::HealthCheck, Duration::from_secs(10))?;
+    /// let refused = breaker.try_acquire().unwrap_err();
+    /// assert_eq!(refused.tripped_by(), Some(TripReason::HealthCheck));
+    /// assert_eq!(refused.retry_after(), Some(Duration::from_secs(10)));
+    /// clock.advance(Duration::from_secs(10));
+    /// breaker.try_acquire()?.success(); // the one probe, as after any open period
+    /// assert_eq!(breaker.state(), State::Closed);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// A [`ConfigError`](crate::error::ConfigError) naming `duration` when it is longer than
+    /// [`MAX_DURATION`]; the breaker is left as it was.
+    pub fn trip_for(
+        &self,
+        reason: TripReason,
+        duration: Duration,
+    ) -> Result<(), crate::error::ConfigError> {
+        let nanos = config::fits("duration", duration, Duration::ZERO)?;
+        self.trip_step(reason, Some(nanos));
+        Ok(())
+    }
+
+    /// [`trip_for`](Self::trip_for) until `deadline`, measured against [`Instant::now`] when
+    /// called and then held on the breaker's clock. A deadline already past opens nothing.
+    ///
+    /// ```
+    /// use resile::breaker::{CircuitBreaker, TripReason};
+    /// use std::time::{Duration, Instant};
+    /// let breaker = CircuitBreaker::builder().build()?;
+    /// breaker.trip_until(TripReason::Manual, Instant::now() + Duration::from_secs(30))?;
+    /// assert!(breaker.try_acquire().is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`trip_for`](Self::trip_for): `deadline` further ahead than [`MAX_DURATION`].
+    ///
+    /// [`Instant::now`]: std::time::Instant::now
+    pub fn trip_until(
+        &self,
+        reason: TripReason,
+        deadline: std::time::Instant,
+    ) -> Result<(), crate::error::ConfigError> {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        self.trip_for(reason, left)
+    }
+
+    /// Moves the breaker to half-open now, from any other state: a fresh set of
+    /// [probes](BreakerBuilder::half_open_probes) decides, as after an open period. An operator
+    /// checks a dependency this way without waiting out the open period (or a trip). Nothing
+    /// changes when already half-open.
+    ///
+    /// ```
+    /// use resile::breaker::{CircuitBreaker, State};
+    /// let breaker = CircuitBreaker::builder().half_open_probes(1).minimum_calls(1).build()?;
+    /// breaker.force_open();
+    /// breaker.force_half_open();
+    /// let probe = breaker.try_acquire()?;
+    /// assert!(breaker.try_acquire().is_err()); // the one probe is out
+    /// probe.success();
+    /// assert_eq!(breaker.state(), State::Closed);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn force_half_open(&self) {
+        let now = self.clock.now();
+        let mut w = self.word.load(Ordering::Acquire);
+        while let Some(step) = state::force_half_open(w, now, &self.params) {
+            match self.install(w, &step, now) {
+                Ok(_) => {
+                    self.transitioned(&step);
+                    return;
+                }
+                Err(seen) => w = seen,
+            }
+        }
+    }
+
+    fn trip_step(&self, reason: TripReason, open_for: Option<u64>) {
+        let now = self.clock.now();
+        let mut w = self.word.load(Ordering::Acquire);
+        let mut t = self.at(now);
+        while let Some(step) = state::trip(w, reason.code(), open_for, t) {
+            match self.install(w, &step, now) {
+                Ok(_) => {
+                    self.transitioned(&step);
+                    return;
+                }
+                Err(seen) => {
+                    t = self.at_next(t, w, seen);
+                    w = seen;
+                }
+            }
+        }
     }
 
     /// Disables the breaker: every call passes and nothing is recorded, until
@@ -570,7 +712,8 @@ impl<C: Clock> CircuitBreaker<C> {
     #[inline]
     fn install(&self, w: u64, step: &Step, now: u64) -> Result<u64, u64> {
         if let Some((from, to)) = step.change {
-            if from != to {
+            // A timed trip over open (`(Open, Open)`) enters a new open state too.
+            if from != to || to == State::Open {
                 self.changed_at.fetch_max(now, Ordering::Relaxed);
             }
         }

@@ -32,27 +32,35 @@
 //!   - closed: `SEQ`, a 20-bit wrapping sequence bumped by every failed or slow record, so a
 //!     thread that saw a clean window cannot set `CLEAN` over a failure that landed after its
 //!     look (see `closed_after`).
-//!   - otherwise zero.
+//!   - open: `FINE` (bits 9-18), the deadline's low 10 bits, and `CAUSE` (bits 19-22), the
+//!     [`TripReason`] code of a [trip](super::CircuitBreaker::trip_for) (0: the breaker's own
+//!     decision); bits 23-28 zero.
+//!   - forced-open: `CAUSE` (bits 19-22), the [`TripReason`] code; the rest zero.
+//!   - disabled: zero.
 //! - `GEN` (10 bits, wrapping): bumped by every transition. A permit carries the generation it
 //!   was admitted in; a result is counted only while the word still has that generation and the
 //!   state it was admitted in, so a result from an earlier state is never a probe (resilience4j
 //!   #1090, #1432). A permit would have to outlive 1024 transitions to be mistaken.
-//! - `DEADLINE` (25 bits): in open, the tick at which a probe may be admitted; in half-open, the
-//!   tick at which an undecided half-open re-opens. A tick is `2^20` ns (about 1.05 ms).
+//! - `DEADLINE` (25 bits): in open, the high 25 bits of the moment a probe may be admitted, in
+//!   units of `2^10` ns (1.024 µs), whose low 10 bits are `FINE`: an open period ends within
+//!   about a microsecond of its length. In half-open, the tick at which an undecided half-open
+//!   re-opens; a tick is `2^20` ns (about 1.05 ms). Zero in the other states.
 //!
 //! ## State table
 //!
 //! | from \ to   | closed            | open                  | half-open         | forced-open | disabled  |
 //! |-------------|-------------------|-----------------------|-------------------|-------------|-----------|
-//! | closed      | `reset`           | trip (recording thread) | -               | `force_open`| `disable` |
-//! | open        | `reset`           | -                     | first acquirer after the deadline | `force_open` | `disable` |
-//! | half-open   | decision: healthy, or `reset` | decision: breach, or timeout (acquirer) | - | `force_open` | `disable` |
-//! | forced-open | `reset`           | -                     | -                 | -           | `disable` |
-//! | disabled    | `reset`           | -                     | -                 | `force_open`| -         |
+//! | closed      | `reset`           | breach (recording thread); `trip_for` | `force_half_open` | `trip`, `force_open` | `disable` |
+//! | open        | `reset`           | `trip_for` ending later than the deadline | first acquirer after the deadline; `force_half_open` | `trip`, `force_open` | `disable` |
+//! | half-open   | decision: healthy, or `reset` | decision: breach, or timeout (acquirer); `trip_for` | - | `trip`, `force_open` | `disable` |
+//! | forced-open | `reset`           | -                     | `force_half_open` | `trip` with another reason (no transition) | `disable` |
+//! | disabled    | `reset`           | `trip_for`            | `force_half_open` | `trip`, `force_open`| -         |
 //!
 //! Every transition bumps `GEN` and is one successful CAS; only its winner runs the hook, so each
 //! transition is reported once however many threads raced for it. Counter updates (probe
-//! admission, release, result; `SEQ`; `CLEAN`; clearing `HOLD`) keep `GEN`.
+//! admission, release, result; `SEQ`; `CLEAN`; clearing `HOLD`; a forced-open's `CAUSE`) keep
+//! `GEN`. A timed trip never shortens a refusal in force: over forced-open, or over an open
+//! deadline at least as late as its own, it changes nothing.
 //!
 //! ## Orderings
 //!
@@ -86,10 +94,11 @@
 //!
 //! ## Time and wrap-around
 //!
-//! The deadline is stored as a tick count modulo `2^25`. Durations are refused by the builder
+//! The deadline is stored in units of `2^10` ns modulo `2^35` (in open; in half-open the low 10
+//! bits are zero, a whole tick). Durations are refused by the builder (and by a timed trip)
 //! unless they fit in [`MAX_TICKS`] (`2^24 - 2` ticks, about 4.9 hours), so a deadline is always
 //! less than `2^24` ticks after the moment its state was entered. [`remaining`] takes the wrapped
-//! difference `deadline - now` modulo `2^25`: between 1 and `2^24 - 1` means "that many ticks to
+//! difference `deadline - now` modulo `2^35`: between 1 and `2^34 - 1` units means "that many to
 //! go"; anything else means the deadline has passed. That holds across the field's wrap (tested
 //! with a clock just below it) while the state is younger than `2^24` ticks. An older state (a
 //! breaker left untouched in open or half-open for hours) would see its deadline come round
@@ -150,6 +159,20 @@ const HORIZON: u64 = 1 << 24;
 
 /// log2 of the tick in nanoseconds.
 pub(crate) const TICK_SHIFT: u32 = 20;
+/// log2 of an open deadline's unit in nanoseconds.
+const FINE_SHIFT: u32 = 10;
+/// One open deadline unit in nanoseconds (1 024 ns).
+pub(crate) const FINE_NANOS: u64 = 1 << FINE_SHIFT;
+/// The bits of an open deadline below the `DEADLINE` field, kept in `FINE`.
+const FINE_BITS: u32 = TICK_SHIFT - FINE_SHIFT;
+const FINE_MASK: u64 = (1 << FINE_BITS) - 1;
+const FINE_SHIFT_IN_WORD: u32 = 9;
+/// A whole deadline (`DEADLINE` and `FINE`) in units: 35 bits.
+const UNITS_MASK: u64 = (1 << (25 + FINE_BITS)) - 1;
+/// A live deadline is always less than this many units ahead.
+const UNITS_HORIZON: u64 = HORIZON << FINE_BITS;
+const CAUSE_SHIFT: u32 = 19;
+const CAUSE_MASK: u64 = 0xF;
 /// One tick in nanoseconds (1 048 576 ns).
 pub(crate) const TICK_NANOS: u64 = 1 << TICK_SHIFT;
 /// The longest duration the word can hold, in ticks.
@@ -205,15 +228,78 @@ impl State {
             _ => State::Disabled,
         }
     }
+}
 
-    fn bits(self) -> u64 {
+/// Why a breaker was [tripped](super::CircuitBreaker::trip) by other code: carried by every
+/// refusal while the trip lasts ([`CircuitOpen::tripped_by`](super::CircuitOpen::tripped_by)),
+/// so a caller or a dashboard can tell a dependency that failed from one taken out on purpose.
+///
+/// ```
+/// use resile::breaker::{CircuitBreaker, State, TripReason};
+///
+/// let breaker = CircuitBreaker::builder().build()?;
+/// breaker.trip(TripReason::HealthCheck);
+/// let refused = breaker.try_acquire().unwrap_err();
+/// assert_eq!(refused.state(), State::ForcedOpen);
+/// assert_eq!(refused.tripped_by(), Some(TripReason::HealthCheck));
+/// breaker.reset();
+/// assert!(breaker.try_acquire().is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TripReason {
+    /// An operator, or [`force_open`](super::CircuitBreaker::force_open).
+    Manual,
+    /// A health check found the dependency down.
+    HealthCheck,
+    /// An adaptive concurrency limiter shed the dependency.
+    AdaptiveLimit,
+    /// An outlier detector ejected this host.
+    OutlierDetection,
+    /// Any other reason.
+    Other,
+}
+
+impl TripReason {
+    /// The reason's `CAUSE` code: never 0, which is the breaker's own decision.
+    pub(crate) fn code(self) -> u8 {
         match self {
-            State::Closed => CLOSED,
-            State::Open => OPEN,
-            State::HalfOpen => HALF_OPEN,
-            State::ForcedOpen => FORCED_OPEN,
-            State::Disabled => DISABLED,
+            TripReason::Manual => 1,
+            TripReason::HealthCheck => 2,
+            TripReason::AdaptiveLimit => 3,
+            TripReason::OutlierDetection => 4,
+            TripReason::Other => 5,
         }
+    }
+
+    /// The reason of a `CAUSE` code; `None` for 0, the breaker's own decision.
+    pub(crate) fn from_code(code: u8) -> Option<Self> {
+        Some(match code {
+            1 => TripReason::Manual,
+            2 => TripReason::HealthCheck,
+            3 => TripReason::AdaptiveLimit,
+            4 => TripReason::OutlierDetection,
+            5 => TripReason::Other,
+            _ => return None,
+        })
+    }
+
+    /// A short name, for messages and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TripReason::Manual => "manual",
+            TripReason::HealthCheck => "health check",
+            TripReason::AdaptiveLimit => "adaptive limit",
+            TripReason::OutlierDetection => "outlier detection",
+            TripReason::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for TripReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -243,11 +329,12 @@ pub(crate) struct Params {
 pub(crate) enum Decision {
     /// Admit the call.
     Admit,
-    /// Refuse it: `retry_after` ns until a probe may be admitted (`None` in forced-open), and the
-    /// state that refused.
+    /// Refuse it: `retry_after` ns until a probe may be admitted (`None` in forced-open), the
+    /// state that refused, and the `CAUSE` code of a trip (0: the breaker's own decision).
     Refuse {
         retry_after: Option<u64>,
         state: State,
+        cause: u8,
     },
 }
 
@@ -300,11 +387,13 @@ pub(crate) fn probes(w: u64) -> (u32, u32, u32, u32) {
     )
 }
 
+/// A word of `state` with `deadline` already in place (from [`open_deadline`] or
+/// [`tick_deadline`], or 0).
 fn make(state: u64, generation: u64, attempts: u64, deadline: u64) -> u64 {
     state
         | (attempts.min(MAX_ATTEMPTS) << ATTEMPTS_SHIFT)
         | ((generation & GEN_MASK) << GEN_SHIFT)
-        | ((deadline & DEADLINE_MASK) << DEADLINE_SHIFT)
+        | deadline
 }
 
 #[inline]
@@ -312,11 +401,25 @@ fn next_gen(w: u64) -> u64 {
     ((w >> GEN_SHIFT) + 1) & GEN_MASK
 }
 
-/// The deadline tick (masked) for `d` ns after `now`, rounded up to a whole tick: the breaker
-/// waits at least `d` and less than `d` + one tick.
+/// The word bits of an open deadline `d` ns after `now`, rounded up to a unit: the breaker waits
+/// at least `d` and less than `d` + 1 024 ns.
 #[inline]
-pub(crate) fn deadline_after(now: u64, d: u64) -> u64 {
-    now.saturating_add(d).div_ceil(TICK_NANOS) & DEADLINE_MASK
+fn open_deadline(now: u64, d: u64) -> u64 {
+    let units = now.saturating_add(d).div_ceil(FINE_NANOS);
+    (((units >> FINE_BITS) & DEADLINE_MASK) << DEADLINE_SHIFT)
+        | ((units & FINE_MASK) << FINE_SHIFT_IN_WORD)
+}
+
+/// The word bits of a half-open deadline `d` ns after `now`, rounded up to a whole tick.
+#[inline]
+fn tick_deadline(now: u64, d: u64) -> u64 {
+    (now.saturating_add(d).div_ceil(TICK_NANOS) & DEADLINE_MASK) << DEADLINE_SHIFT
+}
+
+/// The `CAUSE` code in an open or forced-open `w`: 0 for the breaker's own decision.
+#[inline]
+pub(crate) fn cause(w: u64) -> u8 {
+    ((w >> CAUSE_SHIFT) & CAUSE_MASK) as u8
 }
 
 /// The time a pure function decides at (see "Time and wrap-around" above).
@@ -342,16 +445,22 @@ impl Now {
 /// A state this old (in ns) has passed any deadline it set.
 const STALE_NANOS: u64 = HORIZON << TICK_SHIFT;
 
-/// Nanoseconds from `t` to the deadline in `w`, or `None` when it has passed.
+/// Nanoseconds from `t` to the deadline in an open or half-open `w`, or `None` when it has
+/// passed.
 #[inline]
 pub(crate) fn remaining(w: u64, t: Now) -> Option<u64> {
-    let deadline = (w >> DEADLINE_SHIFT) & DEADLINE_MASK;
-    let now_tick = (t.nanos >> TICK_SHIFT) & DEADLINE_MASK;
-    let ahead = deadline.wrapping_sub(now_tick) & DEADLINE_MASK;
-    if ahead == 0 || ahead >= HORIZON || t.held >= STALE_NANOS {
+    let fine = if state_bits(w) == OPEN {
+        (w >> FINE_SHIFT_IN_WORD) & FINE_MASK
+    } else {
+        0
+    };
+    let deadline = (((w >> DEADLINE_SHIFT) & DEADLINE_MASK) << FINE_BITS) | fine;
+    let now_units = (t.nanos >> FINE_SHIFT) & UNITS_MASK;
+    let ahead = deadline.wrapping_sub(now_units) & UNITS_MASK;
+    if ahead == 0 || ahead >= UNITS_HORIZON || t.held >= STALE_NANOS {
         None
     } else {
-        Some((ahead << TICK_SHIFT) - (t.nanos & (TICK_NANOS - 1)))
+        Some((ahead << FINE_SHIFT) - (t.nanos & (FINE_NANOS - 1)))
     }
 }
 
@@ -381,7 +490,17 @@ fn open_word(w: u64, now: u64, attempts: u64, p: &Params) -> u64 {
         OPEN,
         next_gen(w),
         attempts,
-        deadline_after(now, p.open_nanos[attempts as usize]),
+        open_deadline(now, p.open_nanos[attempts as usize]),
+    )
+}
+
+/// A fresh half-open of the next generation, entered at `now`, with no probe admitted.
+fn half_open_word(w: u64, now: u64, p: &Params) -> u64 {
+    make(
+        HALF_OPEN,
+        next_gen(w),
+        attempts(w),
+        tick_deadline(now, p.half_open_nanos),
     )
 }
 
@@ -390,9 +509,17 @@ fn closed_word(w: u64) -> u64 {
 }
 
 fn refuse(w: u64, retry_after: Option<u64>, state: State) -> Step {
+    let cause = match state {
+        State::Open | State::ForcedOpen => cause(w),
+        _ => 0,
+    };
     Step {
         next: w,
-        verdict: Decision::Refuse { retry_after, state },
+        verdict: Decision::Refuse {
+            retry_after,
+            state,
+            cause,
+        },
         change: None,
     }
 }
@@ -409,12 +536,7 @@ pub(crate) fn acquire(w: u64, t: Now, p: &Params) -> Step {
         OPEN => match remaining(w, t) {
             Some(left) => refuse(w, Some(left), State::Open),
             None => Step {
-                next: make(
-                    HALF_OPEN,
-                    next_gen(w),
-                    attempts(w),
-                    deadline_after(t.nanos, p.half_open_nanos),
-                ) | (1 << ADM_SHIFT),
+                next: half_open_word(w, t.nanos, p) | (1 << ADM_SHIFT),
                 verdict: Decision::Admit,
                 change: Some((State::Open, State::HalfOpen)),
             },
@@ -429,6 +551,7 @@ pub(crate) fn acquire(w: u64, t: Now, p: &Params) -> Step {
                     verdict: Decision::Refuse {
                         retry_after: Some(remaining(step.next, entered).unwrap_or(0)),
                         state: State::Open,
+                        cause: 0,
                     },
                     ..step
                 };
@@ -560,22 +683,79 @@ pub(crate) fn closed_after(
     None
 }
 
-/// A manual move to `to` (closed = `reset`, which always happens; forced-open and disabled are
-/// no-ops when already there). A reset of a closed breaker still starts a new generation with
-/// an empty window; its `change` is `(Closed, Closed)`, which the caller treats as no transition
-/// (no hook, no stamp).
+/// A manual move to closed (`reset`, which always happens) or disabled (a no-op when already
+/// there). A reset of a closed breaker still starts a new generation with an empty window; its
+/// `change` is `(Closed, Closed)`, which the caller treats as no transition (no hook, no stamp).
 pub(crate) fn manual(w: u64, to: State) -> Option<Step> {
     let from = State::of(w);
     let next = match to {
         State::Closed => closed_word(w),
-        State::ForcedOpen | State::Disabled if from == to => return None,
-        State::ForcedOpen | State::Disabled => make(to.bits(), next_gen(w), 0, 0),
-        State::Open | State::HalfOpen => return None,
+        State::Disabled if from == to => return None,
+        State::Disabled => make(DISABLED, next_gen(w), 0, 0),
+        State::Open | State::HalfOpen | State::ForcedOpen => return None,
     };
     Some(Step {
         next,
         verdict: Decision::Admit,
         change: Some((from, to)),
+    })
+}
+
+/// A trip with `cause` (a nonzero [`TripReason`] code) at `now`: forced open until a reset when
+/// `open_for` is `None`, else open for `open_for` ns (at most [`MAX_TICKS`] ticks), then
+/// half-open as after any open period. `None` when it changes nothing: forced open with the same
+/// cause, or a timed trip over forced open or over an open deadline at least as late.
+pub(crate) fn trip(w: u64, cause: u8, open_for: Option<u64>, t: Now) -> Option<Step> {
+    let from = State::of(w);
+    let cause_bits = u64::from(cause) << CAUSE_SHIFT;
+    let (next, to) = match open_for {
+        None if from == State::ForcedOpen => {
+            if self::cause(w) == cause {
+                return None;
+            }
+            // Another reason for the same refusal: no transition, the generation stays.
+            let next = (w & !(CAUSE_MASK << CAUSE_SHIFT)) | cause_bits;
+            return Some(Step {
+                next,
+                verdict: Decision::Admit,
+                change: None,
+            });
+        }
+        None => (
+            make(FORCED_OPEN, next_gen(w), 0, 0) | cause_bits,
+            State::ForcedOpen,
+        ),
+        Some(_) if from == State::ForcedOpen => return None,
+        Some(d) => {
+            if from == State::Open && remaining(w, t).is_some_and(|left| left >= d) {
+                return None;
+            }
+            let kept = if from == State::Open || from == State::HalfOpen {
+                attempts(w)
+            } else {
+                0
+            };
+            (
+                make(OPEN, next_gen(w), kept, open_deadline(t.nanos, d)) | cause_bits,
+                State::Open,
+            )
+        }
+    };
+    Some(Step {
+        next,
+        verdict: Decision::Admit,
+        change: Some((from, to)),
+    })
+}
+
+/// A forced half-open at `now`: a fresh set of probes decides, as after an open period. `None`
+/// when already half-open.
+pub(crate) fn force_half_open(w: u64, now: u64, p: &Params) -> Option<Step> {
+    let from = State::of(w);
+    (from != State::HalfOpen).then(|| Step {
+        next: half_open_word(w, now, p),
+        verdict: Decision::Admit,
+        change: Some((from, State::HalfOpen)),
     })
 }
 
@@ -667,7 +847,8 @@ mod tests {
             r.verdict,
             Decision::Refuse {
                 retry_after: Some(T - 5),
-                state: State::Open
+                state: State::Open,
+                cause: 0,
             }
         );
         // The deadline admits a probe and moves to half-open.
@@ -715,7 +896,8 @@ mod tests {
             Decision::Refuse {
                 // The estimate: the half-open timeout (20 T), then one open period (10 T).
                 retry_after: Some(30 * T),
-                state: State::HalfOpen
+                state: State::HalfOpen,
+                cause: 0,
             }
         );
         let g = generation(w);
@@ -783,7 +965,8 @@ mod tests {
             s.verdict,
             Decision::Refuse {
                 retry_after: Some(10 * T),
-                state: State::Open
+                state: State::Open,
+                cause: 0,
             }
         );
     }
@@ -912,14 +1095,15 @@ mod tests {
 
     #[test]
     fn manual_moves() {
-        let f = manual(0, State::ForcedOpen).unwrap();
+        let f = trip(0, TripReason::Manual.code(), None, at(0)).unwrap();
         assert_eq!(f.change, Some((State::Closed, State::ForcedOpen)));
-        assert!(manual(f.next, State::ForcedOpen).is_none());
+        assert!(trip(f.next, TripReason::Manual.code(), None, at(0)).is_none());
         assert_eq!(
             acquire(f.next, at(0), &params()).verdict,
             Decision::Refuse {
                 retry_after: None,
-                state: State::ForcedOpen
+                state: State::ForcedOpen,
+                cause: TripReason::Manual.code(),
             }
         );
         let d = manual(f.next, State::Disabled).unwrap();

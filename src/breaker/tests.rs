@@ -52,10 +52,17 @@ fn outcomes<C: Clock>(b: &CircuitBreaker<C>, pattern: &str) {
     }
 }
 
+/// Moves a half-open breaker (entered at clock reading `entered`) past its half-open timeout,
+/// which ends on a whole tick.
+fn past_half_open(clock: &ManualClock, entered: u64, timeout: Duration) {
+    let d = crate::clock::duration_to_nanos(timeout);
+    clock.set((entered + d).div_ceil(state::TICK_NANOS) * state::TICK_NANOS);
+}
+
 /// Moves a tripped breaker (opened at clock reading `opened_at`) past its open period.
 fn past_open(clock: &ManualClock, opened_at: u64, open_for: Duration) {
     let d = crate::clock::duration_to_nanos(open_for);
-    let deadline = (opened_at + d).div_ceil(state::TICK_NANOS) * state::TICK_NANOS;
+    let deadline = (opened_at + d).div_ceil(state::FINE_NANOS) * state::FINE_NANOS;
     clock.set(deadline);
 }
 
@@ -361,7 +368,7 @@ fn half_open_without_a_decision_reopens() {
     let entered = clock.now();
     clock.set(entered + 10 * 1_000_000_000 - 1);
     assert_eq!(b.try_acquire().unwrap_err().state(), State::HalfOpen);
-    past_open(&clock, entered, 10 * SEC);
+    past_half_open(&clock, entered, 10 * SEC);
     let e = b.try_acquire().unwrap_err();
     assert_eq!(e.state(), State::Open);
     assert_eq!(b.state(), Open);
@@ -386,7 +393,7 @@ fn a_probe_result_after_the_half_open_timeout_reopens_and_does_not_count() {
     let entered = clock.now();
     p1.success();
     // Nobody asks for a permit: the timeout passes unseen, then the second probe succeeds.
-    past_open(&clock, entered, 10 * SEC);
+    past_half_open(&clock, entered, 10 * SEC);
     p2.success();
     assert_eq!(b.state(), Open, "the timeout re-opened the breaker first");
     assert_eq!(
@@ -871,4 +878,162 @@ fn an_owned_permit_keeps_its_breaker_alive_and_reports_each_class() {
     b.try_acquire_owned().unwrap().failure();
     let m = b.metrics();
     assert_eq!((m.calls, m.failures), (3, 2));
+}
+
+#[test]
+fn an_open_period_ends_within_a_microsecond_of_its_length() {
+    // Trips at many sub-millisecond offsets: each refuses until its full period has passed and
+    // admits a probe at most 1 024 ns after it.
+    let (b, clock, _) = breaker(2, 2);
+    let period = crate::clock::duration_to_nanos(5 * SEC);
+    let mut opened = 3 * 1_000_000_000;
+    for k in 0..2_000u64 {
+        opened += 5 * period + k * 7_919; // a step that lands on every sub-tick phase
+        clock.set(opened);
+        outcomes(&b, "FF");
+        assert_eq!(b.state(), Open);
+        clock.set(opened + period - 1);
+        let e = b.try_acquire().unwrap_err();
+        assert!(
+            e.retry_after().unwrap() <= Duration::from_nanos(1_024),
+            "k = {k}"
+        );
+        clock.set(opened + period + 1_023);
+        b.try_acquire()
+            .expect("admitted within 1 024 ns of the period's end")
+            .success();
+        b.try_acquire().unwrap().success();
+        assert_eq!(b.state(), Closed, "k = {k}");
+    }
+}
+
+#[test]
+fn a_timed_trip_refuses_with_its_reason_then_probes() {
+    let (b, clock, log) = breaker(4, 4);
+    clock.set(7);
+    b.trip_for(TripReason::HealthCheck, 30 * SEC).unwrap();
+    assert_eq!(b.state(), Open);
+    let e = b.try_acquire().unwrap_err();
+    assert_eq!(
+        (e.state(), e.tripped_by()),
+        (Open, Some(TripReason::HealthCheck))
+    );
+    assert!(e.retry_after().unwrap() >= 30 * SEC);
+    assert!(e.to_string().contains("health check"), "{e}");
+    clock.set(7 + crate::clock::duration_to_nanos(30 * SEC) - 1);
+    assert!(b.try_acquire().is_err());
+    clock.advance(Duration::from_nanos(1_024));
+    let p1 = b.try_acquire().expect("half-open after the trip");
+    let p2 = b.try_acquire().unwrap();
+    p1.success();
+    p2.success();
+    assert_eq!(b.state(), Closed);
+    assert_eq!(
+        log.take(),
+        vec![(Closed, Open), (Open, HalfOpen), (HalfOpen, Closed)]
+    );
+    // An own trip carries no reason.
+    outcomes(&b, "FFFF");
+    assert_eq!(b.try_acquire().unwrap_err().tripped_by(), None);
+}
+
+#[test]
+fn a_timed_trip_never_shortens_a_refusal_in_force() {
+    let (b, clock, log) = breaker(2, 2);
+    outcomes(&b, "FF"); // open for 5 s on its own evidence
+    log.take();
+    b.trip_for(TripReason::AdaptiveLimit, SEC).unwrap();
+    let e = b.try_acquire().unwrap_err();
+    assert_eq!(e.tripped_by(), None, "the longer open period stands");
+    assert!(e.retry_after().unwrap() > 4 * SEC);
+    // A longer trip extends it, and names itself.
+    b.trip_for(TripReason::AdaptiveLimit, 60 * SEC).unwrap();
+    let e = b.try_acquire().unwrap_err();
+    assert_eq!(e.tripped_by(), Some(TripReason::AdaptiveLimit));
+    assert!(e.retry_after().unwrap() >= 60 * SEC);
+    clock.advance(10 * SEC);
+    assert!(
+        b.try_acquire().is_err(),
+        "the old 5 s deadline no longer applies"
+    );
+    // Forced open outlasts any timed trip.
+    b.trip(TripReason::Manual);
+    b.trip_for(TripReason::HealthCheck, 3_600 * SEC).unwrap();
+    let e = b.try_acquire().unwrap_err();
+    assert_eq!(
+        (e.state(), e.tripped_by(), e.retry_after()),
+        (ForcedOpen, Some(TripReason::Manual), None)
+    );
+    // Another reason for the forced open changes the reason, not the state: no transition.
+    b.trip(TripReason::OutlierDetection);
+    assert_eq!(
+        b.try_acquire().unwrap_err().tripped_by(),
+        Some(TripReason::OutlierDetection)
+    );
+    assert_eq!(log.take(), vec![(Open, ForcedOpen)]);
+    b.reset();
+    assert!(b.try_acquire().is_ok());
+}
+
+#[test]
+fn a_trip_longer_than_the_word_holds_is_an_error_and_changes_nothing() {
+    let (b, _, _) = breaker(2, 2);
+    let e = b
+        .trip_for(TripReason::Manual, MAX_DURATION + SEC)
+        .unwrap_err();
+    assert_eq!(e.field(), "duration");
+    assert_eq!(b.state(), Closed);
+    b.trip_for(TripReason::Manual, MAX_DURATION).unwrap();
+    assert!(b.try_acquire().unwrap_err().retry_after().unwrap() >= MAX_DURATION);
+    assert!(
+        b.trip_until(TripReason::Manual, std::time::Instant::now())
+            .is_ok()
+    );
+}
+
+#[test]
+fn a_trip_during_half_open_drops_the_probes_results() {
+    let (b, clock, log) = breaker(2, 2);
+    outcomes(&b, "FF");
+    past_open(&clock, 0, 5 * SEC);
+    let p1 = b.try_acquire().unwrap();
+    let p2 = b.try_acquire().unwrap();
+    b.trip_for(TripReason::HealthCheck, 20 * SEC).unwrap();
+    p1.success();
+    p2.success();
+    assert_eq!(
+        b.state(),
+        Open,
+        "probes of the earlier half-open do not close it"
+    );
+    assert_eq!(
+        log.take(),
+        vec![(Closed, Open), (Open, HalfOpen), (HalfOpen, Open)]
+    );
+}
+
+#[test]
+fn force_half_open_starts_fresh_probes_from_any_state() {
+    let (b, _, log) = breaker(2, 2);
+    for prepare in [
+        (|b: &CircuitBreaker<ManualClock>| outcomes(b, "FF")) as fn(&CircuitBreaker<ManualClock>),
+        |b| b.trip(TripReason::Manual),
+        |b| b.disable(),
+        |_| {},
+    ] {
+        b.reset();
+        prepare(&b);
+        log.take();
+        let from = b.state();
+        b.force_half_open();
+        assert_eq!(b.state(), HalfOpen);
+        b.force_half_open(); // already half-open: nothing
+        assert_eq!(log.take(), vec![(from, HalfOpen)]);
+        let p1 = b.try_acquire().unwrap();
+        let p2 = b.try_acquire().unwrap();
+        assert!(b.try_acquire().is_err(), "two probes at most");
+        p1.failure();
+        p2.failure();
+        assert_eq!(b.state(), Open);
+    }
 }
