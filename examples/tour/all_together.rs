@@ -12,9 +12,12 @@
 //!   process exits at the signal; with it, `/ready` turns 503, draining starts 150 ms later, and
 //!   the process exits once the last request is done.
 
-use crate::Report;
+use crate::Scenario;
 use crate::sim::Sim;
-use crate::timeline::Timeline;
+use crate::timeline::{
+    BREAKER_OPEN, CALLS, DB_FAILURES, DRAINING, NOT_READY, REFUSED_BUDGET, REFUSED_BULKHEAD,
+    REFUSED_CACHE, REFUSED_DRAIN, REQUESTS, REQUESTS_FAILED, Timeline,
+};
 use resile::backoff::Backoff;
 use resile::breaker::{CircuitBreaker, State};
 use resile::budget::RetryBudget;
@@ -33,6 +36,10 @@ const HEALTH_CHECK: f64 = 0.1;
 const DOWN: std::ops::Range<f64> = 10.0..25.0;
 const OVERLOADED: std::ops::Range<f64> = 30.0..40.0;
 const TIMEOUT: Duration = Duration::from_secs(1);
+/// From `/ready` turning 503 to draining: longer than the health-check interval.
+const NOT_READY_DELAY: Duration = Duration::from_millis(150);
+const PLAIN: &str = "plain retries only";
+const PROTECTED: &str = "one Policy (all four)";
 
 #[derive(Default)]
 struct Stats {
@@ -47,6 +54,9 @@ struct Stats {
     failed_in_deploy: u64,
     from_cache: u64,
     refused_by_drain: u64,
+    refused_by_bulkhead: u64,
+    /// Requests whose retry the budget refused (they fail with the last attempt's error).
+    retries_refused: u64,
     in_flight: u64,
     peak_in_flight: u64,
 }
@@ -59,11 +69,11 @@ async fn database(
     tl: Rc<RefCell<Timeline>>,
 ) -> Result<&'static str, &'static str> {
     let t = sim.now_secs();
-    tl.borrow_mut().count("calls reaching the database", t);
+    tl.borrow_mut().count(CALLS, t);
     if DOWN.contains(&t) {
         stats.borrow_mut().failing_calls += 1;
         sim.sleep(TIMEOUT).await;
-        tl.borrow_mut().count("failures", sim.now_secs());
+        tl.borrow_mut().count(DB_FAILURES, sim.now_secs());
         return Err("timeout");
     }
     if OVERLOADED.contains(&t) {
@@ -76,7 +86,7 @@ async fn database(
         }
         if fails {
             sim.sleep(Duration::from_millis(50)).await;
-            tl.borrow_mut().count("failures", sim.now_secs());
+            tl.borrow_mut().count(DB_FAILURES, sim.now_secs());
             return Err("overloaded");
         }
     }
@@ -87,11 +97,7 @@ async fn database(
 fn simulate(protected: bool) -> (Stats, Timeline) {
     let sim = Sim::new();
     let clock = sim.clock.clone();
-    let variant = if protected {
-        "one Policy: drainer, bulkhead 30, budget 10% + 5/s, breaker, cache fallback"
-    } else {
-        "plain retries (3 attempts, no budget), no breaker, no bulkhead, no draining"
-    };
+    let variant = if protected { PROTECTED } else { PLAIN };
     let tl = Rc::new(RefCell::new(Timeline::new(variant, 0.5)));
     let stats = Rc::new(RefCell::new(Stats::default()));
 
@@ -169,12 +175,21 @@ fn simulate(protected: bool) -> (Stats, Timeline) {
     let calls = Rc::new(Cell::new(0u64));
     // The deploy: health checks, and (with draining) not-ready then draining.
     if protected {
-        let (sim2, drainer) = (sim.clone(), drainer.clone());
+        let (sim2, drainer, tl) = (sim.clone(), drainer.clone(), tl.clone());
         sim.spawn(async move {
+            const TICK: Duration = Duration::from_millis(10);
             sim2.sleep(Duration::from_secs_f64(DEPLOY)).await;
             drainer.mark_not_ready();
-            sim2.sleep(Duration::from_millis(150)).await;
+            let draining_at = sim2.now() + NOT_READY_DELAY.as_nanos() as u64;
+            while sim2.now() < draining_at {
+                tl.borrow_mut().shade(NOT_READY, sim2.now_secs());
+                sim2.sleep(TICK).await;
+            }
             drainer.start_draining();
+            while !drainer.is_drained() {
+                tl.borrow_mut().shade(DRAINING, sim2.now_secs());
+                sim2.sleep(TICK).await;
+            }
         });
     }
     {
@@ -215,9 +230,9 @@ fn simulate(protected: bool) -> (Stats, Timeline) {
                     st.in_flight += 1;
                     st.peak_in_flight = st.peak_in_flight.max(st.in_flight);
                 }
-                tl.borrow_mut().count("requests", now);
+                tl.borrow_mut().count(REQUESTS, now);
                 if protected && breaker.state() != State::Closed {
-                    tl.borrow_mut().open_at(now);
+                    tl.borrow_mut().shade(BREAKER_OPEN, now);
                 }
                 sim.spawn(async move {
                     let start = sim2.now();
@@ -235,17 +250,34 @@ fn simulate(protected: bool) -> (Stats, Timeline) {
                     // In flight at the signal or later, and not answered: failed in the deploy
                     // (a 503 from the draining instance included).
                     let in_deploy = sim2.now() >= deploy_ns;
+                    let now = sim2.now_secs();
+                    let mut tl = tl.borrow_mut();
                     match out {
-                        Ok("cached route") => st.from_cache += 1,
+                        Ok("cached route") => {
+                            st.from_cache += 1;
+                            tl.count(REFUSED_CACHE, now);
+                        }
                         Ok(_) => {}
                         Err(PolicyError::Drain(_)) => {
                             st.refused_by_drain += 1;
                             st.failed_in_deploy += u64::from(in_deploy);
+                            tl.count(REFUSED_DRAIN, now);
                         }
-                        Err(_) => {
+                        Err(e) => {
                             st.failed += 1;
                             st.failed_in_deploy += u64::from(in_deploy);
-                            tl.borrow_mut().count("requests failed", sim2.now_secs());
+                            match e {
+                                PolicyError::Bulkhead(_) => {
+                                    st.refused_by_bulkhead += 1;
+                                    tl.count(REFUSED_BULKHEAD, now);
+                                }
+                                PolicyError::BudgetExhausted { .. } => {
+                                    st.retries_refused += 1;
+                                    tl.count(REFUSED_BUDGET, now);
+                                }
+                                _ => {}
+                            }
+                            tl.count(REQUESTS_FAILED, now);
                         }
                     }
                 });
@@ -265,73 +297,83 @@ fn simulate(protected: bool) -> (Stats, Timeline) {
         st.failed_in_deploy = in_flight + until_check;
         st.failed += st.failed_in_deploy;
         st.requests += until_check;
+        let mut tl = tl.borrow_mut();
+        tl.add(REQUESTS_FAILED, DEPLOY, st.failed_in_deploy as f64);
+        tl.add(REQUESTS, DEPLOY, until_check as f64);
     }
     let tl = Rc::try_unwrap(tl).ok().expect("tasks done").into_inner();
     (st, tl)
 }
 
-pub(crate) fn run(report: &mut Report) {
-    const S: &str = "all together";
-    let mut timelines = Vec::new();
+pub(crate) fn run() -> Scenario {
+    let mut s = Scenario::new("all together", "all together: outage, overload, deploy");
+    let mut runs = Vec::new();
     for protected in [false, true] {
         let (mut st, tl) = simulate(protected);
-        let v = if protected {
-            "one Policy (all four)"
-        } else {
-            "plain retries only"
-        };
-        report.row(
-            S,
-            v,
+        let v = tl.variant.clone();
+        s.key_row(
+            &v,
             "calls that reached the failing database",
             st.failing_calls,
         );
-        report.row(
-            S,
-            v,
+        s.key_row(
+            &v,
             "load multiplier while overloaded (calls / requests)",
             format!(
                 "{:.2}x",
                 st.overload_calls as f64 / st.overload_requests.max(1) as f64
             ),
         );
-        report.row(
-            S,
-            v,
+        s.row(
+            &v,
             "time callers waited, all requests",
             format!("{:.0} s", st.waited.as_secs_f64()),
         );
         st.latencies.sort_unstable();
         let p = |q: f64| Duration::from_nanos(crate::percentile(&st.latencies, q));
-        report.row(
-            S,
-            v,
+        let (p50, p99) = (p(0.5), p(0.99));
+        s.key_row(
+            &v,
             "latency p50 / p99",
-            format!("{} / {}", crate::ms(p(0.5)), crate::ms(p(0.99))),
+            format!("{} / {}", crate::ms(p50), crate::ms(p99)),
         );
-        report.row(S, v, "peak requests in flight", st.peak_in_flight);
-        report.row(S, v, "answered from cache (breaker open)", st.from_cache);
-        report.row(
-            S,
-            v,
+        s.row(&v, "peak requests in flight", st.peak_in_flight);
+        s.row(&v, "answered from cache (breaker open)", st.from_cache);
+        s.row(
+            &v,
             "requests failed",
             format!("{} of {}", st.failed, st.requests),
         );
-        report.row(
-            S,
-            v,
-            "requests failed during the deploy",
-            st.failed_in_deploy,
-        );
         if protected {
-            report.row(
-                S,
-                v,
+            s.row(
+                &v,
+                "of which refused by the bulkhead / by the retry budget",
+                format!("{} / {}", st.refused_by_bulkhead, st.retries_refused),
+            );
+        }
+        s.key_row(&v, "requests failed during the deploy", st.failed_in_deploy);
+        if protected {
+            s.row(
+                &v,
                 "requests refused while draining (503)",
                 st.refused_by_drain,
             );
         }
-        timelines.push(tl);
+        s.timeline(tl);
+        runs.push((st, p99));
     }
-    report.timelines(S, timelines);
+    let ((plain, plain_p99), (policy, policy_p99)) = (&runs[0], &runs[1]);
+    s.notice(format!(
+        "through the same outage, overload and deploy, one Policy sends {} calls to the failing \
+         database instead of {}, keeps the p99 at {} instead of {}, answers {} requests from \
+         cache while the breaker is open, and fails {} requests in the deploy instead of {}",
+        policy.failing_calls,
+        plain.failing_calls,
+        crate::ms(*policy_p99),
+        crate::ms(*plain_p99),
+        policy.from_cache,
+        policy.failed_in_deploy,
+        plain.failed_in_deploy,
+    ));
+    s
 }

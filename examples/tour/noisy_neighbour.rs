@@ -6,7 +6,8 @@
 //! from t = 100 ms an admin job arrives every 10 ms and holds a connection for 500 ms. Callers
 //! that find no free connection queue for one, oldest first.
 
-use crate::Report;
+use crate::Scenario;
+use crate::timeline::{ADMIN, READS, READS_IN_TIME, READS_LATE, REFUSED_BULKHEAD, Timeline};
 use resile::bulkhead::{Bulkhead, BulkheadPermit};
 use resile::clock::ManualClock;
 use std::collections::VecDeque;
@@ -16,6 +17,8 @@ const TICKS: u64 = 2_000;
 const POOL: u32 = 20;
 const READ_MS: u64 = 2;
 const ADMIN_MS: u64 = 500;
+/// A read served later than this (after its arrival) counts as late in the timeline.
+const LATE_MS: u64 = 100;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -24,7 +27,7 @@ enum Kind {
 }
 
 /// One run; `bulkheads` gives each kind its own bulkhead in front of the pool.
-fn simulate(bulkheads: bool) -> (Vec<u64>, u64) {
+fn simulate(bulkheads: bool, tl: &mut Timeline) -> (Vec<u64>, u64) {
     let clock = ManualClock::new();
     let build = |name, limit| {
         Bulkhead::builder()
@@ -59,7 +62,11 @@ fn simulate(bulkheads: bool) -> (Vec<u64>, u64) {
         if now >= 100 && now % 10 == 0 {
             arrivals.push((Kind::Admin, now));
         }
+        let secs = now as f64 / 1e3;
         for (kind, at) in arrivals {
+            if kind == Kind::Read {
+                tl.count(READS, secs);
+            }
             let slot = if bulkheads {
                 let b = if kind == Kind::Read { &reads } else { &admin };
                 match b.try_acquire() {
@@ -68,6 +75,7 @@ fn simulate(bulkheads: bool) -> (Vec<u64>, u64) {
                         if kind == Kind::Admin {
                             admin_refused += 1;
                         }
+                        tl.count(REFUSED_BULKHEAD, secs);
                         continue; // shed at its own bulkhead: the pool never sees it
                     }
                 }
@@ -89,7 +97,18 @@ fn simulate(bulkheads: bool) -> (Vec<u64>, u64) {
                 ADMIN_MS
             };
             if kind == Kind::Read {
-                read_latencies.push(now + work - at);
+                let waited = now - at;
+                read_latencies.push(waited + work);
+                tl.count(
+                    if waited + work > LATE_MS {
+                        READS_LATE
+                    } else {
+                        READS_IN_TIME
+                    },
+                    secs,
+                );
+            } else {
+                tl.count(ADMIN, secs);
             }
             running.push((now + work, conn, slot));
         }
@@ -98,28 +117,40 @@ fn simulate(bulkheads: bool) -> (Vec<u64>, u64) {
     (read_latencies, admin_refused)
 }
 
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    sorted[((sorted.len() - 1) as f64 * p) as usize]
-}
-
-pub(crate) fn run(report: &mut Report) {
+pub(crate) fn run() -> Scenario {
+    let mut s = Scenario::new(
+        "noisy neighbour",
+        format!("noisy neighbour: admin flood on a {POOL}-connection pool"),
+    );
+    let mut runs = Vec::new();
     for (bulkheads, variant) in [
         (false, "shared pool, no bulkheads"),
         (true, "bulkheads: admin 2, reads 18"),
     ] {
-        let (lat, refused) = simulate(bulkheads);
-        let ms = |v| format!("{:?}", Duration::from_millis(v));
-        report.row(
-            "noisy neighbour",
+        let mut tl = Timeline::new(variant, 0.05);
+        let (lat, refused) = simulate(bulkheads, &mut tl);
+        let ms = |v| crate::ms(Duration::from_millis(v));
+        let (p50, p99) = (crate::percentile(&lat, 0.5), crate::percentile(&lat, 0.99));
+        s.key_row(
             variant,
             "read latency p50 / p99",
-            format!(
-                "{} / {}",
-                ms(percentile(&lat, 0.5)),
-                ms(percentile(&lat, 0.99))
-            ),
+            format!("{} / {}", ms(p50), ms(p99)),
         );
-        report.row("noisy neighbour", variant, "reads served in 2 s", lat.len());
-        report.row("noisy neighbour", variant, "admin jobs refused", refused);
+        s.row(
+            variant,
+            &format!("reads served in {} s", TICKS / 1000),
+            lat.len(),
+        );
+        s.row(variant, "admin jobs refused (bulkhead full)", refused);
+        s.timeline(tl);
+        runs.push((lat.len(), p99, refused));
     }
+    let ((shared_served, shared_p99, _), (bh_served, bh_p99, bh_refused)) = (runs[0], runs[1]);
+    s.notice(format!(
+        "in a shared pool the admin flood takes the connections and reads queue behind it (p99 \
+         {shared_p99} ms, {shared_served} reads served); with bulkheads {bh_refused} admin jobs \
+         are refused at their own bulkhead and reads keep a p99 of {bh_p99} ms ({bh_served} \
+         served)"
+    ));
+    s
 }

@@ -4,8 +4,8 @@
 //! than the original load. Time is a `ManualClock`; the backoff sleeps move a per-request offset
 //! (a second `ManualClock`, the retry's timer).
 
-use crate::Report;
-use crate::timeline::Timeline;
+use crate::Scenario;
+use crate::timeline::{CALLS, DB_FAILURES, REFUSED_BUDGET, REQUESTS, Timeline};
 use resile::backoff::Backoff;
 use resile::budget::RetryBudget;
 use resile::clock::{Clock, ManualClock};
@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const REQUESTS_PER_SEC: u64 = 100;
+const ATTEMPTS: u32 = 4;
 const SECONDS: u64 = 30;
 const OUTAGE: std::ops::Range<u64> = 5_000_000_000..15_000_000_000;
 
@@ -31,9 +32,13 @@ fn simulate(
     budget: Option<Arc<RetryBudget<ManualClock>>>,
     tl: &RefCell<Timeline>,
 ) -> Outcome {
+    let refused_so_far = {
+        let budget = budget.clone();
+        move || budget.as_ref().map_or(0, |b| b.metrics().retries_refused)
+    };
     let offset = ManualClock::new();
     let mut b = Retry::builder()
-        .max_attempts(4)
+        .max_attempts(ATTEMPTS)
         .backoff(
             Backoff::builder()
                 .exponential(Duration::from_millis(50), 2)
@@ -57,15 +62,15 @@ fn simulate(
         let arrival = i * step;
         clock.set(arrival);
         outage_requests += u64::from(OUTAGE.contains(&arrival));
-        tl.borrow_mut().count("requests", arrival as f64 / 1e9);
+        tl.borrow_mut().count(REQUESTS, arrival as f64 / 1e9);
         offset.set(0);
+        let refused_before = refused_so_far();
         let out = retry.run(|| {
             let t = arrival + offset.now();
             calls.set(calls.get() + 1);
-            tl.borrow_mut()
-                .count("calls reaching the database", t as f64 / 1e9);
+            tl.borrow_mut().count(CALLS, t as f64 / 1e9);
             if OUTAGE.contains(&t) {
-                tl.borrow_mut().count("failures", t as f64 / 1e9);
+                tl.borrow_mut().count(DB_FAILURES, t as f64 / 1e9);
                 outage_calls.set(outage_calls.get() + 1);
                 Err("unavailable")
             } else {
@@ -73,6 +78,11 @@ fn simulate(
             }
         });
         failed += u64::from(out.is_err());
+        // A refused retry: at the time of the attempt whose failure asked for it.
+        let refused = refused_so_far() - refused_before;
+        let last_attempt = (arrival + offset.now()) as f64 / 1e9;
+        tl.borrow_mut()
+            .add(REFUSED_BUDGET, last_attempt, refused as f64);
     }
     Outcome {
         calls: calls.get(),
@@ -82,44 +92,17 @@ fn simulate(
     }
 }
 
-pub(crate) fn run(report: &mut Report) {
-    const S: &str = "retry storm";
+pub(crate) fn run() -> Scenario {
     let total = REQUESTS_PER_SEC * SECONDS;
-    let mut row = |variant: &str, o: Outcome, refused: Option<u64>| {
-        report.row(
-            S,
-            variant,
-            "load multiplier during the outage (calls / requests)",
-            format!("{:.2}x", o.outage_calls as f64 / o.outage_requests as f64),
-        );
-        report.row(
-            S,
-            variant,
-            "load multiplier over 30 s",
-            format!("{:.2}x", o.calls as f64 / total as f64),
-        );
-        report.row(
-            S,
-            variant,
-            "requests failed",
-            format!("{} of {total}", o.failed),
-        );
-        if let Some(r) = refused {
-            report.row(S, variant, "retries refused by the budget", r);
-        }
-    };
-
-    let mut timelines = Vec::new();
-    let timeline = |variant: &str| RefCell::new(Timeline::new(variant, 0.5));
-
-    let clock = ManualClock::new();
-    let tl = timeline("retries unbounded (4 attempts)");
-    row(
-        "retries unbounded (4 attempts)",
-        simulate(&clock, None, &tl),
-        None,
+    let mut s = Scenario::new(
+        "retry storm",
+        format!(
+            "retry storm: {} s of failures, {REQUESTS_PER_SEC} req/s, {ATTEMPTS} attempts",
+            (OUTAGE.end - OUTAGE.start) / 1_000_000_000
+        ),
     );
-    timelines.push(tl.into_inner());
+    let timeline = |variant: &str| RefCell::new(Timeline::new(variant, 0.5));
+    let mut runs = Vec::new();
 
     let clock = ManualClock::new();
     let fixed = Arc::new(
@@ -130,33 +113,58 @@ pub(crate) fn run(report: &mut Report) {
             .build()
             .expect("valid budget"),
     );
-    let tl = timeline("budget 100 / minute");
-    let o = simulate(&clock, Some(fixed.clone()), &tl);
-    timelines.push(tl.into_inner());
-    row(
-        "budget 100 / minute",
-        o,
-        Some(fixed.metrics().retries_refused),
-    );
-
-    let clock = ManualClock::new();
+    let ratio_clock = ManualClock::new();
     let ratio = Arc::new(
         RetryBudget::builder()
             .ratio(0.2)
             .min_per_sec(10)
             .window(Duration::from_secs(10))
-            .clock(clock.clone())
+            .clock(ratio_clock.clone())
             .build()
             .expect("valid budget"),
     );
-    let tl = timeline("budget 20% + 10/s");
-    let o = simulate(&clock, Some(ratio.clone()), &tl);
-    timelines.push(tl.into_inner());
-    row(
-        "budget 20% + 10/s",
-        o,
-        Some(ratio.metrics().retries_refused),
-    );
-    debug_assert!(clock.now() > 0);
-    report.timelines(S, timelines);
+    for (variant, clock, budget) in [
+        ("retries unbounded", ManualClock::new(), None),
+        ("budget 100 / minute", clock, Some(fixed)),
+        ("budget 20% + 10/s", ratio_clock, Some(ratio)),
+    ] {
+        let tl = timeline(variant);
+        let o = simulate(&clock, budget.clone(), &tl);
+        s.key_row(
+            variant,
+            "load multiplier during the outage (calls / requests)",
+            format!("{:.2}x", o.outage_calls as f64 / o.outage_requests as f64),
+        );
+        s.row(
+            variant,
+            &format!("load multiplier over {SECONDS} s"),
+            format!("{:.2}x", o.calls as f64 / total as f64),
+        );
+        s.row(
+            variant,
+            "requests failed",
+            format!("{} of {total}", o.failed),
+        );
+        let refused = budget.map(|b| b.metrics().retries_refused);
+        if let Some(r) = refused {
+            s.row(variant, "retries refused by the budget", r);
+        }
+        s.timeline(tl.into_inner());
+        runs.push((o, refused));
+    }
+    let unbounded = &runs[0].0;
+    let mult = |o: &Outcome| format!("{:.2}x", o.outage_calls as f64 / o.outage_requests as f64);
+    let budgeted: Vec<String> = runs[1..].iter().map(|(o, _)| mult(o)).collect();
+    let most_failed = runs[1..].iter().map(|(o, _)| o.failed).max().unwrap_or(0);
+    s.notice(format!(
+        "unbounded retries hit the failing database {} as hard as the requests alone and still \
+         fail {} of the {} requests that arrived during the outage; the budgets hold that to {} \
+         for at most {} more failed requests",
+        mult(unbounded),
+        unbounded.failed,
+        unbounded.outage_requests,
+        budgeted.join(" and "),
+        most_failed.saturating_sub(unbounded.failed),
+    ));
+    s
 }
