@@ -15,7 +15,7 @@
 //!
 //! | primitive | series |
 //! | --- | --- |
-//! | breaker | `resile_breaker_state{state}` (1 for the current state, 0 for the others: `closed`, `open`, `half_open`, `forced_open`, `disabled`), `resile_breaker_window_calls`, `resile_breaker_window_failures`, `resile_breaker_window_slow_calls`, `resile_breaker_failure_rate`, `resile_breaker_slow_call_rate`, `resile_breaker_refused_total`; with the hook, `resile_breaker_transitions_total{from,to}` |
+//! | breaker | `resile_breaker_state{state}` (1 for the current state, 0 for the others: `closed`, `open`, `half_open`, `forced_open`, `disabled`), `resile_breaker_window_calls`, `resile_breaker_window_failures`, `resile_breaker_window_slow_calls`, `resile_breaker_failure_rate`, `resile_breaker_slow_call_rate` (-1 while the window holds fewer calls than the minimum, as resilience4j reports), `resile_breaker_refused_total`, `resile_breaker_refused_in_state`, `resile_breaker_breaches_total`; with the hook, `resile_breaker_transitions_total{from,to}` |
 //! | retry budget | `resile_budget_balance`, `resile_budget_deposits_total`, `resile_budget_retries_granted_total`, `resile_budget_retries_refused_total` |
 //! | bulkhead | `resile_bulkhead_in_flight`, `resile_bulkhead_limit`, `resile_bulkhead_waiting`, `resile_bulkhead_peak_in_flight`, `resile_bulkhead_refused_total` |
 //! | drainer | `resile_drain_phase{phase}` (1 for the current phase: `serving`, `not_ready`, `draining`, `drained`), `resile_drain_in_flight`, `resile_drain_admitted_total`, `resile_drain_refused_total` |
@@ -69,16 +69,19 @@ fn state_label(s: State) -> &'static str {
 
 /// A breaker state-change hook that emits each transition: a `tracing` event (feature
 /// `tracing`; target `resile::breaker`, `WARN` when the breaker opens, `INFO` otherwise, fields
-/// `breaker`, `from`, `to`) and a `resile_breaker_transitions_total{name,from,to}` counter
+/// `breaker`, `from`, `to`, `cause`) and a `resile_breaker_transitions_total{name,from,to}` counter
 /// (feature `metrics`). With neither feature it does nothing. Pass it to
 /// [`on_state_change`](crate::breaker::BreakerBuilder::on_state_change); it runs once per transition,
 /// on the thread that made it.
 ///
 /// ```
-/// use resile::breaker::{CircuitBreaker, State, StateChange};
+/// use resile::breaker::{Cause, CircuitBreaker, State, StateChange};
 /// use resile::observe::state_change_hook;
 /// let hook = state_change_hook("payments");
-/// hook(&StateChange { from: State::Closed, to: State::Open });
+/// hook(&StateChange::new(State::Closed, State::Open, Cause::OpenPeriodEnded));
+/// let breaker = CircuitBreaker::builder().on_state_change(state_change_hook("db")).build()?;
+/// breaker.force_open(); // a WARN event and a counter, where the features are on
+/// # Ok::<(), resile::error::ConfigError>(())
 /// ```
 pub fn state_change_hook(
     name: impl Into<Cow<'static, str>>,
@@ -89,10 +92,11 @@ pub fn state_change_hook(
         #[cfg(feature = "tracing")]
         {
             let breaker: &str = &name;
+            let cause = tracing::field::debug(&change.cause);
             if matches!(change.to, State::Open | State::ForcedOpen) {
-                tracing::warn!(target: "resile::breaker", breaker, from, to, "circuit breaker state changed");
+                tracing::warn!(target: "resile::breaker", breaker, from, to, cause, "circuit breaker state changed");
             } else {
-                tracing::info!(target: "resile::breaker", breaker, from, to, "circuit breaker state changed");
+                tracing::info!(target: "resile::breaker", breaker, from, to, cause, "circuit breaker state changed");
             }
         }
         #[cfg(feature = "metrics")]
@@ -171,9 +175,23 @@ impl<C: Clock> Report for crate::breaker::CircuitBreaker<C> {
             name,
             f64::from(m.slow_calls),
         );
-        gauge("resile_breaker_failure_rate", name, m.failure_rate);
-        gauge("resile_breaker_slow_call_rate", name, m.slow_call_rate);
+        gauge(
+            "resile_breaker_failure_rate",
+            name,
+            m.failure_rate.unwrap_or(-1.0),
+        );
+        gauge(
+            "resile_breaker_slow_call_rate",
+            name,
+            m.slow_call_rate.unwrap_or(-1.0),
+        );
         total("resile_breaker_refused_total", name, m.refused);
+        gauge(
+            "resile_breaker_refused_in_state",
+            name,
+            m.refused_in_state as f64,
+        );
+        total("resile_breaker_breaches_total", name, m.breaches);
     }
 
     fn metric_name(&self) -> &str {

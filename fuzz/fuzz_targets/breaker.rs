@@ -31,6 +31,7 @@ struct Input {
     open_ms: u16,
     growth: Option<(u8, u8)>,
     half_open_ms: u16,
+    metrics_only: bool,
     ops: Vec<Op>,
 }
 
@@ -60,6 +61,8 @@ enum Op {
     /// Minutes, up to 4 h 15 min (the longest trip is about 4.9 hours).
     TripForMin(u8, u8),
     ForceHalfOpen,
+    /// A running breaker's new failure rate, minimum calls, probes, open period and mode.
+    Reconfigure(u8, u8, u8, u16, bool),
 }
 
 const REASONS: [TripReason; 5] = [
@@ -104,6 +107,24 @@ struct Cfg {
     probes: u32,
     open_ns: [u64; 16],
     half_open_ns: u64,
+    enforce: bool,
+}
+
+/// The open period per attempt: `open`, then with growth `(sixteenths, max)` each period the
+/// previous one times `sixteenths / 16` (the multiplier, exactly), rounded down to a
+/// nanosecond, capped: integer arithmetic, as the breaker's.
+fn periods(open: u64, growth: Option<(u64, u64)>) -> [u64; 16] {
+    let mut table = [open; 16];
+    if let Some((m, max)) = growth {
+        let mut grown = open;
+        for (k, d) in table.iter_mut().enumerate().skip(1) {
+            if k > 1 {
+                grown = (u128::from(grown) * u128::from(m) / 16).min(u128::from(max)) as u64;
+            }
+            *d = grown.min(max);
+        }
+    }
+    table
 }
 
 fn ppm(r: f64) -> u64 {
@@ -135,6 +156,10 @@ struct Model {
     refused: u64,
     changed_at: u64,
     log: Vec<(St, St)>,
+    /// Breaches of the closed window reported (trips, or metrics-only reports).
+    breaches: u64,
+    /// Metrics-only: the current breach has been reported.
+    breached: bool,
 }
 
 struct MPermit {
@@ -177,6 +202,7 @@ impl Model {
         self.epoch += 1;
         self.changed_at = now;
         self.cause = None;
+        self.breached = false;
         match to {
             St::Open => self.deadline = ceil_unit(now + self.cfg.open_ns[self.attempts]),
             St::HalfOpen => {
@@ -293,8 +319,17 @@ impl Model {
                     Some(_) => self.cfg.min_calls,
                 };
                 if c >= min && self.breach(c, f, s, self.cfg.count) {
-                    self.attempts = 1;
-                    self.go(St::Open, now);
+                    if self.cfg.enforce {
+                        self.breaches += 1;
+                        self.attempts = 1;
+                        self.go(St::Open, now);
+                    } else if !self.breached {
+                        self.breaches += 1;
+                        self.breached = true;
+                    }
+                } else if !failed && !slow {
+                    // A fast success that breaches nothing ends the reported breach.
+                    self.breached = false;
                 }
             }
             // The timeout re-opened it before this result, which does not count.
@@ -304,7 +339,7 @@ impl Model {
                 self.fail += failed as u32;
                 self.slow += slow as u32;
                 let needed = self.cfg.min_calls.min(self.cfg.probes);
-                if self.res == needed {
+                if self.res >= needed {
                     let limit = if self.cfg.count == 0 {
                         0
                     } else {
@@ -328,6 +363,7 @@ impl Model {
             self.epoch += 1;
             self.count.clear();
             self.timed.clear();
+            self.breached = false;
         } else {
             self.go(St::Closed, now);
         }
@@ -385,7 +421,8 @@ fuzz_target!(|input: Input| {
         .failure_rate_threshold(rate)
         .half_open_probes(probes)
         .open_for(Duration::from_millis(u64::from(input.open_ms)))
-        .half_open_timeout(Duration::from_millis(u64::from(input.half_open_ms) + 1));
+        .half_open_timeout(Duration::from_millis(u64::from(input.half_open_ms) + 1))
+        .metrics_only(input.metrics_only);
     if let Some(c) = count {
         b = b.failure_count_threshold(c);
     }
@@ -393,22 +430,14 @@ fuzz_target!(|input: Input| {
         b = b.slow_calls(Duration::from_nanos(t), r);
     }
     let open = u64::from(input.open_ms) * MS;
-    let mut open_ns = [open; 16];
+    let mut grow = None;
     if let Some((m, x)) = input.growth {
         let mult = 1.0 + f64::from(m) / 16.0;
         let max = open * (u64::from(x % 8) + 1);
         b = b.open_for_growth(mult, Duration::from_nanos(max));
-        // Each period is the previous one times the multiplier (exactly `(16 + m) / 16`),
-        // rounded down to a nanosecond, capped: integer arithmetic, as the breaker's table.
-        let mut grown = open;
-        for (k, d) in open_ns.iter_mut().enumerate().skip(1) {
-            if k > 1 {
-                grown = (u128::from(grown) * u128::from(16 + u64::from(m)) / 16)
-                    .min(u128::from(max)) as u64;
-            }
-            *d = grown.min(max);
-        }
+        grow = Some((16 + u64::from(m), max));
     }
+    let open_ns = periods(open, grow);
     let breaker = b.build().expect("a valid config");
     let mut m = Model {
         cfg: Cfg {
@@ -422,6 +451,7 @@ fuzz_target!(|input: Input| {
             probes,
             open_ns,
             half_open_ns: (u64::from(input.half_open_ms) + 1) * MS,
+            enforce: !input.metrics_only,
         },
         state: St::Closed,
         epoch: 0,
@@ -437,7 +467,10 @@ fuzz_target!(|input: Input| {
         refused: 0,
         changed_at: base,
         log: Vec::new(),
+        breaches: 0,
+        breached: false,
     };
+    let growth = input.growth.map(|(m, x)| (16 + u64::from(m), x));
 
     let mut held: Vec<(BreakerPermit<'_, ManualClock>, MPermit)> = Vec::new();
     for op in input.ops.into_iter().take(MAX_OPS) {
@@ -513,6 +546,35 @@ fuzz_target!(|input: Input| {
                 breaker.force_half_open();
                 m.force_half_open(now);
             }
+            Op::Reconfigure(r, min, probes, open_ms, metrics_only) => {
+                let rate = (f64::from(r) + 1.0) / 256.0;
+                let min_calls = u32::from(min % 10) + 1;
+                let probes = u32::from(probes % 4) + 1;
+                let open = u64::from(open_ms) * MS;
+                let max = growth.map(|(_, x)| open * (u64::from(x % 8) + 1));
+                breaker
+                    .reconfigure(|c| {
+                        let c = c
+                            .failure_rate_threshold(rate)
+                            .minimum_calls(min_calls)
+                            .half_open_probes(probes)
+                            .open_for(Duration::from_nanos(open))
+                            .metrics_only(metrics_only);
+                        match (growth, max) {
+                            (Some((m, _)), Some(max)) => {
+                                c.open_for_growth(m as f64 / 16.0, Duration::from_nanos(max))
+                            }
+                            _ => c,
+                        }
+                    })
+                    .expect("a valid config");
+                let cfg = &mut m.cfg;
+                cfg.rate_ppm = ppm(rate);
+                cfg.min_calls = min_calls;
+                cfg.probes = probes;
+                cfg.enforce = !metrics_only;
+                cfg.open_ns = periods(open, growth.zip(max).map(|((m, _), max)| (m, max)));
+            }
             Op::Disable => {
                 breaker.disable();
                 if m.state != St::Disabled {
@@ -533,6 +595,7 @@ fuzz_target!(|input: Input| {
             (c, f, s)
         );
         assert_eq!(metrics.refused, m.refused);
+        assert_eq!(metrics.breaches, m.breaches);
         assert_eq!(
             metrics.since_last_transition,
             Duration::from_nanos(now - m.changed_at)

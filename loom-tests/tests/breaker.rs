@@ -446,3 +446,74 @@ fn a_trip_racing_a_probe_admission_is_never_undone_by_it() {
         assert!(counts.to_half_open.load(Ordering::Relaxed) <= 1);
     });
 }
+
+/// A reconfigure between two settings, each of which leaves a window of 2 failures in 3 calls
+/// closed (at least 2 calls and a 100 % rate; at least 4 calls and a 50 % rate), races the
+/// record that makes it 2 in 3. A decision that mixed them (2 calls and 50 %) would trip: every
+/// decision sees one configuration whole.
+#[test]
+fn a_reconfigure_racing_a_record_is_seen_whole() {
+    resile_loom_tests::model(|| {
+        let b = Arc::new(
+            CircuitBreaker::builder()
+                .clock(ManualClock::new())
+                .count_window(4)
+                .minimum_calls(2)
+                .failure_rate_threshold(1.0)
+                .build()
+                .unwrap(),
+        );
+        b.try_acquire().unwrap().failure();
+        b.try_acquire().unwrap().success();
+        let recorder = {
+            let b = b.clone();
+            thread::spawn(move || b.try_acquire().unwrap().failure())
+        };
+        b.reconfigure(|c| c.minimum_calls(4).failure_rate_threshold(0.5))
+            .unwrap();
+        recorder.join().unwrap();
+        assert_eq!(b.state(), State::Closed);
+        let m = b.metrics();
+        assert_eq!(
+            (m.calls, m.failures),
+            (3, 2),
+            "the window survives the reconfigure"
+        );
+    });
+}
+
+/// Metrics-only: two failures breach the window at once (each sees 1 or 2 failures of 2 calls,
+/// both at least 50 %); the breach is reported once, and nothing is refused.
+#[test]
+fn a_metrics_only_breach_is_reported_once_under_concurrent_failures() {
+    resile_loom_tests::model(|| {
+        let reports = Arc::new(AtomicUsize::new(0));
+        let r = reports.clone();
+        let b = Arc::new(
+            CircuitBreaker::builder()
+                .clock(ManualClock::new())
+                .count_window(2)
+                .minimum_calls(2)
+                .failure_rate_threshold(0.5)
+                .metrics_only(true)
+                .on_breach(move |_| {
+                    r.fetch_add(1, Ordering::Relaxed);
+                })
+                .build()
+                .unwrap(),
+        );
+        b.try_acquire().unwrap().success();
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let b = b.clone();
+                thread::spawn(move || b.try_acquire().unwrap().failure())
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(reports.load(Ordering::Relaxed), 1);
+        assert_eq!(b.metrics().breaches, 1);
+        assert_eq!(b.state(), State::Closed);
+    });
+}

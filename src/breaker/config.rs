@@ -1,8 +1,8 @@
 //! The builder: every setting, its default, and the validation that keeps every limit inside
 //! the packed word.
 
-use super::state::{MAX_ATTEMPTS, MAX_PROBES, MAX_TICKS, Params, TICK_NANOS};
-use super::{CircuitBreaker, StateChange};
+use super::state::{MAX_PROBES, MAX_TICKS, NOT_SLOW, Params, TICK_NANOS};
+use super::{Breach, CircuitBreaker, StateChange};
 use crate::clock::{Clock, SystemClock, duration_to_nanos};
 use crate::error::ConfigError;
 use crate::window::{CountWindow, TimeWindow};
@@ -19,8 +19,9 @@ pub const MAX_DURATION: Duration = Duration::from_nanos(MAX_TICKS * TICK_NANOS);
 pub const MAX_COUNT: u32 = TimeWindow::MAX_LANE;
 
 pub(crate) type Hook = Box<dyn Fn(&StateChange) + Send + Sync + 'static>;
+pub(crate) type BreachHook = Box<dyn Fn(&Breach) + Send + Sync + 'static>;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum WindowSpec {
     Count(u32),
     Time(Duration, u32),
@@ -64,6 +65,15 @@ pub(crate) enum Window {
 pub struct BreakerBuilder<C: Clock = SystemClock> {
     clock: C,
     name: Cow<'static, str>,
+    settings: Settings,
+    hook: Option<Hook>,
+    breach_hook: Option<BreachHook>,
+}
+
+/// Every setting a running breaker can change (see
+/// [`CircuitBreaker::reconfigure`]), and its window, which it cannot.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Settings {
     window: WindowSpec,
     minimum_calls: u32,
     failure_rate: Option<f64>,
@@ -73,44 +83,92 @@ pub struct BreakerBuilder<C: Clock = SystemClock> {
     growth: Option<(f64, Duration)>,
     probes: u32,
     half_open_timeout: Duration,
-    hook: Option<Hook>,
+    metrics_only: bool,
 }
 
 impl<C: Clock + fmt::Debug> fmt::Debug for BreakerBuilder<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.settings;
         f.debug_struct("BreakerBuilder")
             .field("clock", &self.clock)
             .field("name", &self.name)
-            .field("window", &self.window)
-            .field("minimum_calls", &self.minimum_calls)
-            .field("failure_rate", &self.failure_rate)
-            .field("failure_count", &self.failure_count)
-            .field("slow", &self.slow)
-            .field("open_for", &self.open_for)
-            .field("growth", &self.growth)
-            .field("probes", &self.probes)
-            .field("half_open_timeout", &self.half_open_timeout)
+            .field("window", &s.window)
+            .field("minimum_calls", &s.minimum_calls)
+            .field("failure_rate", &s.failure_rate)
+            .field("failure_count", &s.failure_count)
+            .field("slow", &s.slow)
+            .field("open_for", &s.open_for)
+            .field("growth", &s.growth)
+            .field("probes", &s.probes)
+            .field("half_open_timeout", &s.half_open_timeout)
+            .field("metrics_only", &s.metrics_only)
             .field("hook", &self.hook.is_some())
+            .field("breach_hook", &self.breach_hook.is_some())
             .finish()
     }
 }
 
 impl BreakerBuilder<SystemClock> {
     pub(crate) fn new() -> Self {
+        Self::with_settings(
+            Cow::Borrowed("circuit-breaker"),
+            Settings {
+                window: WindowSpec::Count(100),
+                minimum_calls: 100,
+                failure_rate: Some(0.5),
+                failure_count: None,
+                slow: None,
+                open_for: Duration::from_secs(60),
+                growth: None,
+                probes: 10,
+                half_open_timeout: Duration::from_secs(60),
+                metrics_only: false,
+            },
+        )
+    }
+
+    /// A builder holding `settings`, as a reconfigure hands it out.
+    pub(crate) fn with_settings(name: Cow<'static, str>, settings: Settings) -> Self {
         BreakerBuilder {
             clock: SystemClock::new(),
-            name: Cow::Borrowed("circuit-breaker"),
-            window: WindowSpec::Count(100),
-            minimum_calls: 100,
-            failure_rate: Some(0.5),
-            failure_count: None,
-            slow: None,
-            open_for: Duration::from_secs(60),
-            growth: None,
-            probes: 10,
-            half_open_timeout: Duration::from_secs(60),
+            name,
+            settings,
             hook: None,
+            breach_hook: None,
         }
+    }
+
+    /// What a reconfigure takes from the builder its closure returned: the settings, unless it
+    /// changed something a running breaker cannot take (checked against `live`).
+    pub(crate) fn into_settings(
+        self,
+        name: &str,
+        live: &Settings,
+    ) -> Result<Settings, ConfigError> {
+        let kept = "as built: a running breaker keeps it";
+        if self.hook.is_some() {
+            return Err(ConfigError::new("on_state_change", "a new hook", kept));
+        }
+        if self.breach_hook.is_some() {
+            return Err(ConfigError::new("on_breach", "a new hook", kept));
+        }
+        if self.name != name {
+            return Err(ConfigError::new("name", self.name, name.to_owned()));
+        }
+        if self.settings.window != live.window {
+            let (field, allowed) = match live.window {
+                WindowSpec::Count(n) => ("count_window", format!("{n} calls, {kept}")),
+                WindowSpec::Time(span, b) => {
+                    ("time_window", format!("{span:?} in {b} buckets, {kept}"))
+                }
+            };
+            let value = match self.settings.window {
+                WindowSpec::Count(n) => format!("count_window({n})"),
+                WindowSpec::Time(span, b) => format!("time_window({span:?}, {b})"),
+            };
+            return Err(ConfigError::new(field, value, allowed));
+        }
+        Ok(self.settings)
     }
 }
 
@@ -122,16 +180,9 @@ impl<C: Clock> BreakerBuilder<C> {
         BreakerBuilder {
             clock,
             name: self.name,
-            window: self.window,
-            minimum_calls: self.minimum_calls,
-            failure_rate: self.failure_rate,
-            failure_count: self.failure_count,
-            slow: self.slow,
-            open_for: self.open_for,
-            growth: self.growth,
-            probes: self.probes,
-            half_open_timeout: self.half_open_timeout,
+            settings: self.settings,
             hook: self.hook,
+            breach_hook: self.breach_hook,
         }
     }
 
@@ -144,35 +195,35 @@ impl<C: Clock> BreakerBuilder<C> {
     /// Decide on the last `calls` outcomes (`1..=65536`). A count window needs no clock reading
     /// on the closed path (unless slow calls are detected).
     pub fn count_window(mut self, calls: u32) -> Self {
-        self.window = WindowSpec::Count(calls);
+        self.settings.window = WindowSpec::Count(calls);
         self
     }
 
     /// Decide on the outcomes of the last `span`, kept in `buckets` buckets (`1..=1024`; `span`
     /// must divide into whole-nanosecond buckets). Every record reads the clock.
     pub fn time_window(mut self, span: Duration, buckets: u32) -> Self {
-        self.window = WindowSpec::Time(span, buckets);
+        self.settings.window = WindowSpec::Time(span, buckets);
         self
     }
 
     /// No decision before the window holds this many calls (`1..=MAX_COUNT`). A count window
     /// caps it at its size, as resilience4j does; a time window does not.
     pub fn minimum_calls(mut self, calls: u32) -> Self {
-        self.minimum_calls = calls;
+        self.settings.minimum_calls = calls;
         self
     }
 
     /// Trip when failures / calls `>=` `rate`, in `(0, 1]` (compared in millionths); `None`
     /// turns the rule off.
     pub fn failure_rate_threshold(mut self, rate: impl Into<Option<f64>>) -> Self {
-        self.failure_rate = rate.into();
+        self.settings.failure_rate = rate.into();
         self
     }
 
     /// Also trip when the window holds at least `failures` failures (`1..=MAX_COUNT`, and at most
     /// the size of a count window). In half-open the count is `min(failures, decision point)`.
     pub fn failure_count_threshold(mut self, failures: u32) -> Self {
-        self.failure_count = Some(failures);
+        self.settings.failure_count = Some(failures);
         self
     }
 
@@ -180,14 +231,14 @@ impl<C: Clock> BreakerBuilder<C> {
     /// calls / calls `>=` `rate` (in `(0, 1]`). Off by default, because it reads the clock when a
     /// permit is taken and when it reports.
     pub fn slow_calls(mut self, threshold: Duration, rate: f64) -> Self {
-        self.slow = Some((threshold, rate));
+        self.settings.slow = Some((threshold, rate));
         self
     }
 
     /// How long the breaker stays open before admitting a probe (`0..=MAX_DURATION`), rounded up
     /// to a whole tick of about 1.05 ms.
     pub fn open_for(mut self, duration: Duration) -> Self {
-        self.open_for = duration;
+        self.settings.open_for = duration;
         self
     }
 
@@ -199,21 +250,58 @@ impl<C: Clock> BreakerBuilder<C> {
     /// growing by 2.0 is 2 s, then 4 s), and less than a nanosecond short of the exact product at
     /// each step for any other.
     pub fn open_for_growth(mut self, multiplier: f64, max: Duration) -> Self {
-        self.growth = Some((multiplier, max));
+        self.settings.growth = Some((multiplier, max));
         self
     }
 
     /// At most this many calls pass while half-open (`1..=31`); the decision comes after
     /// `min(minimum_calls, probes)` results.
     pub fn half_open_probes(mut self, probes: u32) -> Self {
-        self.probes = probes;
+        self.settings.probes = probes;
         self
     }
 
     /// A half-open breaker that has not decided within `timeout` (`1ns..=MAX_DURATION`) re-opens
     /// on the next acquire.
     pub fn half_open_timeout(mut self, timeout: Duration) -> Self {
-        self.half_open_timeout = timeout;
+        self.settings.half_open_timeout = timeout;
+        self
+    }
+
+    /// Records every result and reports each breach of a threshold (to
+    /// [`on_breach`](Self::on_breach) and in [`BreakerMetrics::breaches`]), but never opens on
+    /// its own evidence: the breaker stays closed and refuses nothing. Operators roll a breaker
+    /// out this way, watch what it would have done, then let it act with a
+    /// [`reconfigure`](CircuitBreaker::reconfigure). A breach is reported once, when it begins;
+    /// the next is reported after a success whose window breaches nothing. Trips by other code
+    /// ([`trip`](CircuitBreaker::trip), [`force_open`](CircuitBreaker::force_open)) still act:
+    /// they are commands, not evidence.
+    ///
+    /// ```
+    /// use resile::breaker::{Breach, CircuitBreaker, State};
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = seen.clone();
+    /// let breaker = CircuitBreaker::builder()
+    ///     .count_window(4)
+    ///     .minimum_calls(4)
+    ///     .metrics_only(true)
+    ///     .on_breach(move |b: &Breach| log.lock().unwrap().push(b.failure_rate))
+    ///     .build()?;
+    /// for ok in [true, false, false, false, false] {
+    ///     let permit = breaker.try_acquire()?; // never refused
+    ///     if ok { permit.success() } else { permit.failure() }
+    /// }
+    /// assert_eq!(breaker.state(), State::Closed);
+    /// assert_eq!(*seen.lock().unwrap(), [0.75]); // one breach, reported when it began
+    /// assert_eq!(breaker.metrics().breaches, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// [`BreakerMetrics::breaches`]: super::BreakerMetrics::breaches
+    pub fn metrics_only(mut self, metrics_only: bool) -> Self {
+        self.settings.metrics_only = metrics_only;
         self
     }
 
@@ -223,14 +311,38 @@ impl<C: Clock> BreakerBuilder<C> {
         self
     }
 
+    /// Runs `hook` once per breach of a threshold by the closed window, on the thread whose
+    /// result breached it, with the counts and rates that crossed: at the trip, or in
+    /// [metrics-only](Self::metrics_only) mode when the breach begins.
+    pub fn on_breach(mut self, hook: impl Fn(&Breach) + Send + Sync + 'static) -> Self {
+        self.breach_hook = Some(Box::new(hook));
+        self
+    }
+
     /// Validates the settings and builds the breaker.
     pub fn build(self) -> Result<CircuitBreaker<C>, ConfigError> {
-        let window = match self.window {
+        let window = match self.settings.window {
             WindowSpec::Count(n) => Window::Count(CountWindow::new(n)?),
             WindowSpec::Time(span, buckets) => {
                 Window::Time(TimeWindow::with_fast_calls(span, buckets)?)
             }
         };
+        let params = self.settings.params(&window)?;
+        Ok(CircuitBreaker::from_parts(
+            self.clock,
+            self.name,
+            window,
+            self.settings,
+            params,
+            self.hook,
+            self.breach_hook,
+        ))
+    }
+}
+
+impl Settings {
+    /// Validates the settings against `window` and precomputes what the decisions read.
+    pub(crate) fn params(&self, window: &Window) -> Result<Params, ConfigError> {
         if self.minimum_calls == 0 || self.minimum_calls > MAX_COUNT {
             return Err(ConfigError::new(
                 "minimum_calls",
@@ -242,7 +354,7 @@ impl<C: Clock> BreakerBuilder<C> {
             None => 0,
             Some(r) => ppm("failure_rate_threshold", r)?,
         };
-        let failure_count = match (self.failure_count, &window) {
+        let failure_count = match (self.failure_count, window) {
             (None, _) => 0,
             (Some(n), Window::Count(w)) if n > w.size() && n <= MAX_COUNT => {
                 return Err(ConfigError::new(
@@ -265,8 +377,12 @@ impl<C: Clock> BreakerBuilder<C> {
             }
         };
         let (slow_nanos, slow_rate_ppm) = match self.slow {
-            None => (None, 0),
-            Some((d, r)) => (Some(duration_to_nanos(d)), ppm("slow_calls", r)?),
+            None => (NOT_SLOW, 0),
+            // A threshold of `u64::MAX` ns (584 years) is no rule at all.
+            Some((d, r)) => (
+                duration_to_nanos(d).min(NOT_SLOW - 1),
+                ppm("slow_calls", r)?,
+            ),
         };
         if self.probes == 0 || self.probes > MAX_PROBES {
             return Err(ConfigError::new(
@@ -275,38 +391,24 @@ impl<C: Clock> BreakerBuilder<C> {
                 format!("1..={MAX_PROBES}"),
             ));
         }
-        let open = fits("open_for", self.open_for, Duration::ZERO)?;
+        let open_nanos = fits("open_for", self.open_for, Duration::ZERO)?;
         let half_open_nanos = fits(
             "half_open_timeout",
             self.half_open_timeout,
             Duration::from_nanos(1),
         )?;
-        let mut open_nanos = [open; MAX_ATTEMPTS as usize + 1];
-        if let Some((mult, max)) = self.growth {
-            if !(1.0..=1000.0).contains(&mult) {
-                return Err(ConfigError::new("open_for_growth", mult, "1.0..=1000.0"));
+        let (growth, growth_max) = match self.growth {
+            None => (0, open_nanos),
+            Some((mult, max)) => {
+                if !(1.0..=1000.0).contains(&mult) {
+                    return Err(ConfigError::new("open_for_growth", mult, "1.0..=1000.0"));
+                }
+                (mult.to_bits(), fits("open_for_growth", max, self.open_for)?)
             }
-            let max = fits("open_for_growth", max, self.open_for)?;
-            // The first open period is `open` itself; each later one the previous one grown.
-            let mut grown = open;
-            for d in open_nanos.iter_mut().skip(2) {
-                grown = times(grown, mult).min(max);
-                *d = grown;
-            }
-        }
-        let min_calls = match &window {
+        };
+        let min_calls = match window {
             Window::Count(w) => self.minimum_calls.min(w.size()),
             Window::Time(_) => self.minimum_calls,
-        };
-        let params = Params {
-            min_calls,
-            failure_rate_ppm,
-            slow_rate_ppm,
-            failure_count,
-            probes: self.probes,
-            needed: self.minimum_calls.min(self.probes),
-            open_nanos,
-            half_open_nanos,
         };
         if failure_rate_ppm == 0 && slow_rate_ppm == 0 && failure_count == 0 {
             return Err(ConfigError::new(
@@ -315,23 +417,21 @@ impl<C: Clock> BreakerBuilder<C> {
                 "a rate in (0, 1] unless a failure count or slow-call rule is set",
             ));
         }
-        Ok(CircuitBreaker::from_parts(
-            self.clock, self.name, window, params, slow_nanos, self.hook,
-        ))
+        Ok(Params {
+            min_calls,
+            failure_rate_ppm,
+            slow_rate_ppm,
+            failure_count,
+            probes: self.probes,
+            needed: self.minimum_calls.min(self.probes),
+            open_nanos,
+            growth,
+            growth_max,
+            half_open_nanos,
+            slow_nanos,
+            enforce: !self.metrics_only,
+        })
     }
-}
-
-/// `nanos * mult` rounded down, exactly, saturating at `u64::MAX`, for `mult` in
-/// `1.0..=1000.0` (checked by the caller): `mult` is `mantissa * 2^-shift` with a 53-bit
-/// `mantissa` and `shift` in `43..=52`, so the product takes one 128-bit multiplication and a
-/// shift.
-fn times(nanos: u64, mult: f64) -> u64 {
-    let bits = mult.to_bits();
-    let mantissa = (bits & ((1 << 52) - 1)) | (1 << 52);
-    // The biased exponent is 1023 for 1.0 and 1032 for 1000.0 (`mult` is normal and positive).
-    let shift = 1075 - ((bits >> 52) & 0x7ff);
-    let product = (u128::from(nanos) * u128::from(mantissa)) >> shift;
-    u64::try_from(product).unwrap_or(u64::MAX)
 }
 
 fn ppm(field: &'static str, rate: f64) -> Result<u32, ConfigError> {
@@ -476,10 +576,8 @@ mod tests {
             .open_for_growth(2.0, Duration::from_secs(5))
             .build()
             .unwrap();
-        let secs: Vec<u64> = br.params.open_nanos[1..6]
-            .iter()
-            .map(|n| n / 1_000_000_000)
-            .collect();
+        let p = br.params.load();
+        let secs: Vec<u64> = (1..6).map(|k| p.open_period(k) / 1_000_000_000).collect();
         assert_eq!(secs, vec![1, 2, 4, 5, 5]);
         assert_eq!(MAX_TICKS * TICK_NANOS, duration_to_nanos(MAX_DURATION));
     }
@@ -495,7 +593,8 @@ mod tests {
                 .open_for_growth(mult, max)
                 .build()
                 .unwrap();
-            br.params.open_nanos
+            let p = br.params.load();
+            std::array::from_fn::<u64, 16, _>(|k| p.open_period(k as u64))
         };
         let secs = table(Duration::from_secs(1), 2.0, MAX_DURATION);
         assert_eq!(

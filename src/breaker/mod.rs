@@ -47,6 +47,14 @@
 //!   period), each with a [`TripReason`] that every refusal carries; a timed trip never shortens
 //!   a refusal in force. [`force_half_open`](CircuitBreaker::force_half_open) starts a manual
 //!   probe, [`reset`](CircuitBreaker::reset) closes it.
+//! - In [metrics-only](BreakerBuilder::metrics_only) mode the breaker records everything and
+//!   reports each breach once ([`on_breach`](BreakerBuilder::on_breach),
+//!   [`BreakerMetrics::breaches`]) but never opens on its own evidence.
+//!   [`reconfigure`](CircuitBreaker::reconfigure) changes thresholds, periods, probes and the
+//!   mode of a running breaker, keeping its state and window; every decision sees one
+//!   configuration whole.
+//! - Every transition reaches the [state-change hook](BreakerBuilder::on_state_change) once, with
+//!   its [`Cause`] (the [`Breach`] and its rates, a trip's reason, a reset).
 //!
 //! [`try_acquire`]: CircuitBreaker::try_acquire
 //! [`state`]: CircuitBreaker::state
@@ -128,20 +136,24 @@
 
 mod config;
 mod error;
+mod event;
+mod params;
 mod state;
 
 pub use config::{BreakerBuilder, MAX_COUNT, MAX_DURATION};
 pub use error::{BreakerError, CircuitOpen};
+pub use event::{Breach, Cause, StateChange};
 pub use state::{State, TripReason};
 
 use crate::classify::{Classify, ErrIsFailure, Verdict};
 use crate::clock::{Clock, SystemClock};
 use crate::counter::StripedCounter;
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering};
 use crate::window::Outcome;
-use config::{Hook, Window};
+use config::{BreachHook, Hook, Settings, Window};
 use crossbeam_utils::CachePadded;
-use state::{Decision, Now, Params, Step};
+use params::ParamsCell;
+use state::{Decision, NOT_SLOW, Now, Params, Step, Why};
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
@@ -153,39 +165,12 @@ use std::time::Duration;
 /// ends within about a microsecond of its length.
 pub const TICK: Duration = Duration::from_nanos(state::TICK_NANOS);
 
-/// A transition, as the [state-change hook](BreakerBuilder::on_state_change) sees it.
-///
-/// The hook sees each transition once, `from` the state left `to` the state entered; a manual
-/// move to the state the breaker is already in is no transition.
-///
-/// ```
-/// use resile::breaker::{CircuitBreaker, State::*, StateChange};
-/// use std::sync::{Arc, Mutex};
-///
-/// let seen = Arc::new(Mutex::new(Vec::new()));
-/// let log = Arc::clone(&seen);
-/// let breaker = CircuitBreaker::builder().minimum_calls(1)
-///     .on_state_change(move |c: &StateChange| log.lock().unwrap().push((c.from, c.to)))
-///     .build()?;
-/// breaker.try_acquire()?.failure(); // 1 failure of 1 call: trips
-/// breaker.force_open();
-/// breaker.force_open(); // already forced open: nothing to report
-/// breaker.reset();
-/// assert_eq!(*seen.lock().unwrap(), [(Closed, Open), (Open, ForcedOpen), (ForcedOpen, Closed)]);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct StateChange {
-    /// The state before.
-    pub from: State,
-    /// The state after.
-    pub to: State,
-}
-
 /// A snapshot of a breaker's counters.
 ///
 /// `calls`, `failures` and `slow_calls` (and the rates) describe the closed window: kept while
-/// open and half-open, emptied when the breaker closes again or is reset.
+/// open and half-open, emptied when the breaker closes again or is reset. The rates read `None`
+/// while the window holds fewer calls than the minimum, so a dashboard can tell "healthy" from
+/// "not enough calls yet".
 ///
 /// ```
 /// use resile::breaker::{CircuitBreaker, State};
@@ -198,8 +183,15 @@ pub struct StateChange {
 /// clock.advance(Duration::from_secs(2));
 /// assert!(breaker.try_acquire().is_err()); // 2 failures of 4 calls = 50 %: open
 /// let m = breaker.metrics();
-/// assert_eq!((m.state, m.calls, m.failures, m.failure_rate), (State::Open, 4, 2, 0.5));
-/// assert_eq!((m.refused, m.since_last_transition), (1, Duration::from_secs(2)));
+/// assert_eq!((m.state, m.calls, m.failures, m.failure_rate), (State::Open, 4, 2, Some(0.5)));
+/// assert_eq!((m.refused, m.refused_in_state, m.breaches), (1, 1, 1));
+/// assert_eq!(m.since_last_transition, Duration::from_secs(2));
+///
+/// breaker.reset();
+/// let _ = breaker.call(|| Err::<(), _>("503"));
+/// let m = breaker.metrics();
+/// assert_eq!((m.calls, m.failure_rate), (1, None)); // 1 call of the 4 a decision needs
+/// assert_eq!((m.refused, m.refused_in_state), (1, 0));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -207,10 +199,11 @@ pub struct StateChange {
 pub struct BreakerMetrics {
     /// The state.
     pub state: State,
-    /// `failures / calls`, or 0 with no calls.
-    pub failure_rate: f64,
-    /// `slow_calls / calls`, or 0 with no calls.
-    pub slow_call_rate: f64,
+    /// `failures / calls`; `None` while the window holds fewer calls than `minimum_calls` (the
+    /// rate decides nothing yet).
+    pub failure_rate: Option<f64>,
+    /// `slow_calls / calls`; `None` while the window holds fewer calls than `minimum_calls`.
+    pub slow_call_rate: Option<f64>,
     /// Calls in the window.
     pub calls: u32,
     /// Failed calls in the window.
@@ -219,8 +212,44 @@ pub struct BreakerMetrics {
     pub slow_calls: u32,
     /// Calls refused since the breaker was built.
     pub refused: u64,
+    /// Calls refused since the current state began (a refusal decided as the state changed may
+    /// count in either).
+    pub refused_in_state: u64,
+    /// Breaches of a threshold by the closed window since the breaker was built: its trips, or
+    /// in [metrics-only](BreakerBuilder::metrics_only) mode the breaches it reported.
+    pub breaches: u64,
+    /// While half-open: the probes admitted and what they reported.
+    pub probes: Option<ProbeMetrics>,
+    /// While open or forced open by [a trip](CircuitBreaker::trip): its reason.
+    pub tripped_by: Option<TripReason>,
     /// Time since the last transition (or since the breaker was built).
     pub since_last_transition: Duration,
+}
+
+/// The half-open probes of a [`BreakerMetrics`].
+///
+/// ```
+/// use resile::breaker::CircuitBreaker;
+/// let breaker = CircuitBreaker::builder().half_open_probes(3).minimum_calls(3).build()?;
+/// breaker.force_half_open();
+/// let (a, b) = (breaker.try_acquire()?, breaker.try_acquire()?);
+/// a.failure();
+/// let probes = breaker.metrics().probes.unwrap();
+/// assert_eq!((probes.admitted, probes.results, probes.failures), (2, 1, 1));
+/// drop(b);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProbeMetrics {
+    /// Probes admitted in this half-open state and not given back unreported.
+    pub admitted: u32,
+    /// Probe results counted.
+    pub results: u32,
+    /// Failed probe results.
+    pub failures: u32,
+    /// Slow probe results.
+    pub slow: u32,
 }
 
 /// A circuit breaker: see the [module documentation](self).
@@ -239,11 +268,22 @@ pub struct CircuitBreaker<C: Clock = SystemClock> {
     /// [`BreakerMetrics::since_last_transition`] and for reading deadlines older than their tick field.
     changed_at: AtomicU64,
     window: Window,
-    pub(crate) params: Params,
-    slow_nanos: Option<u64>,
+    /// The live configuration every decision reads whole.
+    pub(crate) params: ParamsCell,
+    /// Whether a slow-call rule is set: a permit then reads the clock when taken. A hint for the
+    /// healthy path alone (a permit taken without a start is never slow); the rule itself is in
+    /// `params`.
+    timed: AtomicBool,
+    /// The settings `params` was computed from; its lock serializes reconfigures.
+    settings: Mutex<Settings>,
+    /// Breaches of the closed window reported (trips, or metrics-only reports).
+    breaches: AtomicU64,
+    /// `refused` as the current state began, for the refusals since.
+    refused_base: AtomicU64,
     clock: C,
     name: Cow<'static, str>,
     hook: Option<Hook>,
+    breach_hook: Option<BreachHook>,
 }
 
 impl<C: Clock> fmt::Debug for CircuitBreaker<C> {
@@ -267,9 +307,10 @@ impl<C: Clock> CircuitBreaker<C> {
         clock: C,
         name: Cow<'static, str>,
         window: Window,
+        settings: Settings,
         params: Params,
-        slow_nanos: Option<u64>,
         hook: Option<Hook>,
+        breach_hook: Option<BreachHook>,
     ) -> Self {
         let now = clock.now();
         Self {
@@ -277,11 +318,15 @@ impl<C: Clock> CircuitBreaker<C> {
             refused: StripedCounter::new(),
             changed_at: AtomicU64::new(now),
             window,
-            params,
-            slow_nanos,
+            timed: AtomicBool::new(params.slow_nanos != NOT_SLOW),
+            params: ParamsCell::new(params),
+            settings: Mutex::new(settings),
+            breaches: AtomicU64::new(0),
+            refused_base: AtomicU64::new(0),
             clock,
             name,
             hook,
+            breach_hook,
         }
     }
 
@@ -309,9 +354,9 @@ impl<C: Clock> CircuitBreaker<C> {
     pub fn try_acquire(&self) -> Result<BreakerPermit<'_, C>, CircuitOpen> {
         let w = self.word.load(Ordering::Acquire);
         let s = state::state_bits(w);
-        if (s == state::CLOSED || s == state::DISABLED) && self.slow_nanos.is_none() {
-            // The healthy path: one load, no clock, no write.
-            return Ok(BreakerPermit::new(self, state::generation(w), 0));
+        if (s == state::CLOSED || s == state::DISABLED) && !self.timed.load(Ordering::Relaxed) {
+            // The healthy path: two loads, no clock, no write.
+            return Ok(BreakerPermit::new(self, state::generation(w), NOT_SLOW));
         }
         self.acquire_other(w)
     }
@@ -377,15 +422,16 @@ impl<C: Clock> CircuitBreaker<C> {
     #[cold]
     fn acquire_timed(&self, mut w: u64, now: u64) -> Result<BreakerPermit<'_, C>, CircuitOpen> {
         let mut t = self.at(now);
+        let p = self.params.load();
         loop {
-            let step = state::acquire(w, t, &self.params);
+            let step = state::acquire(w, t, &p);
             if step.next != w {
                 if let Err(seen) = self.install(w, &step, now) {
                     t = self.at_next(t, w, seen);
                     w = seen;
                     continue;
                 }
-                self.transitioned(&step);
+                self.transitioned(&step, None);
             }
             return match step.verdict {
                 Decision::Admit => Ok(BreakerPermit::new(self, state::generation(step.next), now)),
@@ -600,10 +646,11 @@ impl<C: Clock> CircuitBreaker<C> {
     pub fn force_half_open(&self) {
         let now = self.clock.now();
         let mut w = self.word.load(Ordering::Acquire);
-        while let Some(step) = state::force_half_open(w, now, &self.params) {
+        let p = self.params.load();
+        while let Some(step) = state::force_half_open(w, now, &p) {
             match self.install(w, &step, now) {
                 Ok(_) => {
-                    self.transitioned(&step);
+                    self.transitioned(&step, None);
                     return;
                 }
                 Err(seen) => w = seen,
@@ -618,7 +665,7 @@ impl<C: Clock> CircuitBreaker<C> {
         while let Some(step) = state::trip(w, reason.code(), open_for, t) {
             match self.install(w, &step, now) {
                 Ok(_) => {
-                    self.transitioned(&step);
+                    self.transitioned(&step, None);
                     return;
                 }
                 Err(seen) => {
@@ -652,10 +699,10 @@ impl<C: Clock> CircuitBreaker<C> {
     ///
     /// ```
     /// use resile::breaker::{CircuitBreaker, State};
-    /// let breaker = CircuitBreaker::builder().build().unwrap();
-    /// breaker.try_acquire().unwrap().failure();
+    /// let breaker = CircuitBreaker::builder().minimum_calls(1).failure_rate_threshold(1.0).build().unwrap();
+    /// breaker.try_acquire().unwrap().success();
     /// let m = breaker.metrics();
-    /// assert_eq!((m.state, m.calls, m.failures, m.failure_rate), (State::Closed, 1, 1, 1.0));
+    /// assert_eq!((m.state, m.calls, m.failures, m.failure_rate), (State::Closed, 1, 0, Some(0.0)));
     /// ```
     pub fn metrics(&self) -> BreakerMetrics {
         let w = self.word.load(Ordering::Acquire);
@@ -664,18 +711,90 @@ impl<C: Clock> CircuitBreaker<C> {
             Window::Count(c) => c.snapshot(),
             Window::Time(tw) => tw.tally(now),
         };
+        let state = State::of(w);
+        let decides = t.calls > 0 && t.calls >= self.params.load().min_calls;
+        let refused = self.refused.sum();
         BreakerMetrics {
-            state: State::of(w),
-            failure_rate: t.failure_rate(),
-            slow_call_rate: t.slow_rate(),
+            state,
+            failure_rate: decides.then(|| t.failure_rate()),
+            slow_call_rate: decides.then(|| t.slow_rate()),
             calls: t.calls,
             failures: t.failures,
             slow_calls: t.slow,
-            refused: self.refused.sum(),
+            refused,
+            refused_in_state: refused.saturating_sub(self.refused_base.load(Ordering::Relaxed)),
+            breaches: self.breaches.load(Ordering::Relaxed),
+            probes: (state == State::HalfOpen).then(|| {
+                let (admitted, results, failures, slow) = state::probes(w);
+                ProbeMetrics {
+                    admitted,
+                    results,
+                    failures,
+                    slow,
+                }
+            }),
+            tripped_by: match state {
+                State::Open | State::ForcedOpen => TripReason::from_code(state::cause(w)),
+                _ => None,
+            },
             since_last_transition: Duration::from_nanos(
                 now.saturating_sub(self.changed_at.load(Ordering::Relaxed)),
             ),
         }
+    }
+
+    /// Changes the settings of a running breaker, keeping its state, its window's contents, its
+    /// counters and its hooks. `change` gets a builder holding the current settings and returns
+    /// it changed: thresholds, `minimum_calls`, the open period and its growth, the half-open
+    /// probes and timeout, the slow-call rule and [metrics-only](BreakerBuilder::metrics_only)
+    /// mode may change. Each decision sees one configuration whole, the old or the new.
+    ///
+    /// The new thresholds decide from the next result recorded (a reconfigure alone trips
+    /// nothing). A deadline already set (an open period, a half-open timeout) runs out as set;
+    /// the next one follows the new settings. A breaker switched to metrics-only while open stays
+    /// open until its probes close it.
+    ///
+    /// ```
+    /// use resile::breaker::{CircuitBreaker, State};
+    /// use std::time::Duration;
+    ///
+    /// let breaker = CircuitBreaker::builder().count_window(4).minimum_calls(4).build()?;
+    /// for ok in [true, true, true, false] {
+    ///     let p = breaker.try_acquire()?;
+    ///     if ok { p.success() } else { p.failure() }
+    /// }
+    /// assert_eq!(breaker.state(), State::Closed); // 25 % < 50 %
+    /// breaker.reconfigure(|b| b.failure_rate_threshold(0.2).open_for(Duration::from_secs(5)))?;
+    /// breaker.try_acquire()?.success(); // the next result decides: 1 of 4 = 25 % >= 20 %
+    /// assert_eq!(breaker.state(), State::Open);
+    /// assert!(breaker.try_acquire().unwrap_err().retry_after() <= Some(Duration::from_secs(5)));
+    ///
+    /// // What the live state cannot take is an error that names it, and changes nothing.
+    /// let e = breaker.reconfigure(|b| b.count_window(10)).unwrap_err();
+    /// assert_eq!(e.field(), "count_window");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// A [`ConfigError`](crate::error::ConfigError) naming the field, as
+    /// [`build`](BreakerBuilder::build) gives, or naming a setting a running breaker keeps (its
+    /// window, name and hooks); the breaker is left as it was.
+    pub fn reconfigure(
+        &self,
+        change: impl FnOnce(BreakerBuilder) -> BreakerBuilder,
+    ) -> Result<(), crate::error::ConfigError> {
+        let mut settings = crate::sync::lock(&self.settings);
+        let builder = change(BreakerBuilder::with_settings(
+            self.name.clone(),
+            settings.clone(),
+        ));
+        let next = builder.into_settings(&self.name, &settings)?;
+        let params = next.params(&self.window)?;
+        self.params.store(params);
+        self.timed
+            .store(params.slow_nanos != NOT_SLOW, Ordering::Relaxed);
+        *settings = next;
+        Ok(())
     }
 
     #[inline]
@@ -720,10 +839,20 @@ impl<C: Clock> CircuitBreaker<C> {
         self.cas(w, step.next)
     }
 
-    /// Runs after a winning [`install`](Self::install) that made `step.change` (if any): empties
-    /// the window on a move to closed, then clears `HOLD`, then runs the hook (not for the reset
-    /// of a closed breaker, which is no transition).
-    fn transitioned(&self, step: &Step) {
+    /// Runs after a winning [`install`](Self::install): reports a breach of the closed window
+    /// (`breach` carries its counts: the closed window's, or the probes'), then, for a transition,
+    /// empties the window on a move to closed, clears `HOLD`, notes the refusals so far, and
+    /// runs the hook (not for the reset of a closed breaker, nor a timed trip over open, which
+    /// are no transitions).
+    fn transitioned(&self, step: &Step, breach: Option<Breach>) {
+        if step.why == Why::Breach {
+            if let Some(b) = &breach {
+                self.breaches.fetch_add(1, Ordering::Relaxed);
+                if let Some(hook) = &self.breach_hook {
+                    hook(b);
+                }
+            }
+        }
         let Some((from, to)) = step.change else {
             return;
         };
@@ -744,8 +873,10 @@ impl<C: Clock> CircuitBreaker<C> {
         if from == to {
             return;
         }
-        if let Some(hook) = &self.hook {
-            hook(&StateChange { from, to });
+        self.refused_base
+            .store(self.refused.sum(), Ordering::Relaxed);
+        if let (Some(hook), Some(cause)) = (&self.hook, Cause::of(step.why, breach)) {
+            hook(&StateChange { from, to, cause });
         }
     }
 
@@ -755,7 +886,7 @@ impl<C: Clock> CircuitBreaker<C> {
         while let Some(step) = state::manual(w, to) {
             match self.install(w, &step, now) {
                 Ok(_) => {
-                    self.transitioned(&step);
+                    self.transitioned(&step, None);
                     return;
                 }
                 Err(seen) => w = seen,
@@ -767,7 +898,7 @@ impl<C: Clock> CircuitBreaker<C> {
     #[inline(always)]
     fn record(&self, generation: u32, start: u64, failed: bool) {
         if !failed
-            && self.slow_nanos.is_none()
+            && !self.timed.load(Ordering::Relaxed)
             && state::is_clean(self.word.load(Ordering::Acquire), generation)
         {
             // The healthy path: a fast success while the window holds no failure and no slow
@@ -801,16 +932,13 @@ impl<C: Clock> CircuitBreaker<C> {
         }
     }
 
-    fn is_slow(&self, start: u64, now: u64) -> bool {
-        self.slow_nanos
-            .is_some_and(|t| now.saturating_sub(start) > t)
-    }
-
     #[inline(never)]
     fn record_closed(&self, w0: u64, generation: u32, start: u64, failed: bool) {
-        let timed = self.slow_nanos.is_some() || matches!(self.window, Window::Time(_));
+        // One configuration, whole, for this result's class and its decision.
+        let p = self.params.load();
+        let timed = p.slow_nanos != NOT_SLOW || matches!(self.window, Window::Time(_));
         let mut now = if timed { Some(self.clock.now()) } else { None };
-        let outcome = Outcome::new(failed, now.is_some_and(|n| self.is_slow(start, n)));
+        let outcome = Outcome::new(failed, now.is_some_and(|n| p.is_slow(start, n)));
         if outcome == Outcome::Success && w0 & state::CLEAN != 0 {
             // `record`'s healthy path, reached here when slow calls are detected.
             if let (Window::Time(t), Some(now)) = (&self.window, now) {
@@ -827,28 +955,26 @@ impl<C: Clock> CircuitBreaker<C> {
                 // calls only lower a rate: unless the counted totals breach a threshold, the
                 // whole tally cannot, and the fast words (one per stripe and bucket) need not be
                 // summed. Failures and slow calls are exact either way.
-                let p = &self.params;
                 let could_breach = state::breached(
                     counted.calls,
                     counted.failures,
                     counted.slow,
                     p.failure_count,
-                    p,
+                    &p,
                 );
                 (if could_breach { t.tally(now) } else { counted }, None)
             }
         };
-        let breach = state::closed_breach(tally, &self.params);
+        let breach = state::closed_breach(tally, &p);
         let dirty = outcome != Outcome::Success;
         if breach || dirty {
             let now = *now.get_or_insert_with(|| self.clock.now());
             let mut w = self.word.load(Ordering::Acquire);
-            while let Some(step) =
-                state::closed_after(w, generation, breach, dirty, now, &self.params)
-            {
+            while let Some(step) = state::closed_after(w, generation, breach, dirty, now, &p) {
                 match self.install(w, &step, now) {
                     Ok(_) => {
-                        self.transitioned(&step);
+                        let counts = breach.then(|| Breach::of(tally, p.failure_count, &p));
+                        self.transitioned(&step, counts);
                         return;
                     }
                     Err(seen) => w = seen,
@@ -860,7 +986,7 @@ impl<C: Clock> CircuitBreaker<C> {
                 // period's window. Keep that period's `CLEAN` and `SEQ` truthful (no decision:
                 // see "Orderings" in `state.rs`).
                 while let Some(step) =
-                    state::closed_after(w, state::generation(w), false, true, now, &self.params)
+                    state::closed_after(w, state::generation(w), false, true, now, &p)
                 {
                     match self.cas(w, step.next) {
                         Ok(_) => return,
@@ -868,26 +994,44 @@ impl<C: Clock> CircuitBreaker<C> {
                     }
                 }
             }
-        } else if tally.failures == 0
-            && tally.slow == 0
-            && full_size.is_none_or(|size| size == tally.calls)
-        {
-            // The window holds no failure and no slow call (and a count window is full): mark
-            // it, but only over the very word seen before recording, so a failure recorded
-            // since (which bumps SEQ) wins.
-            let _ = self.cas(w0, w0 | state::CLEAN);
+        } else {
+            // A fast success that breaches nothing ends a reported breach, and when the window
+            // holds no failure and no slow call (and a count window is full) marks it clean;
+            // only over the very word seen before recording, so a failure recorded since (which
+            // bumps SEQ) or a breach reported since wins.
+            let clean = tally.failures == 0
+                && tally.slow == 0
+                && full_size.is_none_or(|size| size == tally.calls);
+            if let Some(next) = state::settled(w0, clean) {
+                let _ = self.cas(w0, next);
+            }
         }
     }
 
     #[cold]
     fn record_probe(&self, mut w: u64, generation: u32, start: u64, failed: bool) {
         let now = self.clock.now();
-        let outcome = Outcome::new(failed, self.is_slow(start, now));
+        let p = self.params.load();
+        let outcome = Outcome::new(failed, p.is_slow(start, now));
         let mut t = self.at(now);
-        while let Some(step) = state::probe_result(w, generation, outcome, t, &self.params) {
+        while let Some(step) = state::probe_result(w, generation, outcome, t, &p) {
             match self.install(w, &step, now) {
                 Ok(_) => {
-                    self.transitioned(&step);
+                    let counts = (step.why == Why::ProbesBreached).then(|| {
+                        let (_, results, failures, slow) = state::probes(w);
+                        let t = crate::window::Tally {
+                            calls: results + 1,
+                            failures: failures + u32::from(outcome.is_failure()),
+                            slow: slow + u32::from(outcome.is_slow()),
+                        };
+                        let limit = if p.failure_count == 0 {
+                            0
+                        } else {
+                            p.failure_count.min(p.needed)
+                        };
+                        Breach::of(t, limit, &p)
+                    });
+                    self.transitioned(&step, counts);
                     return;
                 }
                 Err(seen) => {

@@ -44,7 +44,9 @@
 //! - `DEADLINE` (25 bits): in open, the high 25 bits of the moment a probe may be admitted, in
 //!   units of `2^10` ns (1.024 µs), whose low 10 bits are `FINE`: an open period ends within
 //!   about a microsecond of its length. In half-open, the tick at which an undecided half-open
-//!   re-opens; a tick is `2^20` ns (about 1.05 ms). Zero in the other states.
+//!   re-opens; a tick is `2^20` ns (about 1.05 ms). In closed, its lowest bit is `BREACHED`
+//!   (metrics-only mode: the window breaches a threshold and the breach has been reported); zero
+//!   in the other states.
 //!
 //! ## State table
 //!
@@ -61,6 +63,11 @@
 //! admission, release, result; `SEQ`; `CLEAN`; clearing `HOLD`; a forced-open's `CAUSE`) keep
 //! `GEN`. A timed trip never shortens a refusal in force: over forced-open, or over an open
 //! deadline at least as late as its own, it changes nothing.
+//!
+//! In metrics-only mode a breach never leaves closed: the recorder whose CAS sets `BREACHED`
+//! reports it, once; later breaching records find the bit set and report nothing, until a fast
+//! success whose tally breaches nothing clears it (over the very word it loaded before
+//! recording, as `CLEAN` is set, so a failure or a report since wins).
 //!
 //! ## Orderings
 //!
@@ -136,6 +143,9 @@ pub(crate) const DISABLED: u64 = 4;
 pub(crate) const CLEAN: u64 = 1 << 3;
 /// Closed only: the window is being emptied; results are dropped.
 pub(crate) const HOLD: u64 = 1 << 4;
+/// Closed only, in metrics-only mode: the window breaches a threshold, and the breach has been
+/// reported (the lowest bit of the `DEADLINE` field, unused in closed).
+const BREACHED: u64 = 1 << DEADLINE_SHIFT;
 
 const ATTEMPTS_SHIFT: u32 = 5;
 /// The largest `ATTEMPTS` value; further re-opens saturate here.
@@ -303,8 +313,9 @@ impl std::fmt::Display for TripReason {
     }
 }
 
-/// What the pure functions need from the configuration, precomputed by the builder.
-#[derive(Clone, Debug)]
+/// What the pure functions need from the configuration, precomputed by the builder (and by a
+/// reconfigure), held in a [`ParamsCell`](super::params::ParamsCell).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Params {
     /// Closed: no decision below this many calls (already capped at a count window's size).
     pub(crate) min_calls: u32,
@@ -318,10 +329,61 @@ pub(crate) struct Params {
     pub(crate) probes: u32,
     /// Half-open decides after this many results: `min(minimum_calls, probes)`.
     pub(crate) needed: u32,
-    /// Open duration in ns for `ATTEMPTS = k` at index `k` (index 0 unused), each `<= MAX_TICKS`.
-    pub(crate) open_nanos: [u64; MAX_ATTEMPTS as usize + 1],
+    /// The first open period in ns (`<= MAX_TICKS` ticks).
+    pub(crate) open_nanos: u64,
+    /// The growth multiplier of each re-open, as `f64` bits (`1.0..=1000.0`); 0: no growth.
+    pub(crate) growth: u64,
+    /// The cap of a grown open period in ns (`open_nanos..=MAX_TICKS` ticks).
+    pub(crate) growth_max: u64,
     /// Half-open timeout in ns.
     pub(crate) half_open_nanos: u64,
+    /// A call taking strictly longer than this many ns is slow; [`NOT_SLOW`]: no slow-call rule.
+    pub(crate) slow_nanos: u64,
+    /// A breach trips the breaker; `false` in metrics-only mode, where it is only reported.
+    pub(crate) enforce: bool,
+}
+
+/// `Params::slow_nanos` without a slow-call rule, and a permit's start when it read no clock.
+pub(crate) const NOT_SLOW: u64 = u64::MAX;
+
+impl Params {
+    /// The open period in ns for `ATTEMPTS = attempts` (clamped to `1..=MAX_ATTEMPTS`): the first
+    /// one, grown by the multiplier once per further attempt, each step rounded down to a
+    /// nanosecond and capped.
+    pub(crate) fn open_period(&self, attempts: u64) -> u64 {
+        let mut d = self.open_nanos;
+        if self.growth != 0 {
+            let mult = f64::from_bits(self.growth);
+            for _ in 1..attempts.clamp(1, MAX_ATTEMPTS) {
+                if d >= self.growth_max {
+                    break;
+                }
+                d = times(d, mult).min(self.growth_max);
+            }
+        }
+        d
+    }
+
+    /// Whether a call admitted at `start` and ending at `now` is slow.
+    #[inline]
+    pub(crate) fn is_slow(&self, start: u64, now: u64) -> bool {
+        self.slow_nanos != NOT_SLOW
+            && start != NOT_SLOW
+            && now.saturating_sub(start) > self.slow_nanos
+    }
+}
+
+/// `nanos * mult` rounded down, exactly, saturating at `u64::MAX`, for `mult` in
+/// `1.0..=1000.0` (checked by the builder): `mult` is `mantissa * 2^-shift` with a 53-bit
+/// `mantissa` and `shift` in `43..=52`, so the product takes one 128-bit multiplication and a
+/// shift.
+pub(crate) fn times(nanos: u64, mult: f64) -> u64 {
+    let bits = mult.to_bits();
+    let mantissa = (bits & ((1 << 52) - 1)) | (1 << 52);
+    // The biased exponent is 1023 for 1.0 and 1032 for 1000.0 (`mult` is normal and positive).
+    let shift = 1075 - ((bits >> 52) & 0x7ff);
+    let product = (u128::from(nanos) * u128::from(mantissa)) >> shift;
+    u64::try_from(product).unwrap_or(u64::MAX)
 }
 
 /// What an acquire decided.
@@ -339,13 +401,41 @@ pub(crate) enum Decision {
 }
 
 /// One step of a CAS loop: the word to install (equal to the old one when nothing changes), what
-/// the caller is told, and the transition the install makes, if any (`from == to` only for the
-/// reset of a closed breaker: a new generation and an empty window, but no transition).
+/// the caller is told, the transition the install makes, if any (`from == to` only for the
+/// reset of a closed breaker, a new generation and an empty window but no transition, and for a
+/// timed trip over open, a new open state), and why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Step {
     pub(crate) next: u64,
     pub(crate) verdict: Decision,
     pub(crate) change: Option<(State, State)>,
+    pub(crate) why: Why,
+}
+
+/// Why a step moves the word: what its winner reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Why {
+    /// Nothing to report (a counter update, or no change).
+    Nothing,
+    /// The closed window breached a threshold: a trip, or in metrics-only mode the first record
+    /// of a breach (`BREACHED` set, no transition).
+    Breach,
+    /// The probes' results breached a threshold: re-open.
+    ProbesBreached,
+    /// The probes' results were healthy: close.
+    ProbesHealthy,
+    /// Half-open did not decide in time: re-open.
+    HalfOpenTimeout,
+    /// The open period ended: half-open.
+    OpenPeriodEnded,
+    /// A trip with this `CAUSE` code.
+    Tripped(u8),
+    /// `force_half_open`.
+    ForcedHalfOpen,
+    /// `reset`.
+    Reset,
+    /// `disable`.
+    Disabled,
 }
 
 #[inline]
@@ -490,7 +580,7 @@ fn open_word(w: u64, now: u64, attempts: u64, p: &Params) -> u64 {
         OPEN,
         next_gen(w),
         attempts,
-        open_deadline(now, p.open_nanos[attempts as usize]),
+        open_deadline(now, p.open_period(attempts)),
     )
 }
 
@@ -521,6 +611,7 @@ fn refuse(w: u64, retry_after: Option<u64>, state: State) -> Step {
             cause,
         },
         change: None,
+        why: Why::Nothing,
     }
 }
 
@@ -531,6 +622,7 @@ pub(crate) fn acquire(w: u64, t: Now, p: &Params) -> Step {
             next: w,
             verdict: Decision::Admit,
             change: None,
+            why: Why::Nothing,
         },
         FORCED_OPEN => refuse(w, None, State::ForcedOpen),
         OPEN => match remaining(w, t) {
@@ -539,6 +631,7 @@ pub(crate) fn acquire(w: u64, t: Now, p: &Params) -> Step {
                 next: half_open_word(w, t.nanos, p) | (1 << ADM_SHIFT),
                 verdict: Decision::Admit,
                 change: Some((State::Open, State::HalfOpen)),
+                why: Why::OpenPeriodEnded,
             },
         },
         _ => {
@@ -562,12 +655,13 @@ pub(crate) fn acquire(w: u64, t: Now, p: &Params) -> Step {
                     next: w + (1 << ADM_SHIFT),
                     verdict: Decision::Admit,
                     change: None,
+                    why: Why::Nothing,
                 }
             } else {
                 // Every probe is out. Unless they decide first, the first call after the
                 // half-open timeout re-opens the breaker, for one open period: the estimate
                 // assumes that call comes at the timeout.
-                let next_open = p.open_nanos[(attempts(w) + 1).clamp(1, MAX_ATTEMPTS) as usize];
+                let next_open = p.open_period(attempts(w) + 1);
                 refuse(w, Some(left.saturating_add(next_open)), State::HalfOpen)
             }
         }
@@ -580,6 +674,7 @@ fn half_open_timeout(w: u64, t: Now, p: &Params) -> Step {
         next: open_word(w, t.nanos, attempts(w) + 1, p),
         verdict: Decision::Admit,
         change: Some((State::HalfOpen, State::Open)),
+        why: Why::HalfOpenTimeout,
     }
 }
 
@@ -621,6 +716,7 @@ pub(crate) fn probe_result(
             next,
             verdict: Decision::Admit,
             change: None,
+            why: Why::Nothing,
         });
     }
     let count_limit = if p.failure_count == 0 {
@@ -628,15 +724,20 @@ pub(crate) fn probe_result(
     } else {
         p.failure_count.min(p.needed)
     };
-    let (next, to) = if breached(results, failures, slow, count_limit, p) {
-        (open_word(w, t.nanos, attempts(w) + 1, p), State::Open)
+    let (next, to, why) = if breached(results, failures, slow, count_limit, p) {
+        (
+            open_word(w, t.nanos, attempts(w) + 1, p),
+            State::Open,
+            Why::ProbesBreached,
+        )
     } else {
-        (closed_word(w), State::Closed)
+        (closed_word(w), State::Closed, Why::ProbesHealthy)
     };
     Some(Step {
         next,
         verdict: Decision::Admit,
         change: Some((State::HalfOpen, to)),
+        why,
     })
 }
 
@@ -650,9 +751,11 @@ pub(crate) fn release(w: u64, generation_: u32) -> Option<u64> {
     (admitted > results).then(|| w - (1 << ADM_SHIFT))
 }
 
-/// After a closed result of `generation` went into the window: trip on `breach`, else bump `SEQ`
-/// (and clear `CLEAN`) when the record was `dirty` (failed or slow). `None` when the
-/// word no longer is that closed period, or nothing needs writing.
+/// After a closed result of `generation` went into the window: on `breach`, trip (or, in
+/// metrics-only mode, set `BREACHED` if it is clear: the breach's one report); and bump `SEQ`
+/// (clearing `CLEAN`) when the record was `dirty` (failed or slow). `None` when the word no
+/// longer is that closed period, or nothing needs writing. (`BREACHED` is cleared by
+/// [`settled`].)
 pub(crate) fn closed_after(
     w: u64,
     generation_: u32,
@@ -664,23 +767,41 @@ pub(crate) fn closed_after(
     if state_bits(w) != CLOSED || generation(w) != generation_ || w & HOLD != 0 {
         return None;
     }
-    if breach {
+    if breach && p.enforce {
         return Some(Step {
             next: open_word(w, now, 1, p),
             verdict: Decision::Admit,
             change: Some((State::Closed, State::Open)),
+            why: Why::Breach,
         });
+    }
+    let mut next = w;
+    let mut why = Why::Nothing;
+    if breach && w & BREACHED == 0 {
+        next |= BREACHED;
+        why = Why::Breach;
     }
     if dirty {
         let seq = (((w >> SEQ_SHIFT) & SEQ_MASK) + 1) & SEQ_MASK;
-        let next = (w & !(SEQ_MASK << SEQ_SHIFT) & !CLEAN) | (seq << SEQ_SHIFT);
-        return Some(Step {
-            next,
-            verdict: Decision::Admit,
-            change: None,
-        });
+        next = (next & !(SEQ_MASK << SEQ_SHIFT) & !CLEAN) | (seq << SEQ_SHIFT);
     }
-    None
+    (next != w).then_some(Step {
+        next,
+        verdict: Decision::Admit,
+        change: None,
+        why,
+    })
+}
+
+/// After a fast success went into the window over `w0` (the word loaded before the record) and
+/// its tally breached nothing: `w0` with `BREACHED` cleared (the breach is over; the next one
+/// will be reported) and, when the window is `clean`, `CLEAN` set. `None` when that changes
+/// nothing. The caller installs it only over `w0` itself, so a failed or slow record since (it
+/// bumps `SEQ`) or a breach reported since (it sets `BREACHED`) wins over this older look.
+#[inline]
+pub(crate) fn settled(w0: u64, clean: bool) -> Option<u64> {
+    let next = (w0 & !BREACHED) | if clean { CLEAN } else { 0 };
+    (state_bits(w0) == CLOSED && w0 & HOLD == 0 && next != w0).then_some(next)
 }
 
 /// A manual move to closed (`reset`, which always happens) or disabled (a no-op when already
@@ -688,16 +809,17 @@ pub(crate) fn closed_after(
 /// `change` is `(Closed, Closed)`, which the caller treats as no transition (no hook, no stamp).
 pub(crate) fn manual(w: u64, to: State) -> Option<Step> {
     let from = State::of(w);
-    let next = match to {
-        State::Closed => closed_word(w),
+    let (next, why) = match to {
+        State::Closed => (closed_word(w), Why::Reset),
         State::Disabled if from == to => return None,
-        State::Disabled => make(DISABLED, next_gen(w), 0, 0),
+        State::Disabled => (make(DISABLED, next_gen(w), 0, 0), Why::Disabled),
         State::Open | State::HalfOpen | State::ForcedOpen => return None,
     };
     Some(Step {
         next,
         verdict: Decision::Admit,
         change: Some((from, to)),
+        why,
     })
 }
 
@@ -719,6 +841,7 @@ pub(crate) fn trip(w: u64, cause: u8, open_for: Option<u64>, t: Now) -> Option<S
                 next,
                 verdict: Decision::Admit,
                 change: None,
+                why: Why::Tripped(cause),
             });
         }
         None => (
@@ -745,6 +868,7 @@ pub(crate) fn trip(w: u64, cause: u8, open_for: Option<u64>, t: Now) -> Option<S
         next,
         verdict: Decision::Admit,
         change: Some((from, to)),
+        why: Why::Tripped(cause),
     })
 }
 
@@ -756,6 +880,7 @@ pub(crate) fn force_half_open(w: u64, now: u64, p: &Params) -> Option<Step> {
         next: half_open_word(w, now, p),
         verdict: Decision::Admit,
         change: Some((from, State::HalfOpen)),
+        why: Why::ForcedHalfOpen,
     })
 }
 
@@ -783,17 +908,23 @@ mod tests {
             failure_count: 0,
             probes: 3,
             needed: 2,
-            open_nanos: [10 * T; 16],
+            open_nanos: 10 * T,
+            growth: 0,
+            growth_max: 10 * T,
             half_open_nanos: 20 * T,
+            slow_nanos: NOT_SLOW,
+            enforce: true,
         }
     }
 
+    /// Open 20 T, doubling per re-open, capped at 50 T.
     fn growing() -> Params {
-        let mut p = params();
-        for (k, d) in p.open_nanos.iter_mut().enumerate() {
-            *d = ((10 * T) << k.min(3)).min(50 * T);
+        Params {
+            open_nanos: 20 * T,
+            growth: 2.0f64.to_bits(),
+            growth_max: 50 * T,
+            ..params()
         }
-        p
     }
 
     #[test]
@@ -944,7 +1075,7 @@ mod tests {
             // The probe fails: re-open.
             let g = generation(h.next);
             w = probe_result(h.next, g, Outcome::Failure, at(now), &{
-                let mut q = p.clone();
+                let mut q = p;
                 q.needed = 1;
                 q
             })

@@ -149,7 +149,7 @@ fn slow_calls_trip_and_slow_means_strictly_longer() {
     clock.advance(Duration::from_millis(500));
     p.success(); // 2 slow of the last 4 = 50 %
     assert_eq!(b.state(), Open);
-    assert_eq!(b.metrics().slow_call_rate, 0.5);
+    assert_eq!(b.metrics().slow_call_rate, Some(0.5));
 }
 
 #[test]
@@ -698,7 +698,7 @@ fn metrics_report_the_window_refusals_and_time_since_the_last_transition() {
     let m = b.metrics();
     assert_eq!(m.state, Open);
     assert_eq!((m.calls, m.failures, m.slow_calls, m.refused), (4, 2, 0, 2));
-    assert_eq!(m.failure_rate, 0.5);
+    assert_eq!(m.failure_rate, Some(0.5));
     assert_eq!(m.since_last_transition, SEC);
 }
 
@@ -1036,4 +1036,275 @@ fn force_half_open_starts_fresh_probes_from_any_state() {
         p2.failure();
         assert_eq!(b.state(), Open);
     }
+}
+
+/// Records every breach the hook reports.
+#[derive(Clone, Default)]
+struct Breaches(Arc<Mutex<Vec<Breach>>>);
+
+impl Breaches {
+    fn hook(&self) -> impl Fn(&Breach) + Send + Sync + 'static {
+        let l = self.0.clone();
+        move |b| l.lock().unwrap().push(*b)
+    }
+    fn take(&self) -> Vec<Breach> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+fn metrics_only(size: u32) -> (CircuitBreaker<ManualClock>, Breaches, Log) {
+    let (breaches, log) = (Breaches::default(), Log::default());
+    let b = CircuitBreaker::builder()
+        .clock(ManualClock::new())
+        .count_window(size)
+        .minimum_calls(size)
+        .failure_rate_threshold(0.5)
+        .metrics_only(true)
+        .on_breach(breaches.hook())
+        .on_state_change(log.hook())
+        .build()
+        .unwrap();
+    (b, breaches, log)
+}
+
+#[test]
+fn metrics_only_reports_each_breach_once_and_never_refuses() {
+    let (b, breaches, log) = metrics_only(4);
+    outcomes(&b, "SSFF"); // 50 %: the breach begins
+    let seen = breaches.take();
+    assert_eq!(seen.len(), 1);
+    let first = seen[0];
+    assert_eq!(
+        (first.calls, first.failures, first.failure_rate),
+        (4, 2, 0.5)
+    );
+    assert!(first.failure_rate_exceeded && !first.enforced);
+    outcomes(&b, "FFFF"); // the same breach goes on: nothing new
+    assert!(breaches.take().is_empty());
+    assert_eq!(b.state(), Closed);
+    assert_eq!(b.metrics().breaches, 1);
+    // Successes bring it under the threshold (a success whose window breaches nothing ends it),
+    // and the next breach is reported again.
+    outcomes(&b, "SSS"); // FSSS: 25 %
+    assert!(breaches.take().is_empty());
+    outcomes(&b, "FF"); // SSFF: 50 % again
+    assert_eq!(breaches.take().len(), 1);
+    assert_eq!(b.metrics().breaches, 2);
+    assert!(log.take().is_empty(), "no transition");
+    assert_eq!(b.metrics().refused, 0);
+}
+
+#[test]
+fn a_reconfigure_out_of_metrics_only_lets_the_next_breach_trip() {
+    let (b, breaches, log) = metrics_only(4);
+    outcomes(&b, "FFFF");
+    assert_eq!(breaches.take().len(), 1);
+    b.reconfigure(|c| c.metrics_only(false)).unwrap();
+    assert_eq!(b.state(), Closed, "a reconfigure alone trips nothing");
+    outcomes(&b, "F");
+    assert_eq!(b.state(), Open);
+    let enforced = breaches.take();
+    assert!(enforced.len() == 1 && enforced[0].enforced);
+    assert_eq!(log.take(), vec![(Closed, Open)]);
+    // Trips by other code act in metrics-only mode too.
+    b.reset();
+    b.reconfigure(|c| c.metrics_only(true)).unwrap();
+    b.trip(TripReason::HealthCheck);
+    assert!(b.try_acquire().is_err());
+}
+
+#[test]
+fn every_transition_says_why() {
+    let causes = Arc::new(Mutex::new(Vec::new()));
+    let log = causes.clone();
+    let clock = ManualClock::new();
+    let b = CircuitBreaker::builder()
+        .clock(clock.clone())
+        .count_window(2)
+        .minimum_calls(2)
+        .half_open_probes(2)
+        .open_for(5 * SEC)
+        .half_open_timeout(10 * SEC)
+        .on_state_change(move |c: &StateChange| log.lock().unwrap().push(c.cause))
+        .build()
+        .unwrap();
+    outcomes(&b, "SF");
+    past_open(&clock, 0, 5 * SEC);
+    let (p1, p2) = (b.try_acquire().unwrap(), b.try_acquire().unwrap());
+    p1.failure();
+    p2.success(); // 1 of 2 probes failed: 50 %, re-open
+    clock.advance(MAX_DURATION);
+    let (p1, p2) = (b.try_acquire().unwrap(), b.try_acquire().unwrap());
+    let entered = clock.now();
+    past_half_open(&clock, entered, 10 * SEC);
+    assert!(b.try_acquire().is_err()); // no decision in time: re-open
+    drop((p1, p2));
+    b.force_half_open();
+    outcomes(&b, "SS");
+    b.trip(TripReason::Other);
+    b.disable();
+    b.reset();
+    let causes = causes.lock().unwrap();
+    let kinds: Vec<String> = causes
+        .iter()
+        .map(|c| format!("{c:?}").split('(').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "Breach",
+            "OpenPeriodEnded",
+            "ProbesBreached",
+            "OpenPeriodEnded",
+            "HalfOpenTimeout",
+            "ForcedHalfOpen",
+            "ProbesHealthy",
+            "Tripped",
+            "Disabled",
+            "Reset"
+        ]
+    );
+    let Cause::Breach(closed) = causes[0] else {
+        unreachable!()
+    };
+    assert_eq!(
+        (closed.calls, closed.failures, closed.failure_rate),
+        (2, 1, 0.5)
+    );
+    let Cause::ProbesBreached(probes) = causes[2] else {
+        unreachable!()
+    };
+    assert_eq!((probes.calls, probes.failures), (2, 1));
+    assert_eq!(causes[7], Cause::Tripped(TripReason::Other));
+}
+
+#[test]
+fn metrics_show_probes_refusals_in_the_state_and_the_trip() {
+    let (b, clock, _) = breaker(4, 4);
+    assert_eq!(b.metrics().failure_rate, None, "no calls yet");
+    outcomes(&b, "SSF");
+    assert_eq!(
+        b.metrics().failure_rate,
+        None,
+        "3 calls of the 4 a decision needs"
+    );
+    outcomes(&b, "F");
+    let m = b.metrics();
+    assert_eq!((m.state, m.failure_rate, m.breaches), (Open, Some(0.5), 1));
+    for _ in 0..3 {
+        assert!(b.try_acquire().is_err());
+    }
+    assert_eq!((b.metrics().refused, b.metrics().refused_in_state), (3, 3));
+    past_open(&clock, 0, 5 * SEC);
+    let p1 = b.try_acquire().unwrap();
+    let p2 = b.try_acquire().unwrap();
+    assert!(b.try_acquire().is_err(), "both probes out");
+    p1.failure();
+    let m = b.metrics();
+    assert_eq!((m.refused, m.refused_in_state), (4, 1));
+    let probes = m.probes.unwrap();
+    assert_eq!(
+        (
+            probes.admitted,
+            probes.results,
+            probes.failures,
+            probes.slow
+        ),
+        (2, 1, 1, 0)
+    );
+    drop(p2);
+    assert_eq!(
+        b.metrics().probes.unwrap().admitted,
+        1,
+        "the unreported probe gave its slot back"
+    );
+    b.trip_for(TripReason::AdaptiveLimit, SEC).unwrap();
+    let m = b.metrics();
+    assert_eq!(
+        (m.probes, m.tripped_by),
+        (None, Some(TripReason::AdaptiveLimit))
+    );
+}
+
+#[test]
+fn a_reconfigure_keeps_the_window_the_state_and_the_hooks() {
+    let (b, clock, log) = breaker(4, 4);
+    outcomes(&b, "SSSF");
+    b.reconfigure(|c| {
+        c.failure_rate_threshold(0.25)
+            .open_for(20 * SEC)
+            .half_open_probes(1)
+    })
+    .unwrap();
+    assert_eq!(
+        (b.metrics().calls, b.metrics().failures),
+        (4, 1),
+        "the window is kept"
+    );
+    outcomes(&b, "S"); // 1 of 4 = 25 %: trips under the new threshold
+    assert_eq!(b.state(), Open);
+    let wait = b.try_acquire().unwrap_err().retry_after().unwrap();
+    assert!(
+        wait >= 20 * SEC && wait < 20 * SEC + TICK,
+        "the new open period: {wait:?}"
+    );
+    clock.advance(wait);
+    b.try_acquire().unwrap().success(); // one probe decides now
+    assert_eq!(b.state(), Closed);
+    assert_eq!(
+        log.take(),
+        vec![(Closed, Open), (Open, HalfOpen), (HalfOpen, Closed)]
+    );
+    assert_eq!(b.metrics().refused, 1, "counters are kept");
+}
+
+#[test]
+fn a_reconfigure_the_live_breaker_cannot_take_is_an_error_that_changes_nothing() {
+    let (b, _, _) = breaker(4, 4);
+    let field = |r: Result<(), crate::error::ConfigError>| r.unwrap_err().field();
+    assert_eq!(field(b.reconfigure(|c| c.count_window(8))), "count_window");
+    assert_eq!(
+        field(b.reconfigure(|c| c.time_window(10 * SEC, 10))),
+        "count_window"
+    );
+    assert_eq!(field(b.reconfigure(|c| c.name("other"))), "name");
+    assert_eq!(
+        field(b.reconfigure(|c| c.on_state_change(|_| {}))),
+        "on_state_change"
+    );
+    assert_eq!(field(b.reconfigure(|c| c.on_breach(|_| {}))), "on_breach");
+    assert_eq!(
+        field(b.reconfigure(|c| c.failure_rate_threshold(1.5))),
+        "failure_rate_threshold"
+    );
+    assert_eq!(
+        field(b.reconfigure(|c| c.failure_count_threshold(5))),
+        "failure_count_threshold"
+    );
+    // Nothing changed: 2 failures of 4 still trip at 50 %.
+    outcomes(&b, "SSFF");
+    assert_eq!(b.state(), Open);
+}
+
+#[test]
+fn a_slow_call_rule_set_at_run_time_never_counts_earlier_permits_as_slow() {
+    let (b, clock, _) = breaker(2, 2);
+    let before = b.try_acquire().unwrap(); // taken without reading the clock
+    b.reconfigure(|c| c.slow_calls(SEC, 1.0)).unwrap();
+    clock.advance(10 * SEC);
+    before.success();
+    let slow = b.try_acquire().unwrap();
+    clock.advance(2 * SEC);
+    slow.success();
+    let m = b.metrics();
+    assert_eq!((m.calls, m.slow_calls), (2, 1));
+    assert_eq!(
+        m.state, Closed,
+        "1 slow of 2 is under a 100 % slow-call rate"
+    );
+    b.reconfigure(|c| c.slow_calls(SEC, 0.5)).unwrap();
+    let slow = b.try_acquire().unwrap();
+    clock.advance(2 * SEC);
+    slow.success();
+    assert_eq!(b.state(), Open);
 }
