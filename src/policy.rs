@@ -204,6 +204,14 @@ impl<E> PolicyError<E> {
 
     /// Whether a time limit ended the call: the last attempt ran past the attempt timeout, or
     /// the retry's deadline passed (an HTTP service answers either with 504).
+    ///
+    /// ```
+    /// use resile::policy::PolicyError;
+    /// // The deadline cut the second attempt: it returned no error of its own.
+    /// let e: PolicyError<&str> = PolicyError::DeadlineExceeded { attempts: 2, last: None };
+    /// assert!(e.is_timeout() && e.last().is_none());
+    /// assert_eq!(e.to_string(), "gave up after 2 attempts: deadline exceeded");
+    /// ```
     pub fn is_timeout(&self) -> bool {
         matches!(self, Self::TimedOut { .. } | Self::DeadlineExceeded { .. })
     }

@@ -311,12 +311,14 @@ fn a_deadline_or_an_attempt_timeout_is_a_504() {
     assert_eq!(block_on(svc.oneshot(())).unwrap().status(), 504);
 }
 
-/// What axum's router asks of a layered service: `Clone + Send + Sync`, and a `Send` future.
+/// What axum's router asks of a layered service: `Clone + Send + Sync`, and a `Send` future;
+/// and what an axum handler asks of a stack it awaits: a `Send` async block holding it.
 #[test]
-fn every_layers_service_is_send_sync_and_clone() {
+fn every_layers_service_is_send_sync_and_clone_and_awaitable_in_a_send_block() {
     use resile::breaker::CircuitBreaker;
+    use resile::budget::RetryBudget;
     use resile::http::RefusalLayer;
-    use resile::tower::{BreakerLayer, DeadlineLayer, TimeoutLayer};
+    use resile::tower::{BreakerLayer, DeadlineLayer, RetryPolicy, TimeoutLayer};
     use std::time::Duration;
 
     fn check<S, Req>(_: &S)
@@ -324,18 +326,26 @@ fn every_layers_service_is_send_sync_and_clone() {
         S: Service<Req, Future: Send> + Clone + Send + Sync + 'static,
     {
     }
+    fn send<T: Send>(_: T) {}
+    // An error type without a lifetime: `BoxError` written in the closure would not do (see the
+    // `tower` module's docs on `Send` futures).
     let inner = tower::service_fn(|_: ()| async {
         Ok::<_, std::io::Error>(http::Response::new(String::new()))
     });
+    let budget = Arc::new(RetryBudget::builder().build().unwrap());
     let svc = ServiceBuilder::new()
         .layer(RefusalLayer::new())
         .layer(DrainLayer::new(Arc::new(Drainer::new())).until_body_end())
         .layer(BulkheadLayer::new(Arc::new(Bulkhead::builder().build().unwrap())).until_body_end())
         .layer(DeadlineLayer::new(Duration::from_secs(1)).unwrap())
+        .retry(RetryPolicy::new(budget))
         .layer(BreakerLayer::new(Arc::new(
             CircuitBreaker::builder().build().unwrap(),
         )))
         .layer(TimeoutLayer::new(Duration::from_secs(1)).unwrap())
         .service(inner);
     check::<_, ()>(&svc);
+    send(async move {
+        let _ = svc.oneshot(()).await;
+    });
 }

@@ -16,6 +16,19 @@
 //! never from `poll_ready`, so a refused request does not fail the service (as tower's
 //! `LoadShed`).
 //!
+//! **`Send` futures.** Every service here is `Clone`, `Send` and `Sync`, and every response future
+//! `Send`, when what it wraps is: what axum's `Router::layer` asks. One case rustc rejects
+//! (rust-lang/rust#64552): awaiting a stack in a `Send`-checked async block (an axum handler,
+//! `tokio::spawn`) when one of these layers wraps a service whose error type is [`BoxError`]
+//! written as a closure's or a generic's type argument (`service_fn(|r| async {
+//! Ok::<_, BoxError>(..) })`, `BoxCloneService<_, _, BoxError>`). That check forgets the
+//! lifetimes inside such types, so the layer's `S::Error: Into<BoxError>` becomes
+//! `Box<dyn Error + Send + Sync + '0>: From<..>` into the `'static` box for every `'0`, which
+//! no impl gives: "implementation of `From` is not general enough". A layer that boxes its
+//! inner error cannot do without that bound; give the innermost service a named type (as a real
+//! client is) or an error type without a lifetime (`std::io::Error`, your own), or box the
+//! whole stack.
+//!
 //! The bulkhead's wait, the retry's backoff and the time limits sleep on the
 //! [timer](crate::timer) set on the bulkhead's builder, the retry policy and the timeout and
 //! deadline layers (the default timer works on any executor and needs no runtime's time driver;
