@@ -7,8 +7,10 @@
 //!   `downcast_ref` chain are needed: draining is `503` with `Connection: close` (the client
 //!   retries on another instance), an open breaker is `503` with `Retry-After` (its hint, rounded
 //!   up to whole seconds), a full bulkhead or a wait that timed out is `503` (or the status you
-//!   choose, `429` say). Any other error is `500`. [`refusal_response`] is the same mapping as a
-//!   function.
+//!   choose, `429` say). A request that ran out of time is `504 Gateway Timeout`: its
+//!   [deadline](crate::tower::DeadlineLayer) passed, or its last attempt
+//!   [timed out](crate::tower::TimeoutLayer). Any other error is `500`. [`refusal_response`] is
+//!   the same mapping as a function.
 //! - [`StatusClassify`] classifies `http::Response`s for the breaker and the retries: a `5xx` is
 //!   a failure (and retried), a `4xx` is not (the dependency answered), a `429` or `503` is
 //!   retried after the `Retry-After` it carries.
@@ -36,7 +38,9 @@ use tower_service::Service;
 
 /// The response for a refusal by one of this crate's primitives found in `error` (itself or
 /// anywhere in its chain of [`source`](Error::source)s, as the tower layers and tower's `Buffer`
-/// box them), or `None` for any other error. A full bulkhead answers `bulkhead_status`.
+/// box them), or for one of its time limits, or `None` for any other error. A full bulkhead
+/// answers `bulkhead_status`; a [`DeadlineExceeded`](crate::tower::DeadlineExceeded) or an
+/// [`AttemptTimedOut`](crate::tower::AttemptTimedOut) answers `504 Gateway Timeout`.
 ///
 /// ```
 /// use http::StatusCode;
@@ -49,13 +53,21 @@ use tower_service::Service;
 /// assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
 /// assert_eq!(r.headers()["retry-after"], "2"); // rounded up to whole seconds
 /// assert!(refusal_response::<()>(&std::io::Error::other("boom"), StatusCode::SERVICE_UNAVAILABLE).is_none());
+///
+/// let late = resile::tower::DeadlineExceeded::new(Duration::from_secs(1));
+/// let r = refusal_response::<()>(&late, StatusCode::SERVICE_UNAVAILABLE).unwrap();
+/// assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
 /// ```
 pub fn refusal_response<B: Default>(
     error: &(dyn Error + 'static),
     bulkhead_status: StatusCode,
 ) -> Option<Response<B>> {
-    let e = crate::tower::refusal_in(error)?;
     let mut response = Response::new(B::default());
+    let Some(e) = crate::tower::refusal_in(error) else {
+        crate::tower::time_limit_in(error)?;
+        *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+        return Some(response);
+    };
     if e.is::<DrainRefused>() {
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
         response
@@ -185,8 +197,9 @@ impl<B, E> Classify<Response<B>, E> for StatusClassify {
     }
 }
 
-/// Answers the refusals of the layers inside it as responses, and every other error as `500`:
-/// see [`RefusalService`] and the [module docs](self).
+/// Answers the refusals of the layers inside it as responses (`503`, or `504` for a deadline or
+/// an attempt timeout), and every other error as `500`: see [`RefusalService`] and the
+/// [module docs](self).
 ///
 /// ```
 /// use resile::drain::Drainer;
@@ -246,8 +259,9 @@ impl<S> Layer<S> for RefusalLayer {
 }
 
 /// A service whose error is `Infallible`: the inner service's refusals (a drain, a bulkhead or a
-/// breaker of this crate refused the request) are answered as responses, see
-/// [`refusal_response`], and any other error as `500 Internal Server Error` with an empty body.
+/// breaker of this crate refused the request) and time limits (a deadline or an attempt
+/// timeout, `504`) are answered as responses, see [`refusal_response`], and any other error as
+/// `500 Internal Server Error` with an empty body.
 /// A readiness error of the inner service is not a refusal: the service reports itself ready and
 /// the next call answers `500` (a readiness error means the inner service cannot serve it).
 ///

@@ -26,8 +26,9 @@
 //! | history | [`CountWindow`](window::CountWindow), [`TimeWindow`](window::TimeWindow), [`Outcome`](window::Outcome), [`Tally`](window::Tally) |
 //! | bad configuration | [`ConfigError`](error::ConfigError): every builder's error, naming the field and the allowed range |
 //! | observability | [`Report`](observe) (feature `metrics`), [`state_change_hook`](observe::state_change_hook) (features `tracing`, `metrics`) |
-//! | tower (feature `tower`) | `DrainLayer`, `BulkheadLayer`, `BreakerLayer` and their services; `RetryPolicy` (feature `tower-retry`) |
-//! | HTTP (feature `http`) | `GuardedBody` (guards held until the body ends), `RefusalLayer` (refusals as responses), `StatusClassify`, `retry_after` |
+//! | time limits | [`attempt_timeout`](policy::PolicyBuilder::attempt_timeout) and the retry's [`deadline`](retry::RetryBuilder::deadline), which cuts an attempt in flight on the policy's async path ([`PolicyError::TimedOut`](policy::PolicyError::TimedOut), [`PolicyError::DeadlineExceeded`](policy::PolicyError::DeadlineExceeded)); `TimeoutLayer` (`AttemptTimedOut`) and `DeadlineLayer` (`DeadlineExceeded`) in tower (feature `tower`) |
+//! | tower (feature `tower`) | `DrainLayer`, `BulkheadLayer`, `BreakerLayer`, `DeadlineLayer`, `TimeoutLayer` and their services and futures; errors `AttemptTimedOut`, `DeadlineExceeded`; `RetryPolicy` (feature `tower-retry`) |
+//! | HTTP (feature `http`) | `GuardedBody` (guards held until the body ends), `RefusalLayer` (refusals as responses: `503`, and `504` for a deadline or an attempt timeout), `StatusClassify`, `retry_after` |
 //!
 //! Every primitive is built the same way: `X::builder()`, setters, then `build()`, which
 //! validates and returns `Result<X, ConfigError>`. Names are `impl Into<Cow<'static, str>>`.

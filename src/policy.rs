@@ -6,7 +6,8 @@
 //! 2. a **bulkhead** permit: a [`Bulkhead`] caps how many calls run at once, failing fast or
 //!    waiting up to its [`max_wait`](crate::bulkhead::BulkheadBuilder::max_wait);
 //! 3. up to `max_attempts` **attempts** of a [`Retry`], retries paid from its budget with its
-//!    backoff, inside its deadline;
+//!    backoff, inside its deadline (on the async path the deadline also cuts the attempt in
+//!    flight when it passes);
 //! 4. each attempt through a [`CircuitBreaker`], which records the outcome and refuses attempts
 //!    while the dependency is down;
 //!
@@ -19,6 +20,17 @@
 //! and its [`retry_after`](PolicyError::retry_after) says for how long). Every other error of the
 //! operation is retried when the retry's classifier says so; the breaker records it as a failure,
 //! unless [`PolicyBuilder::classify`] says it is ignored or counts as a success.
+//!
+//! **Time limits** (async path): an attempt that runs past the
+//! [attempt timeout](PolicyBuilder::attempt_timeout) is given up, counted by the breaker as a
+//! failure, and retried like any failure; the last one ends the call with
+//! [`PolicyError::TimedOut`]. When the retry has a [deadline](crate::retry::RetryBuilder::deadline),
+//! an attempt still running when it passes is cut then, counted by the breaker the same way (a
+//! failure, and slow past its slow-call threshold: the dependency did not answer in the time the
+//! caller had), never retried, and the call ends with [`PolicyError::DeadlineExceeded`]. Each
+//! attempt waits on one sleep, of the attempt timeout or of what is left of the deadline,
+//! whichever is shorter. The blocking [`Policy::call`] cannot interrupt its operation: there the
+//! deadline only stops retries, and the attempt timeout does nothing.
 //!
 //! The primitives stay independent of each other: this module is the only one that knows all
 //! four. Each is shared through an `Arc`, so one breaker or budget can guard several policies.
@@ -75,7 +87,7 @@
 use crate::breaker::{BreakerError, CircuitBreaker, CircuitOpen};
 use crate::bulkhead::{Bulkhead, BulkheadError};
 use crate::classify::{Classify, ErrIsFailure, Verdict};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock, duration_to_nanos};
 use crate::drain::{DrainRefused, Drainer};
 use crate::error::ConfigError;
 use crate::retry::{Retry, RetryError};
@@ -132,12 +144,14 @@ pub enum PolicyError<E> {
         /// The error of the last attempt.
         last: E,
     },
-    /// The operation failed, and the retry's deadline passed or would pass during the backoff.
+    /// The retry's deadline passed: it would pass during the backoff before the next attempt,
+    /// or (on the async path) it passed while an attempt ran, and that attempt was cut.
     DeadlineExceeded {
-        /// Attempts that ran.
+        /// Attempts that ran, a cut one included.
         attempts: u32,
-        /// The error of the last attempt.
-        last: E,
+        /// The error of the last attempt; `None` when it returned none (the deadline cut it, or
+        /// it ran past the attempt timeout).
+        last: Option<E>,
     },
     /// The last attempt ran past the [attempt timeout](PolicyBuilder::attempt_timeout) (on the
     /// async path) and was given up; the breaker counted it as a failure.
@@ -173,9 +187,8 @@ impl<E> PolicyError<E> {
     /// The operation's last error, when the call ended on one.
     pub fn last(&self) -> Option<&E> {
         match self {
-            Self::BudgetExhausted { last, .. }
-            | Self::DeadlineExceeded { last, .. }
-            | Self::Failed { last, .. } => Some(last),
+            Self::BudgetExhausted { last, .. } | Self::Failed { last, .. } => Some(last),
+            Self::DeadlineExceeded { last, .. } => last.as_ref(),
             _ => None,
         }
     }
@@ -183,11 +196,24 @@ impl<E> PolicyError<E> {
     /// The operation's last error, by value.
     pub fn into_last(self) -> Option<E> {
         match self {
-            Self::BudgetExhausted { last, .. }
-            | Self::DeadlineExceeded { last, .. }
-            | Self::Failed { last, .. } => Some(last),
+            Self::BudgetExhausted { last, .. } | Self::Failed { last, .. } => Some(last),
+            Self::DeadlineExceeded { last, .. } => last,
             _ => None,
         }
+    }
+
+    /// Whether a time limit ended the call: the last attempt ran past the attempt timeout, or
+    /// the retry's deadline passed (an HTTP service answers either with 504).
+    ///
+    /// ```
+    /// use resile::policy::PolicyError;
+    /// // The deadline cut the second attempt: it returned no error of its own.
+    /// let e: PolicyError<&str> = PolicyError::DeadlineExceeded { attempts: 2, last: None };
+    /// assert!(e.is_timeout() && e.last().is_none());
+    /// assert_eq!(e.to_string(), "gave up after 2 attempts: deadline exceeded");
+    /// ```
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::TimedOut { .. } | Self::DeadlineExceeded { .. })
     }
 
     /// How long until the breaker admits a probe, when the breaker refused (`None` otherwise,
@@ -222,10 +248,22 @@ impl<E> PolicyError<E> {
                 open,
                 attempts: attempts.saturating_sub(1),
             },
+            Attempt::Cut => Self::DeadlineExceeded {
+                attempts,
+                last: None,
+            },
+            // Timed out, and no retry fits before the deadline: the deadline ended the call.
+            Attempt::TimedOut(_) if kind == 1 => Self::DeadlineExceeded {
+                attempts,
+                last: None,
+            },
             Attempt::TimedOut(after) => Self::TimedOut { attempts, after },
             Attempt::Inner(last) => match kind {
                 0 => Self::BudgetExhausted { attempts, last },
-                1 => Self::DeadlineExceeded { attempts, last },
+                1 => Self::DeadlineExceeded {
+                    attempts,
+                    last: Some(last),
+                },
                 _ => Self::Failed { attempts, last },
             },
         }
@@ -246,11 +284,16 @@ impl<E: fmt::Display> fmt::Display for PolicyError<E> {
                     "gave up after {n} attempt{s} (retry budget exhausted): {last}"
                 )
             }
-            Self::DeadlineExceeded { last, .. } => {
+            Self::DeadlineExceeded {
+                last: Some(last), ..
+            } => {
                 write!(
                     f,
                     "gave up after {n} attempt{s} (deadline exceeded): {last}"
                 )
+            }
+            Self::DeadlineExceeded { last: None, .. } => {
+                write!(f, "gave up after {n} attempt{s}: deadline exceeded")
             }
             Self::TimedOut { after, .. } => {
                 write!(
@@ -270,9 +313,8 @@ impl<E: std::error::Error + 'static> std::error::Error for PolicyError<E> {
             Self::Bulkhead(b) => Some(b),
             Self::Breaker { open, .. } => Some(open),
             Self::TimedOut { .. } => None,
-            Self::BudgetExhausted { last, .. }
-            | Self::DeadlineExceeded { last, .. }
-            | Self::Failed { last, .. } => Some(last),
+            Self::DeadlineExceeded { last, .. } => last.as_ref().map(|e| e as _),
+            Self::BudgetExhausted { last, .. } | Self::Failed { last, .. } => Some(last),
         }
     }
 }
@@ -324,7 +366,7 @@ impl<T, E, K: Classify<T, E>> Classify<T, Attempt<E>> for Through<'_, K> {
         match result {
             Ok(v) => self.0.verdict(Ok(v)),
             Err(Attempt::Refused(_)) => Verdict::Ignore,
-            Err(Attempt::TimedOut(_)) => Verdict::Failure,
+            Err(Attempt::TimedOut(_) | Attempt::Cut) => Verdict::Failure,
             Err(Attempt::Inner(e)) => self.0.verdict(Err(e)),
         }
     }
@@ -333,7 +375,7 @@ impl<T, E, K: Classify<T, E>> Classify<T, Attempt<E>> for Through<'_, K> {
     fn is_retryable(&self, result: Result<&T, &Attempt<E>>) -> bool {
         match result {
             Ok(v) => self.0.is_retryable(Ok(v)),
-            Err(Attempt::Refused(_)) => false,
+            Err(Attempt::Refused(_) | Attempt::Cut) => false,
             Err(Attempt::TimedOut(_)) => true,
             Err(Attempt::Inner(e)) => self.0.is_retryable(Err(e)),
         }
@@ -354,6 +396,8 @@ enum Attempt<E> {
     Refused(CircuitOpen),
     /// It ran past the attempt timeout and was given up.
     TimedOut(Duration),
+    /// The retry's deadline passed while it ran: given up, and never retried.
+    Cut,
     /// It returned this error.
     Inner(E),
 }
@@ -446,7 +490,7 @@ impl Policy {
             fallback: NoFallback,
             classify: ErrIsFailure,
             attempt_timeout: None,
-            timer: SharedTimer::default(),
+            timer: None,
         }
     }
 }
@@ -581,6 +625,15 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
         let breaker = self.breaker.as_deref();
         let class = &self.classify;
         let (timeout, timer) = (self.attempt_timeout, &self.timer);
+        // When the retry's deadline passes, on the retry's clock (the retry measures its own
+        // from the same reading).
+        let deadline = self.retry.as_ref().and_then(|r| {
+            let at = r
+                .clock()
+                .now()
+                .saturating_add(duration_to_nanos(r.deadline()?));
+            Some((r.clock(), at))
+        });
         let attempt = || {
             // The breaker first: a refused attempt never calls `op`, so nothing it does eagerly
             // (building or sending the request) reaches the dependency.
@@ -588,18 +641,32 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
                 Ok(permit) => Ok((permit, op())),
                 Err(refused) => Err(refused),
             };
+            // The attempt's time limit: the attempt timeout, or what is left of the deadline
+            // when that is sooner (then the limit is a cut). One sleep either way.
+            let limit = match (timeout, deadline) {
+                (timeout, Some((clock, at))) => {
+                    let left = Duration::from_nanos(at.saturating_sub(clock.now()));
+                    match timeout {
+                        Some(after) if after < left => Some((after, false)),
+                        _ => Some((left, true)),
+                    }
+                }
+                (Some(after), None) => Some((after, false)),
+                (None, None) => None,
+            };
             async move {
                 let (permit, fut) = admitted.map_err(Attempt::Refused)?;
-                let r = match timeout {
+                let r = match limit {
                     None => fut.await.map_err(Attempt::Inner),
-                    Some(after) => {
+                    Some((after, cut)) => {
                         let mut fut = std::pin::pin!(fut);
-                        let mut deadline = LazyTimer::new(timer, after);
+                        let mut sleep = LazyTimer::new(timer, after);
                         std::future::poll_fn(|cx| {
                             if let Poll::Ready(r) = fut.as_mut().poll(cx) {
                                 return Poll::Ready(r.map_err(Attempt::Inner));
                             }
-                            match std::pin::Pin::new(&mut deadline).poll(cx) {
+                            match std::pin::Pin::new(&mut sleep).poll(cx) {
+                                Poll::Ready(()) if cut => Poll::Ready(Err(Attempt::Cut)),
                                 Poll::Ready(()) => Poll::Ready(Err(Attempt::TimedOut(after))),
                                 Poll::Pending => Poll::Pending,
                             }
@@ -611,7 +678,8 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
                     match &r {
                         Ok(v) => permit.record(class.verdict(Ok(v))),
                         Err(Attempt::Inner(e)) => permit.record(class.verdict(Err(e))),
-                        // Given up: a failure (and, past the slow-call threshold, slow).
+                        // Given up (timed out or cut): a failure (and, past the slow-call
+                        // threshold, slow).
                         Err(_) => permit.failure(),
                     }
                 }
@@ -671,7 +739,7 @@ pub struct PolicyBuilder<
     fallback: F,
     classify: C,
     attempt_timeout: Option<Duration>,
-    timer: SharedTimer,
+    timer: Option<SharedTimer>,
 }
 
 impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> fmt::Debug
@@ -810,8 +878,9 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> PolicyBuilder<D, H, B, R, 
     /// Give up an attempt of [`call_async`](Policy::call_async) that runs longer than `timeout`
     /// (measured on the policy's [timer](Self::timer)): the breaker counts it as a failure, the
     /// retry may retry it, and a call whose last attempt timed out ends with
-    /// [`PolicyError::TimedOut`]. The blocking [`call`](Policy::call) cannot interrupt its
-    /// operation and ignores it. At least 1 ns.
+    /// [`PolicyError::TimedOut`]. When less than `timeout` is left of the retry's deadline, the
+    /// attempt is cut at the deadline instead (see the [module docs](self)). The blocking
+    /// [`call`](Policy::call) cannot interrupt its operation and ignores it. At least 1 ns.
     ///
     /// ```
     /// use resile::clock::ManualClock;
@@ -833,11 +902,13 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> PolicyBuilder<D, H, B, R, 
         self
     }
 
-    /// The timer attempt timeouts are measured on (default
-    /// [`ThreadTimer`](crate::timer::ThreadTimer); see [`crate::timer`]). The bulkhead's wait and
-    /// the retry's backoff use their own.
+    /// The timer an attempt's time limit sleeps on: the attempt timeout, and the retry's
+    /// deadline cutting an attempt in flight (default: the retry's
+    /// [timer](crate::retry::RetryBuilder::timer), or
+    /// [`ThreadTimer`](crate::timer::ThreadTimer) without a retry; see [`crate::timer`]). The
+    /// bulkhead's wait and the retry's backoff use their own.
     pub fn timer(mut self, timer: impl Timer) -> Self {
-        self.timer = SharedTimer::new(timer);
+        self.timer = Some(SharedTimer::new(timer));
         self
     }
 
@@ -877,6 +948,11 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> PolicyBuilder<D, H, B, R, 
                 "a non-zero duration",
             ));
         }
+        let timer = match (self.timer, &self.retry) {
+            (Some(timer), _) => timer,
+            (None, Some(retry)) => retry.timer().clone(),
+            (None, None) => SharedTimer::default(),
+        };
         Ok(Policy {
             drainer: self.drainer,
             bulkhead: self.bulkhead,
@@ -885,7 +961,7 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> PolicyBuilder<D, H, B, R, 
             fallback: self.fallback,
             classify: self.classify,
             attempt_timeout: self.attempt_timeout,
-            timer: self.timer,
+            timer,
         })
     }
 }

@@ -270,6 +270,17 @@ impl<C: Clock, K> Retry<C, K> {
         &self.classify
     }
 
+    /// The clock the deadline is measured on (for [`crate::policy`], which cuts an attempt at
+    /// the deadline).
+    pub(crate) fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// The timer the backoff waits on (the policy's attempt limits default to it).
+    pub(crate) fn timer(&self) -> &SharedTimer {
+        &self.timer
+    }
+
     /// [`run`](Self::run) with `classify` in place of the built classifier: the same loop, for a
     /// caller (the [policy](crate::policy)) whose attempts return a wider error, some of which
     /// (`refused`) never reached the dependency.
@@ -411,7 +422,9 @@ impl<C: Clock, K> RetryBuilder<C, K> {
     }
 
     /// A deadline across all attempts of one run, measured from its start: no retry is started
-    /// whose backoff would end at or past it. An attempt already running is not interrupted.
+    /// whose backoff would end at or past it. [`Retry`] itself does not interrupt an attempt
+    /// already running; [`Policy::call_async`](crate::policy::Policy::call_async) does, ending
+    /// the call with [`PolicyError::DeadlineExceeded`](crate::policy::PolicyError::DeadlineExceeded).
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = Some(deadline);
         self

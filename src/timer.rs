@@ -84,6 +84,10 @@ where
 /// timer type whatever the runtime is. It is made only when a wait has to queue or a retry has
 /// to wait, never on a path that does not wait.
 ///
+/// It is `Send` and `Sync` whatever the timer's future is (only `Send` is asked of it): a shared
+/// `&Sleep` gives no access to the future, so a service that holds one (the tower bulkhead
+/// waiting for a slot) stays `Sync`, as axum's router asks of its layers.
+///
 /// ```
 /// use resile::timer::Sleep;
 /// let done = Sleep::new(async {}); // wraps any `Future<Output = ()> + Send + 'static`
@@ -93,6 +97,12 @@ where
 pub struct Sleep {
     inner: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
+
+// SAFETY: `Sync` lets threads share a `&Sleep`, and nothing reachable through `&Sleep` touches
+// the future: it is polled only through `Pin<&mut Sleep>` and dropped only by its owner, and
+// `Debug` prints none of it. A shared reference therefore gives no access to the `!Sync` part
+// (the argument of `sync_wrapper::SyncWrapper` and of the unstable `std::sync::Exclusive`).
+unsafe impl Sync for Sleep {}
 
 impl Sleep {
     /// A sleep that completes when `future` does.

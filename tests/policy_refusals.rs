@@ -234,7 +234,13 @@ fn the_deadline_stops_retries() {
     // 1 s deadline; each round is 200 ms + 100 ms backoff: attempts start at 0, 300, 600 ms;
     // after the third (at 800 ms) a backoff would end at 900 ms, and the fourth attempt at 1.1 s.
     assert!(
-        matches!(e, PolicyError::DeadlineExceeded { last: "slow", .. }),
+        matches!(
+            e,
+            PolicyError::DeadlineExceeded {
+                last: Some("slow"),
+                ..
+            }
+        ),
         "{e:?}"
     );
     assert!(e.attempts() >= 2 && e.attempts() <= 4, "{e:?}");
@@ -519,4 +525,90 @@ fn a_zero_attempt_timeout_is_refused_by_the_builder() {
         .build()
         .unwrap_err();
     assert_eq!(e.field(), "attempt_timeout");
+}
+
+#[test]
+fn an_async_attempt_in_flight_at_the_deadline_is_cut_counted_and_not_retried() {
+    let p = parts(10);
+    // No timer of its own: the attempt limits sleep on the retry's (the manual clock).
+    let policy = Policy::builder()
+        .breaker(p.breaker.clone())
+        .retry(retry(&p, 3))
+        .attempt_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let made = Cell::new(0);
+    let e = block_on(policy.call_async(|| {
+        made.set(made.get() + 1);
+        std::future::pending::<Result<u8, &str>>()
+    }))
+    .unwrap_err();
+    // 0-500 ms: timed out, retried after the 100 ms backoff; the second attempt has 400 ms of
+    // the 1 s deadline left, and is cut at the deadline; no third.
+    assert!(
+        matches!(
+            e,
+            PolicyError::DeadlineExceeded {
+                attempts: 2,
+                last: None
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.is_timeout() && e.last().is_none());
+    assert_eq!(e.to_string(), "gave up after 2 attempts: deadline exceeded");
+    assert_eq!(p.clock.now(), 1_000_000_000);
+    assert_eq!(made.get(), 2);
+    assert_eq!(p.breaker.metrics().failures, 2, "the timed-out and the cut");
+}
+
+#[test]
+fn without_an_attempt_timeout_the_deadline_still_cuts_an_async_attempt() {
+    let p = parts(10);
+    let policy = Policy::builder()
+        .breaker(p.breaker.clone())
+        .retry(retry(&p, 3))
+        .build()
+        .unwrap();
+    let e = block_on(policy.call_async(std::future::pending::<Result<u8, &str>>)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            PolicyError::DeadlineExceeded {
+                attempts: 1,
+                last: None
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(p.clock.now(), 1_000_000_000);
+    assert_eq!(p.breaker.metrics().failures, 1);
+    // An attempt that answers in time is not affected.
+    assert_eq!(
+        block_on(policy.call_async(|| async { Ok::<u8, &str>(7) })),
+        Ok(7)
+    );
+}
+
+#[test]
+fn a_timed_out_attempt_with_no_time_left_for_a_retry_ends_at_the_deadline() {
+    let p = parts(10);
+    let policy = Policy::builder()
+        .retry(retry(&p, 3))
+        .attempt_timeout(Duration::from_millis(950))
+        .build()
+        .unwrap();
+    let e = block_on(policy.call_async(std::future::pending::<Result<u8, &str>>)).unwrap_err();
+    // Timed out at 950 ms; the backoff would end at 1.05 s, past the deadline.
+    assert!(
+        matches!(
+            e,
+            PolicyError::DeadlineExceeded {
+                attempts: 1,
+                last: None
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(p.clock.now(), 950_000_000);
 }

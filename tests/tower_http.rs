@@ -243,3 +243,109 @@ fn a_readiness_error_is_a_500_and_the_inner_service_is_not_called() {
     assert_eq!(r.status(), 500);
     assert!(!called.load(std::sync::atomic::Ordering::SeqCst));
 }
+
+/// A downstream that never answers, behind the whole client stack with a deadline and an attempt
+/// timeout on a manual clock: the client sees `504`, at the deadline, and the breaker counted
+/// both attempts; with only the attempt timeout (no retry), also `504`.
+#[test]
+fn a_deadline_or_an_attempt_timeout_is_a_504() {
+    use resile::backoff::{Backoff, Jitter};
+    use resile::breaker::CircuitBreaker;
+    use resile::budget::RetryBudget;
+    use resile::clock::{Clock, ManualClock};
+    use resile::http::{RefusalLayer, StatusClassify};
+    use resile::tower::{BreakerLayer, DeadlineLayer, RetryPolicy, TimeoutLayer};
+    use std::time::Duration;
+
+    let clock = ManualClock::new();
+    let breaker = Arc::new(
+        CircuitBreaker::builder()
+            .clock(clock.clone())
+            .build()
+            .unwrap(),
+    );
+    let budget = Arc::new(RetryBudget::builder().clock(clock.clone()).build().unwrap());
+    let hung = tower::service_fn(|_: ()| {
+        std::future::pending::<Result<http::Response<String>, std::io::Error>>()
+    });
+    let svc = ServiceBuilder::new()
+        .layer(RefusalLayer::new())
+        .layer(
+            DeadlineLayer::new(Duration::from_secs(2))
+                .unwrap()
+                .clock(clock.clone())
+                .timer(clock.clone()),
+        )
+        .retry(
+            RetryPolicy::new(budget)
+                .timer(clock.clone())
+                .backoff(
+                    Backoff::builder()
+                        .constant(Duration::from_millis(10))
+                        .jitter(Jitter::None)
+                        .build()
+                        .unwrap(),
+                )
+                .classify(StatusClassify::new()),
+        )
+        .layer(BreakerLayer::new(breaker.clone()).classify(StatusClassify::new()))
+        .layer(
+            TimeoutLayer::new(Duration::from_millis(1500))
+                .unwrap()
+                .timer(clock.clone()),
+        )
+        .service(hung);
+    let r = block_on(svc.oneshot(())).unwrap();
+    assert_eq!(r.status(), 504);
+    assert_eq!(clock.now(), 2_000_000_000, "at the deadline");
+    assert_eq!(breaker.metrics().failures, 2);
+
+    let svc = ServiceBuilder::new()
+        .layer(RefusalLayer::new())
+        .layer(
+            TimeoutLayer::new(Duration::from_millis(100))
+                .unwrap()
+                .timer(clock.clone()),
+        )
+        .service(hung);
+    assert_eq!(block_on(svc.oneshot(())).unwrap().status(), 504);
+}
+
+/// What axum's router asks of a layered service: `Clone + Send + Sync`, and a `Send` future;
+/// and what an axum handler asks of a stack it awaits: a `Send` async block holding it.
+#[test]
+fn every_layers_service_is_send_sync_and_clone_and_awaitable_in_a_send_block() {
+    use resile::breaker::CircuitBreaker;
+    use resile::budget::RetryBudget;
+    use resile::http::RefusalLayer;
+    use resile::tower::{BreakerLayer, DeadlineLayer, RetryPolicy, TimeoutLayer};
+    use std::time::Duration;
+
+    fn check<S, Req>(_: &S)
+    where
+        S: Service<Req, Future: Send> + Clone + Send + Sync + 'static,
+    {
+    }
+    fn send<T: Send>(_: T) {}
+    // An error type without a lifetime: `BoxError` written in the closure would not do (see the
+    // `tower` module's docs on `Send` futures).
+    let inner = tower::service_fn(|_: ()| async {
+        Ok::<_, std::io::Error>(http::Response::new(String::new()))
+    });
+    let budget = Arc::new(RetryBudget::builder().build().unwrap());
+    let svc = ServiceBuilder::new()
+        .layer(RefusalLayer::new())
+        .layer(DrainLayer::new(Arc::new(Drainer::new())).until_body_end())
+        .layer(BulkheadLayer::new(Arc::new(Bulkhead::builder().build().unwrap())).until_body_end())
+        .layer(DeadlineLayer::new(Duration::from_secs(1)).unwrap())
+        .retry(RetryPolicy::new(budget))
+        .layer(BreakerLayer::new(Arc::new(
+            CircuitBreaker::builder().build().unwrap(),
+        )))
+        .layer(TimeoutLayer::new(Duration::from_secs(1)).unwrap())
+        .service(inner);
+    check::<_, ()>(&svc);
+    send(async move {
+        let _ = svc.oneshot(()).await;
+    });
+}

@@ -10,7 +10,9 @@ use resile::bulkhead::{Bulkhead, BulkheadError};
 use resile::classify::Verdict;
 use resile::clock::Clock;
 use resile::drain::{DrainRefused, Drainer};
-use resile::tower::{BoxError, BreakerLayer, BulkheadLayer, DrainLayer, RetryPolicy};
+use resile::tower::{
+    BoxError, BreakerLayer, BulkheadLayer, DeadlineExceeded, DeadlineLayer, DrainLayer, RetryPolicy,
+};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -549,4 +551,44 @@ async fn the_retry_deadline_bounds_a_request_across_its_attempts() {
         assert_eq!(start.elapsed(), Duration::from_millis(1010));
         assert_eq!(s.budget.metrics().retries_granted, granted + 1);
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_layer_cuts_the_attempt_in_flight() {
+    let s = Stack::new();
+    s.ctl.fail(u32::MAX);
+    s.ctl.stall(Duration::from_millis(500)); // each attempt takes 500 ms, then fails
+    let retry = RetryPolicy::new(s.budget.clone())
+        .timer(tokio::time::sleep)
+        .max_attempts(3)
+        .backoff(
+            Backoff::builder()
+                .constant(Duration::from_millis(10))
+                .jitter(Jitter::None)
+                .build()
+                .unwrap(),
+        );
+    let mut svc = ServiceBuilder::new()
+        .layer(
+            DeadlineLayer::new(Duration::from_secs(1))
+                .unwrap()
+                .clock(TokioClock(Instant::now()))
+                .timer(tokio::time::sleep),
+        )
+        .retry(retry)
+        .layer(BreakerLayer::new(s.breaker.clone()))
+        .service(Mock(s.ctl.clone()));
+    let start = Instant::now();
+    let e = svc.ready().await.unwrap().call(1).await.unwrap_err();
+    // 0-500 ms failed, retried at 510 ms, cut at the deadline 490 ms into the second attempt
+    // (which would have ended at 1010 ms).
+    assert!(e.is::<DeadlineExceeded>(), "{e}");
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    assert_eq!(s.ctl.calls(), 2);
+    let m = s.breaker.metrics();
+    assert_eq!(
+        (m.calls, m.failures),
+        (2, 2),
+        "the cut attempt is a failure"
+    );
 }

@@ -154,13 +154,13 @@ where
         match self.breaker.try_acquire_owned() {
             Ok(permit) => BreakerFuture {
                 inner: Some(self.inner.call(req)),
-                permit: Some(permit),
+                permit: Admitted(Some(permit)),
                 classify: self.classify.clone(),
                 refused: None,
             },
             Err(open) => BreakerFuture {
                 inner: None,
-                permit: None,
+                permit: Admitted(None),
                 classify: self.classify.clone(),
                 refused: Some(open),
             },
@@ -168,9 +168,26 @@ where
     }
 }
 
+/// The permit of an admitted request, until its response future records it. Dropped unrecorded
+/// (the response future was dropped unfinished: the caller went away), it is released without a
+/// record, unless a [`DeadlineLayer`](super::DeadlineLayer) is dropping it because the request's
+/// deadline passed: then the attempt did not answer in the time it had, a failure.
+struct Admitted<C: Clock>(Option<OwnedBreakerPermit<C>>);
+
+impl<C: Clock> Drop for Admitted<C> {
+    fn drop(&mut self) {
+        if let Some(permit) = self.0.take() {
+            if super::timeout::is_cutting() {
+                permit.failure();
+            }
+        }
+    }
+}
+
 pin_project! {
     /// The response future of [`BreakerService`]: records its result in the breaker when it
-    /// completes, and nothing if dropped unfinished.
+    /// completes, and nothing if dropped unfinished (but for an attempt a
+    /// [`DeadlineLayer`](super::DeadlineLayer) cut at its deadline: a failure).
     ///
     /// ```
     /// use futures::executor::block_on;
@@ -194,7 +211,7 @@ pin_project! {
     pub struct BreakerFuture<F, C: Clock, K> {
         #[pin]
         inner: Option<F>,
-        permit: Option<OwnedBreakerPermit<C>>,
+        permit: Admitted<C>,
         classify: K,
         refused: Option<CircuitOpen>,
     }
@@ -224,7 +241,7 @@ where
             Some(f) => {
                 let out = ready!(f.poll(cx));
                 this.inner.set(None);
-                if let Some(permit) = this.permit.take() {
+                if let Some(permit) = this.permit.0.take() {
                     permit.record(this.classify.verdict(out.as_ref()));
                 }
                 Poll::Ready(out.map_err(Into::into))

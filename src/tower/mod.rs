@@ -7,6 +7,8 @@
 //! | [`BulkheadLayer`] | [`BulkheadService`] | holds a [`Bulkhead`] slot for each request until its response future ends; fails fast, or waits up to the bulkhead's max wait on your timer |
 //! | [`BreakerLayer`] | [`BreakerService`] | runs each request through a [`CircuitBreaker`] and records its outcome, classified by your [`Classify`] |
 //! | [`RetryPolicy`] (`tower-retry`) | `tower::retry::Retry` | retries paid from a [`RetryBudget`](crate::budget::RetryBudget) (a deposit per request, a withdrawal per retry), waiting a [`Backoff`](crate::backoff::Backoff) on your timer |
+//! | [`DeadlineLayer`] | [`DeadlineService`] | ends a request, all its attempts and backoffs, at its deadline with [`DeadlineExceeded`], cutting the attempt in flight |
+//! | [`TimeoutLayer`] | [`TimeoutService`] | gives up an attempt after its timeout with [`AttemptTimedOut`], or at the enclosing deadline if that is sooner |
 //!
 //! Every service's error is a [`BoxError`] (tower's convention): a refusal is the primitive's own
 //! error ([`CircuitOpen`], [`BulkheadError`], [`DrainRefused`]), recovered with `downcast_ref`, and
@@ -14,10 +16,38 @@
 //! never from `poll_ready`, so a refused request does not fail the service (as tower's
 //! `LoadShed`).
 //!
-//! The bulkhead's wait and the retry's backoff sleep on the [timer](crate::timer) set on the
-//! bulkhead's builder and on the retry policy (the default timer works on any executor; feature
-//! `tokio` has tokio's). The order that matches [`Policy`](crate::policy::Policy): drain
-//! outermost, then the bulkhead, then retries, then the breaker around each attempt.
+//! **`Send` futures.** Every service here is `Clone`, `Send` and `Sync`, and every response future
+//! `Send`, when what it wraps is: what axum's `Router::layer` asks. One case rustc rejects
+//! (rust-lang/rust#64552): awaiting a stack in a `Send`-checked async block (an axum handler,
+//! `tokio::spawn`) when one of these layers wraps a service whose error type is [`BoxError`]
+//! written as a closure's or a generic's type argument (`service_fn(|r| async {
+//! Ok::<_, BoxError>(..) })`, `BoxCloneService<_, _, BoxError>`). That check forgets the
+//! lifetimes inside such types, so the layer's `S::Error: Into<BoxError>` becomes
+//! `Box<dyn Error + Send + Sync + '0>: From<..>` into the `'static` box for every `'0`, which
+//! no impl gives: "implementation of `From` is not general enough". A layer that boxes its
+//! inner error cannot do without that bound; give the innermost service a named type (as a real
+//! client is) or an error type without a lifetime (`std::io::Error`, your own), or box the
+//! whole stack.
+//!
+//! The bulkhead's wait, the retry's backoff and the time limits sleep on the
+//! [timer](crate::timer) set on the bulkhead's builder, the retry policy and the timeout and
+//! deadline layers (the default timer works on any executor and needs no runtime's time driver;
+//! feature `tokio` has tokio's). The order that matches [`Policy`](crate::policy::Policy): drain
+//! outermost, then the bulkhead, then the deadline, then retries, then the breaker around each
+//! attempt, then the attempt timeout:
+//!
+//! | layer | why there |
+//! | --- | --- |
+//! | [`DrainLayer`] | refuses before anything is spent on the request |
+//! | [`BulkheadLayer`] | one slot for the whole request, its retries included |
+//! | [`DeadlineLayer`] | bounds the whole request: its attempts, backoffs, and the attempt in flight |
+//! | `tower::retry::Retry` with [`RetryPolicy`] | retries what the breaker lets through, never a refusal or the deadline |
+//! | [`BreakerLayer`] | counts each attempt, a timed-out or cut one as a failure |
+//! | [`TimeoutLayer`] | bounds each attempt, inside the breaker so that it sees the timeout |
+//!
+//! A timed-out attempt is a failure the retry may retry (its classifier's call); the deadline's
+//! expiry is its own error and ends the request. An HTTP service answers both with `504`
+//! ([`RefusalLayer`](crate::http::RefusalLayer)).
 //!
 //! **Serving HTTP**, call `until_body_end()` on the drain and bulkhead layers (feature `http`):
 //! a server sends the response body after the response future has completed, so a guard
@@ -107,6 +137,22 @@ impl fmt::Display for PolledAfterCompletion {
 
 impl std::error::Error for PolledAfterCompletion {}
 
+/// The first error in `e` or its chain of sources that `is` picks.
+#[cfg(any(feature = "tower-retry", feature = "http"))]
+fn find_in<'e>(
+    e: &'e (dyn std::error::Error + 'static),
+    is: impl Fn(&(dyn std::error::Error + 'static)) -> bool,
+) -> Option<&'e (dyn std::error::Error + 'static)> {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if is(e) {
+            return Some(e);
+        }
+        next = e.source();
+    }
+    None
+}
+
 /// The first of this crate's refusals ([`CircuitOpen`], [`BulkheadError`], [`DrainRefused`]) in
 /// `e` or its chain of sources: how the tower retry and the HTTP refusal responses recognise a
 /// request the process declined, however it was boxed or wrapped.
@@ -114,14 +160,26 @@ impl std::error::Error for PolledAfterCompletion {}
 pub(crate) fn refusal_in<'e>(
     e: &'e (dyn std::error::Error + 'static),
 ) -> Option<&'e (dyn std::error::Error + 'static)> {
-    let mut next = Some(e);
-    while let Some(e) = next {
-        if e.is::<CircuitOpen>() || e.is::<BulkheadError>() || e.is::<DrainRefused>() {
-            return Some(e);
-        }
-        next = e.source();
-    }
-    None
+    find_in(e, |e| {
+        e.is::<CircuitOpen>() || e.is::<BulkheadError>() || e.is::<DrainRefused>()
+    })
+}
+
+/// The first of the time limits' errors ([`AttemptTimedOut`], [`DeadlineExceeded`]) in `e` or
+/// its chain of sources.
+#[cfg(feature = "http")]
+pub(crate) fn time_limit_in<'e>(
+    e: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e (dyn std::error::Error + 'static)> {
+    find_in(e, |e| {
+        e.is::<AttemptTimedOut>() || e.is::<DeadlineExceeded>()
+    })
+}
+
+/// The [`DeadlineExceeded`] in `e` or its chain of sources.
+#[cfg(feature = "tower-retry")]
+pub(crate) fn deadline_in(e: &(dyn std::error::Error + 'static)) -> bool {
+    find_in(e, |e| e.is::<DeadlineExceeded>()).is_some()
 }
 
 #[cfg(feature = "http")]
@@ -130,6 +188,7 @@ mod breaker;
 mod bulkhead;
 mod drain;
 mod future;
+mod timeout;
 
 #[cfg(feature = "http")]
 pub use body::{GuardedBody, UntilBodyEnd};
@@ -137,6 +196,10 @@ pub use breaker::{BreakerFuture, BreakerLayer, BreakerService};
 pub use bulkhead::{BulkheadLayer, BulkheadService};
 pub use drain::{DrainLayer, DrainService};
 pub use future::{Hold, ResponseFuture, UntilResponse};
+pub use timeout::{
+    AttemptTimedOut, DeadlineExceeded, DeadlineFuture, DeadlineLayer, DeadlineService,
+    TimeoutFuture, TimeoutLayer, TimeoutService,
+};
 
 #[cfg(feature = "tower-retry")]
 mod retry;

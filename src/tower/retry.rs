@@ -8,6 +8,7 @@ use crate::classify::{Classify, ErrIsFailure, RetryIf};
 use crate::clock::{Clock, SystemClock};
 use crate::drain::DrainRefused;
 use crate::timer::{SharedTimer, Sleep, Timer};
+use crate::tower::DeadlineExceeded;
 use std::any::Any;
 use std::error::Error;
 use std::fmt;
@@ -15,7 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Whether a [`RetryPolicy`] retries `result`: never a refusal by one of this crate's
-/// primitives, otherwise what `classify` says.
+/// primitives, nor a request whose [deadline](super::DeadlineLayer) has passed, otherwise what
+/// `classify` says (an [attempt timeout](super::AttemptTimedOut) is an error like any other).
 ///
 /// A refusal ([`CircuitOpen`], [`BulkheadError`], [`DrainRefused`]; bare, or boxed as a
 /// [`BoxError`](super::BoxError) the way the layers return them, or anywhere in a boxed error's
@@ -28,27 +30,44 @@ fn should_retry<Res, E: 'static>(
     result: &Result<Res, E>,
 ) -> bool {
     match result {
-        Err(e) if is_refusal(e) => false,
+        Err(e) if is_refusal(e) || is_past_deadline(e) => false,
         r => classify.is_retryable(r.as_ref()),
     }
 }
 
-/// Whether `e` is one of this crate's refusals, bare, or boxed (itself or one of its sources).
-fn is_refusal<E: 'static>(e: &E) -> bool {
-    fn refusal(e: &(dyn Error + 'static)) -> bool {
-        super::refusal_in(e).is_some()
-    }
+/// Whether `is` picks `e`, bare, or boxed (itself or one of its sources).
+fn error_is<E: 'static>(e: &E, is: fn(&(dyn Error + 'static)) -> bool) -> bool {
     let any = e as &dyn Any;
     if let Some(boxed) = any.downcast_ref::<super::BoxError>() {
-        return refusal(boxed.as_ref());
+        return is(boxed.as_ref());
     }
     if let Some(boxed) = any.downcast_ref::<Box<dyn Error + Send>>() {
-        return refusal(boxed.as_ref());
+        return is(boxed.as_ref());
     }
     if let Some(boxed) = any.downcast_ref::<Box<dyn Error>>() {
-        return refusal(boxed.as_ref());
+        return is(boxed.as_ref());
     }
-    any.is::<CircuitOpen>() || any.is::<BulkheadError>() || any.is::<DrainRefused>()
+    if let Some(bare) = any.downcast_ref::<CircuitOpen>() {
+        return is(bare);
+    }
+    if let Some(bare) = any.downcast_ref::<BulkheadError>() {
+        return is(bare);
+    }
+    if let Some(bare) = any.downcast_ref::<DrainRefused>() {
+        return is(bare);
+    }
+    any.downcast_ref::<DeadlineExceeded>()
+        .is_some_and(|bare| is(bare))
+}
+
+/// Whether `e` is one of this crate's refusals, bare, or boxed (itself or one of its sources).
+fn is_refusal<E: 'static>(e: &E) -> bool {
+    error_is(e, |e| super::refusal_in(e).is_some())
+}
+
+/// Whether `e` is a [`DeadlineExceeded`], bare, or boxed (itself or one of its sources).
+fn is_past_deadline<E: 'static>(e: &E) -> bool {
+    error_is(e, super::deadline_in)
 }
 
 /// A `tower::retry::Policy` paid from a [`RetryBudget`]: each original request deposits into
@@ -60,7 +79,10 @@ fn is_refusal<E: 'static>(e: &E) -> bool {
 /// 3). What it retries is its classifier's call (default [`ErrIsFailure`]: every `Err`), but
 /// never a refusal by one of this crate's primitives, bare, boxed, or as the source of a boxed
 /// error: that is this process declining the call, and retrying it would spend the shared
-/// budget on calls that never reach the dependency.
+/// budget on calls that never reach the dependency. Nor is a request retried once its
+/// [`DeadlineLayer`](super::DeadlineLayer) deadline has passed ([`DeadlineExceeded`]), or when
+/// the backoff would end past it; an [`AttemptTimedOut`](super::AttemptTimedOut) is retried when
+/// the classifier retries errors (both defaults do).
 ///
 /// Requests must be `Clone` (tower retries a clone). Tower clones the policy for each request,
 /// which is how the attempt count stays per request; share one budget across services by
@@ -142,9 +164,11 @@ impl<C: Clock, K> RetryPolicy<C, K> {
 
     /// A deadline across all attempts of one request, measured from its first attempt on the
     /// budget's clock: no retry is made whose backoff would end at or past it (the last result is
-    /// returned). An attempt already running is not interrupted: bound each attempt with a
-    /// timeout layer inside the breaker (`tower::timeout::TimeoutLayer`), so the breaker counts
-    /// a timed-out attempt as a failure.
+    /// returned). An attempt already running is not interrupted: to cut it at the deadline, put
+    /// a [`DeadlineLayer`](super::DeadlineLayer) around the retry instead (this policy then
+    /// stops at that deadline too), and bound each attempt with a
+    /// [`TimeoutLayer`](super::TimeoutLayer) inside the breaker, so the breaker counts a
+    /// timed-out attempt as a failure.
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = Some(crate::clock::duration_to_nanos(deadline));
         self
@@ -233,7 +257,13 @@ where
         let delay = self
             .backoff
             .hinted_delay(self.attempts, self.previous, hint, &mut rand::rng());
-        // The deadline before the budget: a retry that will not happen is never debited.
+        // The deadlines before the budget: a retry that will not happen is never debited. An
+        // enclosing deadline layer's first (this is called inside its poll).
+        if let Some((left, _)) = super::timeout::enclosing() {
+            if delay >= left {
+                return None;
+            }
+        }
         if let (Some(deadline), Some(started)) = (self.deadline, self.started) {
             let ends = self
                 .budget
