@@ -39,6 +39,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use sync_wrapper::SyncWrapper;
 
 /// A source of sleeps: a future that completes after a duration, and a blocking sleep.
 ///
@@ -95,20 +96,14 @@ where
 /// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct Sleep {
-    inner: Pin<Box<dyn Future<Output = ()> + Send>>,
+    inner: SyncWrapper<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
-
-// SAFETY: `Sync` lets threads share a `&Sleep`, and nothing reachable through `&Sleep` touches
-// the future: it is polled only through `Pin<&mut Sleep>` and dropped only by its owner, and
-// `Debug` prints none of it. A shared reference therefore gives no access to the `!Sync` part
-// (the argument of `sync_wrapper::SyncWrapper` and of the unstable `std::sync::Exclusive`).
-unsafe impl Sync for Sleep {}
 
 impl Sleep {
     /// A sleep that completes when `future` does.
     pub fn new(future: impl Future<Output = ()> + Send + 'static) -> Self {
         Self {
-            inner: Box::pin(future),
+            inner: SyncWrapper::new(Box::pin(future)),
         }
     }
 }
@@ -117,7 +112,7 @@ impl Future for Sleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.inner.as_mut().poll(cx)
+        self.inner.get_mut().as_mut().poll(cx)
     }
 }
 

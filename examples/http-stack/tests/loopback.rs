@@ -200,7 +200,17 @@ async fn a_streamed_response_completes_whole_across_the_shutdown() {
             assert_eq!(a.status, 503, "{a:?}");
             assert_eq!(a.header("connection"), Some("close"));
         }
-        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused),
+        // The listener is closed: refused; or it closed with this connection still in its
+        // accept queue, which the kernel resets (seen as a reset or an early end of stream).
+        Err(e) => assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::UnexpectedEof
+            ),
+            "{e:?}"
+        ),
     }
     // The stream that was in flight (ten chunks over 200 ms, past the 50 ms delay) finishes
     // whole, and only then is the drain done.
