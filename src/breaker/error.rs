@@ -19,27 +19,28 @@ use std::fmt;
 /// assert_eq!(err.retry_after(), None);
 /// assert_eq!(err.to_string(), "circuit breaker forced open: call refused");
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CircuitOpen {
-    /// Nanoseconds until a probe may be admitted; [`NO_RETRY_AFTER`] for none. Kept as an
-    /// integer so the refusal path does no `Duration` arithmetic.
-    retry_after_nanos: u64,
-    state: State,
-    /// The [`TripReason`] code; 0 when the breaker refused on its own evidence.
-    cause: u8,
+    /// One word, so the refusal path returns it in one store (and does no `Duration`
+    /// arithmetic): bits 0-55 the nanoseconds until a probe may be admitted ([`NO_RETRY_AFTER`]
+    /// for none), bits 56-58 the refusing state's code, bits 59-62 the [`TripReason`] code (0
+    /// when the breaker refused on its own evidence).
+    packed: u64,
 }
 
-/// `CircuitOpen::retry_after_nanos` when there is no hint.
-const NO_RETRY_AFTER: u64 = u64::MAX;
+const NANOS_BITS: u32 = 56;
+/// The nanoseconds field when there is no hint (and one above the longest hint, about 2.3
+/// years).
+const NO_RETRY_AFTER: u64 = (1 << NANOS_BITS) - 1;
+const STATE_SHIFT: u32 = NANOS_BITS;
+const CAUSE_SHIFT: u32 = NANOS_BITS + 3;
 
 impl CircuitOpen {
     /// A refusal by a breaker in `state` (open, half-open with every probe taken, or forced
-    /// open), with `retry_after` until a probe may be admitted (saturating at `u64::MAX - 1`
-    /// nanoseconds, about 584 years).
+    /// open), with `retry_after` until a probe may be admitted (saturating at `2^56 - 2`
+    /// nanoseconds, about 2.3 years; a breaker's own hints are at most hours).
     pub fn new(state: State, retry_after: Option<std::time::Duration>) -> Self {
-        let nanos = retry_after.map_or(NO_RETRY_AFTER, |d| {
-            crate::clock::duration_to_nanos(d).min(NO_RETRY_AFTER - 1)
-        });
+        let nanos = retry_after.map_or(u64::MAX, crate::clock::duration_to_nanos);
         Self::from_nanos(state, nanos, 0)
     }
 
@@ -51,20 +52,30 @@ impl CircuitOpen {
     /// assert_eq!(refused.tripped_by(), Some(TripReason::Manual));
     /// ```
     #[must_use]
-    pub fn tripped(mut self, reason: TripReason) -> Self {
-        self.cause = reason.code();
-        self
+    pub fn tripped(self, reason: TripReason) -> Self {
+        Self {
+            packed: (self.packed & !(0xF << CAUSE_SHIFT))
+                | (u64::from(reason.code()) << CAUSE_SHIFT),
+        }
     }
 
-    /// A refusal with `retry_after_nanos` until a probe may be admitted (`u64::MAX`: no hint)
-    /// and the `cause` code of a trip.
+    /// A refusal with `retry_after_nanos` until a probe may be admitted (`u64::MAX`: no hint;
+    /// saturating below it) and the `cause` code of a trip.
     #[inline]
-    pub(crate) const fn from_nanos(state: State, retry_after_nanos: u64, cause: u8) -> Self {
+    pub(crate) fn from_nanos(state: State, retry_after_nanos: u64, cause: u8) -> Self {
+        let nanos = if retry_after_nanos == u64::MAX {
+            NO_RETRY_AFTER
+        } else {
+            retry_after_nanos.min(NO_RETRY_AFTER - 1)
+        };
         Self {
-            retry_after_nanos,
-            state,
-            cause,
+            packed: nanos | (state.code() << STATE_SHIFT) | (u64::from(cause & 0xF) << CAUSE_SHIFT),
         }
+    }
+
+    #[inline]
+    fn retry_after_nanos(&self) -> u64 {
+        self.packed & NO_RETRY_AFTER
     }
 
     /// How long until the breaker admits a probe; `None` when forced open. When half-open with
@@ -73,14 +84,14 @@ impl CircuitOpen {
     /// timeout (the re-open is made by the first call after it, and runs from then). The probes
     /// may decide sooner.
     pub fn retry_after(&self) -> Option<std::time::Duration> {
-        (self.retry_after_nanos != NO_RETRY_AFTER)
-            .then(|| std::time::Duration::from_nanos(self.retry_after_nanos))
+        let nanos = self.retry_after_nanos();
+        (nanos != NO_RETRY_AFTER).then(|| std::time::Duration::from_nanos(nanos))
     }
 
     /// The state that refused: [`State::Open`], [`State::HalfOpen`] (every probe slot taken) or
     /// [`State::ForcedOpen`].
     pub fn state(&self) -> State {
-        self.state
+        State::of(self.packed >> STATE_SHIFT)
     }
 
     /// Why other code tripped the breaker, when it did ([`CircuitBreaker::trip`] and
@@ -89,13 +100,23 @@ impl CircuitOpen {
     ///
     /// [`CircuitBreaker::trip`]: super::CircuitBreaker::trip
     pub fn tripped_by(&self) -> Option<TripReason> {
-        TripReason::from_code(self.cause)
+        TripReason::from_code(((self.packed >> CAUSE_SHIFT) & 0xF) as u8)
+    }
+}
+
+impl fmt::Debug for CircuitOpen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitOpen")
+            .field("state", &self.state())
+            .field("retry_after", &self.retry_after())
+            .field("tripped_by", &self.tripped_by())
+            .finish()
     }
 }
 
 impl fmt::Display for CircuitOpen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.state, self.retry_after(), self.tripped_by()) {
+        match (self.state(), self.retry_after(), self.tripped_by()) {
             (State::ForcedOpen, _, Some(r)) if r != TripReason::Manual => {
                 write!(f, "circuit breaker forced open ({r}): call refused")
             }

@@ -448,7 +448,7 @@ impl<C: Clock> CircuitBreaker<C> {
                     };
                     Err(CircuitOpen::from_nanos(
                         refusal,
-                        retry_after.map_or(u64::MAX, |n| n.min(u64::MAX - 1)),
+                        retry_after.unwrap_or(u64::MAX),
                         cause,
                     ))
                 }

@@ -238,6 +238,18 @@ impl State {
             _ => State::Disabled,
         }
     }
+
+    /// The state's `STATE` code, which [`of`](Self::of) reads back.
+    #[inline]
+    pub(crate) const fn code(self) -> u64 {
+        match self {
+            State::Closed => CLOSED,
+            State::Open => OPEN,
+            State::HalfOpen => HALF_OPEN,
+            State::ForcedOpen => FORCED_OPEN,
+            State::Disabled => DISABLED,
+        }
+    }
 }
 
 /// Why a breaker was [tripped](super::CircuitBreaker::trip) by other code: carried by every
