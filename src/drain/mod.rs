@@ -766,6 +766,12 @@ impl<C: Clock> Drainer<C> {
     /// With axum, run it in the future given to `with_graceful_shutdown` once SIGTERM arrives:
     /// the listener stops accepting when that future completes, after the drain (or its
     /// deadline), and the server's own wait for connections then has nothing left to wait for.
+    /// With hyper-util's `server::graceful::GracefulShutdown`: spawn this when the signal
+    /// arrives, keep accepting until [`draining`](Self::draining) resolves (the load balancer
+    /// has had the not-ready delay to stop sending), then stop accepting; once this returns,
+    /// every admitted request has finished, so `graceful.shutdown()`, bounded by a timeout of its
+    /// own, only closes idle keep-alive connections. `examples/http-stack` runs this sequence
+    /// with a plain accept loop.
     ///
     /// ```
     /// use resile::clock::{Clock, ManualClock};
