@@ -1257,6 +1257,110 @@ mod tests {
     }
 
     #[test]
+    fn a_trip_forces_open_with_its_cause_and_a_second_reason_is_no_transition() {
+        let code = TripReason::HealthCheck.code();
+        let f = trip(0, code, None, at(0)).unwrap();
+        assert_eq!(
+            (State::of(f.next), cause(f.next)),
+            (State::ForcedOpen, code)
+        );
+        assert_eq!(f.why, Why::Tripped(code));
+        let other = TripReason::Other.code();
+        let g = trip(f.next, other, None, at(0)).unwrap();
+        assert_eq!((g.change, cause(g.next)), (None, other));
+        assert_eq!(generation(g.next), generation(f.next));
+        // A forced open outlasts a timed trip.
+        assert!(trip(g.next, code, Some(T), at(0)).is_none());
+    }
+
+    #[test]
+    fn a_timed_trip_opens_for_its_duration_and_never_shortens_an_open_state() {
+        let p = params();
+        let code = TripReason::AdaptiveLimit.code();
+        let t = trip(0, code, Some(3 * T + 5), at(7)).unwrap();
+        assert_eq!(t.change, Some((State::Closed, State::Open)));
+        assert_eq!(cause(t.next), code);
+        assert_eq!(
+            attempts(t.next),
+            0,
+            "a trip is no re-open of the breaker's own"
+        );
+        // To the unit: at least the duration, less than 1 024 ns more.
+        let left = remaining(t.next, at(7)).unwrap();
+        assert!(
+            (3 * T + 5..3 * T + 5 + FINE_NANOS).contains(&left),
+            "{left}"
+        );
+        // The breaker's own open period (10 T) is longer: a shorter trip changes nothing.
+        let own = closed_after(0, 0, true, true, 0, &p).unwrap().next;
+        assert!(trip(own, code, Some(5 * T), at(0)).is_none());
+        // A longer one replaces it, keeping the re-open count.
+        let longer = trip(own, code, Some(20 * T), at(0)).unwrap();
+        assert_eq!(longer.change, Some((State::Open, State::Open)));
+        assert_eq!((attempts(longer.next), cause(longer.next)), (1, code));
+        assert_eq!(remaining(longer.next, at(0)), Some(20 * T));
+        // After it, the first acquire probes, as after any open period.
+        let h = acquire(longer.next, at(20 * T), &p);
+        assert_eq!(h.change, Some((State::Open, State::HalfOpen)));
+        assert_eq!(h.why, Why::OpenPeriodEnded);
+    }
+
+    #[test]
+    fn force_half_open_starts_fresh_probes() {
+        let p = params();
+        let open = closed_after(0, 0, true, true, 0, &p).unwrap().next;
+        let h = force_half_open(open, 3 * T, &p).unwrap();
+        assert_eq!(h.change, Some((State::Open, State::HalfOpen)));
+        assert_eq!(probes(h.next), (0, 0, 0, 0));
+        assert_eq!(remaining(h.next, at(3 * T)), Some(20 * T));
+        assert!(force_half_open(h.next, 3 * T, &p).is_none());
+    }
+
+    #[test]
+    fn an_open_deadline_keeps_its_fine_bits_across_the_field_wrap() {
+        let p = Params {
+            open_nanos: 10 * T + 777,
+            ..params()
+        };
+        // Just below the 35-bit unit counter's wrap.
+        let start = (UNITS_MASK - 3) * FINE_NANOS + 11;
+        let open = closed_after(0, 0, true, false, start, &p).unwrap().next;
+        let left = remaining(open, at(start)).unwrap();
+        assert!(
+            (10 * T + 777..10 * T + 777 + FINE_NANOS).contains(&left),
+            "{left}"
+        );
+        assert!(remaining(open, at(start + left - 1)).is_some());
+        assert_eq!(remaining(open, at(start + left)), None);
+    }
+
+    #[test]
+    fn metrics_only_marks_a_breach_once_and_a_clean_success_ends_it() {
+        let p = Params {
+            enforce: false,
+            ..params()
+        };
+        let first = closed_after(0, 0, true, true, 0, &p).unwrap();
+        assert_eq!((first.change, first.why), (None, Why::Breach));
+        assert_eq!(State::of(first.next), State::Closed);
+        // Breaching again: the failure still bumps SEQ, but reports nothing.
+        let again = closed_after(first.next, 0, true, true, 0, &p).unwrap();
+        assert_eq!(again.why, Why::Nothing);
+        assert!(closed_after(first.next, 0, true, false, 0, &p).is_none());
+        // A fast success that breaches nothing clears the mark (and may set CLEAN).
+        let settled_word = settled(again.next, true).unwrap();
+        assert_eq!(settled_word & CLEAN, CLEAN);
+        assert_eq!(settled(settled_word, true), None);
+        assert_eq!(
+            closed_after(settled_word & !CLEAN, 0, true, true, 0, &p)
+                .unwrap()
+                .why,
+            Why::Breach,
+            "the next breach is reported again"
+        );
+    }
+
+    #[test]
     fn generation_wraps_inside_its_field() {
         let w = GEN_MASK << GEN_SHIFT;
         let s = manual(w, State::Disabled).unwrap();
