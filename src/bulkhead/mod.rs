@@ -45,6 +45,7 @@ use crate::wait::queue::{Queue, Slot, SlotState, WakeList};
 use crate::wait::timer::LazyTimer;
 use acquire::WaitState;
 use builder::check_limit;
+use controller::{Controller, Outcome};
 use crossbeam_utils::CachePadded;
 use std::borrow::Cow;
 use std::fmt;
@@ -57,11 +58,14 @@ use std::task::Poll;
 use std::time::Duration;
 
 mod acquire;
+pub mod adaptive;
 mod builder;
+mod controller;
 mod error;
 mod permit;
 
 pub use acquire::{Acquire, AcquireOwned};
+pub use adaptive::AdaptiveMetrics;
 pub use builder::BulkheadBuilder;
 pub use error::BulkheadError;
 pub use permit::{BulkheadPermit, OwnedBulkheadPermit};
@@ -122,6 +126,8 @@ struct Core<C: Clock> {
     max_wait: Duration,
     clock: C,
     timer: SharedTimer,
+    /// The adaptive limit's controller, if the builder was given an algorithm.
+    adaptive: Option<Controller>,
     /// The allocation's lifetime as loom sees it (empty outside loom models).
     lifetime: Lifetime,
 }
@@ -149,6 +155,8 @@ pub struct BulkheadMetrics {
     pub refused: u64,
     /// The most calls ever in flight at once.
     pub peak_in_flight: u32,
+    /// The adaptive limit's figures, if the bulkhead has one.
+    pub adaptive: Option<AdaptiveMetrics>,
 }
 
 impl Bulkhead<SystemClock> {
@@ -166,7 +174,12 @@ impl<C: Clock> Bulkhead<C> {
         max_wait: Duration,
         clock: C,
         timer: SharedTimer,
+        adaptive: controller::Settings,
     ) -> Self {
+        let adaptive = Some(adaptive).and_then(|s| {
+            let algorithm = s.algorithm.as_ref()?.make();
+            Some(Controller::new(&s, algorithm, clock.now()))
+        });
         let core = Box::new(Core {
             hot: CachePadded::new(Hot {
                 word: AtomicU64::new(word::new(limit)),
@@ -179,6 +192,7 @@ impl<C: Clock> Bulkhead<C> {
             max_wait,
             clock,
             timer,
+            adaptive,
             lifetime: Lifetime::new(),
         });
         Bulkhead {
@@ -211,7 +225,10 @@ impl<C: Clock> Bulkhead<C> {
     #[inline]
     pub fn try_acquire(&self) -> Result<BulkheadPermit<'_, C>, BulkheadError> {
         match self.try_admit() {
-            Ok(()) => Ok(BulkheadPermit { bulkhead: self }),
+            Ok(()) => Ok(BulkheadPermit {
+                bulkhead: self,
+                start: self.core().permit_start(),
+            }),
             Err(refusal) => Err(self.refuse(refusal)),
         }
     }
@@ -234,6 +251,7 @@ impl<C: Clock> Bulkhead<C> {
         match self.try_admit() {
             Ok(()) => Ok(OwnedBulkheadPermit {
                 core: self.core,
+                start: self.core().permit_start(),
                 _owns: PhantomData,
             }),
             Err(refusal) => Err(self.refuse(refusal)),
@@ -263,7 +281,10 @@ impl<C: Clock> Bulkhead<C> {
         timeout: Duration,
     ) -> Result<BulkheadPermit<'_, C>, BulkheadError> {
         self.wait_blocking(timeout)?;
-        Ok(BulkheadPermit { bulkhead: self })
+        Ok(BulkheadPermit {
+            bulkhead: self,
+            start: self.core().permit_start(),
+        })
     }
 
     /// [`blocking_acquire_timeout`](Self::blocking_acquire_timeout) with the configured
@@ -436,26 +457,12 @@ impl<C: Clock> Bulkhead<C> {
     /// assert!(b.try_acquire().is_ok());
     /// assert_eq!(b.set_limit(0).unwrap_err().field(), "limit");
     /// ```
+    ///
+    /// On an adaptive bulkhead the algorithm sets the limit again when the next window closes.
     pub fn set_limit(&self, limit: u32) -> Result<(), ConfigError> {
         let limit = check_limit(limit)?;
-        let w = &self.core().hot.word;
-        let mut cur = w.load(Ordering::Relaxed);
-        loop {
-            match w.compare_exchange_weak(
-                cur,
-                word::with_limit(cur, limit),
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(prev) => {
-                    if word::has_waiters(prev) {
-                        self.hand_off_slow();
-                    }
-                    return Ok(());
-                }
-                Err(seen) => cur = seen,
-            }
-        }
+        self.core().store_limit(limit);
+        Ok(())
     }
 
     /// Closes the bulkhead: nothing new is admitted, every waiter is woken with
@@ -521,6 +528,11 @@ impl<C: Clock> Bulkhead<C> {
             waiting: self.core().waiting.load(Ordering::Relaxed),
             refused: self.core().refused.sum(),
             peak_in_flight: self.core().hot.peak.load(Ordering::Relaxed) as u32,
+            adaptive: self.core().adaptive.as_ref().map(|c| AdaptiveMetrics {
+                no_load_rtt: c.no_load_rtt(),
+                drops: c.drops(),
+                windows: c.windows(),
+            }),
         }
     }
 
@@ -574,11 +586,7 @@ impl<C: Clock> Bulkhead<C> {
     /// Takes the queue lock, hands free slots to the head waiters, and wakes them.
     #[cold]
     fn hand_off_slow(&self) {
-        let wakes = {
-            let mut q = lock(&self.core().queue);
-            self.core().hand_off(&mut q, None)
-        };
-        wakes.wake_all();
+        self.core().hand_off_slow();
     }
 
     /// Queues `waiter`, sets `WAITERS`, then re-checks capacity by running the hand-off (which may
@@ -716,6 +724,92 @@ impl<C: Clock> Drop for Bulkhead<C> {
 }
 
 impl<C: Clock> Core<C> {
+    /// The clock reading a permit's RTT starts from: read only by adaptive bulkheads.
+    #[inline]
+    fn permit_start(&self) -> u64 {
+        if self.adaptive.is_some() {
+            self.clock.now()
+        } else {
+            0
+        }
+    }
+
+    /// A permit's report, before its slot is given back (so the core is alive): records the
+    /// outcome (`None`: the configured [`Unreported`](adaptive::Unreported) rule) and, if the
+    /// window is due, tries to close it. Nothing on a static bulkhead.
+    #[inline]
+    fn report(&self, start: u64, outcome: Option<Outcome>) {
+        let Some(ctl) = &self.adaptive else {
+            return;
+        };
+        let outcome = outcome.unwrap_or(ctl.unreported);
+        if outcome == Outcome::Ignored {
+            return;
+        }
+        let now = self.clock.now();
+        let in_flight = word::in_flight(self.hot.word.load(Ordering::Relaxed));
+        match outcome {
+            Outcome::Success => ctl.record_success(now.saturating_sub(start), in_flight),
+            _ => ctl.record_drop(in_flight),
+        }
+        if ctl.due(now) {
+            self.close_window(ctl, now);
+        }
+    }
+
+    /// Closes a due window if this caller wins it, and applies the algorithm's limit.
+    #[cold]
+    fn close_window(&self, ctl: &Controller, now: u64) {
+        let from = word::limit(self.hot.word.load(Ordering::Relaxed));
+        let Some(closed) = ctl.close(now, from) else {
+            return;
+        };
+        if closed.to != from {
+            self.store_limit(closed.to);
+        }
+        if let Some(hook) = &ctl.hook {
+            hook(adaptive::LimitChange {
+                from,
+                to: closed.to,
+                window: closed.summary,
+                no_load_rtt: closed.no_load_rtt.map(Duration::from_nanos),
+            });
+        }
+    }
+
+    /// CASes `limit` into the word, every other field kept; with waiters queued, hands any new
+    /// slots on. Shrinking below `in_flight` admits nothing until releases bring it under.
+    fn store_limit(&self, limit: u32) {
+        let w = &self.hot.word;
+        let mut cur = w.load(Ordering::Relaxed);
+        loop {
+            match w.compare_exchange_weak(
+                cur,
+                word::with_limit(cur, limit),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(prev) => {
+                    if word::has_waiters(prev) {
+                        self.hand_off_slow();
+                    }
+                    return;
+                }
+                Err(seen) => cur = seen,
+            }
+        }
+    }
+
+    /// Takes the queue lock, hands free slots to the head waiters, and wakes them.
+    #[cold]
+    fn hand_off_slow(&self) {
+        let wakes = {
+            let mut q = lock(&self.queue);
+            self.hand_off(&mut q, None)
+        };
+        wakes.wake_all();
+    }
+
     #[inline]
     fn note_peak(&self, next: u64) {
         let n = u64::from(word::in_flight(next));
