@@ -27,6 +27,9 @@
 //!   every waiter with [`BulkheadError::Closed`].
 //! - [`BulkheadPermit`] and [`OwnedBulkheadPermit`] are RAII guards; [`Bulkhead::call`] and
 //!   [`Bulkhead::protect`] wrap a function.
+//! - [`BulkheadBuilder::adaptive`] lets an [algorithm](adaptive) (AIMD, Vegas, Gradient2) move
+//!   the limit from what the permits report; everything above works unchanged, the tower layer
+//!   and the [`Policy`](crate::policy::Policy) included.
 //!
 //! # Implementation details
 //!
@@ -34,6 +37,14 @@
 //! the layout, the state table and the orderings). Admission is one CAS on it; a release with
 //! nobody waiting is one `fetch_sub`. Neither locks nor allocates. Waiting uses a mutex-guarded
 //! `Queue` (`src/wait/queue.rs`), reached only when the word's `WAITERS` bit is set.
+//!
+//! An adaptive bulkhead keeps that admission: the controller (the `controller` module in the
+//! source) only moves the word's limit field, by the same CAS as [`Bulkhead::set_limit`]. A
+//! permit's report, taken before its slot is given back, is a few `Relaxed` RMWs on the calling
+//! thread's stripe of the window's accumulators and one load of the window word; the report
+//! that finds the window due CASes it closed, and that winner alone sums and zeroes the stripes,
+//! runs the algorithm and stores the limit. A shrink below the calls in flight admits nothing
+//! until releases bring them under the new limit, as the word's resize always has.
 
 use crate::clock::{Clock, SystemClock, duration_to_nanos};
 use crate::counter::StripedCounter;
@@ -102,7 +113,8 @@ pub struct Bulkhead<C: Clock = SystemClock> {
 }
 
 // SAFETY: a `Bulkhead` is a unique handle to its `Core`, whose fields are all `Send + Sync` when
-// `C` is (atomics, a mutex, the clock); the core is freed exactly once (see `Core`).
+// `C` is (atomics, a mutex, the clock, the adaptive `Controller`, `Sync` by its own argument);
+// the core is freed exactly once (see `Core`).
 unsafe impl<C: Clock> Send for Bulkhead<C> {}
 // SAFETY: as above; every method takes `&self` and goes through atomics or the queue's mutex.
 unsafe impl<C: Clock> Sync for Bulkhead<C> {}
@@ -1057,6 +1069,167 @@ mod tests {
         assert_eq!(freed(&drops), 0, "the handed-over permit keeps the state");
         drop(got);
         assert_eq!(freed(&drops), 1);
+    }
+
+    fn adaptive(
+        algorithm: impl adaptive::LimitAlgorithm + Clone + Sync,
+        min_samples: u32,
+    ) -> (ManualClock, Bulkhead<ManualClock>) {
+        let clock = ManualClock::new();
+        let b = Bulkhead::builder()
+            .adaptive(algorithm)
+            .adaptive_window(Duration::from_secs(1))
+            .adaptive_min_samples(min_samples)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        (clock, b)
+    }
+
+    #[test]
+    fn an_adaptive_shrink_below_in_flight_takes_effect_as_permits_return() {
+        let aimd = adaptive::Aimd::default()
+            .initial_limit(4)
+            .min_limit(1)
+            .backoff_ratio(0.5);
+        let (clock, b) = adaptive(aimd, 1);
+        let held: Vec<_> = (0..3).map(|_| b.try_acquire().unwrap()).collect();
+        clock.advance(Duration::from_secs(1));
+        b.try_acquire().unwrap().dropped(); // closes the window: 4 × 0.5 = 2
+        assert_eq!(b.limit(), 2);
+        assert_eq!(b.metrics().in_flight, 3);
+        let mut held = held.into_iter();
+        held.next().unwrap().ignore();
+        assert!(
+            b.try_acquire().unwrap_err().is_full(),
+            "2 in flight, limit 2"
+        );
+        held.next().unwrap().ignore();
+        let p = b.try_acquire().unwrap();
+        assert!(b.try_acquire().unwrap_err().is_full());
+        drop((p, held));
+        let m = b.metrics().adaptive.unwrap();
+        assert_eq!((m.drops, m.windows), (1, 1));
+    }
+
+    #[test]
+    fn an_adaptive_growth_hands_slots_to_waiters() {
+        let aimd = adaptive::Aimd::default().initial_limit(1).min_limit(1);
+        let (clock, b) = adaptive(aimd, 1);
+        let p = b.try_acquire().unwrap();
+        let (c, w) = counter();
+        let mut f = b.acquire();
+        assert!(poll(&mut f, &w).is_pending());
+        clock.advance(Duration::from_secs(1));
+        // The holder's success closes the window: 1 in flight of limit 1, not app-limited: +1.
+        p.success();
+        // The released slot and the new one: the waiter got one, the limit is 2.
+        assert_eq!(b.limit(), 2);
+        assert_eq!(wakes(&c), 1);
+        let Poll::Ready(Ok(got)) = poll(&mut f, &w) else {
+            panic!("the waiter was handed a slot")
+        };
+        let q = b.try_acquire().unwrap();
+        assert_eq!(b.metrics().in_flight, 2);
+        drop((got, q));
+    }
+
+    #[test]
+    fn a_permit_reports_its_latency_from_grant_to_release() {
+        let seen = StdArc::new(std::sync::Mutex::new(Vec::new()));
+        let clock = ManualClock::new();
+        let b = StdArc::new(
+            Bulkhead::builder()
+                .adaptive(adaptive::Vegas::default())
+                .adaptive_min_samples(3)
+                .on_limit_change({
+                    let seen = seen.clone();
+                    move |c| seen.lock().unwrap().push(c)
+                })
+                .clock(clock.clone())
+                .build()
+                .unwrap(),
+        );
+        let a = b.try_acquire().unwrap();
+        clock.advance(Duration::from_millis(5));
+        let o = b.try_acquire_owned().unwrap();
+        clock.advance(Duration::from_millis(3));
+        a.success(); // 8 ms, 2 in flight
+        clock.advance(Duration::from_secs(1));
+        drop(b.try_acquire().unwrap()); // unreported: a success of 0 ms
+        assert!(seen.lock().unwrap().is_empty(), "two reports of three");
+        o.success(); // 1003 ms, closes the window
+        let c = seen.lock().unwrap()[0];
+        assert_eq!(
+            c.window,
+            adaptive::WindowSummary {
+                count: 3,
+                rtt_sum: 8_000_000 + 1_003_000_000,
+                rtt_min: 0,
+                drops: 0,
+                max_in_flight: 2
+            }
+        );
+        // Vegas takes the first window's RTT (its floor of 1 ns) as the no-load RTT.
+        assert_eq!(c.no_load_rtt, Some(Duration::from_nanos(1)));
+        assert_eq!((c.from, c.to), (20, 20));
+        let m = b.metrics().adaptive.unwrap();
+        assert_eq!(
+            (m.windows, m.no_load_rtt),
+            (1, Some(Duration::from_nanos(1)))
+        );
+    }
+
+    #[test]
+    fn unreported_permits_count_as_configured() {
+        for (rule, drops) in [
+            (adaptive::Unreported::Success, 0),
+            (adaptive::Unreported::Dropped, 1),
+        ] {
+            let clock = ManualClock::new();
+            let b = Bulkhead::builder()
+                .adaptive(adaptive::Aimd::default().min_limit(1))
+                .adaptive_min_samples(1)
+                .unreported(rule)
+                .clock(clock.clone())
+                .build()
+                .unwrap();
+            clock.advance(Duration::from_secs(1));
+            drop(b.try_acquire().unwrap());
+            let m = b.metrics().adaptive.unwrap();
+            assert_eq!((m.windows, m.drops), (1, drops), "{rule:?}");
+        }
+        let clock = ManualClock::new();
+        let b = Bulkhead::builder()
+            .adaptive(adaptive::Aimd::default())
+            .adaptive_min_samples(1)
+            .unreported(adaptive::Unreported::Ignored)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        clock.advance(Duration::from_secs(1));
+        drop(b.try_acquire().unwrap());
+        b.try_acquire().unwrap().ignore();
+        assert_eq!(b.metrics().adaptive.unwrap().windows, 0);
+    }
+
+    #[test]
+    fn adaptive_builder_validates_each_field() {
+        let f = |b: BulkheadBuilder| b.build().unwrap_err().field();
+        let a = || Bulkhead::builder().adaptive(adaptive::Aimd::default());
+        assert_eq!(f(a().adaptive_window(Duration::ZERO)), "adaptive_window");
+        assert_eq!(
+            f(a().adaptive_window(Duration::from_secs(3601))),
+            "adaptive_window"
+        );
+        assert_eq!(f(a().adaptive_min_samples(0)), "adaptive_min_samples");
+        assert_eq!(
+            f(Bulkhead::builder().adaptive(adaptive::Vegas::default().initial_limit(0))),
+            "initial_limit"
+        );
+        // The static limit is not used by an adaptive bulkhead.
+        let b = a().limit(0).build().unwrap();
+        assert_eq!(b.limit(), 20);
     }
 
     #[test]
