@@ -49,7 +49,7 @@ fn adaptive(aimd: Aimd) -> (PhaseClock, Changes, Arc<Bulkhead<PhaseClock>>) {
     (clock, changes, Arc::new(b))
 }
 
-/// Reports from two threads racing the close of a due window: each report lands in exactly one
+/// Reports and an admission from two threads racing the close of a due window: each report lands in exactly one
 /// window (the one being closed, or the next, which a last report after the race closes), so
 /// the closed windows hold every report once.
 #[test]
@@ -59,7 +59,14 @@ fn a_window_close_racing_reports_counts_each_report_once() {
         let p = b.try_acquire_owned().unwrap();
         let q = b.try_acquire_owned().unwrap();
         clock.set_secs(1); // the first window is due
-        let t = thread::spawn(move || q.dropped());
+        let t = {
+            let b = b.clone();
+            thread::spawn(move || {
+                q.dropped();
+                // An admission and a report racing the other thread's close.
+                b.try_acquire().unwrap().success();
+            })
+        };
         p.success();
         t.join().unwrap();
         clock.set_secs(3); // the window reopened at 1 s + 1 s is due
@@ -67,7 +74,7 @@ fn a_window_close_racing_reports_counts_each_report_once() {
         let changes = changes.lock().unwrap();
         let counted: u64 = changes.iter().map(|c| c.window.count).sum();
         let dropped: u64 = changes.iter().map(|c| c.window.drops).sum();
-        assert_eq!((counted, dropped), (2, 1), "{changes:?}");
+        assert_eq!((counted, dropped), (3, 1), "{changes:?}");
         assert_eq!(changes.len(), 2, "one close in the race, one after");
         assert_eq!(b.metrics().adaptive.unwrap().windows, 2);
         assert_eq!(b.metrics().in_flight, 0);
