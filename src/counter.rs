@@ -25,6 +25,10 @@
 //!
 //! - `add`: `fetch_add(Relaxed)` on the caller's stripe; each stripe is one atomic, so no add is
 //!   lost.
+//! - `max_to`: `fetch_max(Relaxed)`, an RMW like `add`, so none is lost either.
+//! - `take_sum_of`, `take_max_of`: a `Relaxed` `swap(0)` per stripe: each stripe's modification
+//!   order puts every RMW on it before or after the swap, so each add or max is taken by exactly
+//!   one take (or left for the next). Nothing else is published through them.
 //! - `sum`: a `Relaxed` load per stripe; taken while adders run it may miss adds in flight (as a
 //!   single counter read a moment earlier would), and it is exact once the adders are quiescent
 //!   (joined, or otherwise synchronised with the reader). Each stripe only grows, so successive
@@ -79,6 +83,31 @@ impl<const LANES: usize> StripedCounters<LANES> {
             .iter()
             .map(|c| c[lane].load(Ordering::Relaxed))
             .fold(0, u64::wrapping_add)
+    }
+
+    /// Raises `lane` on this thread's stripe to at least `n`: one `Relaxed` `fetch_max` (always
+    /// the read-modify-write, so a stripe taken meanwhile never hides it).
+    #[inline]
+    pub(crate) fn max_to(&self, lane: usize, n: u64) {
+        self.mine()[lane].fetch_max(n, Ordering::Relaxed);
+    }
+
+    /// Takes the total of `lane` and zeroes it: one `swap(0)` per stripe, so every add lands
+    /// either in this total or after it, never in both and never in neither.
+    pub(crate) fn take_sum_of(&self, lane: usize) -> u64 {
+        self.cells
+            .iter()
+            .map(|c| c[lane].swap(0, Ordering::Relaxed))
+            .fold(0, u64::saturating_add)
+    }
+
+    /// Takes the largest value of `lane` (written by [`max_to`](Self::max_to)) and zeroes it,
+    /// one `swap(0)` per stripe.
+    pub(crate) fn take_max_of(&self, lane: usize) -> u64 {
+        self.cells
+            .iter()
+            .map(|c| c[lane].swap(0, Ordering::Relaxed))
+            .fold(0, u64::max)
     }
 
     /// How many stripes this counter has.

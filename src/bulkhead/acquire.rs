@@ -137,9 +137,10 @@ impl<'a, C: Clock> Future for Acquire<'a, C> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let b = this.bulkhead;
-        this.wait
-            .poll(b, cx)
-            .map_ok(|()| BulkheadPermit { bulkhead: b })
+        this.wait.poll(b, cx).map_ok(|()| BulkheadPermit {
+            bulkhead: b,
+            start: b.core().permit_start(),
+        })
     }
 }
 
@@ -185,6 +186,7 @@ impl<C: Clock> Future for AcquireOwned<C> {
         let b = &this.bulkhead;
         this.wait.poll(b, cx).map_ok(|()| OwnedBulkheadPermit {
             core: b.core,
+            start: b.core().permit_start(),
             _owns: PhantomData,
         })
     }

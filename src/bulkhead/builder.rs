@@ -1,11 +1,21 @@
 //! The bulkhead's builder.
 
+use super::adaptive::{LimitAlgorithm, LimitChange, Unreported};
+use super::controller::{AlgorithmFactory, Settings};
 use super::{Bulkhead, MAX_LIMIT, MAX_WAIT};
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
 use crate::timer::{SharedTimer, Timer};
 use std::borrow::Cow;
+use std::sync::Arc as StdArc;
 use std::time::Duration;
+
+/// The shortest adaptive window [`BulkheadBuilder::adaptive_window`] accepts.
+const MIN_WINDOW: Duration = Duration::from_millis(1);
+/// The longest adaptive window: one hour.
+const MAX_WINDOW: Duration = Duration::from_secs(3600);
+/// The most reports a window may ask for before it closes.
+const MAX_MIN_SAMPLES: u32 = 1_000_000;
 
 /// Checks a limit for [`BulkheadBuilder::limit`] and [`Bulkhead::set_limit`].
 pub(super) fn check_limit(limit: u32) -> Result<u32, ConfigError> {
@@ -43,6 +53,7 @@ pub struct BulkheadBuilder<C: Clock = SystemClock> {
     max_wait: Duration,
     clock: C,
     timer: SharedTimer,
+    adaptive: Settings,
 }
 
 impl BulkheadBuilder<SystemClock> {
@@ -53,6 +64,7 @@ impl BulkheadBuilder<SystemClock> {
             max_wait: Duration::ZERO,
             clock: SystemClock::new(),
             timer: SharedTimer::default(),
+            adaptive: Settings::default(),
         }
     }
 }
@@ -77,7 +89,8 @@ impl<C: Clock> BulkheadBuilder<C> {
         self
     }
 
-    /// The clock timed waits read (default [`SystemClock`]).
+    /// The clock timed waits read (default [`SystemClock`]), and an adaptive bulkhead's RTTs
+    /// and windows.
     pub fn clock<C2: Clock>(self, clock: C2) -> BulkheadBuilder<C2> {
         BulkheadBuilder {
             name: self.name,
@@ -85,7 +98,58 @@ impl<C: Clock> BulkheadBuilder<C> {
             max_wait: self.max_wait,
             clock,
             timer: self.timer,
+            adaptive: self.adaptive,
         }
+    }
+
+    /// Makes the limit adaptive: `algorithm` ([`Aimd`](super::adaptive::Aimd),
+    /// [`Vegas`](super::adaptive::Vegas), [`Gradient2`](super::adaptive::Gradient2) or your
+    /// own) moves it once per [window](Self::adaptive_window) from what the permits report. The
+    /// bulkhead starts at the algorithm's initial limit (the [`limit`](Self::limit) setting is
+    /// not used). Each bulkhead built gets its own clone of the algorithm.
+    ///
+    /// ```
+    /// use resile::bulkhead::Bulkhead;
+    /// use resile::bulkhead::adaptive::Gradient2;
+    /// let b = Bulkhead::builder().adaptive(Gradient2::default().initial_limit(50)).build()?;
+    /// assert_eq!(b.limit(), 50);
+    /// let e = Bulkhead::builder().adaptive(Gradient2::default().min_limit(0)).build().unwrap_err();
+    /// assert_eq!(e.field(), "min_limit");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn adaptive(mut self, algorithm: impl LimitAlgorithm + Clone + Sync) -> Self {
+        self.adaptive.algorithm = Some(StdArc::new(algorithm) as StdArc<dyn AlgorithmFactory>);
+        self
+    }
+
+    /// How long an adaptive window lasts at least: 1 ms to 1 h (default 1 s, Netflix's). It
+    /// closes on the first report at or after its end that finds
+    /// [`adaptive_min_samples`](Self::adaptive_min_samples) reports in it.
+    pub fn adaptive_window(mut self, window: Duration) -> Self {
+        self.adaptive.window = window;
+        self
+    }
+
+    /// The fewest reports (successes and drops) a window needs to close: 1 to 1 000 000
+    /// (default 10, Netflix's).
+    pub fn adaptive_min_samples(mut self, samples: u32) -> Self {
+        self.adaptive.min_samples = samples;
+        self
+    }
+
+    /// What a permit dropped without [`success`](super::BulkheadPermit::success),
+    /// [`dropped`](super::BulkheadPermit::dropped) or [`ignore`](super::BulkheadPermit::ignore)
+    /// reports (default [`Unreported::Success`]).
+    pub fn unreported(mut self, unreported: Unreported) -> Self {
+        self.adaptive.unreported = unreported;
+        self
+    }
+
+    /// A hook given each closed window's [`LimitChange`], called by the report that closed it
+    /// after the new limit is in place: once per window, never on the admission path.
+    pub fn on_limit_change(mut self, hook: impl Fn(LimitChange) + Send + Sync + 'static) -> Self {
+        self.adaptive.hook = Some(StdArc::new(hook));
+        self
     }
 
     /// The timer of async waits with a deadline ([`Bulkhead::call_async`],
@@ -98,7 +162,33 @@ impl<C: Clock> BulkheadBuilder<C> {
 
     /// Validates the configuration and builds the bulkhead. Errors name the field.
     pub fn build(self) -> Result<Bulkhead<C>, ConfigError> {
-        let limit = check_limit(self.limit)?;
+        let limit = match &self.adaptive.algorithm {
+            Some(a) => {
+                a.validate()?;
+                if !(MIN_WINDOW..=MAX_WINDOW).contains(&self.adaptive.window) {
+                    return Err(ConfigError::new(
+                        "adaptive_window",
+                        self.adaptive.window,
+                        "1ms..=3600s",
+                    ));
+                }
+                if !(1..=MAX_MIN_SAMPLES).contains(&self.adaptive.min_samples) {
+                    return Err(ConfigError::new(
+                        "adaptive_min_samples",
+                        self.adaptive.min_samples,
+                        format!("1..={MAX_MIN_SAMPLES}"),
+                    ));
+                }
+                check_limit(a.initial_limit()).map_err(|_| {
+                    ConfigError::new(
+                        "initial_limit",
+                        a.initial_limit(),
+                        format!("1..={MAX_LIMIT}"),
+                    )
+                })?
+            }
+            None => check_limit(self.limit)?,
+        };
         if self.max_wait > MAX_WAIT {
             return Err(ConfigError::new("max_wait", self.max_wait, "0s..=86400s"));
         }
@@ -108,6 +198,7 @@ impl<C: Clock> BulkheadBuilder<C> {
             self.max_wait,
             self.clock,
             self.timer,
+            self.adaptive,
         ))
     }
 }

@@ -27,6 +27,9 @@
 //!   every waiter with [`BulkheadError::Closed`].
 //! - [`BulkheadPermit`] and [`OwnedBulkheadPermit`] are RAII guards; [`Bulkhead::call`] and
 //!   [`Bulkhead::protect`] wrap a function.
+//! - [`BulkheadBuilder::adaptive`] lets an [algorithm](adaptive) (AIMD, Vegas, Gradient2) move
+//!   the limit from what the permits report; everything above works unchanged, the tower layer
+//!   and the [`Policy`](crate::policy::Policy) included.
 //!
 //! # Implementation details
 //!
@@ -34,6 +37,14 @@
 //! the layout, the state table and the orderings). Admission is one CAS on it; a release with
 //! nobody waiting is one `fetch_sub`. Neither locks nor allocates. Waiting uses a mutex-guarded
 //! `Queue` (`src/wait/queue.rs`), reached only when the word's `WAITERS` bit is set.
+//!
+//! An adaptive bulkhead keeps that admission: the controller (the `controller` module in the
+//! source) only moves the word's limit field, by the same CAS as [`Bulkhead::set_limit`]. A
+//! permit's report, taken before its slot is given back, is a few `Relaxed` RMWs on the calling
+//! thread's stripe of the window's accumulators and one load of the window word; the report
+//! that finds the window due CASes it closed, and that winner alone sums and zeroes the stripes,
+//! runs the algorithm and stores the limit. A shrink below the calls in flight admits nothing
+//! until releases bring them under the new limit, as the word's resize always has.
 
 use crate::clock::{Clock, SystemClock, duration_to_nanos};
 use crate::counter::StripedCounter;
@@ -45,6 +56,7 @@ use crate::wait::queue::{Queue, Slot, SlotState, WakeList};
 use crate::wait::timer::LazyTimer;
 use acquire::WaitState;
 use builder::check_limit;
+use controller::{Controller, Outcome};
 use crossbeam_utils::CachePadded;
 use std::borrow::Cow;
 use std::fmt;
@@ -57,11 +69,14 @@ use std::task::Poll;
 use std::time::Duration;
 
 mod acquire;
+pub mod adaptive;
 mod builder;
+mod controller;
 mod error;
 mod permit;
 
 pub use acquire::{Acquire, AcquireOwned};
+pub use adaptive::AdaptiveMetrics;
 pub use builder::BulkheadBuilder;
 pub use error::BulkheadError;
 pub use permit::{BulkheadPermit, OwnedBulkheadPermit};
@@ -98,7 +113,8 @@ pub struct Bulkhead<C: Clock = SystemClock> {
 }
 
 // SAFETY: a `Bulkhead` is a unique handle to its `Core`, whose fields are all `Send + Sync` when
-// `C` is (atomics, a mutex, the clock); the core is freed exactly once (see `Core`).
+// `C` is (atomics, a mutex, the clock, the adaptive `Controller`, `Sync` by its own argument);
+// the core is freed exactly once (see `Core`).
 unsafe impl<C: Clock> Send for Bulkhead<C> {}
 // SAFETY: as above; every method takes `&self` and goes through atomics or the queue's mutex.
 unsafe impl<C: Clock> Sync for Bulkhead<C> {}
@@ -122,6 +138,8 @@ struct Core<C: Clock> {
     max_wait: Duration,
     clock: C,
     timer: SharedTimer,
+    /// The adaptive limit's controller, if the builder was given an algorithm.
+    adaptive: Option<Controller>,
     /// The allocation's lifetime as loom sees it (empty outside loom models).
     lifetime: Lifetime,
 }
@@ -149,6 +167,8 @@ pub struct BulkheadMetrics {
     pub refused: u64,
     /// The most calls ever in flight at once.
     pub peak_in_flight: u32,
+    /// The adaptive limit's figures, if the bulkhead has one.
+    pub adaptive: Option<AdaptiveMetrics>,
 }
 
 impl Bulkhead<SystemClock> {
@@ -166,7 +186,12 @@ impl<C: Clock> Bulkhead<C> {
         max_wait: Duration,
         clock: C,
         timer: SharedTimer,
+        adaptive: controller::Settings,
     ) -> Self {
+        let adaptive = Some(adaptive).and_then(|s| {
+            let algorithm = s.algorithm.as_ref()?.make();
+            Some(Controller::new(&s, algorithm, clock.now()))
+        });
         let core = Box::new(Core {
             hot: CachePadded::new(Hot {
                 word: AtomicU64::new(word::new(limit)),
@@ -179,6 +204,7 @@ impl<C: Clock> Bulkhead<C> {
             max_wait,
             clock,
             timer,
+            adaptive,
             lifetime: Lifetime::new(),
         });
         Bulkhead {
@@ -211,7 +237,10 @@ impl<C: Clock> Bulkhead<C> {
     #[inline]
     pub fn try_acquire(&self) -> Result<BulkheadPermit<'_, C>, BulkheadError> {
         match self.try_admit() {
-            Ok(()) => Ok(BulkheadPermit { bulkhead: self }),
+            Ok(()) => Ok(BulkheadPermit {
+                bulkhead: self,
+                start: self.core().permit_start(),
+            }),
             Err(refusal) => Err(self.refuse(refusal)),
         }
     }
@@ -234,6 +263,7 @@ impl<C: Clock> Bulkhead<C> {
         match self.try_admit() {
             Ok(()) => Ok(OwnedBulkheadPermit {
                 core: self.core,
+                start: self.core().permit_start(),
                 _owns: PhantomData,
             }),
             Err(refusal) => Err(self.refuse(refusal)),
@@ -263,7 +293,10 @@ impl<C: Clock> Bulkhead<C> {
         timeout: Duration,
     ) -> Result<BulkheadPermit<'_, C>, BulkheadError> {
         self.wait_blocking(timeout)?;
-        Ok(BulkheadPermit { bulkhead: self })
+        Ok(BulkheadPermit {
+            bulkhead: self,
+            start: self.core().permit_start(),
+        })
     }
 
     /// [`blocking_acquire_timeout`](Self::blocking_acquire_timeout) with the configured
@@ -436,26 +469,12 @@ impl<C: Clock> Bulkhead<C> {
     /// assert!(b.try_acquire().is_ok());
     /// assert_eq!(b.set_limit(0).unwrap_err().field(), "limit");
     /// ```
+    ///
+    /// On an adaptive bulkhead the algorithm sets the limit again when the next window closes.
     pub fn set_limit(&self, limit: u32) -> Result<(), ConfigError> {
         let limit = check_limit(limit)?;
-        let w = &self.core().hot.word;
-        let mut cur = w.load(Ordering::Relaxed);
-        loop {
-            match w.compare_exchange_weak(
-                cur,
-                word::with_limit(cur, limit),
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(prev) => {
-                    if word::has_waiters(prev) {
-                        self.hand_off_slow();
-                    }
-                    return Ok(());
-                }
-                Err(seen) => cur = seen,
-            }
-        }
+        self.core().store_limit(limit);
+        Ok(())
     }
 
     /// Closes the bulkhead: nothing new is admitted, every waiter is woken with
@@ -521,6 +540,11 @@ impl<C: Clock> Bulkhead<C> {
             waiting: self.core().waiting.load(Ordering::Relaxed),
             refused: self.core().refused.sum(),
             peak_in_flight: self.core().hot.peak.load(Ordering::Relaxed) as u32,
+            adaptive: self.core().adaptive.as_ref().map(|c| AdaptiveMetrics {
+                no_load_rtt: c.no_load_rtt(),
+                drops: c.drops(),
+                windows: c.windows(),
+            }),
         }
     }
 
@@ -574,11 +598,7 @@ impl<C: Clock> Bulkhead<C> {
     /// Takes the queue lock, hands free slots to the head waiters, and wakes them.
     #[cold]
     fn hand_off_slow(&self) {
-        let wakes = {
-            let mut q = lock(&self.core().queue);
-            self.core().hand_off(&mut q, None)
-        };
-        wakes.wake_all();
+        self.core().hand_off_slow();
     }
 
     /// Queues `waiter`, sets `WAITERS`, then re-checks capacity by running the hand-off (which may
@@ -716,6 +736,92 @@ impl<C: Clock> Drop for Bulkhead<C> {
 }
 
 impl<C: Clock> Core<C> {
+    /// The clock reading a permit's RTT starts from: read only by adaptive bulkheads.
+    #[inline]
+    fn permit_start(&self) -> u64 {
+        if self.adaptive.is_some() {
+            self.clock.now()
+        } else {
+            0
+        }
+    }
+
+    /// A permit's report, before its slot is given back (so the core is alive): records the
+    /// outcome (`None`: the configured [`Unreported`](adaptive::Unreported) rule) and, if the
+    /// window is due, tries to close it. Nothing on a static bulkhead.
+    #[inline]
+    fn report(&self, start: u64, outcome: Option<Outcome>) {
+        let Some(ctl) = &self.adaptive else {
+            return;
+        };
+        let outcome = outcome.unwrap_or(ctl.unreported);
+        if outcome == Outcome::Ignored {
+            return;
+        }
+        let now = self.clock.now();
+        let in_flight = word::in_flight(self.hot.word.load(Ordering::Relaxed));
+        match outcome {
+            Outcome::Success => ctl.record_success(now.saturating_sub(start), in_flight),
+            _ => ctl.record_drop(in_flight),
+        }
+        if ctl.due(now) {
+            self.close_window(ctl, now);
+        }
+    }
+
+    /// Closes a due window if this caller wins it, and applies the algorithm's limit.
+    #[cold]
+    fn close_window(&self, ctl: &Controller, now: u64) {
+        let from = word::limit(self.hot.word.load(Ordering::Relaxed));
+        let Some(closed) = ctl.close(now, from) else {
+            return;
+        };
+        if closed.to != from {
+            self.store_limit(closed.to);
+        }
+        if let Some(hook) = &ctl.hook {
+            hook(adaptive::LimitChange {
+                from,
+                to: closed.to,
+                window: closed.summary,
+                no_load_rtt: closed.no_load_rtt.map(Duration::from_nanos),
+            });
+        }
+    }
+
+    /// CASes `limit` into the word, every other field kept; with waiters queued, hands any new
+    /// slots on. Shrinking below `in_flight` admits nothing until releases bring it under.
+    fn store_limit(&self, limit: u32) {
+        let w = &self.hot.word;
+        let mut cur = w.load(Ordering::Relaxed);
+        loop {
+            match w.compare_exchange_weak(
+                cur,
+                word::with_limit(cur, limit),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(prev) => {
+                    if word::has_waiters(prev) {
+                        self.hand_off_slow();
+                    }
+                    return;
+                }
+                Err(seen) => cur = seen,
+            }
+        }
+    }
+
+    /// Takes the queue lock, hands free slots to the head waiters, and wakes them.
+    #[cold]
+    fn hand_off_slow(&self) {
+        let wakes = {
+            let mut q = lock(&self.queue);
+            self.hand_off(&mut q, None)
+        };
+        wakes.wake_all();
+    }
+
     #[inline]
     fn note_peak(&self, next: u64) {
         let n = u64::from(word::in_flight(next));
@@ -963,6 +1069,167 @@ mod tests {
         assert_eq!(freed(&drops), 0, "the handed-over permit keeps the state");
         drop(got);
         assert_eq!(freed(&drops), 1);
+    }
+
+    fn adaptive(
+        algorithm: impl adaptive::LimitAlgorithm + Clone + Sync,
+        min_samples: u32,
+    ) -> (ManualClock, Bulkhead<ManualClock>) {
+        let clock = ManualClock::new();
+        let b = Bulkhead::builder()
+            .adaptive(algorithm)
+            .adaptive_window(Duration::from_secs(1))
+            .adaptive_min_samples(min_samples)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        (clock, b)
+    }
+
+    #[test]
+    fn an_adaptive_shrink_below_in_flight_takes_effect_as_permits_return() {
+        let aimd = adaptive::Aimd::default()
+            .initial_limit(4)
+            .min_limit(1)
+            .backoff_ratio(0.5);
+        let (clock, b) = adaptive(aimd, 1);
+        let held: Vec<_> = (0..3).map(|_| b.try_acquire().unwrap()).collect();
+        clock.advance(Duration::from_secs(1));
+        b.try_acquire().unwrap().dropped(); // closes the window: 4 × 0.5 = 2
+        assert_eq!(b.limit(), 2);
+        assert_eq!(b.metrics().in_flight, 3);
+        let mut held = held.into_iter();
+        held.next().unwrap().ignore();
+        assert!(
+            b.try_acquire().unwrap_err().is_full(),
+            "2 in flight, limit 2"
+        );
+        held.next().unwrap().ignore();
+        let p = b.try_acquire().unwrap();
+        assert!(b.try_acquire().unwrap_err().is_full());
+        drop((p, held));
+        let m = b.metrics().adaptive.unwrap();
+        assert_eq!((m.drops, m.windows), (1, 1));
+    }
+
+    #[test]
+    fn an_adaptive_growth_hands_slots_to_waiters() {
+        let aimd = adaptive::Aimd::default().initial_limit(1).min_limit(1);
+        let (clock, b) = adaptive(aimd, 1);
+        let p = b.try_acquire().unwrap();
+        let (c, w) = counter();
+        let mut f = b.acquire();
+        assert!(poll(&mut f, &w).is_pending());
+        clock.advance(Duration::from_secs(1));
+        // The holder's success closes the window: 1 in flight of limit 1, not app-limited: +1.
+        p.success();
+        // The released slot and the new one: the waiter got one, the limit is 2.
+        assert_eq!(b.limit(), 2);
+        assert_eq!(wakes(&c), 1);
+        let Poll::Ready(Ok(got)) = poll(&mut f, &w) else {
+            panic!("the waiter was handed a slot")
+        };
+        let q = b.try_acquire().unwrap();
+        assert_eq!(b.metrics().in_flight, 2);
+        drop((got, q));
+    }
+
+    #[test]
+    fn a_permit_reports_its_latency_from_grant_to_release() {
+        let seen = StdArc::new(std::sync::Mutex::new(Vec::new()));
+        let clock = ManualClock::new();
+        let b = StdArc::new(
+            Bulkhead::builder()
+                .adaptive(adaptive::Vegas::default())
+                .adaptive_min_samples(3)
+                .on_limit_change({
+                    let seen = seen.clone();
+                    move |c| seen.lock().unwrap().push(c)
+                })
+                .clock(clock.clone())
+                .build()
+                .unwrap(),
+        );
+        let a = b.try_acquire().unwrap();
+        clock.advance(Duration::from_millis(5));
+        let o = b.try_acquire_owned().unwrap();
+        clock.advance(Duration::from_millis(3));
+        a.success(); // 8 ms, 2 in flight
+        clock.advance(Duration::from_secs(1));
+        drop(b.try_acquire().unwrap()); // unreported: a success of 0 ms
+        assert!(seen.lock().unwrap().is_empty(), "two reports of three");
+        o.success(); // 1003 ms, closes the window
+        let c = seen.lock().unwrap()[0];
+        assert_eq!(
+            c.window,
+            adaptive::WindowSummary {
+                count: 3,
+                rtt_sum: 8_000_000 + 1_003_000_000,
+                rtt_min: 0,
+                drops: 0,
+                max_in_flight: 2
+            }
+        );
+        // Vegas takes the first window's RTT (its floor of 1 ns) as the no-load RTT.
+        assert_eq!(c.no_load_rtt, Some(Duration::from_nanos(1)));
+        assert_eq!((c.from, c.to), (20, 20));
+        let m = b.metrics().adaptive.unwrap();
+        assert_eq!(
+            (m.windows, m.no_load_rtt),
+            (1, Some(Duration::from_nanos(1)))
+        );
+    }
+
+    #[test]
+    fn unreported_permits_count_as_configured() {
+        for (rule, drops) in [
+            (adaptive::Unreported::Success, 0),
+            (adaptive::Unreported::Dropped, 1),
+        ] {
+            let clock = ManualClock::new();
+            let b = Bulkhead::builder()
+                .adaptive(adaptive::Aimd::default().min_limit(1))
+                .adaptive_min_samples(1)
+                .unreported(rule)
+                .clock(clock.clone())
+                .build()
+                .unwrap();
+            clock.advance(Duration::from_secs(1));
+            drop(b.try_acquire().unwrap());
+            let m = b.metrics().adaptive.unwrap();
+            assert_eq!((m.windows, m.drops), (1, drops), "{rule:?}");
+        }
+        let clock = ManualClock::new();
+        let b = Bulkhead::builder()
+            .adaptive(adaptive::Aimd::default())
+            .adaptive_min_samples(1)
+            .unreported(adaptive::Unreported::Ignored)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        clock.advance(Duration::from_secs(1));
+        drop(b.try_acquire().unwrap());
+        b.try_acquire().unwrap().ignore();
+        assert_eq!(b.metrics().adaptive.unwrap().windows, 0);
+    }
+
+    #[test]
+    fn adaptive_builder_validates_each_field() {
+        let f = |b: BulkheadBuilder| b.build().unwrap_err().field();
+        let a = || Bulkhead::builder().adaptive(adaptive::Aimd::default());
+        assert_eq!(f(a().adaptive_window(Duration::ZERO)), "adaptive_window");
+        assert_eq!(
+            f(a().adaptive_window(Duration::from_secs(3601))),
+            "adaptive_window"
+        );
+        assert_eq!(f(a().adaptive_min_samples(0)), "adaptive_min_samples");
+        assert_eq!(
+            f(Bulkhead::builder().adaptive(adaptive::Vegas::default().initial_limit(0))),
+            "initial_limit"
+        );
+        // The static limit is not used by an adaptive bulkhead.
+        let b = a().limit(0).build().unwrap();
+        assert_eq!(b.limit(), 20);
     }
 
     #[test]

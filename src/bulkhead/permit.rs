@@ -1,9 +1,11 @@
 //! The bulkhead's permits: RAII guards of one slot, borrowed or owned.
 
+use super::controller::Outcome;
 use super::{Bulkhead, Core};
 use crate::clock::{Clock, SystemClock};
 use std::fmt;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 
 /// A slot in a [`Bulkhead`], released when dropped (also while unwinding).
@@ -20,6 +22,8 @@ use std::ptr::NonNull;
 #[must_use = "the slot is released as soon as the permit is dropped"]
 pub struct BulkheadPermit<'a, C: Clock = SystemClock> {
     pub(super) bulkhead: &'a Bulkhead<C>,
+    /// The clock reading when the slot was granted (adaptive bulkheads only; else 0).
+    pub(super) start: u64,
 }
 
 impl<C: Clock> BulkheadPermit<'_, C> {
@@ -27,11 +31,43 @@ impl<C: Clock> BulkheadPermit<'_, C> {
     pub fn bulkhead(&self) -> &Bulkhead<C> {
         self.bulkhead
     }
+
+    /// Releases the slot, reporting a success whose latency runs from the grant to now (for an
+    /// [adaptive](super::adaptive) bulkhead; on a static one this is a plain release).
+    ///
+    /// ```
+    /// use resile::bulkhead::Bulkhead;
+    /// let b = Bulkhead::builder().limit(1).build().unwrap();
+    /// b.try_acquire().unwrap().success();
+    /// assert_eq!(b.metrics().in_flight, 0);
+    /// ```
+    pub fn success(self) {
+        self.finish(Outcome::Success);
+    }
+
+    /// Releases the slot, reporting the call dropped: it timed out, or the dependency refused or
+    /// was overloaded. Adaptive algorithms back off on drops.
+    pub fn dropped(self) {
+        self.finish(Outcome::Dropped);
+    }
+
+    /// Releases the slot reporting nothing: the call says nothing of the dependency's capacity
+    /// (a client error, a cache hit).
+    pub fn ignore(self) {
+        self.finish(Outcome::Ignored);
+    }
+
+    fn finish(self, outcome: Outcome) {
+        let this = ManuallyDrop::new(self);
+        this.bulkhead.core().report(this.start, Some(outcome));
+        this.bulkhead.release();
+    }
 }
 
 impl<C: Clock> Drop for BulkheadPermit<'_, C> {
     #[inline]
     fn drop(&mut self) {
+        self.bulkhead.core().report(self.start, None);
         self.bulkhead.release();
     }
 }
@@ -66,6 +102,8 @@ impl<C: Clock> fmt::Debug for BulkheadPermit<'_, C> {
 pub struct OwnedBulkheadPermit<C: Clock = SystemClock> {
     /// Kept alive by this permit's slot in the word (see `Core`).
     pub(super) core: NonNull<Core<C>>,
+    /// The clock reading when the slot was granted (adaptive bulkheads only; else 0).
+    pub(super) start: u64,
     pub(super) _owns: PhantomData<Core<C>>,
 }
 
@@ -81,13 +119,50 @@ impl<C: Clock> OwnedBulkheadPermit<C> {
         // SAFETY: this permit's slot keeps the core alive while `self` is borrowed.
         &unsafe { self.core.as_ref() }.name
     }
+
+    /// Releases the slot reporting a success, as [`BulkheadPermit::success`].
+    ///
+    /// ```
+    /// use resile::bulkhead::Bulkhead;
+    /// use std::sync::Arc;
+    /// let b = Arc::new(Bulkhead::builder().limit(1).build().unwrap());
+    /// b.try_acquire_owned().unwrap().success();
+    /// assert_eq!(b.metrics().in_flight, 0);
+    /// ```
+    pub fn success(self) {
+        self.finish(Outcome::Success);
+    }
+
+    /// Releases the slot reporting a drop, as [`BulkheadPermit::dropped`].
+    pub fn dropped(self) {
+        self.finish(Outcome::Dropped);
+    }
+
+    /// Releases the slot reporting nothing, as [`BulkheadPermit::ignore`].
+    pub fn ignore(self) {
+        self.finish(Outcome::Ignored);
+    }
+
+    fn finish(self, outcome: Outcome) {
+        let this = ManuallyDrop::new(self);
+        // SAFETY: the permit owns one slot (kept alive until released) and does not touch the
+        // core after `release_owned`; `ManuallyDrop` keeps `Drop` from releasing it again.
+        unsafe {
+            this.core.as_ref().report(this.start, Some(outcome));
+            Core::release_owned(this.core);
+        }
+    }
 }
 
 impl<C: Clock> Drop for OwnedBulkheadPermit<C> {
     #[inline]
     fn drop(&mut self) {
-        // SAFETY: the permit owns one slot and does not touch the core afterwards.
-        unsafe { Core::release_owned(self.core) };
+        // SAFETY: the permit owns one slot, so the core is alive while it reports, and it does
+        // not touch the core after `release_owned`.
+        unsafe {
+            self.core.as_ref().report(self.start, None);
+            Core::release_owned(self.core);
+        }
     }
 }
 

@@ -1,0 +1,410 @@
+//! The adaptive limit's controller: striped per-window accumulators and the window word whose
+//! CAS picks the one caller that closes a window.
+//!
+//! # Accumulators
+//!
+//! ```text
+//! lanes: StripedCounters<5>, per stripe:
+//!   [COUNT]    successes          fetch_add 1
+//!   [RTT_SUM]  their RTTs (ns)    fetch_add rtt
+//!   [RTT_MIN]  u64::MAX - rtt     fetch_max   (so a zeroed lane means "no sample")
+//!   [DROPS]    drops              fetch_add 1
+//!   [PEAK]     in flight + 1      fetch_max   (0: no report)
+//! ```
+//!
+//! A report touches only its own thread's stripe: plain RMWs, no lock, no allocation. The closer
+//! takes each lane with one `swap(0)` per stripe. A report racing the close may land some lanes
+//! in the closing window and the rest in the next (its count in one, its RTT in the other), but
+//! every add lands in exactly one window: none is counted twice and none is lost.
+//!
+//! # The window word
+//!
+//! ```text
+//!    63 ........................................ 1      0
+//! [ deadline: clock nanos when the window may close ][CLOSING]
+//! ```
+//!
+//! | CLOSING | now vs deadline | meaning                                                   |
+//! |---------|-----------------|-----------------------------------------------------------|
+//! | 0       | `<`             | open: reports accumulate                                  |
+//! | 0       | `>=`            | due: the next report CASes `CLOSING` in                   |
+//! | 1       | any             | closing: its winner alone reads the lanes and the algorithm |
+//!
+//! The winner of the CAS that sets `CLOSING` takes the lanes; with fewer than `min_samples`
+//! reports (successes and drops) it leaves the lanes untouched and reopens the same window; otherwise it takes them, runs the algorithm, CASes the new limit into
+//! the bulkhead's word, and stores the next deadline with `CLOSING` clear. The algorithm's state,
+//! the no-load RTT and the window counters are written only by that winner.
+//!
+//! # Orderings
+//!
+//! - Report RMWs on the lanes: `Relaxed` (see [`crate::counter`]): they carry no data but
+//!   themselves, and each is an RMW, so the closer's swaps see each one before or after.
+//! - The due check's load of the window word: `Relaxed`: a stale value only delays the close to
+//!   a later report, or makes its CAS fail.
+//! - The closing CAS: `Acquire` on success, pairing with the previous winner's `Release` reopen,
+//!   so that winner's writes to the algorithm's state happen-before this winner's reads;
+//!   `Relaxed` on failure (the loser does nothing).
+//! - The reopen store: `Release`, for the next winner's `Acquire`.
+//! - The limit's CAS into the bulkhead's word: `AcqRel`, as `Bulkhead::set_limit`.
+//! - Metric stores and loads (no-load RTT, drops, windows): `Relaxed`: snapshots.
+
+use super::adaptive::{LimitAlgorithm, LimitChange, Unreported, WindowSummary};
+use crate::counter::StripedCounters;
+use crate::sync::{AtomicU64, Ordering, UnsafeCell};
+use std::fmt;
+use std::sync::Arc as StdArc;
+use std::time::Duration;
+
+const COUNT: usize = 0;
+const RTT_SUM: usize = 1;
+const RTT_MIN: usize = 2;
+const DROPS: usize = 3;
+const PEAK: usize = 4;
+
+/// The window word's closing flag.
+const CLOSING: u64 = 1;
+/// The latest deadline the word holds.
+const MAX_DEADLINE: u64 = u64::MAX >> 1;
+
+/// The window word for a window ending at `deadline`, open.
+#[inline]
+const fn open(deadline: u64) -> u64 {
+    (if deadline < MAX_DEADLINE {
+        deadline
+    } else {
+        MAX_DEADLINE
+    }) << 1
+}
+
+/// The deadline in a window word.
+#[inline]
+const fn deadline(w: u64) -> u64 {
+    w >> 1
+}
+
+/// Whether a window word is open and due at `now`.
+#[inline]
+pub(crate) const fn is_due(w: u64, now: u64) -> bool {
+    w & CLOSING == 0 && now >= deadline(w)
+}
+
+/// A report's outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Success,
+    Dropped,
+    Ignored,
+}
+
+impl From<Unreported> for Outcome {
+    fn from(u: Unreported) -> Self {
+        match u {
+            Unreported::Success => Outcome::Success,
+            Unreported::Dropped => Outcome::Dropped,
+            Unreported::Ignored => Outcome::Ignored,
+        }
+    }
+}
+
+/// The hook given every closed window's [`LimitChange`].
+pub(crate) type Hook = StdArc<dyn Fn(LimitChange) + Send + Sync>;
+
+/// Makes a fresh algorithm for each bulkhead a builder builds (the builder stays `Clone`).
+pub(crate) trait AlgorithmFactory: fmt::Debug + Send + Sync {
+    fn make(&self) -> Box<dyn LimitAlgorithm>;
+    fn initial_limit(&self) -> u32;
+    fn validate(&self) -> Result<(), crate::error::ConfigError>;
+}
+
+impl<A: LimitAlgorithm + Clone + Sync> AlgorithmFactory for A {
+    fn make(&self) -> Box<dyn LimitAlgorithm> {
+        Box::new(self.clone())
+    }
+
+    fn initial_limit(&self) -> u32 {
+        LimitAlgorithm::initial_limit(self)
+    }
+
+    fn validate(&self) -> Result<(), crate::error::ConfigError> {
+        LimitAlgorithm::validate(self)
+    }
+}
+
+/// The adaptive settings a builder validated.
+#[derive(Clone)]
+pub(crate) struct Settings {
+    /// None: a static bulkhead.
+    pub(crate) algorithm: Option<StdArc<dyn AlgorithmFactory>>,
+    pub(crate) window: Duration,
+    pub(crate) min_samples: u32,
+    pub(crate) unreported: Unreported,
+    pub(crate) hook: Option<Hook>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            algorithm: None,
+            window: Duration::from_secs(1),
+            min_samples: 10,
+            unreported: Unreported::Success,
+            hook: None,
+        }
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Adaptive")
+            .field("algorithm", &self.algorithm)
+            .field("window", &self.window)
+            .field("min_samples", &self.min_samples)
+            .field("unreported", &self.unreported)
+            .field("hook", &self.hook.is_some())
+            .finish()
+    }
+}
+
+/// A closed window, for the caller to apply: the summary and the algorithm's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Closed {
+    pub(crate) summary: WindowSummary,
+    pub(crate) to: u32,
+    pub(crate) no_load_rtt: Option<u64>,
+}
+
+/// The controller. See the [module docs](self).
+pub(crate) struct Controller {
+    lanes: StripedCounters<5>,
+    window: AtomicU64,
+    window_nanos: u64,
+    min_samples: u64,
+    pub(crate) unreported: Outcome,
+    /// Reached only by the window's closer (see the module docs).
+    algorithm: UnsafeCell<Box<dyn LimitAlgorithm>>,
+    /// The algorithm's no-load RTT after the last closed window (0: none).
+    no_load_rtt: AtomicU64,
+    /// Drops in closed windows.
+    drops: AtomicU64,
+    /// Windows closed.
+    windows: AtomicU64,
+    pub(crate) hook: Option<Hook>,
+}
+
+// SAFETY: `algorithm` (a `Send` value) is reached only by the winner of the window word's CAS,
+// one thread at a time, ordered by that CAS's `Acquire` and the reopen's `Release`; every other
+// field is an atomic or immutable and `Send + Sync`.
+unsafe impl Sync for Controller {}
+
+impl Controller {
+    /// A controller running `algorithm`, whose first window ends `window` after `now`.
+    pub(crate) fn new(s: &Settings, algorithm: Box<dyn LimitAlgorithm>, now: u64) -> Self {
+        let window_nanos = crate::clock::duration_to_nanos(s.window);
+        Self {
+            lanes: StripedCounters::new(),
+            window: AtomicU64::new(open(now.saturating_add(window_nanos))),
+            window_nanos,
+            min_samples: u64::from(s.min_samples),
+            unreported: s.unreported.into(),
+            algorithm: UnsafeCell::new(algorithm),
+            no_load_rtt: AtomicU64::new(0),
+            drops: AtomicU64::new(0),
+            windows: AtomicU64::new(0),
+            hook: s.hook.clone(),
+        }
+    }
+
+    /// Records a success of `rtt` nanoseconds with `in_flight` calls in flight.
+    #[inline]
+    pub(crate) fn record_success(&self, rtt: u64, in_flight: u32) {
+        self.lanes.add_to(COUNT, 1);
+        self.lanes.add_to(RTT_SUM, rtt);
+        self.lanes.max_to(RTT_MIN, u64::MAX - rtt);
+        self.lanes.max_to(PEAK, u64::from(in_flight) + 1);
+    }
+
+    /// Records a drop with `in_flight` calls in flight.
+    #[inline]
+    pub(crate) fn record_drop(&self, in_flight: u32) {
+        self.lanes.add_to(DROPS, 1);
+        self.lanes.max_to(PEAK, u64::from(in_flight) + 1);
+    }
+
+    /// Whether the window is due at `now` (one `Relaxed` load).
+    #[inline]
+    pub(crate) fn due(&self, now: u64) -> bool {
+        is_due(self.window.load(Ordering::Relaxed), now)
+    }
+
+    /// Tries to close the window at `now`, the limit being `limit`. `None` unless this caller
+    /// won the close and the window had enough reports; then the window is reopened, ending
+    /// `window` after `now`, and the caller applies [`Closed::to`].
+    pub(crate) fn close(&self, now: u64, limit: u32) -> Option<Closed> {
+        let w = self.window.load(Ordering::Relaxed);
+        if !is_due(w, now) {
+            return None;
+        }
+        if self
+            .window
+            .compare_exchange(w, w | CLOSING, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return None;
+        }
+        // This caller alone is past here until the window word is stored again. The guard
+        // reopens the window even if the algorithm panics.
+        let mut reopen = Reopen {
+            window: &self.window,
+            to: w,
+        };
+        let seen = self
+            .lanes
+            .sum_of(COUNT)
+            .saturating_add(self.lanes.sum_of(DROPS));
+        if seen < self.min_samples {
+            return None; // reopens the same window: the reports stay for the next try
+        }
+        let summary = self.take();
+        let (to, no_load_rtt) = self.algorithm.with_mut(|a| {
+            // SAFETY: the closing CAS above makes this caller the cell's only user until
+            // `reopen` stores the window word (see the module docs).
+            let a = unsafe { &mut *a };
+            (
+                a.update(limit, &summary).clamp(1, super::MAX_LIMIT),
+                a.no_load_rtt(),
+            )
+        });
+        self.no_load_rtt
+            .store(no_load_rtt.unwrap_or(0), Ordering::Relaxed);
+        self.drops.fetch_add(summary.drops, Ordering::Relaxed);
+        self.windows.fetch_add(1, Ordering::Relaxed);
+        reopen.to = open(now.saturating_add(self.window_nanos));
+        drop(reopen);
+        Some(Closed {
+            summary,
+            to,
+            no_load_rtt,
+        })
+    }
+
+    /// Takes and zeroes the lanes (the closer only).
+    fn take(&self) -> WindowSummary {
+        let count = self.lanes.take_sum_of(COUNT);
+        let rtt_sum = self.lanes.take_sum_of(RTT_SUM);
+        let min_inv = self.lanes.take_max_of(RTT_MIN);
+        let drops = self.lanes.take_sum_of(DROPS);
+        let peak = self.lanes.take_max_of(PEAK);
+        WindowSummary {
+            count,
+            rtt_sum,
+            rtt_min: if min_inv == 0 { 0 } else { u64::MAX - min_inv },
+            drops,
+            max_in_flight: u32::try_from(peak.saturating_sub(1)).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// The no-load RTT after the last closed window.
+    pub(crate) fn no_load_rtt(&self) -> Option<Duration> {
+        match self.no_load_rtt.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(Duration::from_nanos(n)),
+        }
+    }
+
+    /// Drops counted in closed windows.
+    pub(crate) fn drops(&self) -> u64 {
+        self.drops.load(Ordering::Relaxed)
+    }
+
+    /// Windows closed.
+    pub(crate) fn windows(&self) -> u64 {
+        self.windows.load(Ordering::Relaxed)
+    }
+}
+
+/// Stores the window word when dropped: the closer's exit, also on a panic.
+struct Reopen<'a> {
+    window: &'a AtomicU64,
+    to: u64,
+}
+
+impl Drop for Reopen<'_> {
+    fn drop(&mut self) {
+        self.window.store(self.to, Ordering::Release);
+    }
+}
+
+impl fmt::Debug for Controller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Controller")
+            .field("window_nanos", &self.window_nanos)
+            .field("min_samples", &self.min_samples)
+            .field("windows", &self.windows())
+            .finish()
+    }
+}
+
+#[cfg(all(test, not(resile_loom)))]
+mod tests {
+    use super::*;
+    use crate::bulkhead::adaptive::Aimd;
+
+    fn settings(min_samples: u32) -> Settings {
+        Settings {
+            window: Duration::from_nanos(100),
+            min_samples,
+            ..Settings::default()
+        }
+    }
+
+    fn controller(min_samples: u32) -> Controller {
+        Controller::new(
+            &settings(min_samples),
+            Box::new(Aimd::default().min_limit(1)),
+            0,
+        )
+    }
+
+    #[test]
+    fn window_word_fields() {
+        assert!(!is_due(open(10), 9));
+        assert!(is_due(open(10), 10));
+        assert!(!is_due(open(10) | CLOSING, 11));
+        assert_eq!(deadline(open(u64::MAX)), MAX_DEADLINE);
+    }
+
+    #[test]
+    fn a_window_sums_its_reports_and_closes_once() {
+        let c = controller(3);
+        c.record_success(30, 4);
+        c.record_success(10, 9);
+        c.record_drop(2);
+        assert!(c.close(99, 20).is_none(), "not due");
+        let closed = c.close(100, 20).unwrap();
+        assert_eq!(
+            closed.summary,
+            WindowSummary {
+                count: 2,
+                rtt_sum: 40,
+                rtt_min: 10,
+                drops: 1,
+                max_in_flight: 9
+            }
+        );
+        assert_eq!(closed.to, 18);
+        assert!(c.close(150, 18).is_none(), "the next window ends at 200");
+        assert_eq!((c.drops(), c.windows()), (1, 1));
+    }
+
+    #[test]
+    fn too_few_reports_keep_the_window_open() {
+        let c = controller(2);
+        c.record_success(5, 0);
+        assert!(c.close(100, 20).is_none());
+        assert!(c.due(100), "reopened, same deadline");
+        c.record_success(7, 0);
+        let closed = c.close(101, 20).unwrap();
+        assert_eq!((closed.summary.count, closed.summary.rtt_min), (2, 5));
+        assert_eq!(closed.summary.max_in_flight, 0);
+    }
+}
