@@ -145,30 +145,6 @@ pub(crate) fn thread_stripe() -> usize {
     d.0
 }
 
-/// A cell written only by whoever holds an exclusive right the surrounding protocol grants (the
-/// adaptive bulkhead's window closer): loom's `UnsafeCell` under loom, so a model reports two
-/// holders at once as a data race; std's otherwise, with the same `with_mut` shape.
-#[cfg(resile_loom)]
-pub(crate) use loom::cell::UnsafeCell;
-
-/// std's `UnsafeCell` behind loom's `with_mut` interface (see the loom build's item).
-#[cfg(not(resile_loom))]
-#[derive(Debug)]
-pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
-
-#[cfg(not(resile_loom))]
-impl<T> UnsafeCell<T> {
-    pub(crate) fn new(value: T) -> Self {
-        Self(std::cell::UnsafeCell::new(value))
-    }
-
-    /// Runs `f` with a pointer to the value; the caller's protocol makes it the only access.
-    #[inline]
-    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
-        f(self.0.get())
-    }
-}
-
 /// An allocation's lifetime as loom sees it: [`touch`](Lifetime::touch) is a read of the
 /// allocation and [`retire`](Lifetime::retire) its deallocation, so a loom model reports a use
 /// after free as a data race between the two. Outside loom models it is empty and free.

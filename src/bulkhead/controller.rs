@@ -31,9 +31,11 @@
 //! | 1       | any             | closing: its winner alone reads the lanes and the algorithm |
 //!
 //! The winner of the CAS that sets `CLOSING` takes the lanes; with fewer than `min_samples`
-//! reports (successes and drops) it leaves the lanes untouched and reopens the same window; otherwise it takes them, runs the algorithm, CASes the new limit into
-//! the bulkhead's word, and stores the next deadline with `CLOSING` clear. The algorithm's state,
-//! the no-load RTT and the window counters are written only by that winner.
+//! reports (successes and drops) it leaves the lanes untouched and reopens the same window;
+//! otherwise it takes them, runs the algorithm, CASes the new limit into the bulkhead's word,
+//! and stores the next deadline with `CLOSING` clear. The algorithm's state, the no-load RTT and
+//! the window counters are written only by that winner; the algorithm sits behind a lock that
+//! only the winner takes, so it is never contended (and needs no `unsafe`).
 //!
 //! # Orderings
 //!
@@ -42,7 +44,8 @@
 //! - The due check's load of the window word: `Relaxed`: a stale value only delays the close to
 //!   a later report, or makes its CAS fail.
 //! - The closing CAS: `Acquire` on success, pairing with the previous winner's `Release` reopen,
-//!   so that winner's writes to the algorithm's state happen-before this winner's reads;
+//!   so that winner's metric writes happen-before this winner's (the algorithm's lock orders its
+//!   own state);
 //!   `Relaxed` on failure (the loser does nothing).
 //! - The reopen store: `Release`, for the next winner's `Acquire`.
 //! - The limit's CAS into the bulkhead's word: `AcqRel`, as `Bulkhead::set_limit`.
@@ -50,7 +53,7 @@
 
 use super::adaptive::{LimitAlgorithm, LimitChange, Unreported, WindowSummary};
 use crate::counter::StripedCounters;
-use crate::sync::{AtomicU64, Ordering, UnsafeCell};
+use crate::sync::{AtomicU64, Mutex, Ordering, lock};
 use std::fmt;
 use std::sync::Arc as StdArc;
 use std::time::Duration;
@@ -180,8 +183,9 @@ pub(crate) struct Controller {
     window_nanos: u64,
     min_samples: u64,
     pub(crate) unreported: Outcome,
-    /// Reached only by the window's closer (see the module docs).
-    algorithm: UnsafeCell<Box<dyn LimitAlgorithm>>,
+    /// Locked only by the window's closer (see the module docs), so the lock is never contended
+    /// and no request's path takes it.
+    algorithm: Mutex<Box<dyn LimitAlgorithm>>,
     /// The algorithm's no-load RTT after the last closed window (0: none).
     no_load_rtt: AtomicU64,
     /// Drops in closed windows.
@@ -190,11 +194,6 @@ pub(crate) struct Controller {
     windows: AtomicU64,
     pub(crate) hook: Option<Hook>,
 }
-
-// SAFETY: `algorithm` (a `Send` value) is reached only by the winner of the window word's CAS,
-// one thread at a time, ordered by that CAS's `Acquire` and the reopen's `Release`; every other
-// field is an atomic or immutable and `Send + Sync`.
-unsafe impl Sync for Controller {}
 
 impl Controller {
     /// A controller running `algorithm`, whose first window ends `window` after `now`.
@@ -206,7 +205,7 @@ impl Controller {
             window_nanos,
             min_samples: u64::from(s.min_samples),
             unreported: s.unreported.into(),
-            algorithm: UnsafeCell::new(algorithm),
+            algorithm: Mutex::new(algorithm),
             no_load_rtt: AtomicU64::new(0),
             drops: AtomicU64::new(0),
             windows: AtomicU64::new(0),
@@ -265,15 +264,15 @@ impl Controller {
             return None; // reopens the same window: the reports stay for the next try
         }
         let summary = self.take();
-        let (to, no_load_rtt) = self.algorithm.with_mut(|a| {
-            // SAFETY: the closing CAS above makes this caller the cell's only user until
-            // `reopen` stores the window word (see the module docs).
-            let a = unsafe { &mut *a };
+        let (to, no_load_rtt) = {
+            // The closing CAS above makes this caller the lock's only taker until `reopen`
+            // stores the window word (see the module docs).
+            let mut a = lock(&self.algorithm);
             (
                 a.update(limit, &summary).clamp(1, super::MAX_LIMIT),
                 a.no_load_rtt(),
             )
-        });
+        };
         self.no_load_rtt
             .store(no_load_rtt.unwrap_or(0), Ordering::Relaxed);
         self.drops.fetch_add(summary.drops, Ordering::Relaxed);
