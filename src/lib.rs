@@ -14,6 +14,7 @@
 //! | [retry helper](retry) and [backoff] | [`Retry`](retry::Retry), [`Backoff`](backoff::Backoff) | [`RetryBuilder`](retry::RetryBuilder), [`BackoffBuilder`](backoff::BackoffBuilder) | - | [`RetryError`](retry::RetryError) | - |
 //! | [bulkhead] | [`Bulkhead`](bulkhead::Bulkhead) | [`BulkheadBuilder`](bulkhead::BulkheadBuilder) | [`BulkheadPermit`](bulkhead::BulkheadPermit), [`OwnedBulkheadPermit`](bulkhead::OwnedBulkheadPermit), [`Acquire`](bulkhead::Acquire), [`AcquireOwned`](bulkhead::AcquireOwned) | [`BulkheadError`](bulkhead::BulkheadError) | [`BulkheadMetrics`](bulkhead::BulkheadMetrics) |
 //! | [graceful drainer](drain) | [`Drainer`](drain::Drainer) | [`DrainBuilder`](drain::DrainBuilder) | [`DrainGuard`](drain::DrainGuard), [`OwnedDrainGuard`](drain::OwnedDrainGuard), [`Wait`](drain::Wait), [`DrainingNotice`](drain::DrainingNotice) | [`DrainRefused`](drain::DrainRefused), [`DrainTimeout`](drain::DrainTimeout) | [`DrainMetrics`](drain::DrainMetrics), [`Phase`](drain::Phase), [`Drained`](drain::Drained) |
+//! | keyed registries (feature `registry`) | `Registry` of any `Keyed` primitive | `RegistryBuilder`, `WhenFull` | `Handle` | `RegistryError`, `RegistryFull` | `RegistryMetrics`, `RegistryEvent` |
 //! | [all four composed](policy) | [`Policy`](policy::Policy) | [`PolicyBuilder`](policy::PolicyBuilder) | - | [`PolicyError`](policy::PolicyError) | - |
 //!
 //! Shared by all of them:
@@ -85,6 +86,9 @@ pub mod error;
 pub mod http;
 pub mod observe;
 pub mod policy;
+#[cfg(feature = "registry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "registry")))]
+pub mod registry;
 pub mod retry;
 pub mod timer;
 #[cfg(feature = "tower")]
