@@ -54,7 +54,7 @@
 //! let template = CircuitBreaker::builder().count_window(4).minimum_calls(2).clock(clock);
 //! let breakers = Registry::builder(template).max_keys(2).build()?;
 //!
-//! let db = breakers.get_or_create(&"db.internal")?;
+//! let db = breakers.get_or_create(&"db.internal".to_string())?;
 //! for _ in 0..2 {
 //!     let _ = db.call(|| Err::<(), _>("timeout"));
 //! }
@@ -63,9 +63,9 @@
 //!
 //! // A flood of other keys evicts the idle ones and never the open breaker.
 //! for i in 0..100 {
-//!     let _ = breakers.get_or_create(&format!("fake-{i}").leak())?;
+//!     let _ = breakers.get_or_create(&format!("fake-{i}"))?;
 //! }
-//! assert_eq!(breakers.get_or_create(&"db.internal")?.state(), State::Open);
+//! assert_eq!(breakers.get_or_create(&"db.internal".to_string())?.state(), State::Open);
 //! assert!(breakers.len() <= 2);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -445,7 +445,7 @@ where
     /// use resile::registry::Registry;
     ///
     /// let registry = Registry::builder(Bulkhead::builder().limit(2)).build()?;
-    /// let _permit = registry.get_or_create(&"db")?.try_acquire_owned();
+    /// let _permit = registry.get_or_create(&"db")?.as_arc().try_acquire_owned()?;
     /// assert_eq!(registry.get_or_create(&"db")?.metrics().in_flight, 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
