@@ -15,6 +15,7 @@
 //! | [bulkhead] | [`Bulkhead`](bulkhead::Bulkhead) | [`BulkheadBuilder`](bulkhead::BulkheadBuilder) | [`BulkheadPermit`](bulkhead::BulkheadPermit), [`OwnedBulkheadPermit`](bulkhead::OwnedBulkheadPermit), [`Acquire`](bulkhead::Acquire), [`AcquireOwned`](bulkhead::AcquireOwned) | [`BulkheadError`](bulkhead::BulkheadError) | [`BulkheadMetrics`](bulkhead::BulkheadMetrics), [`AdaptiveMetrics`](bulkhead::AdaptiveMetrics) |
 //! | [adaptive concurrency limit](bulkhead::adaptive) | a [`Bulkhead`](bulkhead::Bulkhead) with a [`LimitAlgorithm`](bulkhead::adaptive::LimitAlgorithm): [`Aimd`](bulkhead::adaptive::Aimd), [`Vegas`](bulkhead::adaptive::Vegas), [`Gradient2`](bulkhead::adaptive::Gradient2) | [`BulkheadBuilder::adaptive`](bulkhead::BulkheadBuilder::adaptive), [`Unreported`](bulkhead::adaptive::Unreported) | the bulkhead's permits, reporting [`success`](bulkhead::BulkheadPermit::success), [`dropped`](bulkhead::BulkheadPermit::dropped), [`ignore`](bulkhead::BulkheadPermit::ignore) | [`BulkheadError`](bulkhead::BulkheadError) | [`WindowSummary`](bulkhead::adaptive::WindowSummary), [`LimitChange`](bulkhead::adaptive::LimitChange), [`AdaptiveMetrics`](bulkhead::AdaptiveMetrics) |
 //! | [graceful drainer](drain) | [`Drainer`](drain::Drainer) | [`DrainBuilder`](drain::DrainBuilder) | [`DrainGuard`](drain::DrainGuard), [`OwnedDrainGuard`](drain::OwnedDrainGuard), [`Wait`](drain::Wait), [`DrainingNotice`](drain::DrainingNotice) | [`DrainRefused`](drain::DrainRefused), [`DrainTimeout`](drain::DrainTimeout) | [`DrainMetrics`](drain::DrainMetrics), [`Phase`](drain::Phase), [`Drained`](drain::Drained) |
+//! | keyed registries (feature `registry`) | `Registry` of any `Keyed` primitive | `RegistryBuilder`, `WhenFull` | `Handle` | `RegistryError`, `RegistryFull` | `RegistryMetrics`, `RegistryEvent` |
 //! | [all four composed](policy) | [`Policy`](policy::Policy) | [`PolicyBuilder`](policy::PolicyBuilder) | - | [`PolicyError`](policy::PolicyError) | - |
 //!
 //! Shared by all of them:
@@ -86,6 +87,9 @@ pub mod error;
 pub mod http;
 pub mod observe;
 pub mod policy;
+#[cfg(feature = "registry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "registry")))]
+pub mod registry;
 pub mod retry;
 pub mod timer;
 #[cfg(feature = "tower")]

@@ -18,8 +18,11 @@ pub const MAX_DURATION: Duration = Duration::from_nanos(MAX_TICKS * TICK_NANOS);
 /// holds).
 pub const MAX_COUNT: u32 = TimeWindow::MAX_LANE;
 
-pub(crate) type Hook = Box<dyn Fn(&StateChange) + Send + Sync + 'static>;
-pub(crate) type BreachHook = Box<dyn Fn(&Breach) + Send + Sync + 'static>;
+/// Shared, so a builder clones (a registry builds every key's breaker from one template) and
+/// each breaker built from the clones calls the same hook.
+pub(crate) type Hook = crate::sync::StdArc<dyn Fn(&StateChange) + Send + Sync + 'static>;
+/// Shared for the same reason as [`Hook`].
+pub(crate) type BreachHook = crate::sync::StdArc<dyn Fn(&Breach) + Send + Sync + 'static>;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum WindowSpec {
@@ -105,6 +108,20 @@ impl<C: Clock + fmt::Debug> fmt::Debug for BreakerBuilder<C> {
             .field("hook", &self.hook.is_some())
             .field("breach_hook", &self.breach_hook.is_some())
             .finish()
+    }
+}
+
+/// A copy of the settings, the clock and the hooks (shared: both builders' breakers call the
+/// same hooks).
+impl<C: Clock + Clone> Clone for BreakerBuilder<C> {
+    fn clone(&self) -> Self {
+        Self {
+            clock: self.clock.clone(),
+            name: self.name.clone(),
+            settings: self.settings.clone(),
+            hook: self.hook.clone(),
+            breach_hook: self.breach_hook.clone(),
+        }
     }
 }
 
@@ -307,7 +324,7 @@ impl<C: Clock> BreakerBuilder<C> {
 
     /// Runs `hook` once per state transition, on the thread that made it, after the transition.
     pub fn on_state_change(mut self, hook: impl Fn(&StateChange) + Send + Sync + 'static) -> Self {
-        self.hook = Some(Box::new(hook));
+        self.hook = Some(crate::sync::StdArc::new(hook));
         self
     }
 
@@ -315,7 +332,7 @@ impl<C: Clock> BreakerBuilder<C> {
     /// result breached it, with the counts and rates that crossed: at the trip, or in
     /// [metrics-only](Self::metrics_only) mode when the breach begins.
     pub fn on_breach(mut self, hook: impl Fn(&Breach) + Send + Sync + 'static) -> Self {
-        self.breach_hook = Some(Box::new(hook));
+        self.breach_hook = Some(crate::sync::StdArc::new(hook));
         self
     }
 

@@ -288,6 +288,11 @@ impl<C: Clock> RetryBudget<C> {
         &self.clock
     }
 
+    /// The retries withdrawn in the window now: zero once every spent retry has aged out.
+    pub(crate) fn retries_in_window(&self) -> u64 {
+        self.window.totals(self.clock.now())[RETRIES]
+    }
+
     /// The name its metrics and `Debug` report.
     pub fn name(&self) -> &str {
         &self.name
@@ -316,7 +321,7 @@ impl<C: Clock> fmt::Debug for RetryBudget<C> {
 /// assert_eq!(e.field(), "window");
 /// ```
 #[must_use = "a builder does nothing until `build()`"]
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct BudgetBuilder<C: Clock = SystemClock> {
     name: Cow<'static, str>,
     max_retries: Option<u32>,
