@@ -5,7 +5,8 @@
 //!
 //! Nothing here touches the hot path. [`Report::report`] reads a primitive's `metrics()`
 //! snapshot and sets gauges and counters: call it from your scrape handler or a periodic task.
-//! [`state_change_hook`] is a breaker's state-change hook, which runs only on a transition.
+//! [`state_change_hook`] is a breaker's state-change hook, which runs only on a transition;
+//! [`limit_change_hook`] an adaptive bulkhead's, which runs once per closed window.
 //!
 //! # Metrics
 //!
@@ -17,7 +18,7 @@
 //! | --- | --- |
 //! | breaker | `resile_breaker_state{state}` (1 for the current state, 0 for the others: `closed`, `open`, `half_open`, `forced_open`, `disabled`), `resile_breaker_window_calls`, `resile_breaker_window_failures`, `resile_breaker_window_slow_calls`, `resile_breaker_failure_rate`, `resile_breaker_slow_call_rate` (-1 while the window holds fewer calls than the minimum, as resilience4j reports), `resile_breaker_refused_total`, `resile_breaker_refused_in_state`, `resile_breaker_breaches_total`; with the hook, `resile_breaker_transitions_total{from,to}` |
 //! | retry budget | `resile_budget_balance`, `resile_budget_deposits_total`, `resile_budget_retries_granted_total`, `resile_budget_retries_refused_total` |
-//! | bulkhead | `resile_bulkhead_in_flight`, `resile_bulkhead_limit`, `resile_bulkhead_waiting`, `resile_bulkhead_peak_in_flight`, `resile_bulkhead_refused_total` |
+//! | bulkhead | `resile_bulkhead_in_flight`, `resile_bulkhead_limit`, `resile_bulkhead_waiting`, `resile_bulkhead_peak_in_flight`, `resile_bulkhead_refused_total`; [adaptive](crate::bulkhead::adaptive) ones add `resile_bulkhead_dropped_total`, `resile_bulkhead_limit_windows_total`, `resile_bulkhead_no_load_rtt_seconds` (once the algorithm has an estimate), and with the hook `resile_bulkhead_limit_changes_total{direction}` (`up`, `down`) |
 //! | drainer | `resile_drain_phase{phase}` (1 for the current phase: `serving`, `not_ready`, `draining`, `drained`), `resile_drain_in_flight`, `resile_drain_admitted_total`, `resile_drain_refused_total` |
 //!
 //! The breaker's window counts are gauges, not `_total` counters: they describe the sliding
@@ -109,6 +110,60 @@ pub fn state_change_hook(
         .increment(1);
         #[cfg(not(any(feature = "tracing", feature = "metrics")))]
         let _ = (&name, from, to);
+    }
+}
+
+/// An adaptive bulkhead's limit-change hook that emits each change of its limit: a `tracing`
+/// event (feature `tracing`; target `resile::bulkhead`, `INFO` when it shrinks, `DEBUG` when it
+/// grows, fields `bulkhead`, `from`, `to`, `drops`, `mean_rtt_ns`) and a
+/// `resile_bulkhead_limit_changes_total{name,direction}` counter (feature `metrics`). A window
+/// that keeps the limit emits nothing. Pass it to
+/// [`on_limit_change`](crate::bulkhead::BulkheadBuilder::on_limit_change).
+///
+/// ```
+/// use resile::bulkhead::Bulkhead;
+/// use resile::bulkhead::adaptive::Aimd;
+/// use resile::observe::limit_change_hook;
+/// let b = Bulkhead::builder()
+///     .name("db")
+///     .adaptive(Aimd::default())
+///     .on_limit_change(limit_change_hook("db"))
+///     .build()?;
+/// # Ok::<(), resile::error::ConfigError>(())
+/// ```
+pub fn limit_change_hook(
+    name: impl Into<Cow<'static, str>>,
+) -> impl Fn(crate::bulkhead::adaptive::LimitChange) + Send + Sync + 'static {
+    let name: Cow<'static, str> = name.into();
+    move |change| {
+        if change.from == change.to {
+            return;
+        }
+        let direction = if change.to > change.from {
+            "up"
+        } else {
+            "down"
+        };
+        #[cfg(feature = "tracing")]
+        {
+            let (bulkhead, from, to, drops): (&str, _, _, _) =
+                (&name, change.from, change.to, change.window.drops);
+            let mean_rtt_ns = change.window.mean_rtt();
+            if direction == "down" {
+                tracing::info!(target: "resile::bulkhead", bulkhead, from, to, drops, mean_rtt_ns, "adaptive limit changed");
+            } else {
+                tracing::debug!(target: "resile::bulkhead", bulkhead, from, to, drops, mean_rtt_ns, "adaptive limit changed");
+            }
+        }
+        #[cfg(feature = "metrics")]
+        metrics::counter!(
+            "resile_bulkhead_limit_changes_total",
+            "name" => name.to_string(),
+            "direction" => direction
+        )
+        .increment(1);
+        #[cfg(not(any(feature = "tracing", feature = "metrics")))]
+        let _ = (&name, direction);
     }
 }
 
@@ -235,6 +290,17 @@ impl<C: Clock> Report for crate::bulkhead::Bulkhead<C> {
             f64::from(m.peak_in_flight),
         );
         total("resile_bulkhead_refused_total", name, m.refused);
+        if let Some(a) = m.adaptive {
+            total("resile_bulkhead_dropped_total", name, a.drops);
+            total("resile_bulkhead_limit_windows_total", name, a.windows);
+            if let Some(rtt) = a.no_load_rtt {
+                gauge(
+                    "resile_bulkhead_no_load_rtt_seconds",
+                    name,
+                    rtt.as_secs_f64(),
+                );
+            }
+        }
     }
 
     fn metric_name(&self) -> &str {

@@ -540,7 +540,7 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
             Some(d) => Some(d.enter().map_err(PolicyError::Drain)?),
             None => None,
         };
-        let _permit = match &self.bulkhead {
+        let permit = match &self.bulkhead {
             Some(b) => Some(b.blocking_acquire().map_err(PolicyError::Bulkhead)?),
             None => None,
         };
@@ -552,7 +552,7 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
                 .map_err(Attempt::from),
             None => op().map_err(Attempt::Inner),
         };
-        match &self.retry {
+        let result = match &self.retry {
             Some(retry) => retry
                 .run_classified(&Through(retry.classifier()), is_refused, attempt)
                 .map_err(PolicyError::from_retry),
@@ -560,7 +560,11 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
                 let mut attempt = attempt;
                 attempt().map_err(|e| PolicyError::from_retry(once(e)))
             }
+        };
+        if let Some(permit) = permit {
+            permit.record(bulkhead_verdict(&result, class));
         }
+        result
     }
 
     /// Runs the future `op()` returns through the policy, on any executor: a wait for a bulkhead
@@ -614,7 +618,7 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
             Some(d) => Some(d.enter().map_err(PolicyError::Drain)?),
             None => None,
         };
-        let _permit = match &self.bulkhead {
+        let permit = match &self.bulkhead {
             Some(b) => Some(
                 b.acquire_timeout(b.max_wait())
                     .await
@@ -686,7 +690,7 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
                 r
             }
         };
-        match &self.retry {
+        let result = match &self.retry {
             Some(retry) => retry
                 .run_async_classified(&Through(retry.classifier()), is_refused, attempt)
                 .await
@@ -697,6 +701,32 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> Policy<D, H, B, R, K, F, C
                     .await
                     .map_err(|e| PolicyError::from_retry(once(e)))
             }
+        };
+        if let Some(permit) = permit {
+            permit.record(bulkhead_verdict(&result, class));
+        }
+        result
+    }
+}
+
+/// What a whole call (its attempts and backoffs) tells an [adaptive](crate::bulkhead::adaptive)
+/// bulkhead: the classifier's verdict on the value or the last error; a drop when a time limit
+/// ended it or the breaker opened after attempts ran; nothing when no attempt ran.
+fn bulkhead_verdict<T, E, C: Classify<T, E>>(
+    result: &Result<T, PolicyError<E>>,
+    class: &C,
+) -> Verdict {
+    match result {
+        Ok(v) => class.verdict(Ok(v)),
+        Err(PolicyError::Failed { last, .. } | PolicyError::BudgetExhausted { last, .. }) => {
+            class.verdict(Err(last))
+        }
+        Err(PolicyError::DeadlineExceeded { .. } | PolicyError::TimedOut { .. }) => {
+            Verdict::Failure
+        }
+        Err(PolicyError::Breaker { attempts, .. }) if *attempts > 0 => Verdict::Failure,
+        Err(PolicyError::Breaker { .. } | PolicyError::Drain(_) | PolicyError::Bulkhead(_)) => {
+            Verdict::Ignore
         }
     }
 }
@@ -775,7 +805,9 @@ impl<D: Clock, H: Clock, B: Clock, R: Clock, K, F, C> PolicyBuilder<D, H, B, R, 
     }
 
     /// Hold a slot of `bulkhead` for the whole call (all attempts and backoffs), waiting up to
-    /// its max wait for one.
+    /// its max wait for one. An [adaptive](crate::bulkhead::adaptive) bulkhead hears how the
+    /// call ended: the [classifier](Self::classify)'s verdict on its value or last error (a
+    /// failure is a drop), a drop when a time limit ended it, nothing when no attempt ran.
     pub fn bulkhead<H2: Clock>(
         self,
         bulkhead: Arc<Bulkhead<H2>>,

@@ -187,3 +187,57 @@ fn drain_series() {
     assert_eq!(counter(&s, "resile_drain_refused_total", &name), 1);
     drop(g);
 }
+
+#[test]
+fn adaptive_bulkhead_series() {
+    use resile::bulkhead::adaptive::Vegas;
+    use resile::clock::ManualClock;
+    use resile::observe::limit_change_hook;
+    use std::time::Duration;
+
+    let clock = ManualClock::new();
+    let b = Bulkhead::builder()
+        .name("db")
+        .adaptive(Vegas::default().initial_limit(20))
+        .adaptive_min_samples(2)
+        .clock(clock.clone())
+        .on_limit_change(limit_change_hook("db"))
+        .build()
+        .unwrap();
+    let call_of_10ms = || {
+        let p = b.try_acquire().unwrap();
+        clock.advance(Duration::from_millis(10));
+        p.success();
+    };
+    let s = record(|| {
+        // The first window measures the no-load RTT (Vegas keeps the limit).
+        call_of_10ms();
+        clock.advance(Duration::from_secs(1));
+        call_of_10ms();
+        // The second has a drop: Vegas backs off.
+        call_of_10ms();
+        clock.advance(Duration::from_secs(1));
+        b.try_acquire().unwrap().dropped();
+    });
+    let name = [("name", "db")];
+    assert_eq!(
+        counter(
+            &s,
+            "resile_bulkhead_limit_changes_total",
+            &[("name", "db"), ("direction", "down")]
+        ),
+        1
+    );
+    assert!(b.limit() < 20);
+    let s = record(|| b.report());
+    assert_eq!(
+        gauge(&s, "resile_bulkhead_limit", &name),
+        f64::from(b.limit())
+    );
+    assert_eq!(counter(&s, "resile_bulkhead_dropped_total", &name), 1);
+    assert_eq!(counter(&s, "resile_bulkhead_limit_windows_total", &name), 2);
+    assert_eq!(
+        gauge(&s, "resile_bulkhead_no_load_rtt_seconds", &name),
+        0.01
+    );
+}

@@ -317,3 +317,16 @@ fn the_layers_refuse_a_zero_limit() {
         "timeout"
     );
 }
+
+#[test]
+fn a_breaker_inside_the_timeout_counts_the_attempt_it_gave_up() {
+    let p = Parts::new();
+    let svc = ServiceBuilder::new()
+        .layer(p.timeout(Duration::from_millis(500)))
+        .layer(BreakerLayer::new(p.breaker.clone()))
+        .service(Dependency::hanging(u32::MAX));
+    let e = call(svc).unwrap_err();
+    assert!(e.is::<AttemptTimedOut>(), "{e}");
+    let m = p.breaker.metrics();
+    assert_eq!((m.calls, m.failures, m.slow_calls), (1, 1, 1));
+}

@@ -99,6 +99,16 @@ pub(crate) enum Outcome {
     Ignored,
 }
 
+impl From<crate::classify::Verdict> for Outcome {
+    fn from(v: crate::classify::Verdict) -> Self {
+        match v {
+            crate::classify::Verdict::Success => Outcome::Success,
+            crate::classify::Verdict::Failure => Outcome::Dropped,
+            crate::classify::Verdict::Ignore => Outcome::Ignored,
+        }
+    }
+}
+
 impl From<Unreported> for Outcome {
     fn from(u: Unreported) -> Self {
         match u {

@@ -2,6 +2,7 @@
 
 use super::controller::Outcome;
 use super::{Bulkhead, Core};
+use crate::classify::Verdict;
 use crate::clock::{Clock, SystemClock};
 use std::fmt;
 use std::marker::PhantomData;
@@ -57,6 +58,34 @@ impl<C: Clock> BulkheadPermit<'_, C> {
         self.finish(Outcome::Ignored);
     }
 
+    /// Releases the slot reporting a classified result: a [`Verdict::Success`] as
+    /// [`success`](Self::success), a [`Verdict::Failure`] as [`dropped`](Self::dropped) (for a
+    /// concurrency limit a failed call is a sign of overload: classify a failure that says
+    /// nothing of the dependency's capacity, such as a client error, as [`Verdict::Ignore`]),
+    /// and a [`Verdict::Ignore`] as [`ignore`](Self::ignore).
+    ///
+    /// ```
+    /// use resile::bulkhead::Bulkhead;
+    /// use resile::bulkhead::adaptive::Aimd;
+    /// use resile::classify::Verdict;
+    /// use resile::clock::ManualClock;
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let b = Bulkhead::builder()
+    ///     .adaptive(Aimd::default().initial_limit(20).min_limit(5))
+    ///     .adaptive_min_samples(1)
+    ///     .clock(clock.clone())
+    ///     .build()?;
+    /// clock.advance(Duration::from_secs(1));
+    /// b.try_acquire()?.record(Verdict::Failure); // a drop closes the window: the limit backs off
+    /// assert_eq!(b.limit(), 18);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn record(self, verdict: Verdict) {
+        self.finish(Outcome::from(verdict));
+    }
+
     fn finish(self, outcome: Outcome) {
         let this = ManuallyDrop::new(self);
         this.bulkhead.core().report(this.start, Some(outcome));
@@ -104,6 +133,9 @@ pub struct OwnedBulkheadPermit<C: Clock = SystemClock> {
     pub(super) core: NonNull<Core<C>>,
     /// The clock reading when the slot was granted (adaptive bulkheads only; else 0).
     pub(super) start: u64,
+    /// What a release by `Drop` reports: `None` for the bulkhead's
+    /// [`Unreported`](super::adaptive::Unreported) rule, or what [`settle`](Self::settle) set.
+    pub(super) outcome: Option<Outcome>,
     pub(super) _owns: PhantomData<Core<C>>,
 }
 
@@ -143,6 +175,24 @@ impl<C: Clock> OwnedBulkheadPermit<C> {
         self.finish(Outcome::Ignored);
     }
 
+    /// Releases the slot reporting a classified result, as [`BulkheadPermit::record`].
+    pub fn record(self, verdict: Verdict) {
+        self.finish(Outcome::from(verdict));
+    }
+
+    /// Sets what the slot reports when it is later dropped: for a guard that learns the
+    /// result (a response's head) before the work ends (its body).
+    #[cfg(feature = "tower")]
+    pub(crate) fn settle(&mut self, verdict: Verdict) {
+        self.outcome = Some(Outcome::from(verdict));
+    }
+
+    /// Whether [`settle`](Self::settle) has set the outcome.
+    #[cfg(feature = "tower")]
+    pub(crate) fn is_settled(&self) -> bool {
+        self.outcome.is_some()
+    }
+
     fn finish(self, outcome: Outcome) {
         let this = ManuallyDrop::new(self);
         // SAFETY: the permit owns one slot (kept alive until released) and does not touch the
@@ -160,7 +210,7 @@ impl<C: Clock> Drop for OwnedBulkheadPermit<C> {
         // SAFETY: the permit owns one slot, so the core is alive while it reports, and it does
         // not touch the core after `release_owned`.
         unsafe {
-            self.core.as_ref().report(self.start, None);
+            self.core.as_ref().report(self.start, self.outcome);
             Core::release_owned(self.core);
         }
     }

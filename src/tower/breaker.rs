@@ -170,8 +170,9 @@ where
 
 /// The permit of an admitted request, until its response future records it. Dropped unrecorded
 /// (the response future was dropped unfinished: the caller went away), it is released without a
-/// record, unless a [`DeadlineLayer`](super::DeadlineLayer) is dropping it because the request's
-/// deadline passed: then the attempt did not answer in the time it had, a failure.
+/// record, unless a [`DeadlineLayer`](super::DeadlineLayer) or [`TimeoutLayer`](super::TimeoutLayer)
+/// is dropping it because its time ran out: then the attempt did not answer in the time it had,
+/// a failure.
 struct Admitted<C: Clock>(Option<OwnedBreakerPermit<C>>);
 
 impl<C: Clock> Drop for Admitted<C> {
@@ -187,7 +188,8 @@ impl<C: Clock> Drop for Admitted<C> {
 pin_project! {
     /// The response future of [`BreakerService`]: records its result in the breaker when it
     /// completes, and nothing if dropped unfinished (but for an attempt a
-    /// [`DeadlineLayer`](super::DeadlineLayer) cut at its deadline: a failure).
+    /// [`DeadlineLayer`](super::DeadlineLayer) or [`TimeoutLayer`](super::TimeoutLayer) cut: a
+    /// failure).
     ///
     /// ```
     /// use futures::executor::block_on;

@@ -26,66 +26,182 @@ use std::marker::PhantomData;
 /// assert!(e.downcast_ref::<BulkheadError>().unwrap().is_full());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct BulkheadLayer<C: Clock = SystemClock, H = UntilResponse> {
+pub struct BulkheadLayer<C: Clock = SystemClock, H = UntilResponse, K = ErrIsFailure> {
     bulkhead: Arc<Bulkhead<C>>,
+    classify: K,
     hold: PhantomData<fn() -> H>,
 }
 
 impl<C: Clock> BulkheadLayer<C> {
     /// A layer that takes a slot of `bulkhead` for each request, waiting as the bulkhead is
     /// configured to, and holds it until the response is ready (for HTTP, see
-    /// [`until_body_end`](Self::until_body_end)).
+    /// [`until_body_end`](Self::until_body_end)). For an [adaptive](crate::bulkhead::adaptive)
+    /// bulkhead each slot reports its request's result, classified by [`ErrIsFailure`] (an
+    /// error is a drop) unless [`classify`](Self::classify) says otherwise.
     pub fn new(bulkhead: Arc<Bulkhead<C>>) -> Self {
         Self {
             bulkhead,
+            classify: ErrIsFailure,
             hold: PhantomData,
         }
     }
 }
 
-impl<C: Clock, H> BulkheadLayer<C, H> {
+impl<C: Clock, H, K> BulkheadLayer<C, H, K> {
     /// Holds each HTTP request's slot until its response body ends (or is dropped), not only
     /// until the response head is ready, so a streamed response counts against the limit until
     /// its last frame (feature `http`; the service answers with an [`http::Response`] of a
     /// [`GuardedBody`]).
     #[cfg(feature = "http")]
     #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-    pub fn until_body_end(self) -> BulkheadLayer<C, UntilBodyEnd> {
+    pub fn until_body_end(self) -> BulkheadLayer<C, UntilBodyEnd, K> {
         BulkheadLayer {
             bulkhead: self.bulkhead,
+            classify: self.classify,
+            hold: PhantomData,
+        }
+    }
+
+    /// Classifies each response for an [adaptive](crate::bulkhead::adaptive) bulkhead's limit:
+    /// a [`Verdict::Failure`](crate::classify::Verdict::Failure) is reported as a drop (the
+    /// dependency timed out or is overloaded), a `Success` with its latency, an `Ignore` not
+    /// at all. A request a [`DeadlineLayer`](super::DeadlineLayer) or
+    /// [`TimeoutLayer`](super::TimeoutLayer) cuts is a drop; one whose caller goes away follows
+    /// the bulkhead's [`Unreported`](crate::bulkhead::adaptive::Unreported) rule. On a static
+    /// bulkhead the classification is unused. For HTTP,
+    /// [`StatusClassify`](crate::http::StatusClassify) makes a 5xx a drop, a 429 nothing, the rest successes.
+    ///
+    /// ```
+    /// use futures::executor::block_on;
+    /// use resile::bulkhead::Bulkhead;
+    /// use resile::bulkhead::adaptive::Aimd;
+    /// use resile::classify::Verdict;
+    /// use resile::clock::ManualClock;
+    /// use resile::tower::BulkheadLayer;
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use tower::{Layer, Service, ServiceExt, service_fn};
+    ///
+    /// let clock = ManualClock::new();
+    /// let bulkhead = Arc::new(
+    ///     Bulkhead::builder()
+    ///         .adaptive(Aimd::default().initial_limit(20).min_limit(5))
+    ///         .adaptive_min_samples(1)
+    ///         .clock(clock.clone())
+    ///         .build()?,
+    /// );
+    /// // A status of 503 is the dependency shedding load: a drop.
+    /// let overloaded = |r: Result<&u16, &std::io::Error>| match r {
+    ///     Ok(503) | Err(_) => Verdict::Failure,
+    ///     Ok(_) => Verdict::Success,
+    /// };
+    /// let mut svc = BulkheadLayer::new(bulkhead.clone())
+    ///     .classify(overloaded)
+    ///     .layer(service_fn(|_: ()| async { Ok::<u16, std::io::Error>(503) }));
+    /// clock.advance(Duration::from_secs(1));
+    /// block_on(async { svc.ready().await?.call(()).await })?;
+    /// assert_eq!(bulkhead.limit(), 18); // the window closed on a drop: 20 × 0.9
+    /// # Ok::<(), resile::tower::BoxError>(())
+    /// ```
+    pub fn classify<K2>(self, classify: K2) -> BulkheadLayer<C, H, K2> {
+        BulkheadLayer {
+            bulkhead: self.bulkhead,
+            classify,
             hold: PhantomData,
         }
     }
 }
 
-impl<C: Clock, H> Clone for BulkheadLayer<C, H> {
+impl<C: Clock, H, K: Clone> Clone for BulkheadLayer<C, H, K> {
     fn clone(&self) -> Self {
         Self {
             bulkhead: self.bulkhead.clone(),
+            classify: self.classify.clone(),
             hold: PhantomData,
         }
     }
 }
 
-impl<C: Clock, H> fmt::Debug for BulkheadLayer<C, H> {
+impl<C: Clock, H, K> fmt::Debug for BulkheadLayer<C, H, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BulkheadLayer")
             .field("bulkhead", &self.bulkhead)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
-impl<S, C: Clock, H> Layer<S> for BulkheadLayer<C, H> {
-    type Service = BulkheadService<S, C, H>;
+impl<S, C: Clock, H, K: Clone> Layer<S> for BulkheadLayer<C, H, K> {
+    type Service = BulkheadService<S, C, H, K>;
 
     fn layer(&self, inner: S) -> Self::Service {
         BulkheadService {
             inner,
             bulkhead: self.bulkhead.clone(),
+            classify: self.classify.clone(),
             admission: Admission::Idle,
             wait: None,
             hold: PhantomData,
         }
+    }
+}
+
+/// A request's [`Bulkhead`] slot, held by a [`BulkheadService`]'s response future (or, with
+/// `until_body_end`, by the response's body), and released when dropped. It reports the
+/// request's result, classified by the layer's [`Classify`], to an
+/// [adaptive](crate::bulkhead::adaptive) bulkhead; a slot dropped while a
+/// [`DeadlineLayer`](super::DeadlineLayer) or [`TimeoutLayer`](super::TimeoutLayer) cuts its
+/// request reports a drop.
+///
+/// ```
+/// use resile::bulkhead::Bulkhead;
+/// use resile::tower::{BulkheadLayer, BulkheadSlot, ResponseFuture};
+/// use std::sync::Arc;
+/// use tower::{Layer, Service, service_fn};
+///
+/// let bulkhead = Arc::new(Bulkhead::builder().limit(1).build()?);
+/// let mut svc = BulkheadLayer::new(bulkhead.clone())
+///     .layer(service_fn(|x: u8| async move { Ok::<_, std::io::Error>(x) }));
+/// let fut = svc.call(1);
+/// let _: &ResponseFuture<_, BulkheadSlot, _> = &fut; // the future holds the slot
+/// assert_eq!(bulkhead.metrics().in_flight, 1);
+/// drop(fut);
+/// assert_eq!(bulkhead.metrics().in_flight, 0);
+/// # Ok::<(), resile::error::ConfigError>(())
+/// ```
+pub struct BulkheadSlot<C: Clock = SystemClock, K = ErrIsFailure> {
+    permit: OwnedBulkheadPermit<C>,
+    classify: K,
+}
+
+impl<C: Clock, K> BulkheadSlot<C, K> {
+    /// The name of the bulkhead the slot belongs to.
+    pub fn bulkhead_name(&self) -> &str {
+        self.permit.bulkhead_name()
+    }
+}
+
+impl<C: Clock, K: Classify<T, E>, T, E> Settle<T, E> for BulkheadSlot<C, K> {
+    #[inline]
+    fn settle(&mut self, result: Result<&T, &E>) {
+        self.permit.settle(self.classify.verdict(result));
+    }
+}
+
+impl<C: Clock, K> Drop for BulkheadSlot<C, K> {
+    fn drop(&mut self) {
+        // Dropped before its result came: cut at a deadline (the dependency did not answer in
+        // time, a drop), or given up by the caller (the bulkhead's `Unreported` rule).
+        if !self.permit.is_settled() && super::timeout::is_cutting() {
+            self.permit.settle(crate::classify::Verdict::Failure);
+        }
+    }
+}
+
+impl<C: Clock, K> fmt::Debug for BulkheadSlot<C, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BulkheadSlot")
+            .field("bulkhead", &self.bulkhead_name())
+            .finish_non_exhaustive()
     }
 }
 
@@ -132,9 +248,10 @@ enum Admission<C: Clock> {
 /// })?;
 /// # Ok::<(), BoxError>(())
 /// ```
-pub struct BulkheadService<S, C: Clock = SystemClock, H = UntilResponse> {
+pub struct BulkheadService<S, C: Clock = SystemClock, H = UntilResponse, K = ErrIsFailure> {
     inner: S,
     bulkhead: Arc<Bulkhead<C>>,
+    classify: K,
     admission: Admission<C>,
     /// The max-wait timer of the request being admitted and the clock reading it started at,
     /// once it had to queue. Kept when the inner service turns unready (which gives up the slot
@@ -144,12 +261,13 @@ pub struct BulkheadService<S, C: Clock = SystemClock, H = UntilResponse> {
     hold: PhantomData<fn() -> H>,
 }
 
-impl<S: Clone, C: Clock, H> Clone for BulkheadService<S, C, H> {
+impl<S: Clone, C: Clock, H, K: Clone> Clone for BulkheadService<S, C, H, K> {
     /// A clone with no slot of its own (as tower's `ConcurrencyLimit`).
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             bulkhead: self.bulkhead.clone(),
+            classify: self.classify.clone(),
             admission: Admission::Idle,
             wait: None,
             hold: PhantomData,
@@ -157,7 +275,7 @@ impl<S: Clone, C: Clock, H> Clone for BulkheadService<S, C, H> {
     }
 }
 
-impl<S: fmt::Debug, C: Clock, H> fmt::Debug for BulkheadService<S, C, H> {
+impl<S: fmt::Debug, C: Clock, H, K> fmt::Debug for BulkheadService<S, C, H, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let admission = match &self.admission {
             Admission::Idle => "idle",
@@ -173,7 +291,7 @@ impl<S: fmt::Debug, C: Clock, H> fmt::Debug for BulkheadService<S, C, H> {
     }
 }
 
-impl<S, C: Clock, H> BulkheadService<S, C, H> {
+impl<S, C: Clock, H, K> BulkheadService<S, C, H, K> {
     /// Takes a slot, or queues for one, or records the refusal; `Pending` only while queued.
     fn poll_admission(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
@@ -226,16 +344,17 @@ impl<S, C: Clock, H> BulkheadService<S, C, H> {
     }
 }
 
-impl<S, C, H, Req> Service<Req> for BulkheadService<S, C, H>
+impl<S, C, H, K, Req> Service<Req> for BulkheadService<S, C, H, K>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
     C: Clock,
-    H: Hold<S::Response, OwnedBulkheadPermit<C>>,
+    K: Classify<S::Response, S::Error> + Clone,
+    H: Hold<S::Response, BulkheadSlot<C, K>>,
 {
     type Response = H::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future, OwnedBulkheadPermit<C>, H>;
+    type Future = ResponseFuture<S::Future, BulkheadSlot<C, K>, H>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         match self.inner.poll_ready(cx) {
@@ -267,7 +386,13 @@ where
         };
         self.wait = None;
         match admission {
-            Ok(permit) => ResponseFuture::running(self.inner.call(req), permit),
+            Ok(permit) => {
+                let slot = BulkheadSlot {
+                    permit,
+                    classify: self.classify.clone(),
+                };
+                ResponseFuture::running(self.inner.call(req), slot)
+            }
             Err(e) => ResponseFuture::refused(Box::new(e)),
         }
     }

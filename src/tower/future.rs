@@ -50,6 +50,33 @@ impl<T, G> Hold<T, G> for UntilResponse {
     }
 }
 
+/// What a request's guard learns of the inner service's result before the [`Hold`] takes it (or,
+/// on an error, before it is released): a [`BulkheadSlot`] classifies it for an
+/// [adaptive](crate::bulkhead::adaptive) limit; a drain guard needs nothing.
+///
+/// ```
+/// use resile::tower::Settle;
+/// /// A guard that keeps whether the request succeeded.
+/// struct Seen(Option<bool>);
+/// impl<T, E> Settle<T, E> for Seen {
+///     fn settle(&mut self, result: Result<&T, &E>) {
+///         self.0 = Some(result.is_ok());
+///     }
+/// }
+/// let mut g = Seen(None);
+/// Settle::<u8, ()>::settle(&mut g, Ok(&1));
+/// assert_eq!(g.0, Some(true));
+/// ```
+pub trait Settle<T, E> {
+    /// Called once, with the inner service's result, when its response future completes.
+    fn settle(&mut self, result: Result<&T, &E>);
+}
+
+impl<C: Clock, T, E> Settle<T, E> for OwnedDrainGuard<C> {
+    #[inline]
+    fn settle(&mut self, _: Result<&T, &E>) {}
+}
+
 pin_project! {
     /// The response future of [`BulkheadService`] and [`DrainService`]: the inner service's
     /// future, holding the permit or guard `G` until it completes (or is dropped), or the
@@ -116,6 +143,7 @@ impl<F, G, H, T, E> Future for ResponseFuture<F, G, H>
 where
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
+    G: Settle<T, E>,
     H: Hold<T, G>,
 {
     type Output = Result<H::Response, BoxError>;
@@ -129,7 +157,10 @@ where
                 // The inner future is done: from here the guard is the hold's (dropped now, not
                 // when the caller drops the finished future, or moved into the body); an error
                 // ends the work, so it is released at once.
-                let guard = this.guard.take();
+                let mut guard = this.guard.take();
+                if let Some(g) = &mut guard {
+                    g.settle(out.as_ref());
+                }
                 Poll::Ready(match (out, guard) {
                     (Ok(response), Some(guard)) => Ok(H::hold(response, guard)),
                     (Ok(_), None) => Err(Box::new(PolledAfterCompletion)),

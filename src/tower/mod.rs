@@ -4,7 +4,7 @@
 //! | layer | service | what it does |
 //! | --- | --- | --- |
 //! | [`DrainLayer`] | [`DrainService`] | admits each request through a [`Drainer`]; the guard lives until the response future completes or is dropped |
-//! | [`BulkheadLayer`] | [`BulkheadService`] | holds a [`Bulkhead`] slot for each request until its response future ends; fails fast, or waits up to the bulkhead's max wait on your timer |
+//! | [`BulkheadLayer`] | [`BulkheadService`] | holds a [`Bulkhead`] slot for each request until its response future ends; fails fast, or waits up to the bulkhead's max wait on your timer; reports each result to an adaptive limit ([`BulkheadLayer::classify`]) |
 //! | [`BreakerLayer`] | [`BreakerService`] | runs each request through a [`CircuitBreaker`] and records its outcome, classified by your [`Classify`] |
 //! | [`RetryPolicy`] (`tower-retry`) | `tower::retry::Retry` | retries paid from a [`RetryBudget`](crate::budget::RetryBudget) (a deposit per request, a withdrawal per retry), waiting a [`Backoff`](crate::backoff::Backoff) on your timer |
 //! | [`DeadlineLayer`] | [`DeadlineService`] | ends a request, all its attempts and backoffs, at its deadline with [`DeadlineExceeded`], cutting the attempt in flight |
@@ -193,9 +193,9 @@ mod timeout;
 #[cfg(feature = "http")]
 pub use body::{GuardedBody, UntilBodyEnd};
 pub use breaker::{BreakerFuture, BreakerLayer, BreakerService};
-pub use bulkhead::{BulkheadLayer, BulkheadService};
+pub use bulkhead::{BulkheadLayer, BulkheadService, BulkheadSlot};
 pub use drain::{DrainLayer, DrainService};
-pub use future::{Hold, ResponseFuture, UntilResponse};
+pub use future::{Hold, ResponseFuture, Settle, UntilResponse};
 pub use timeout::{
     AttemptTimedOut, DeadlineExceeded, DeadlineFuture, DeadlineLayer, DeadlineService,
     TimeoutFuture, TimeoutLayer, TimeoutService,

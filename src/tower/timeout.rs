@@ -168,8 +168,8 @@ fn cutting(f: impl FnOnce()) {
     f();
 }
 
-/// Whether a deadline layer is dropping the work it cut, on this thread: a breaker's response
-/// future dropped now records its attempt as a failure.
+/// Whether a deadline or timeout layer is dropping the work it cut, on this thread: a breaker's
+/// response future dropped now records its attempt as a failure, a bulkhead's slot a drop.
 pub(crate) fn is_cutting() -> bool {
     CUTTING.try_with(Cell::get).unwrap_or(false)
 }
@@ -288,7 +288,7 @@ where
             _ => (self.timeout, Expiry::Attempt),
         };
         TimeoutFuture {
-            inner: self.inner.call(req),
+            inner: Some(self.inner.call(req)),
             limit,
             expiry,
             timer: self.timer.clone(),
@@ -326,7 +326,7 @@ pin_project! {
     #[must_use = "futures do nothing unless polled"]
     pub struct TimeoutFuture<F> {
         #[pin]
-        inner: F,
+        inner: Option<F>,
         limit: Duration,
         expiry: Expiry,
         timer: SharedTimer,
@@ -351,14 +351,20 @@ where
     type Output = Result<T, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if let Poll::Ready(out) = this.inner.poll(cx) {
+        let mut this = self.project();
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+            return Poll::Ready(Err(Box::new(PolledAfterCompletion)));
+        };
+        if let Poll::Ready(out) = inner.poll(cx) {
+            this.inner.set(None);
             return Poll::Ready(out.map_err(Into::into));
         }
         // Pending: only now ask the timer for the sleep.
         let (timer, limit) = (&*this.timer, *this.limit);
         let sleep = this.sleep.get_or_insert_with(|| timer.sleep(limit));
         ready!(Pin::new(sleep).poll(cx));
+        // Given up: drop the attempt now, marked, so a breaker or bulkhead inside counts it.
+        cutting(|| this.inner.set(None));
         Poll::Ready(Err(match *this.expiry {
             Expiry::Attempt => Box::new(AttemptTimedOut::new(limit)),
             Expiry::Deadline(deadline) => Box::new(DeadlineExceeded::new(deadline)),
