@@ -25,7 +25,8 @@
 //!
 //! - `add`: `fetch_add(Relaxed)` on the caller's stripe; each stripe is one atomic, so no add is
 //!   lost.
-//! - `max_to`: `fetch_max(Relaxed)`, an RMW like `add`, so none is lost either.
+//! - a max lane: `fetch_max(Relaxed)` on the caller's stripe (from [`mine`](StripedCounters::mine)),
+//!   an RMW like `add`, so none is lost either.
 //! - `take_sum_of`, `take_max_of`: a `Relaxed` `swap(0)` per stripe: each stripe's modification
 //!   order puts every RMW on it before or after the swap, so each add or max is taken by exactly
 //!   one take (or left for the next). Nothing else is published through them.
@@ -64,9 +65,9 @@ impl<const LANES: usize> StripedCounters<LANES> {
         }
     }
 
-    /// The calling thread's stripe.
+    /// The calling thread's stripe: its lanes, for a caller that updates several.
     #[inline]
-    fn mine(&self) -> &[AtomicU64; LANES] {
+    pub(crate) fn mine(&self) -> &[AtomicU64; LANES] {
         // `cells.len()` is a power of two, so the mask keeps the index in range.
         &self.cells[thread_stripe() & (self.cells.len() - 1)]
     }
@@ -85,11 +86,19 @@ impl<const LANES: usize> StripedCounters<LANES> {
             .fold(0, u64::wrapping_add)
     }
 
-    /// Raises `lane` on this thread's stripe to at least `n`: one `Relaxed` `fetch_max` (always
-    /// the read-modify-write, so a stripe taken meanwhile never hides it).
-    #[inline]
-    pub(crate) fn max_to(&self, lane: usize, n: u64) {
-        self.mine()[lane].fetch_max(n, Ordering::Relaxed);
+    /// Each stripe's value of `lane` (`Relaxed` loads), for a lane that packs several fields.
+    pub(crate) fn each(&self, lane: usize) -> impl Iterator<Item = u64> + '_ {
+        self.cells
+            .iter()
+            .map(move |c| c[lane].load(Ordering::Relaxed))
+    }
+
+    /// Takes each stripe's value of `lane` and zeroes it (a `Relaxed` `swap(0)` each), for a
+    /// lane that packs several fields.
+    pub(crate) fn take_each(&self, lane: usize) -> impl Iterator<Item = u64> + '_ {
+        self.cells
+            .iter()
+            .map(move |c| c[lane].swap(0, Ordering::Relaxed))
     }
 
     /// Takes the total of `lane` and zeroes it: one `swap(0)` per stripe, so every add lands
@@ -101,8 +110,8 @@ impl<const LANES: usize> StripedCounters<LANES> {
             .fold(0, u64::saturating_add)
     }
 
-    /// Takes the largest value of `lane` (written by [`max_to`](Self::max_to)) and zeroes it,
-    /// one `swap(0)` per stripe.
+    /// Takes the largest value of `lane` (raised by `fetch_max` on [`mine`](Self::mine)) and
+    /// zeroes it, one `swap(0)` per stripe.
     pub(crate) fn take_max_of(&self, lane: usize) -> u64 {
         self.cells
             .iter()

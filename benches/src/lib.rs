@@ -191,6 +191,7 @@ mod tests {
     }
 }
 
+pub mod adaptive;
 pub mod breaker;
 pub mod budget;
 pub mod bulkhead;
@@ -207,6 +208,7 @@ pub fn all_cases() -> Vec<Case> {
     v.extend(breaker::cases());
     v.extend(budget::cases());
     v.extend(bulkhead::cases());
+    v.extend(adaptive::cases());
     v.extend(drain::cases());
     v.extend(tower_layers::cases());
     v

@@ -22,7 +22,7 @@ use tower::{Layer, Service};
 
 /// The inner service: answers at once.
 #[derive(Clone, Copy)]
-struct Echo;
+pub(crate) struct Echo;
 
 impl Service<u64> for Echo {
     type Response = u64;
@@ -40,7 +40,7 @@ impl Service<u64> for Echo {
 
 /// One request, end to end; it must succeed (a refusal would time the wrong path).
 #[inline]
-fn request<S: Service<u64, Response = u64>>(svc: &mut S, cx: &mut Context<'_>) {
+pub(crate) fn request<S: Service<u64, Response = u64>>(svc: &mut S, cx: &mut Context<'_>) {
     assert!(
         matches!(svc.poll_ready(cx), Poll::Ready(Ok(()))),
         "service not ready"

@@ -8,6 +8,7 @@
 //! simulated (a `ManualClock`), so the tour is fast and its numbers are the same on every machine.
 
 mod all_together;
+mod capacity;
 mod deploy;
 mod noisy_neighbour;
 mod outage;
@@ -168,6 +169,7 @@ fn tour() -> Vec<Scenario> {
         outage::run(),
         retry_storm::run(),
         noisy_neighbour::run(),
+        capacity::run(),
         deploy::run(),
         all_together::run(),
     ]

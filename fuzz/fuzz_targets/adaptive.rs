@@ -131,7 +131,7 @@ impl Reference {
                     ((limit as f64 * *ratio) as u32)
                         .min(limit.saturating_sub(1))
                         .max(1)
-                } else if w.count > 0 && 2 * u64::from(w.max_in_flight) >= u64::from(limit) {
+                } else if w.count > w.drops && 2 * u64::from(w.max_in_flight) >= u64::from(limit) {
                     limit + 1
                 } else {
                     limit
@@ -152,7 +152,7 @@ impl Reference {
                 let e = *est;
                 let s = step(e as u32) as f64;
                 let new;
-                if w.count == 0 {
+                if w.count == w.drops {
                     if w.drops == 0 {
                         return to_limit(e);
                     }
@@ -412,20 +412,22 @@ fuzz_target!(|input: Input| {
                 if outcome == 2 {
                     continue;
                 }
-                if outcome == 0 {
-                    let rtt = now - h.start;
-                    acc.rtt_min = if acc.count == 0 {
+                // A success or a drop: a sample with its RTT; a drop counted as one too, and
+                // only successes in the minimum.
+                let rtt = now - h.start;
+                if outcome == 1 {
+                    acc.drops += 1;
+                } else {
+                    acc.rtt_min = if acc.count == acc.drops {
                         rtt
                     } else {
                         acc.rtt_min.min(rtt)
                     };
-                    acc.count += 1;
-                    acc.rtt_sum += rtt;
-                } else {
-                    acc.drops += 1;
                 }
+                acc.count += 1;
+                acc.rtt_sum += rtt;
                 acc.max_in_flight = acc.max_in_flight.max(in_flight);
-                if now >= deadline && acc.count + acc.drops >= min_samples {
+                if now >= deadline && acc.count >= min_samples {
                     let from = limit;
                     let to = reference.update(from, &acc);
                     windows.push((from, to, acc));

@@ -49,7 +49,8 @@ fn adaptive(aimd: Aimd) -> (PhaseClock, Changes, Arc<Bulkhead<PhaseClock>>) {
     (clock, changes, Arc::new(b))
 }
 
-/// Reports and an admission from two threads racing the close of a due window: each report lands in exactly one
+/// Reports and an admission from two threads racing the close of a due window: each report (a
+/// drop is a sample with its RTT, and a drop) lands in exactly one
 /// window (the one being closed, or the next, which a last report after the race closes), so
 /// the closed windows hold every report once.
 #[test]
@@ -74,7 +75,7 @@ fn a_window_close_racing_reports_counts_each_report_once() {
         let changes = changes.lock().unwrap();
         let counted: u64 = changes.iter().map(|c| c.window.count).sum();
         let dropped: u64 = changes.iter().map(|c| c.window.drops).sum();
-        assert_eq!((counted, dropped), (3, 1), "{changes:?}");
+        assert_eq!((counted, dropped), (4, 1), "{changes:?}");
         assert_eq!(changes.len(), 2, "one close in the race, one after");
         assert_eq!(b.metrics().adaptive.unwrap().windows, 2);
         assert_eq!(b.metrics().in_flight, 0);

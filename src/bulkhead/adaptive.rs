@@ -73,22 +73,38 @@ use std::time::Duration;
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct WindowSummary {
-    /// Successes reported with a latency.
+    /// Calls reported with a latency: successes and drops (a drop's latency is how long the
+    /// call ran before it was given up or refused downstream: a call that timed out shows the
+    /// latency that failed it, as Netflix's windowed limits count it).
     pub count: u64,
     /// The sum of their RTTs, in clock nanoseconds (saturating).
     pub rtt_sum: u64,
-    /// The smallest of their RTTs, in nanoseconds (0 when `count` is 0).
+    /// The smallest RTT of the successes among them, in nanoseconds: a drop's latency counts
+    /// in the mean, not in the minimum (a call refused at once downstream says nothing of the
+    /// RTT without queueing). 0 when no success was reported; the successes' mean when a
+    /// window's close split their smallest off into the window before.
     pub rtt_min: u64,
-    /// Calls reported dropped (timed out, refused downstream, overloaded).
+    /// Of those, the calls reported dropped (timed out, refused downstream, overloaded).
     pub drops: u64,
     /// The most calls in flight when any of the window's reports was taken.
     pub max_in_flight: u32,
 }
 
 impl WindowSummary {
-    /// The mean RTT in nanoseconds, if any success was reported.
+    /// The mean RTT in nanoseconds of the reports with a latency (successes and drops), if any.
     pub fn mean_rtt(&self) -> Option<u64> {
         self.rtt_sum.checked_div(self.count)
+    }
+
+    /// The successes: the reports with a latency that were not drops.
+    ///
+    /// ```
+    /// use resile::bulkhead::adaptive::WindowSummary;
+    /// let w = WindowSummary { count: 4, drops: 1, ..Default::default() };
+    /// assert_eq!(w.successes(), 3);
+    /// ```
+    pub fn successes(&self) -> u64 {
+        self.count.saturating_sub(self.drops)
     }
 }
 
@@ -261,7 +277,7 @@ impl LimitAlgorithm for Aimd {
         let next = if w.drops > 0 || slow {
             let backed = (f64::from(limit) * self.backoff_ratio) as u32;
             backed.min(limit.saturating_sub(1)).max(1)
-        } else if w.count > 0 && u64::from(w.max_in_flight) * 2 >= u64::from(limit) {
+        } else if w.successes() > 0 && u64::from(w.max_in_flight) * 2 >= u64::from(limit) {
             limit.saturating_add(1)
         } else {
             limit
@@ -421,7 +437,7 @@ impl LimitAlgorithm for Vegas {
     fn update(&mut self, _limit: u32, w: &WindowSummary) -> u32 {
         let est = self.estimate;
         let step = f64::from(log10_step(est as u32));
-        let new = if w.count == 0 {
+        let new = if w.successes() == 0 {
             if w.drops == 0 {
                 return self.current();
             }
@@ -684,9 +700,9 @@ impl LimitAlgorithm for Gradient2 {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Unreported {
-    /// A success with the permit's latency (the default): the plain RAII use, and the tower
-    /// layer and the [`Policy`](crate::policy::Policy), which hold the permit for the call, feed
-    /// the algorithm without reporting.
+    /// A success with the permit's latency (the default): the plain RAII use feeds the
+    /// algorithm without reporting. (The tower layer and the [`Policy`](crate::policy::Policy)
+    /// report each call's result; this rule applies there to a call whose caller went away.)
     #[default]
     Success,
     /// A drop: only explicit [`success`](super::BulkheadPermit::success) reports count as

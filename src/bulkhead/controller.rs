@@ -4,18 +4,30 @@
 //! # Accumulators
 //!
 //! ```text
-//! lanes: StripedCounters<5>, per stripe:
-//!   [COUNT]    successes          fetch_add 1
-//!   [RTT_SUM]  their RTTs (ns)    fetch_add rtt
-//!   [RTT_MIN]  u64::MAX - rtt     fetch_max   (so a zeroed lane means "no sample")
-//!   [DROPS]    drops              fetch_add 1
-//!   [PEAK]     in flight + 1      fetch_max   (0: no report)
+//! lanes: StripedCounters<6>, per stripe:
+//!   [SAMPLES]    reports with an RTT (successes and drops), packed:  one CAS (see below)
+//!                  63 ............... 24  23 ...... 0
+//!                [ RTT sum, ns (40 bits) ][ count (24) ]
+//!   [COUNT_WIDE] reports spilled from SAMPLES       fetch_add
+//!   [SUM_WIDE]   their RTTs (ns)                    fetch_add
+//!   [RTT_MIN]    u64::MAX - rtt of a success: fetch_max, if above the lane  (zeroed: none)
+//!   [DROPS]      drops              fetch_add 1
+//!   [PEAK]       in flight + 1      fetch_max, if above the lane  (0: no report)
 //! ```
 //!
-//! A report touches only its own thread's stripe: plain RMWs, no lock, no allocation. The closer
+//! A report is one CAS on its stripe's `SAMPLES` word ([`pack_sample`], a pure function), which
+//! adds one to the count and its RTT to the sum (a drop adds one to `DROPS` as well). When
+//! either field would overflow, the CAS instead restarts the word from this report alone, and
+//! the reporter adds the word's old fields to the wide lanes; an RTT too long for the field goes
+//! to the wide lanes directly. So no field ever wraps, and a success costs one RMW rather than
+//! one per field.
+//!
+//! A report touches only its own thread's stripe: plain RMWs, no lock, no allocation; a max
+//! lane is loaded first and raised only by a report above it. The closer
 //! takes each lane with one `swap(0)` per stripe. A report racing the close may land some lanes
-//! in the closing window and the rest in the next (its count in one, its RTT in the other), but
-//! every add lands in exactly one window: none is counted twice and none is lost.
+//! in the closing window and the rest in the next (its count in one, its minimum RTT in the
+//! other; a spill's old fields in the next), but every add lands in exactly one window: none is
+//! counted twice and none is lost.
 //!
 //! # The window word
 //!
@@ -31,7 +43,7 @@
 //! | 1       | any             | closing: its winner alone reads the lanes and the algorithm |
 //!
 //! The winner of the CAS that sets `CLOSING` takes the lanes; with fewer than `min_samples`
-//! reports (successes and drops) it leaves the lanes untouched and reopens the same window;
+//! reports it leaves the lanes untouched and reopens the same window;
 //! otherwise it takes them, runs the algorithm, CASes the new limit into the bulkhead's word,
 //! and stores the next deadline with `CLOSING` clear. The algorithm's state, the no-load RTT and
 //! the window counters are written only by that winner; the algorithm sits behind a lock that
@@ -41,6 +53,9 @@
 //!
 //! - Report RMWs on the lanes: `Relaxed` (see [`crate::counter`]): they carry no data but
 //!   themselves, and each is an RMW, so the closer's swaps see each one before or after.
+//! - A max lane's load before its `fetch_max`: `Relaxed`: a value at least the report's, read
+//!   before the closer's swap, is what an RMW at that point would have left (the report's max
+//!   in the closing window); read after it, the report raises the next window's lane.
 //! - The due check's load of the window word: `Relaxed`: a stale value only delays the close to
 //!   a later report, or makes its CAS fail.
 //! - The closing CAS: `Acquire` on success, pairing with the previous winner's `Release` reopen,
@@ -58,16 +73,53 @@ use std::fmt;
 use std::sync::Arc as StdArc;
 use std::time::Duration;
 
-const COUNT: usize = 0;
-const RTT_SUM: usize = 1;
-const RTT_MIN: usize = 2;
-const DROPS: usize = 3;
-const PEAK: usize = 4;
+const SAMPLES: usize = 0;
+const COUNT_WIDE: usize = 1;
+const SUM_WIDE: usize = 2;
+const RTT_MIN: usize = 3;
+const DROPS: usize = 4;
+const PEAK: usize = 5;
+
+/// The `SAMPLES` word's count field: its low bits.
+const COUNT_BITS: u32 = 24;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+/// The largest RTT sum the word holds (its high 40 bits).
+const SUM_MAX: u64 = u64::MAX >> COUNT_BITS;
+
+/// The `SAMPLES` word after one more report of `rtt` nanoseconds (`rtt <= SUM_MAX`), and the
+/// `(count, rtt sum)` to spill to the wide lanes: the word's old fields when either would
+/// overflow (the word then holds this report alone), else nothing.
+#[inline]
+pub(crate) const fn pack_sample(word: u64, rtt: u64) -> (u64, Option<(u64, u64)>) {
+    let (count, sum) = (word & COUNT_MASK, word >> COUNT_BITS);
+    if count < COUNT_MASK && sum <= SUM_MAX - rtt {
+        (((sum + rtt) << COUNT_BITS) | (count + 1), None)
+    } else {
+        ((rtt << COUNT_BITS) | 1, Some((count, sum)))
+    }
+}
+
+/// The `(count, rtt sum)` a `SAMPLES` word holds.
+#[inline]
+const fn unpack_samples(word: u64) -> (u64, u64) {
+    (word & COUNT_MASK, word >> COUNT_BITS)
+}
 
 /// The window word's closing flag.
 const CLOSING: u64 = 1;
 /// The latest deadline the word holds.
 const MAX_DEADLINE: u64 = u64::MAX >> 1;
+
+/// Raises a max lane to `n`: a load, and the `fetch_max` only when `n` is higher (a new minimum
+/// RTT or peak is rare, so most reports skip the RMW). A load that sees a value at least `n`
+/// from before the closer's swap is as if this report's max had landed in the closing window,
+/// whose max it does not change.
+#[inline]
+fn raise(lane: &AtomicU64, n: u64) {
+    if lane.load(Ordering::Relaxed) < n {
+        lane.fetch_max(n, Ordering::Relaxed);
+    }
+}
 
 /// The window word for a window ending at `deadline`, open.
 #[inline]
@@ -188,7 +240,7 @@ pub(crate) struct Closed {
 
 /// The controller. See the [module docs](self).
 pub(crate) struct Controller {
-    lanes: StripedCounters<5>,
+    lanes: StripedCounters<6>,
     window: AtomicU64,
     window_nanos: u64,
     min_samples: u64,
@@ -223,20 +275,38 @@ impl Controller {
         }
     }
 
-    /// Records a success of `rtt` nanoseconds with `in_flight` calls in flight.
+    /// Records a call of `rtt` nanoseconds that ended with `in_flight` calls in flight: a
+    /// success, or a drop when `dropped` (a drop's RTT is a sample too, as Netflix's windowed
+    /// limits count it: a call given up after its timeout shows the latency that made it fail).
     #[inline]
-    pub(crate) fn record_success(&self, rtt: u64, in_flight: u32) {
-        self.lanes.add_to(COUNT, 1);
-        self.lanes.add_to(RTT_SUM, rtt);
-        self.lanes.max_to(RTT_MIN, u64::MAX - rtt);
-        self.lanes.max_to(PEAK, u64::from(in_flight) + 1);
-    }
-
-    /// Records a drop with `in_flight` calls in flight.
-    #[inline]
-    pub(crate) fn record_drop(&self, in_flight: u32) {
-        self.lanes.add_to(DROPS, 1);
-        self.lanes.max_to(PEAK, u64::from(in_flight) + 1);
+    pub(crate) fn record(&self, rtt: u64, in_flight: u32, dropped: bool) {
+        let lanes = self.lanes.mine();
+        if rtt > SUM_MAX {
+            lanes[COUNT_WIDE].fetch_add(1, Ordering::Relaxed);
+            lanes[SUM_WIDE].fetch_add(rtt, Ordering::Relaxed);
+        } else {
+            let word = &lanes[SAMPLES];
+            let mut cur = word.load(Ordering::Relaxed);
+            loop {
+                let (next, spill) = pack_sample(cur, rtt);
+                match word.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
+                    Ok(_) => {
+                        if let Some((count, sum)) = spill {
+                            lanes[COUNT_WIDE].fetch_add(count, Ordering::Relaxed);
+                            lanes[SUM_WIDE].fetch_add(sum, Ordering::Relaxed);
+                        }
+                        break;
+                    }
+                    Err(seen) => cur = seen,
+                }
+            }
+        }
+        if dropped {
+            lanes[DROPS].fetch_add(1, Ordering::Relaxed);
+        } else {
+            raise(&lanes[RTT_MIN], u64::MAX - rtt);
+        }
+        raise(&lanes[PEAK], u64::from(in_flight) + 1);
     }
 
     /// Whether the window is due at `now` (one `Relaxed` load).
@@ -266,10 +336,12 @@ impl Controller {
             window: &self.window,
             to: w,
         };
-        let seen = self
+        let packed = self
             .lanes
-            .sum_of(COUNT)
-            .saturating_add(self.lanes.sum_of(DROPS));
+            .each(SAMPLES)
+            .map(|w| unpack_samples(w).0)
+            .fold(0, u64::saturating_add);
+        let seen = packed.saturating_add(self.lanes.sum_of(COUNT_WIDE));
         if seen < self.min_samples {
             return None; // reopens the same window: the reports stay for the next try
         }
@@ -298,15 +370,29 @@ impl Controller {
 
     /// Takes and zeroes the lanes (the closer only).
     fn take(&self) -> WindowSummary {
-        let count = self.lanes.take_sum_of(COUNT);
-        let rtt_sum = self.lanes.take_sum_of(RTT_SUM);
+        let (mut count, mut rtt_sum) = (0u64, 0u64);
+        for w in self.lanes.take_each(SAMPLES) {
+            let (c, s) = unpack_samples(w);
+            count = count.saturating_add(c);
+            rtt_sum = rtt_sum.saturating_add(s);
+        }
+        count = count.saturating_add(self.lanes.take_sum_of(COUNT_WIDE));
+        rtt_sum = rtt_sum.saturating_add(self.lanes.take_sum_of(SUM_WIDE));
         let min_inv = self.lanes.take_max_of(RTT_MIN);
         let drops = self.lanes.take_sum_of(DROPS);
         let peak = self.lanes.take_max_of(PEAK);
+        // A success's lanes may be split by a close that ran between its RMWs: its count taken
+        // here and its minimum with the window before. Successes with no minimum of their own
+        // take the window's mean, never a minimum of 0 they did not measure.
+        let rtt_min = match min_inv {
+            0 if count > drops => rtt_sum / count,
+            0 => 0,
+            inv => u64::MAX - inv,
+        };
         WindowSummary {
             count,
             rtt_sum,
-            rtt_min: if min_inv == 0 { 0 } else { u64::MAX - min_inv },
+            rtt_min,
             drops,
             max_in_flight: u32::try_from(peak.saturating_sub(1)).unwrap_or(u32::MAX),
         }
@@ -385,16 +471,16 @@ mod tests {
     #[test]
     fn a_window_sums_its_reports_and_closes_once() {
         let c = controller(3);
-        c.record_success(30, 4);
-        c.record_success(10, 9);
-        c.record_drop(2);
+        c.record(30, 4, false);
+        c.record(10, 9, false);
+        c.record(50, 2, true);
         assert!(c.close(99, 20).is_none(), "not due");
         let closed = c.close(100, 20).unwrap();
         assert_eq!(
             closed.summary,
             WindowSummary {
-                count: 2,
-                rtt_sum: 40,
+                count: 3,
+                rtt_sum: 90,
                 rtt_min: 10,
                 drops: 1,
                 max_in_flight: 9
@@ -406,12 +492,57 @@ mod tests {
     }
 
     #[test]
+    fn reports_whose_minimum_went_to_the_window_before_take_their_mean() {
+        let c = controller(1);
+        // Reports split by a close: their count and sum here, their minimum taken already.
+        c.lanes.mine()[SAMPLES].store((50 << COUNT_BITS) | 2, Ordering::Relaxed);
+        let closed = c.close(100, 20).unwrap();
+        assert_eq!((closed.summary.count, closed.summary.rtt_min), (2, 25));
+    }
+
+    #[test]
+    fn a_report_adds_to_both_packed_fields_and_spills_before_either_overflows() {
+        assert_eq!(pack_sample(0, 7), ((7 << COUNT_BITS) | 1, None));
+        let w = (100 << COUNT_BITS) | 3;
+        assert_eq!(pack_sample(w, 5), ((105 << COUNT_BITS) | 4, None));
+        // The count is full: the old fields spill, the word holds this report alone.
+        let full = (9 << COUNT_BITS) | COUNT_MASK;
+        assert_eq!(
+            pack_sample(full, 5),
+            ((5 << COUNT_BITS) | 1, Some((COUNT_MASK, 9)))
+        );
+        // The sum would pass its field.
+        let high = ((SUM_MAX - 4) << COUNT_BITS) | 2;
+        assert_eq!(pack_sample(high, 4).1, None);
+        assert_eq!(
+            pack_sample(high, 5),
+            ((5 << COUNT_BITS) | 1, Some((2, SUM_MAX - 4)))
+        );
+    }
+
+    #[test]
+    fn spilled_and_long_reports_are_counted_whole() {
+        let c = controller(1);
+        let lanes = c.lanes.mine();
+        lanes[SAMPLES].store(((SUM_MAX - 1) << COUNT_BITS) | 1, Ordering::Relaxed);
+        c.record(10, 1, false); // spills the word's one report
+        c.record(SUM_MAX + 1, 1, false); // too long for the field
+        let closed = c.close(100, 20).unwrap();
+        assert_eq!(closed.summary.count, 3);
+        assert_eq!(
+            closed.summary.rtt_sum,
+            (SUM_MAX - 1).saturating_add(10).saturating_add(SUM_MAX + 1)
+        );
+        assert_eq!(closed.summary.rtt_min, 10);
+    }
+
+    #[test]
     fn too_few_reports_keep_the_window_open() {
         let c = controller(2);
-        c.record_success(5, 0);
+        c.record(5, 0, false);
         assert!(c.close(100, 20).is_none());
         assert!(c.due(100), "reopened, same deadline");
-        c.record_success(7, 0);
+        c.record(7, 0, false);
         let closed = c.close(101, 20).unwrap();
         assert_eq!((closed.summary.count, closed.summary.rtt_min), (2, 5));
         assert_eq!(closed.summary.max_in_flight, 0);

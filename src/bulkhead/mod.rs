@@ -761,10 +761,11 @@ impl<C: Clock> Core<C> {
         }
         let now = self.clock.now();
         let in_flight = word::in_flight(self.hot.word.load(Ordering::Relaxed));
-        match outcome {
-            Outcome::Success => ctl.record_success(now.saturating_sub(start), in_flight),
-            _ => ctl.record_drop(in_flight),
-        }
+        ctl.record(
+            now.saturating_sub(start),
+            in_flight,
+            outcome == Outcome::Dropped,
+        );
         if ctl.due(now) {
             self.close_window(ctl, now);
         }
