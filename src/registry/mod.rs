@@ -84,6 +84,7 @@ use crate::error::ConfigError;
 use crate::sync::{Mutex, StdArc, lock};
 use map::Map;
 use slot::Slot;
+use std::borrow::Borrow;
 use std::collections::VecDeque;
 use std::fmt;
 use std::hash::Hash;
@@ -435,18 +436,21 @@ where
         }
     }
 
-    /// The handle to `key`'s primitive, building it if the key is new. A key already there costs
-    /// a lock-free map read and two atomic adds (the entry's pin and its reference count), and
-    /// allocates nothing. A new key builds its primitive (outside the lock), then takes the
-    /// registry's lock to insert it, evicting the least recently used idle entry at the bound.
+    /// The handle to `key`'s primitive, building it if the key is new. `key` is the key or any
+    /// borrowed form of it (`&str` for a `String` key, as `HashMap::get` takes). A key already
+    /// there costs a lock-free map read and two atomic adds (the entry's pin and its reference
+    /// count), and allocates nothing. A new key is made owned (`ToOwned`), builds its primitive
+    /// (outside the lock), then takes the registry's lock to insert it, evicting the least
+    /// recently used idle entry at the bound.
     ///
     /// ```
     /// use resile::bulkhead::Bulkhead;
     /// use resile::registry::Registry;
     ///
-    /// let registry = Registry::builder(Bulkhead::builder().limit(2)).build()?;
-    /// let _permit = registry.get_or_create(&"db")?.as_arc().try_acquire_owned()?;
-    /// assert_eq!(registry.get_or_create(&"db")?.metrics().in_flight, 1);
+    /// let registry = Registry::<String, _>::builder(Bulkhead::builder().limit(2)).build()?;
+    /// let _permit = registry.get_or_create("db")?.as_arc().try_acquire_owned()?; // a `&str`
+    /// assert_eq!(registry.get_or_create("db")?.metrics().in_flight, 1); // no allocation
+    /// assert_eq!(registry.get_or_create(&"db".to_string())?.metrics().in_flight, 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -455,42 +459,55 @@ where
     /// overflow is off; [`RegistryError::Config`] when the key's per-key override makes a
     /// configuration the builder refuses.
     #[inline]
-    pub fn get_or_create(&self, key: &K) -> Result<Handle<P>, RegistryError> {
+    pub fn get_or_create<Q>(&self, key: &Q) -> Result<Handle<P>, RegistryError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         if let Some(h) = self.lookup(key) {
             return Ok(h);
         }
-        self.create(key)
+        self.create(key.to_owned())
     }
 
-    /// The handle to `key`'s primitive if the key is in the registry; builds nothing.
+    /// The handle to `key`'s primitive (`key` is the key or a borrowed form of it) if the key is
+    /// in the registry; builds nothing.
     ///
     /// ```
     /// use resile::bulkhead::Bulkhead;
     /// use resile::registry::Registry;
     ///
-    /// let registry = Registry::builder(Bulkhead::builder()).build()?;
+    /// let registry = Registry::<u32, _>::builder(Bulkhead::builder()).build()?;
     /// assert!(registry.get(&1).is_none());
     /// registry.get_or_create(&1)?;
     /// assert!(registry.get(&1).is_some());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[inline]
-    pub fn get(&self, key: &K) -> Option<Handle<P>> {
+    pub fn get<Q>(&self, key: &Q) -> Option<Handle<P>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.lookup(key)
     }
 
     #[inline]
-    fn lookup(&self, key: &K) -> Option<Handle<P>> {
+    fn lookup<Q>(&self, key: &Q) -> Option<Handle<P>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.map.get_with(key, |slot| handle(slot, false)).flatten()
     }
 
     #[cold]
-    fn create(&self, key: &K) -> Result<Handle<P>, RegistryError> {
-        let built = (self.factory)(key)?;
+    fn create(&self, key: K) -> Result<Handle<P>, RegistryError> {
+        let built = (self.factory)(&key)?;
         let mut inner = lock(&self.inner);
         // Under the lock the map holds only live entries (evictions and removals take the entry
         // out under it too), so this finds the key if another thread created it meanwhile.
-        if let Some(h) = self.lookup(key) {
+        if let Some(h) = self.lookup(&key) {
             return Ok(h);
         }
         let mut evicted = None;
@@ -501,13 +518,13 @@ where
                     Some(h) => {
                         inner.overflowed += 1;
                         drop(inner);
-                        self.emit(RegistryEvent::Overflowed(key));
+                        self.emit(RegistryEvent::Overflowed(&key));
                         Ok(h)
                     }
                     None => {
                         inner.refused += 1;
                         drop(inner);
-                        self.emit(RegistryEvent::Refused(key));
+                        self.emit(RegistryEvent::Refused(&key));
                         Err(RegistryError::Full(RegistryFull {
                             max_keys: self.max_keys,
                         }))
@@ -517,17 +534,22 @@ where
         }
         let slot = StdArc::new(Slot::pinned(built));
         self.map.insert(key.clone(), slot.clone());
+        // A copy for the event only when there is a hook (it runs after the lock is released).
+        let created = self.on_event.is_some().then(|| key.clone());
+        let seen = slot::epoch(slot.load());
         inner.ring.push_back(Resident {
-            key: key.clone(),
+            key,
             slot: slot.clone(),
-            seen: slot::epoch(slot.load()),
+            seen,
         });
         inner.created += 1;
         drop(inner);
         if let Some(k) = &evicted {
             self.emit(RegistryEvent::Evicted(k));
         }
-        self.emit(RegistryEvent::Created(key));
+        if let Some(k) = &created {
+            self.emit(RegistryEvent::Created(k));
+        }
         Ok(Handle {
             slot,
             overflow: false,
@@ -559,7 +581,8 @@ where
         None
     }
 
-    /// Takes `key` out of the registry whatever its state; `true` if it was there. Live handles
+    /// Takes `key` (or a borrowed form of it) out of the registry whatever its state; `true` if
+    /// it was there. Live handles
     /// keep working on the removed primitive; the next lookup of the key builds a new one.
     ///
     /// ```
@@ -573,17 +596,27 @@ where
     /// assert!(registry.is_empty());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn remove(&self, key: &K) -> bool {
+    pub fn remove<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let mut inner = lock(&self.inner);
         let Some(slot) = self.map.get_with(key, StdArc::clone) else {
             return false;
         };
         slot.remove();
         self.map.remove(key);
-        inner.ring.retain(|r| !StdArc::ptr_eq(&r.slot, &slot));
+        let at = inner
+            .ring
+            .iter()
+            .position(|r| StdArc::ptr_eq(&r.slot, &slot));
+        let resident = at.and_then(|i| inner.ring.remove(i));
         inner.removed += 1;
         drop(inner);
-        self.emit(RegistryEvent::Removed(key));
+        if let Some(r) = &resident {
+            self.emit(RegistryEvent::Removed(&r.key));
+        }
         true
     }
 

@@ -259,3 +259,26 @@ fn threads_creating_one_key_get_one_entry() {
     assert!(handles.windows(2).all(|w| Handle::ptr_eq(&w[0], &w[1])));
     assert_eq!(r.metrics().created, 1);
 }
+
+#[test]
+fn string_keys_are_looked_up_by_str() {
+    let log = StdArc::new(StdMutex::new(Vec::new()));
+    let l = log.clone();
+    let r = Registry::<String, _>::builder(Bulkhead::builder())
+        .on_event(move |e: RegistryEvent<'_, String>| l.lock().unwrap().push(format!("{e:?}")))
+        .build()
+        .unwrap();
+    let a = r.get_or_create("api").unwrap();
+    assert!(Handle::ptr_eq(&a, &r.get("api").unwrap()));
+    assert!(Handle::ptr_eq(
+        &a,
+        &r.get_or_create(&"api".to_string()).unwrap()
+    ));
+    assert!(r.get("other").is_none());
+    assert!(r.remove("api"));
+    assert!(!r.remove("api"));
+    assert_eq!(
+        *log.lock().unwrap(),
+        [r#"Created("api")"#, r#"Removed("api")"#]
+    );
+}
