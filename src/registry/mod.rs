@@ -160,7 +160,7 @@ impl<C: Clock + Clone> Template for BudgetBuilder<C> {
 
 /// Idle: closed with no failure and no slow call in the window (closed also means no growing
 /// open period is pending: the re-open count is zero in closed).
-impl<C: Clock + Clone> Keyed for CircuitBreaker<C> {
+impl<C: Clock> Keyed for CircuitBreaker<C> {
     fn is_idle(&self) -> bool {
         let m = self.metrics();
         m.state == State::Closed && m.failures == 0 && m.slow_calls == 0
@@ -168,7 +168,7 @@ impl<C: Clock + Clone> Keyed for CircuitBreaker<C> {
 }
 
 /// Idle: nothing in flight, nobody waiting, not closed.
-impl<C: Clock + Clone> Keyed for Bulkhead<C> {
+impl<C: Clock> Keyed for Bulkhead<C> {
     fn is_idle(&self) -> bool {
         let m = self.metrics();
         m.in_flight == 0 && m.waiting == 0 && !self.is_closed()
@@ -177,7 +177,7 @@ impl<C: Clock + Clone> Keyed for Bulkhead<C> {
 
 /// Idle: no spent retry left in the window (the balance is back at its floor; deposits may
 /// remain, and a fresh budget without them grants no more than this one).
-impl<C: Clock + Clone> Keyed for RetryBudget<C> {
+impl<C: Clock> Keyed for RetryBudget<C> {
     fn is_idle(&self) -> bool {
         self.retries_in_window() == 0
     }
