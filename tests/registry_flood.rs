@@ -138,6 +138,8 @@ fn a_lookup_of_an_existing_key_and_a_call_do_not_allocate() {
         for i in 0..10_000u64 {
             let b = r.get_or_create(&(i % 64)).unwrap();
             assert_eq!(b.call(|| Ok::<_, ()>(i)).unwrap(), i);
+            let called = r.with_or_create(&(i % 64), |b| b.call(|| Ok::<_, ()>(i)));
+            assert_eq!(called.unwrap().unwrap(), i);
         }
     });
     assert_eq!(n, 0);

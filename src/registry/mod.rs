@@ -360,6 +360,16 @@ impl<P: fmt::Debug> fmt::Debug for Handle<P> {
     }
 }
 
+/// A pin taken for the length of a call, dropped (even by a panic) when it ends.
+struct Pinned<'a, P>(&'a Slot<P>);
+
+impl<P> Drop for Pinned<'_, P> {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.unpin();
+    }
+}
+
 /// Pins `slot` and wraps it in a handle, unless it is evicted.
 #[inline]
 fn handle<P>(slot: &StdArc<Slot<P>>, overflow: bool) -> Option<Handle<P>> {
@@ -490,6 +500,91 @@ where
         Q: Hash + Eq + ?Sized,
     {
         self.lookup(key)
+    }
+
+    /// `f` of `key`'s primitive (`key` is the key or a borrowed form of it), building it if the
+    /// key is new: a [`get_or_create`](Self::get_or_create) without the handle. The entry is
+    /// pinned while `f` runs, as a handle pins it (so what `f` records is never lost to an
+    /// eviction), and nothing is copied: a hit costs a lock-free map read and the pin's two
+    /// atomic adds, half the atomic operations of a handle (which also counts a reference, so
+    /// that it can outlive the lookup). `f` gets the primitive's `Arc`, for the `*_owned` forms:
+    /// an owned permit taken in `f` holds the entry after `f` returns, as a handle does. Keep `f`
+    /// short (a permit, a call): it runs inside the map's read section, which defers the
+    /// reclamation of entries removed meanwhile until it ends.
+    ///
+    /// ```
+    /// use resile::breaker::CircuitBreaker;
+    /// use resile::registry::Registry;
+    ///
+    /// let breakers = Registry::<String, _>::builder(CircuitBreaker::builder()).build()?;
+    /// let rows = breakers.with_or_create("db", |b| b.call(|| Ok::<_, std::io::Error>(42)))??;
+    /// assert_eq!(rows, 42);
+    /// let permit = breakers.with_or_create("db", |b| b.try_acquire_owned())??; // outlives `f`
+    /// permit.success();
+    /// assert_eq!(breakers.with("db", |b| b.metrics().calls), Some(2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`get_or_create`](Self::get_or_create)'s, `f` not called.
+    #[inline]
+    pub fn with_or_create<Q, R>(
+        &self,
+        key: &Q,
+        f: impl FnOnce(&StdArc<P>) -> R,
+    ) -> Result<R, RegistryError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let mut f = Some(f);
+        if let Some(r) = self.pinned(key, &mut f) {
+            return Ok(r);
+        }
+        let h = self.create(key.to_owned())?;
+        // `pinned` found no live entry, so it left `f` in place.
+        Ok(f.map(|f| f(h.as_arc())).expect("`f` not called yet"))
+    }
+
+    /// `f` of `key`'s primitive if the key is in the registry, the entry pinned while `f` runs;
+    /// builds nothing (see [`with_or_create`](Self::with_or_create)).
+    ///
+    /// ```
+    /// use resile::bulkhead::Bulkhead;
+    /// use resile::registry::Registry;
+    ///
+    /// let registry = Registry::<u32, _>::builder(Bulkhead::builder().limit(3)).build()?;
+    /// assert_eq!(registry.with(&1, |b| b.metrics().limit), None);
+    /// registry.get_or_create(&1)?;
+    /// assert_eq!(registry.with(&1, |b| b.metrics().limit), Some(3));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn with<Q, R>(&self, key: &Q, f: impl FnOnce(&StdArc<P>) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.pinned(key, &mut Some(f))
+    }
+
+    /// Runs `f` (taken from its option) on `key`'s live entry, pinned for the call; `None`, `f`
+    /// left in place, if the key is not there or its entry is evicted.
+    #[inline]
+    fn pinned<Q, R, F: FnOnce(&StdArc<P>) -> R>(&self, key: &Q, f: &mut Option<F>) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.map
+            .get_with(key, |slot| {
+                if !slot.pin() {
+                    return None;
+                }
+                let _pin = Pinned(slot);
+                f.take().map(|f| f(slot.primitive()))
+            })
+            .flatten()
     }
 
     #[inline]

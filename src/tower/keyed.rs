@@ -1,7 +1,6 @@
 //! The keyed layers: see the tower module's "Keyed layers" section.
 
 use super::*;
-use crate::bulkhead::BulkheadError;
 use crate::registry::Registry;
 #[cfg(doc)]
 use crate::registry::RegistryError;
@@ -204,13 +203,13 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         let key = (self.key)(&req);
-        // The permit holds the key's entry (a copy of its breaker's `Arc`) until it records; the
-        // handle goes here.
-        let admitted = match self.registry.get_or_create(&key) {
-            Ok(breaker) => breaker
-                .as_arc()
-                .try_acquire_owned()
-                .map_err(|open| -> BoxError { Box::new(open) }),
+        // The permit holds the key's entry (a copy of its breaker's `Arc`) until it records.
+        let admitted = match self
+            .registry
+            .with_or_create(&key, |b| b.try_acquire_owned())
+        {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(open)) => Err(Box::new(open) as BoxError),
             Err(e) => Err(Box::new(e) as BoxError),
         };
         match admitted {
@@ -427,11 +426,12 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         let key = (self.key)(&req);
-        let admitted = match self.registry.get_or_create(&key) {
-            Ok(bulkhead) => bulkhead
-                .as_arc()
-                .try_acquire_owned()
-                .map_err(|e: BulkheadError| -> BoxError { Box::new(e) }),
+        let admitted = match self
+            .registry
+            .with_or_create(&key, |b| b.try_acquire_owned())
+        {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(full)) => Err(Box::new(full) as BoxError),
             Err(e) => Err(Box::new(e) as BoxError),
         };
         match admitted {

@@ -108,6 +108,8 @@
 //! # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
 //! ```
 
+// The refusal checks' (and the docs').
+#[cfg(any(feature = "tower-retry", feature = "http", doc))]
 use crate::breaker::CircuitOpen;
 use crate::breaker::{CircuitBreaker, OwnedBreakerPermit};
 use crate::bulkhead::BulkheadError;

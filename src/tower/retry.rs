@@ -474,7 +474,7 @@ mod keyed {
         #[inline]
         fn with_budget<R>(&self, req: &Req, f: impl FnOnce(&RetryBudget<C>) -> R) -> Option<R> {
             let key = (self.key)(req);
-            self.registry.get_or_create(&key).ok().map(|b| f(&b))
+            self.registry.with_or_create(&key, |b| f(b)).ok()
         }
     }
 }
