@@ -7,7 +7,8 @@
 //!   `downcast_ref` chain are needed: draining is `503` with `Connection: close` (the client
 //!   retries on another instance), an open breaker is `503` with `Retry-After` (its hint, rounded
 //!   up to whole seconds), a full bulkhead or a wait that timed out is `503` (or the status you
-//!   choose, `429` say). A request that ran out of time is `504 Gateway Timeout`: its
+//!   choose, `429` say), a keyed layer's full registry (feature `registry`)
+//!   is `503`. A request that ran out of time is `504 Gateway Timeout`: its
 //!   [deadline](crate::tower::DeadlineLayer) passed, or its last attempt
 //!   [timed out](crate::tower::TimeoutLayer). Any other error is `500`. [`refusal_response`] is
 //!   the same mapping as a function.
@@ -81,6 +82,10 @@ pub fn refusal_response<B: Default>(
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+    } else if crate::tower::is_registry_full(e) {
+        // A keyed layer's registry is full of keys with evidence: this process declines the
+        // request, as a drain does, whatever the bulkhead status.
+        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     } else {
         // The one refusal left: a bulkhead's.
         *response.status_mut() = bulkhead_status;

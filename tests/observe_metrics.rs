@@ -241,3 +241,122 @@ fn adaptive_bulkhead_series() {
         0.01
     );
 }
+
+#[test]
+fn a_label_set_beside_the_name() {
+    let b = Bulkhead::builder().limit(3).build().unwrap();
+    let s = record(|| b.report_labelled("reads", &[("zone", "eu-1")]));
+    let l = [("name", "reads"), ("zone", "eu-1")];
+    assert_eq!(gauge(&s, "resile_bulkhead_limit", &l), 3.0);
+    assert!(!s.contains_key(&(
+        "resile_bulkhead_limit".to_owned(),
+        labels(&[("name", "reads")])
+    )));
+}
+
+#[cfg(feature = "registry")]
+mod registry {
+    use super::*;
+    use resile::observe::RegistryReport;
+    use resile::registry::Registry;
+
+    /// The keys whose series were set, from one series every primitive of the kind reports.
+    fn keys(s: &Series, series: &str) -> Vec<String> {
+        let mut v: Vec<String> = s
+            .keys()
+            .filter(|(n, _)| n == series)
+            .filter_map(|(_, l)| l.iter().find(|(k, _)| k == "key").map(|(_, v)| v.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn at_most_the_cap_of_keys_and_those_with_evidence_first() {
+        let r = Registry::builder(CircuitBreaker::builder().count_window(2).minimum_calls(2))
+            .max_keys(8)
+            .build()
+            .unwrap();
+        for k in 0..8u32 {
+            drop(r.get_or_create(&k).unwrap());
+        }
+        // Keys 5 and 6 hold evidence: 5 a failure in its window, 6 forced open.
+        r.get_or_create(&5)
+            .unwrap()
+            .try_acquire()
+            .unwrap()
+            .failure();
+        r.get_or_create(&6).unwrap().force_open();
+
+        let report = RegistryReport::new("upstreams").max_keys(2);
+        let mut reported = 0;
+        let s = record(|| reported = report.report(&r));
+        assert_eq!(reported, 2);
+        assert_eq!(keys(&s, "resile_breaker_window_calls"), ["5", "6"]);
+        let six = [
+            ("name", "upstreams"),
+            ("key", "6"),
+            ("state", "forced_open"),
+        ];
+        assert_eq!(gauge(&s, "resile_breaker_state", &six), 1.0);
+        let five = [("name", "upstreams"), ("key", "5")];
+        assert_eq!(gauge(&s, "resile_breaker_window_failures", &five), 1.0);
+
+        // A larger cap fills up with idle keys; the registry's own series are labelled `name`.
+        let s = record(|| reported = report.clone().max_keys(5).report(&r));
+        assert_eq!(reported, 5);
+        let k = keys(&s, "resile_breaker_window_calls");
+        assert_eq!(k.len(), 5);
+        assert!(k.contains(&"5".to_owned()) && k.contains(&"6".to_owned()));
+        let name = [("name", "upstreams")];
+        assert_eq!(gauge(&s, "resile_registry_keys", &name), 8.0);
+        assert_eq!(gauge(&s, "resile_registry_max_keys", &name), 8.0);
+        assert_eq!(gauge(&s, "resile_registry_reported_keys", &name), 5.0);
+        assert_eq!(counter(&s, "resile_registry_created_total", &name), 8);
+        assert_eq!(counter(&s, "resile_registry_evicted_total", &name), 0);
+    }
+
+    #[test]
+    fn the_registry_counts_and_no_key_at_a_cap_of_zero() {
+        let r = Registry::builder(Bulkhead::builder().limit(1))
+            .max_keys(1)
+            .build()
+            .unwrap();
+        let held = r.get_or_create("a").unwrap();
+        let slot = held.try_acquire().unwrap();
+        assert!(r.get_or_create("b").is_err());
+        drop(slot);
+        drop(held);
+        drop(r.get_or_create("b").unwrap());
+        assert!(r.remove("b"));
+        let s = record(|| {
+            RegistryReport::new("tenants").max_keys(0).report(&r);
+        });
+        let name = [("name", "tenants")];
+        assert_eq!(gauge(&s, "resile_registry_keys", &name), 0.0);
+        assert_eq!(gauge(&s, "resile_registry_reported_keys", &name), 0.0);
+        assert_eq!(counter(&s, "resile_registry_created_total", &name), 2);
+        assert_eq!(counter(&s, "resile_registry_evicted_total", &name), 1);
+        assert_eq!(counter(&s, "resile_registry_removed_total", &name), 1);
+        assert_eq!(counter(&s, "resile_registry_refused_total", &name), 1);
+        assert_eq!(counter(&s, "resile_registry_overflowed_total", &name), 0);
+        assert!(keys(&s, "resile_bulkhead_limit").is_empty());
+    }
+
+    #[test]
+    fn budget_keys_by_a_label_function() {
+        let r = Registry::builder(RetryBudget::builder().max_retries(3))
+            .build()
+            .unwrap();
+        r.get_or_create(&(1u8, 2u8))
+            .unwrap()
+            .try_withdraw()
+            .unwrap();
+        let s = record(|| {
+            RegistryReport::new("retries").report_with(&r, |(a, b)| format!("{a}-{b}"));
+        });
+        let l = [("name", "retries"), ("key", "1-2")];
+        assert_eq!(gauge(&s, "resile_budget_balance", &l), 2.0);
+        assert_eq!(counter(&s, "resile_budget_retries_granted_total", &l), 1);
+    }
+}

@@ -138,7 +138,29 @@ fn a_lookup_of_an_existing_key_and_a_call_do_not_allocate() {
         for i in 0..10_000u64 {
             let b = r.get_or_create(&(i % 64)).unwrap();
             assert_eq!(b.call(|| Ok::<_, ()>(i)).unwrap(), i);
+            let called = r.with_or_create(&(i % 64), |b| b.call(|| Ok::<_, ()>(i)));
+            assert_eq!(called.unwrap().unwrap(), i);
         }
     });
     assert_eq!(n, 0);
+}
+
+#[test]
+fn a_string_key_looked_up_by_str_does_not_allocate() {
+    let r = Registry::<String, _>::builder(CircuitBreaker::builder().clock(ManualClock::new()))
+        .build()
+        .unwrap();
+    let names: Vec<String> = (0..64).map(|i| format!("host-{i}.internal")).collect();
+    for name in &names {
+        drop(r.get_or_create(name.as_str()).unwrap());
+    }
+    drop(r.get("host-0.internal"));
+    let n = allocations(|| {
+        for i in 0..10_000usize {
+            let b = r.get_or_create(names[i % 64].as_str()).unwrap();
+            assert!(b.call(|| Ok::<_, ()>(())).is_ok());
+        }
+    });
+    assert_eq!(n, 0);
+    assert_eq!(r.len(), 64);
 }

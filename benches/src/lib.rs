@@ -23,6 +23,10 @@ pub enum Role {
     StdMutex,
     /// The same logic around a `parking_lot::Mutex`.
     ParkingLot,
+    /// The same logic around a `std::sync::RwLock`.
+    StdRwLock,
+    /// The same logic around a `parking_lot::RwLock`.
+    ParkingLotRwLock,
     /// A peer crate.
     Peer,
     /// A floor: the bare atomic operations the primitive cannot beat.
@@ -197,6 +201,7 @@ pub mod budget;
 pub mod bulkhead;
 pub mod drain;
 pub mod floor;
+pub mod registry;
 pub mod tower_layers;
 pub mod window;
 
@@ -210,6 +215,7 @@ pub fn all_cases() -> Vec<Case> {
     v.extend(bulkhead::cases());
     v.extend(adaptive::cases());
     v.extend(drain::cases());
+    v.extend(registry::cases());
     v.extend(tower_layers::cases());
     v
 }

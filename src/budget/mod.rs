@@ -289,6 +289,7 @@ impl<C: Clock> RetryBudget<C> {
     }
 
     /// The retries withdrawn in the window now: zero once every spent retry has aged out.
+    #[cfg(feature = "registry")]
     pub(crate) fn retries_in_window(&self) -> u64 {
         self.window.totals(self.clock.now())[RETRIES]
     }

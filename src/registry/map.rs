@@ -4,6 +4,7 @@
 //! on (an insert publishes the value to the lookups that find it, a removal hides it from later
 //! ones), so the loom models check the entry protocol and the registry's lock, not papaya.
 
+use std::borrow::Borrow;
 use std::hash::Hash;
 
 #[cfg(not(resile_loom))]
@@ -15,9 +16,13 @@ impl<K: Hash + Eq, V> Map<K, V> {
         Self(papaya::HashMap::with_capacity(capacity))
     }
 
-    /// `f` of the value under `key`, if any.
+    /// `f` of the value under `key` (any borrowed form of the map's key), if any.
     #[inline]
-    pub(crate) fn get_with<R>(&self, key: &K, f: impl FnOnce(&V) -> R) -> Option<R> {
+    pub(crate) fn get_with<Q, R>(&self, key: &Q, f: impl FnOnce(&V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.0.pin().get(key).map(f)
     }
 
@@ -25,7 +30,11 @@ impl<K: Hash + Eq, V> Map<K, V> {
         self.0.pin().insert(key, value);
     }
 
-    pub(crate) fn remove(&self, key: &K) {
+    pub(crate) fn remove<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.0.pin().remove(key);
     }
 
@@ -50,7 +59,11 @@ impl<K: Hash + Eq, V> Map<K, V> {
         ))
     }
 
-    pub(crate) fn get_with<R>(&self, key: &K, f: impl FnOnce(&V) -> R) -> Option<R> {
+    pub(crate) fn get_with<Q, R>(&self, key: &Q, f: impl FnOnce(&V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         crate::sync::lock(&self.0).get(key).map(f)
     }
 
@@ -58,7 +71,11 @@ impl<K: Hash + Eq, V> Map<K, V> {
         crate::sync::lock(&self.0).insert(key, value);
     }
 
-    pub(crate) fn remove(&self, key: &K) {
+    pub(crate) fn remove<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         crate::sync::lock(&self.0).remove(key);
     }
 

@@ -84,6 +84,7 @@ use crate::error::ConfigError;
 use crate::sync::{Mutex, StdArc, lock};
 use map::Map;
 use slot::Slot;
+use std::borrow::Borrow;
 use std::collections::VecDeque;
 use std::fmt;
 use std::hash::Hash;
@@ -159,7 +160,7 @@ impl<C: Clock + Clone> Template for BudgetBuilder<C> {
 
 /// Idle: closed with no failure and no slow call in the window (closed also means no growing
 /// open period is pending: the re-open count is zero in closed).
-impl<C: Clock + Clone> Keyed for CircuitBreaker<C> {
+impl<C: Clock> Keyed for CircuitBreaker<C> {
     fn is_idle(&self) -> bool {
         let m = self.metrics();
         m.state == State::Closed && m.failures == 0 && m.slow_calls == 0
@@ -167,7 +168,7 @@ impl<C: Clock + Clone> Keyed for CircuitBreaker<C> {
 }
 
 /// Idle: nothing in flight, nobody waiting, not closed.
-impl<C: Clock + Clone> Keyed for Bulkhead<C> {
+impl<C: Clock> Keyed for Bulkhead<C> {
     fn is_idle(&self) -> bool {
         let m = self.metrics();
         m.in_flight == 0 && m.waiting == 0 && !self.is_closed()
@@ -176,7 +177,7 @@ impl<C: Clock + Clone> Keyed for Bulkhead<C> {
 
 /// Idle: no spent retry left in the window (the balance is back at its floor; deposits may
 /// remain, and a fresh budget without them grants no more than this one).
-impl<C: Clock + Clone> Keyed for RetryBudget<C> {
+impl<C: Clock> Keyed for RetryBudget<C> {
     fn is_idle(&self) -> bool {
         self.retries_in_window() == 0
     }
@@ -359,6 +360,16 @@ impl<P: fmt::Debug> fmt::Debug for Handle<P> {
     }
 }
 
+/// A pin taken for the length of a call, dropped (even by a panic) when it ends.
+struct Pinned<'a, P>(&'a Slot<P>);
+
+impl<P> Drop for Pinned<'_, P> {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.unpin();
+    }
+}
+
 /// Pins `slot` and wraps it in a handle, unless it is evicted.
 #[inline]
 fn handle<P>(slot: &StdArc<Slot<P>>, overflow: bool) -> Option<Handle<P>> {
@@ -435,18 +446,21 @@ where
         }
     }
 
-    /// The handle to `key`'s primitive, building it if the key is new. A key already there costs
-    /// a lock-free map read and two atomic adds (the entry's pin and its reference count), and
-    /// allocates nothing. A new key builds its primitive (outside the lock), then takes the
-    /// registry's lock to insert it, evicting the least recently used idle entry at the bound.
+    /// The handle to `key`'s primitive, building it if the key is new. `key` is the key or any
+    /// borrowed form of it (`&str` for a `String` key, as `HashMap::get` takes). A key already
+    /// there costs a lock-free map read and two atomic adds (the entry's pin and its reference
+    /// count), and allocates nothing. A new key is made owned (`ToOwned`), builds its primitive
+    /// (outside the lock), then takes the registry's lock to insert it, evicting the least
+    /// recently used idle entry at the bound.
     ///
     /// ```
     /// use resile::bulkhead::Bulkhead;
     /// use resile::registry::Registry;
     ///
-    /// let registry = Registry::builder(Bulkhead::builder().limit(2)).build()?;
-    /// let _permit = registry.get_or_create(&"db")?.as_arc().try_acquire_owned()?;
-    /// assert_eq!(registry.get_or_create(&"db")?.metrics().in_flight, 1);
+    /// let registry = Registry::<String, _>::builder(Bulkhead::builder().limit(2)).build()?;
+    /// let _permit = registry.get_or_create("db")?.as_arc().try_acquire_owned()?; // a `&str`
+    /// assert_eq!(registry.get_or_create("db")?.metrics().in_flight, 1); // no allocation
+    /// assert_eq!(registry.get_or_create(&"db".to_string())?.metrics().in_flight, 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -455,42 +469,140 @@ where
     /// overflow is off; [`RegistryError::Config`] when the key's per-key override makes a
     /// configuration the builder refuses.
     #[inline]
-    pub fn get_or_create(&self, key: &K) -> Result<Handle<P>, RegistryError> {
+    pub fn get_or_create<Q>(&self, key: &Q) -> Result<Handle<P>, RegistryError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         if let Some(h) = self.lookup(key) {
             return Ok(h);
         }
-        self.create(key)
+        self.create(key.to_owned())
     }
 
-    /// The handle to `key`'s primitive if the key is in the registry; builds nothing.
+    /// The handle to `key`'s primitive (`key` is the key or a borrowed form of it) if the key is
+    /// in the registry; builds nothing.
     ///
     /// ```
     /// use resile::bulkhead::Bulkhead;
     /// use resile::registry::Registry;
     ///
-    /// let registry = Registry::builder(Bulkhead::builder()).build()?;
+    /// let registry = Registry::<u32, _>::builder(Bulkhead::builder()).build()?;
     /// assert!(registry.get(&1).is_none());
     /// registry.get_or_create(&1)?;
     /// assert!(registry.get(&1).is_some());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[inline]
-    pub fn get(&self, key: &K) -> Option<Handle<P>> {
+    pub fn get<Q>(&self, key: &Q) -> Option<Handle<P>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.lookup(key)
     }
 
+    /// `f` of `key`'s primitive (`key` is the key or a borrowed form of it), building it if the
+    /// key is new: a [`get_or_create`](Self::get_or_create) without the handle. The entry is
+    /// pinned while `f` runs, as a handle pins it (so what `f` records is never lost to an
+    /// eviction), and nothing is copied: a hit costs a lock-free map read and the pin's two
+    /// atomic adds, half the atomic operations of a handle (which also counts a reference, so
+    /// that it can outlive the lookup). `f` gets the primitive's `Arc`, for the `*_owned` forms:
+    /// an owned permit taken in `f` holds the entry after `f` returns, as a handle does. Keep `f`
+    /// short (a permit, a call): it runs inside the map's read section, which defers the
+    /// reclamation of entries removed meanwhile until it ends.
+    ///
+    /// ```
+    /// use resile::breaker::CircuitBreaker;
+    /// use resile::registry::Registry;
+    ///
+    /// let breakers = Registry::<String, _>::builder(CircuitBreaker::builder()).build()?;
+    /// let rows = breakers.with_or_create("db", |b| b.call(|| Ok::<_, std::io::Error>(42)))??;
+    /// assert_eq!(rows, 42);
+    /// let permit = breakers.with_or_create("db", |b| b.try_acquire_owned())??; // outlives `f`
+    /// permit.success();
+    /// assert_eq!(breakers.with("db", |b| b.metrics().calls), Some(2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`get_or_create`](Self::get_or_create)'s, `f` not called.
     #[inline]
-    fn lookup(&self, key: &K) -> Option<Handle<P>> {
+    pub fn with_or_create<Q, R>(
+        &self,
+        key: &Q,
+        f: impl FnOnce(&StdArc<P>) -> R,
+    ) -> Result<R, RegistryError>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let mut f = Some(f);
+        if let Some(r) = self.pinned(key, &mut f) {
+            return Ok(r);
+        }
+        let h = self.create(key.to_owned())?;
+        // `pinned` found no live entry, so it left `f` in place.
+        Ok(f.map(|f| f(h.as_arc())).expect("`f` not called yet"))
+    }
+
+    /// `f` of `key`'s primitive if the key is in the registry, the entry pinned while `f` runs;
+    /// builds nothing (see [`with_or_create`](Self::with_or_create)).
+    ///
+    /// ```
+    /// use resile::bulkhead::Bulkhead;
+    /// use resile::registry::Registry;
+    ///
+    /// let registry = Registry::<u32, _>::builder(Bulkhead::builder().limit(3)).build()?;
+    /// assert_eq!(registry.with(&1, |b| b.metrics().limit), None);
+    /// registry.get_or_create(&1)?;
+    /// assert_eq!(registry.with(&1, |b| b.metrics().limit), Some(3));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn with<Q, R>(&self, key: &Q, f: impl FnOnce(&StdArc<P>) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.pinned(key, &mut Some(f))
+    }
+
+    /// Runs `f` (taken from its option) on `key`'s live entry, pinned for the call; `None`, `f`
+    /// left in place, if the key is not there or its entry is evicted.
+    #[inline]
+    fn pinned<Q, R, F: FnOnce(&StdArc<P>) -> R>(&self, key: &Q, f: &mut Option<F>) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.map
+            .get_with(key, |slot| {
+                if !slot.pin() {
+                    return None;
+                }
+                let _pin = Pinned(slot);
+                f.take().map(|f| f(slot.primitive()))
+            })
+            .flatten()
+    }
+
+    #[inline]
+    fn lookup<Q>(&self, key: &Q) -> Option<Handle<P>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.map.get_with(key, |slot| handle(slot, false)).flatten()
     }
 
     #[cold]
-    fn create(&self, key: &K) -> Result<Handle<P>, RegistryError> {
-        let built = (self.factory)(key)?;
+    fn create(&self, key: K) -> Result<Handle<P>, RegistryError> {
+        let built = (self.factory)(&key)?;
         let mut inner = lock(&self.inner);
         // Under the lock the map holds only live entries (evictions and removals take the entry
         // out under it too), so this finds the key if another thread created it meanwhile.
-        if let Some(h) = self.lookup(key) {
+        if let Some(h) = self.lookup(&key) {
             return Ok(h);
         }
         let mut evicted = None;
@@ -501,13 +613,13 @@ where
                     Some(h) => {
                         inner.overflowed += 1;
                         drop(inner);
-                        self.emit(RegistryEvent::Overflowed(key));
+                        self.emit(RegistryEvent::Overflowed(&key));
                         Ok(h)
                     }
                     None => {
                         inner.refused += 1;
                         drop(inner);
-                        self.emit(RegistryEvent::Refused(key));
+                        self.emit(RegistryEvent::Refused(&key));
                         Err(RegistryError::Full(RegistryFull {
                             max_keys: self.max_keys,
                         }))
@@ -517,17 +629,22 @@ where
         }
         let slot = StdArc::new(Slot::pinned(built));
         self.map.insert(key.clone(), slot.clone());
+        // A copy for the event only when there is a hook (it runs after the lock is released).
+        let created = self.on_event.is_some().then(|| key.clone());
+        let seen = slot::epoch(slot.load());
         inner.ring.push_back(Resident {
-            key: key.clone(),
+            key,
             slot: slot.clone(),
-            seen: slot::epoch(slot.load()),
+            seen,
         });
         inner.created += 1;
         drop(inner);
         if let Some(k) = &evicted {
             self.emit(RegistryEvent::Evicted(k));
         }
-        self.emit(RegistryEvent::Created(key));
+        if let Some(k) = &created {
+            self.emit(RegistryEvent::Created(k));
+        }
         Ok(Handle {
             slot,
             overflow: false,
@@ -559,7 +676,8 @@ where
         None
     }
 
-    /// Takes `key` out of the registry whatever its state; `true` if it was there. Live handles
+    /// Takes `key` (or a borrowed form of it) out of the registry whatever its state; `true` if
+    /// it was there. Live handles
     /// keep working on the removed primitive; the next lookup of the key builds a new one.
     ///
     /// ```
@@ -573,17 +691,27 @@ where
     /// assert!(registry.is_empty());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn remove(&self, key: &K) -> bool {
+    pub fn remove<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let mut inner = lock(&self.inner);
         let Some(slot) = self.map.get_with(key, StdArc::clone) else {
             return false;
         };
         slot.remove();
         self.map.remove(key);
-        inner.ring.retain(|r| !StdArc::ptr_eq(&r.slot, &slot));
+        let at = inner
+            .ring
+            .iter()
+            .position(|r| StdArc::ptr_eq(&r.slot, &slot));
+        let resident = at.and_then(|i| inner.ring.remove(i));
         inner.removed += 1;
         drop(inner);
-        self.emit(RegistryEvent::Removed(key));
+        if let Some(r) = &resident {
+            self.emit(RegistryEvent::Removed(&r.key));
+        }
         true
     }
 

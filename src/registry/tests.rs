@@ -259,3 +259,71 @@ fn threads_creating_one_key_get_one_entry() {
     assert!(handles.windows(2).all(|w| Handle::ptr_eq(&w[0], &w[1])));
     assert_eq!(r.metrics().created, 1);
 }
+
+#[test]
+fn string_keys_are_looked_up_by_str() {
+    let log = StdArc::new(StdMutex::new(Vec::new()));
+    let l = log.clone();
+    let r = Registry::<String, _>::builder(Bulkhead::builder())
+        .on_event(move |e: RegistryEvent<'_, String>| l.lock().unwrap().push(format!("{e:?}")))
+        .build()
+        .unwrap();
+    let a = r.get_or_create("api").unwrap();
+    assert!(Handle::ptr_eq(&a, &r.get("api").unwrap()));
+    assert!(Handle::ptr_eq(
+        &a,
+        &r.get_or_create(&"api".to_string()).unwrap()
+    ));
+    assert!(r.get("other").is_none());
+    assert!(r.remove("api"));
+    assert!(!r.remove("api"));
+    assert_eq!(
+        *log.lock().unwrap(),
+        [r#"Created("api")"#, r#"Removed("api")"#]
+    );
+}
+
+#[test]
+fn with_pins_the_entry_while_it_runs() {
+    let (r, _) = breakers(1);
+    drop(r.get_or_create(&1).unwrap());
+    // While `f` runs on 1, the only entry is pinned: a new key finds nothing idle.
+    let refused = r
+        .with_or_create(&1, |_| r.get_or_create(&2).is_err())
+        .unwrap();
+    assert!(refused);
+    assert_eq!(r.metrics().refused, 1);
+    // Done: 1 is idle again, and a new key evicts it.
+    assert_eq!(r.with(&1, |b| b.metrics().calls), Some(0));
+    assert!(
+        r.with_or_create(&2, |b| b.call(|| Ok::<_, ()>(())).is_ok())
+            .unwrap()
+    );
+    assert!(r.with(&1, |_| ()).is_none());
+    assert_eq!(r.with(&2, |b| b.metrics().calls), Some(1));
+}
+
+#[test]
+fn with_or_create_builds_a_new_key_and_reports_a_refusal() {
+    let (r, _) = breakers(1);
+    let held = r.get_or_create(&1).unwrap();
+    assert!(matches!(
+        r.with_or_create(&2, |_| unreachable!("refused: `f` not called")),
+        Err(RegistryError::Full(_))
+    ));
+    drop(held);
+    assert_eq!(r.with_or_create(&2, |b| b.metrics().calls).unwrap(), 0);
+    assert_eq!((r.len(), r.metrics().created), (1, 2));
+}
+
+#[test]
+fn a_panic_in_with_unpins_the_entry() {
+    let (r, _) = breakers(1);
+    drop(r.get_or_create(&1).unwrap());
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        r.with(&1, |_| panic!("in f"));
+    }));
+    assert!(caught.is_err());
+    drop(r.get_or_create(&2).unwrap()); // 1 was unpinned: evicted
+    assert!(r.get(&1).is_none());
+}

@@ -152,18 +152,10 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         match self.breaker.try_acquire_owned() {
-            Ok(permit) => BreakerFuture {
-                inner: Some(self.inner.call(req)),
-                permit: Admitted(Some(permit)),
-                classify: self.classify.clone(),
-                refused: None,
-            },
-            Err(open) => BreakerFuture {
-                inner: None,
-                permit: Admitted(None),
-                classify: self.classify.clone(),
-                refused: Some(open),
-            },
+            Ok(permit) => {
+                BreakerFuture::running(self.inner.call(req), permit, self.classify.clone())
+            }
+            Err(open) => BreakerFuture::refused(Box::new(open), self.classify.clone()),
         }
     }
 }
@@ -215,7 +207,29 @@ pin_project! {
         inner: Option<F>,
         permit: Admitted<C>,
         classify: K,
-        refused: Option<CircuitOpen>,
+        refused: Option<BoxError>,
+    }
+}
+
+impl<F, C: Clock, K> BreakerFuture<F, C, K> {
+    /// An admitted request: `inner` runs under `permit`, which records its result.
+    pub(super) fn running(inner: F, permit: OwnedBreakerPermit<C>, classify: K) -> Self {
+        Self {
+            inner: Some(inner),
+            permit: Admitted(Some(permit)),
+            classify,
+            refused: None,
+        }
+    }
+
+    /// A refused request: the future answers `refusal`, and the inner service is not called.
+    pub(super) fn refused(refusal: BoxError, classify: K) -> Self {
+        Self {
+            inner: None,
+            permit: Admitted(None),
+            classify,
+            refused: Some(refusal),
+        }
     }
 }
 
@@ -248,10 +262,10 @@ where
                 }
                 Poll::Ready(out.map_err(Into::into))
             }
-            None => Poll::Ready(Err(match this.refused.take() {
-                Some(open) => Box::new(open),
-                None => Box::new(PolledAfterCompletion),
-            })),
+            None => Poll::Ready(Err(this
+                .refused
+                .take()
+                .unwrap_or_else(|| Box::new(PolledAfterCompletion)))),
         }
     }
 }

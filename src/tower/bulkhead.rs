@@ -174,6 +174,11 @@ pub struct BulkheadSlot<C: Clock = SystemClock, K = ErrIsFailure> {
 }
 
 impl<C: Clock, K> BulkheadSlot<C, K> {
+    /// The slot of `permit`, classifying its request's result with `classify`.
+    pub(crate) fn new(permit: OwnedBulkheadPermit<C>, classify: K) -> Self {
+        Self { permit, classify }
+    }
+
     /// The name of the bulkhead the slot belongs to.
     pub fn bulkhead_name(&self) -> &str {
         self.permit.bulkhead_name()
@@ -387,10 +392,7 @@ where
         self.wait = None;
         match admission {
             Ok(permit) => {
-                let slot = BulkheadSlot {
-                    permit,
-                    classify: self.classify.clone(),
-                };
+                let slot = BulkheadSlot::new(permit, self.classify.clone());
                 ResponseFuture::running(self.inner.call(req), slot)
             }
             Err(e) => ResponseFuture::refused(Box::new(e)),

@@ -6,6 +6,8 @@
 //! | [`DrainLayer`] | [`DrainService`] | admits each request through a [`Drainer`]; the guard lives until the response future completes or is dropped |
 //! | [`BulkheadLayer`] | [`BulkheadService`] | holds a [`Bulkhead`] slot for each request until its response future ends; fails fast, or waits up to the bulkhead's max wait on your timer; reports each result to an adaptive limit ([`BulkheadLayer::classify`]) |
 //! | [`BreakerLayer`] | [`BreakerService`] | runs each request through a [`CircuitBreaker`] and records its outcome, classified by your [`Classify`] |
+//! | `KeyedBreakerLayer` (`registry`) | `KeyedBreakerService` | the same, with the breaker of the request's key in a [`Registry`](crate::registry::Registry) |
+//! | `KeyedBulkheadLayer` (`registry`) | `KeyedBulkheadService` | the same, with a slot of the bulkhead of the request's key, failing fast |
 //! | [`RetryPolicy`] (`tower-retry`) | `tower::retry::Retry` | retries paid from a [`RetryBudget`](crate::budget::RetryBudget) (a deposit per request, a withdrawal per retry), waiting a [`Backoff`](crate::backoff::Backoff) on your timer |
 //! | [`DeadlineLayer`] | [`DeadlineService`] | ends a request, all its attempts and backoffs, at its deadline with [`DeadlineExceeded`], cutting the attempt in flight |
 //! | [`TimeoutLayer`] | [`TimeoutService`] | gives up an attempt after its timeout with [`AttemptTimedOut`], or at the enclosing deadline if that is sooner |
@@ -56,6 +58,29 @@
 //! the guard moves into the body ([`GuardedBody`]) and is released when the body ends, fails or
 //! is dropped, as tower-http's in-flight-requests layer does.
 //!
+//! # Keyed layers
+//!
+//! With feature `registry`, `KeyedBreakerLayer` and `KeyedBulkheadLayer` (also built by
+//! `BreakerLayer::keyed` and `BulkheadLayer::keyed`) pick each request's primitive from a
+//! [registry](crate::registry) by a key read from the request (the authority of an
+//! `http::Request`'s URI, a tenant header), and `RetryPolicy::keyed` (with `tower-retry`) pays
+//! each request's retries from its key's budget. A keyed service calls its key function on each
+//! request, looks the key up (a hit takes no lock and allocates nothing; a new key builds its
+//! primitive from the registry's template) and then does what the unkeyed layer does with that
+//! primitive, with the same response future: the breaker's permit records the result when the
+//! response future completes, the bulkhead's slot is held until the response (or, with
+//! `until_body_end`, its body) ends. The permit holds the key's entry, so the registry never
+//! evicts a key while one of its requests is in flight.
+//!
+//! A key the registry refuses (it is full and nothing in it is idle) fails the response future
+//! with the [`RegistryError`](crate::registry::RegistryError) (boxed), as an open breaker fails
+//! it with [`CircuitOpen`]; the inner service is not called. `RefusalLayer` (feature `http`)
+//! answers it `503`, and the retry policy does not retry it. A
+//! [`RegistryError::Config`](crate::registry::RegistryError::Config) (the key's per-key override
+//! makes an invalid configuration) is not a refusal: it is answered `500`.
+//!
+//! # Example
+//!
 //! ```
 //! use resile::breaker::CircuitBreaker;
 //! use resile::bulkhead::Bulkhead;
@@ -83,6 +108,8 @@
 //! # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
 //! ```
 
+// The refusal checks' (and the docs').
+#[cfg(any(feature = "tower-retry", feature = "http", doc))]
 use crate::breaker::CircuitOpen;
 use crate::breaker::{CircuitBreaker, OwnedBreakerPermit};
 use crate::bulkhead::BulkheadError;
@@ -153,7 +180,8 @@ fn find_in<'e>(
     None
 }
 
-/// The first of this crate's refusals ([`CircuitOpen`], [`BulkheadError`], [`DrainRefused`]) in
+/// The first of this crate's refusals ([`CircuitOpen`], [`BulkheadError`], [`DrainRefused`], and
+/// with feature `registry` a full registry's [`RegistryFull`](crate::registry::RegistryFull)) in
 /// `e` or its chain of sources: how the tower retry and the HTTP refusal responses recognise a
 /// request the process declined, however it was boxed or wrapped.
 #[cfg(any(feature = "tower-retry", feature = "http"))]
@@ -161,8 +189,28 @@ pub(crate) fn refusal_in<'e>(
     e: &'e (dyn std::error::Error + 'static),
 ) -> Option<&'e (dyn std::error::Error + 'static)> {
     find_in(e, |e| {
-        e.is::<CircuitOpen>() || e.is::<BulkheadError>() || e.is::<DrainRefused>()
+        e.is::<CircuitOpen>()
+            || e.is::<BulkheadError>()
+            || e.is::<DrainRefused>()
+            || is_registry_full(e)
     })
+}
+
+/// Whether `e` is a full registry's refusal of a new key: a [`RegistryFull`](crate::registry::RegistryFull),
+/// or the [`RegistryError`](crate::registry::RegistryError) that holds one (a configuration
+/// error is not a refusal).
+#[cfg(any(feature = "tower-retry", feature = "http"))]
+pub(crate) fn is_registry_full(e: &(dyn std::error::Error + 'static)) -> bool {
+    #[cfg(feature = "registry")]
+    {
+        use crate::registry::{RegistryError, RegistryFull};
+        e.is::<RegistryFull>() || matches!(e.downcast_ref(), Some(RegistryError::Full(_)))
+    }
+    #[cfg(not(feature = "registry"))]
+    {
+        let _ = e;
+        false
+    }
 }
 
 /// The first of the time limits' errors ([`AttemptTimedOut`], [`DeadlineExceeded`]) in `e` or
@@ -188,6 +236,8 @@ mod breaker;
 mod bulkhead;
 mod drain;
 mod future;
+#[cfg(feature = "registry")]
+mod keyed;
 mod timeout;
 
 #[cfg(feature = "http")]
@@ -196,6 +246,9 @@ pub use breaker::{BreakerFuture, BreakerLayer, BreakerService};
 pub use bulkhead::{BulkheadLayer, BulkheadService, BulkheadSlot};
 pub use drain::{DrainLayer, DrainService};
 pub use future::{Hold, ResponseFuture, Settle, UntilResponse};
+#[cfg(feature = "registry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "registry")))]
+pub use keyed::{KeyedBreakerLayer, KeyedBreakerService, KeyedBulkheadLayer, KeyedBulkheadService};
 pub use timeout::{
     AttemptTimedOut, DeadlineExceeded, DeadlineFuture, DeadlineLayer, DeadlineService,
     TimeoutFuture, TimeoutLayer, TimeoutService,
@@ -203,5 +256,8 @@ pub use timeout::{
 
 #[cfg(feature = "tower-retry")]
 mod retry;
+#[cfg(all(feature = "tower-retry", feature = "registry"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "tower-retry", feature = "registry"))))]
+pub use retry::KeyedBudget;
 #[cfg(feature = "tower-retry")]
-pub use retry::RetryPolicy;
+pub use retry::{BudgetSource, RetryPolicy};

@@ -12,6 +12,7 @@ use crate::tower::DeadlineExceeded;
 use std::any::Any;
 use std::error::Error;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,6 +56,15 @@ fn error_is<E: 'static>(e: &E, is: fn(&(dyn Error + 'static)) -> bool) -> bool {
     }
     if let Some(bare) = any.downcast_ref::<DrainRefused>() {
         return is(bare);
+    }
+    #[cfg(feature = "registry")]
+    {
+        if let Some(bare) = any.downcast_ref::<crate::registry::RegistryError>() {
+            return is(bare);
+        }
+        if let Some(bare) = any.downcast_ref::<crate::registry::RegistryFull>() {
+            return is(bare);
+        }
     }
     any.downcast_ref::<DeadlineExceeded>()
         .is_some_and(|bare| is(bare))
@@ -114,8 +124,9 @@ fn is_past_deadline<E: 'static>(e: &E) -> bool {
 /// assert_eq!(budget.metrics().retries_granted, 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct RetryPolicy<C: Clock = SystemClock, K = ErrIsFailure> {
-    budget: Arc<RetryBudget<C>>,
+pub struct RetryPolicy<C: Clock = SystemClock, K = ErrIsFailure, B = Arc<RetryBudget<C>>> {
+    /// Where each request's budget comes from: one shared budget, or a registry by key.
+    budget: B,
     backoff: Backoff,
     max_attempts: u32,
     timer: SharedTimer,
@@ -128,6 +139,7 @@ pub struct RetryPolicy<C: Clock = SystemClock, K = ErrIsFailure> {
     attempts: u32,
     /// The delay before the previous retry (decorrelated jitter reads it).
     previous: Duration,
+    clock: PhantomData<fn() -> C>,
 }
 
 impl<C: Clock> RetryPolicy<C> {
@@ -145,11 +157,19 @@ impl<C: Clock> RetryPolicy<C> {
             started: None,
             attempts: 0,
             previous: Duration::ZERO,
+            clock: PhantomData,
         }
     }
 }
 
 impl<C: Clock, K> RetryPolicy<C, K> {
+    /// The budget retries are paid from.
+    pub fn budget(&self) -> &Arc<RetryBudget<C>> {
+        &self.budget
+    }
+}
+
+impl<C: Clock, K, B> RetryPolicy<C, K, B> {
     /// At most `n` attempts, the original one included (0 counts as 1: never retry).
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = n.max(1);
@@ -181,13 +201,13 @@ impl<C: Clock, K> RetryPolicy<C, K> {
     }
 
     /// Retry only the errors for which `retryable` returns true ([`RetryIf`]).
-    pub fn retry_if<E, F: Fn(&E) -> bool>(self, retryable: F) -> RetryPolicy<C, RetryIf<F>> {
+    pub fn retry_if<E, F: Fn(&E) -> bool>(self, retryable: F) -> RetryPolicy<C, RetryIf<F>, B> {
         self.classify(RetryIf(retryable))
     }
 
     /// Classify results with `classify`: which are retried, and after what delay the server
     /// asked for (see [`crate::classify`]).
-    pub fn classify<K2>(self, classify: K2) -> RetryPolicy<C, K2> {
+    pub fn classify<K2>(self, classify: K2) -> RetryPolicy<C, K2, B> {
         RetryPolicy {
             budget: self.budget,
             backoff: self.backoff,
@@ -198,16 +218,12 @@ impl<C: Clock, K> RetryPolicy<C, K> {
             started: self.started,
             attempts: self.attempts,
             previous: self.previous,
+            clock: PhantomData,
         }
-    }
-
-    /// The budget retries are paid from.
-    pub fn budget(&self) -> &Arc<RetryBudget<C>> {
-        &self.budget
     }
 }
 
-impl<C: Clock, K: Clone> Clone for RetryPolicy<C, K> {
+impl<C: Clock, K: Clone, B: Clone> Clone for RetryPolicy<C, K, B> {
     fn clone(&self) -> Self {
         Self {
             budget: self.budget.clone(),
@@ -219,11 +235,12 @@ impl<C: Clock, K: Clone> Clone for RetryPolicy<C, K> {
             started: self.started,
             attempts: self.attempts,
             previous: self.previous,
+            clock: PhantomData,
         }
     }
 }
 
-impl<C: Clock, K> fmt::Debug for RetryPolicy<C, K> {
+impl<C: Clock, K, B: fmt::Debug> fmt::Debug for RetryPolicy<C, K, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryPolicy")
             .field("budget", &self.budget)
@@ -234,59 +251,231 @@ impl<C: Clock, K> fmt::Debug for RetryPolicy<C, K> {
     }
 }
 
-impl<Req, Res, E, C, K> ::tower::retry::Policy<Req, Res, E> for RetryPolicy<C, K>
+impl<Req, Res, E, C, K, B> ::tower::retry::Policy<Req, Res, E> for RetryPolicy<C, K, B>
 where
     Req: Clone,
     E: 'static,
     C: Clock,
     K: Classify<Res, E>,
+    B: BudgetSource<C, Req>,
 {
     type Future = Sleep;
 
-    fn retry(&mut self, _req: &mut Req, result: &mut Result<Res, E>) -> Option<Sleep> {
-        // The original request deposits when its first result comes back, unless it never
-        // reached the dependency (refused by a layer below).
-        if self.attempts == 0 && !matches!(result, Err(e) if is_refusal(e)) {
-            self.budget.deposit();
-        }
+    fn retry(&mut self, req: &mut Req, result: &mut Result<Res, E>) -> Option<Sleep> {
+        let first = self.attempts == 0;
         self.attempts = self.attempts.saturating_add(1);
-        if self.attempts >= self.max_attempts || !should_retry(&self.classify, result) {
-            return None;
-        }
-        let hint = self.classify.retry_after(result.as_ref());
-        let delay = self
-            .backoff
-            .hinted_delay(self.attempts, self.previous, hint, &mut rand::rng());
-        // The deadlines before the budget: a retry that will not happen is never debited. An
-        // enclosing deadline layer's first (this is called inside its poll).
-        if let Some((left, _)) = super::timeout::enclosing() {
-            if delay >= left {
-                return None;
-            }
-        }
-        if let (Some(deadline), Some(started)) = (self.deadline, self.started) {
-            let ends = self
-                .budget
-                .clock()
-                .now()
-                .saturating_add(crate::clock::duration_to_nanos(delay));
-            if ends >= started.saturating_add(deadline) {
-                return None;
-            }
-        }
-        self.budget.try_withdraw().ok()?;
-        self.previous = delay;
-        Some(self.timer.sleep(delay))
+        let Self {
+            budget,
+            backoff,
+            max_attempts,
+            timer,
+            classify,
+            deadline,
+            started,
+            attempts,
+            previous,
+            clock: _,
+        } = self;
+        // A request whose budget there is none of (its key refused by a full registry) deposits
+        // nothing and is not retried.
+        budget
+            .with_budget(req, |budget| {
+                // The original request deposits when its first result comes back, unless it
+                // never reached the dependency (refused by a layer below).
+                if first && !matches!(result, Err(e) if is_refusal(e)) {
+                    budget.deposit();
+                }
+                if *attempts >= *max_attempts || !should_retry(classify, result) {
+                    return None;
+                }
+                let hint = classify.retry_after(result.as_ref());
+                let delay = backoff.hinted_delay(*attempts, *previous, hint, &mut rand::rng());
+                // The deadlines before the budget: a retry that will not happen is never
+                // debited. An enclosing deadline layer's first (this is called inside its poll).
+                if let Some((left, _)) = super::timeout::enclosing() {
+                    if delay >= left {
+                        return None;
+                    }
+                }
+                if let (Some(deadline), Some(started)) = (*deadline, *started) {
+                    let ends = budget
+                        .clock()
+                        .now()
+                        .saturating_add(crate::clock::duration_to_nanos(delay));
+                    if ends >= started.saturating_add(deadline) {
+                        return None;
+                    }
+                }
+                budget.try_withdraw().ok()?;
+                *previous = delay;
+                Some(timer.sleep(delay))
+            })
+            .flatten()
     }
 
     fn clone_request(&mut self, req: &Req) -> Option<Req> {
         // tower asks the service's policy before each request's first attempt (then clones it
         // for the request), and the request's own clone before each retry: only the first
-        // marks when the request began.
+        // marks when the request began (on the budget's clock; only a deadline reads it).
         if self.attempts == 0 {
-            self.started = Some(self.budget.clock().now());
+            self.started = match self.deadline {
+                Some(_) => self.budget.with_budget(req, |b| b.clock().now()),
+                None => None,
+            };
         }
         Some(req.clone())
+    }
+}
+
+/// Where a [`RetryPolicy`] gets the budget a request's retries are paid from: one shared
+/// [`RetryBudget`] (`Arc<RetryBudget<C>>`, [`RetryPolicy::new`]), or, with feature `registry`,
+/// the budget of the request's key in a registry ([`KeyedBudget`], [`RetryPolicy::keyed`]).
+/// Sealed: implemented by those two only.
+///
+/// ```
+/// use resile::budget::RetryBudget;
+/// use resile::tower::BudgetSource;
+/// use std::sync::Arc;
+///
+/// let budget = Arc::new(RetryBudget::builder().max_retries(1).build()?);
+/// let granted = budget.with_budget(&"any request", |b| b.try_withdraw().is_ok());
+/// assert_eq!(granted, Some(true));
+/// # Ok::<(), resile::error::ConfigError>(())
+/// ```
+pub trait BudgetSource<C: Clock, Req>: sealed::Sealed {
+    /// `f` of the budget of `req`; `None` (and `f` not called) when there is none for it.
+    fn with_budget<R>(&self, req: &Req, f: impl FnOnce(&RetryBudget<C>) -> R) -> Option<R>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+impl<C: Clock> sealed::Sealed for Arc<RetryBudget<C>> {}
+
+impl<C: Clock, Req> BudgetSource<C, Req> for Arc<RetryBudget<C>> {
+    #[inline]
+    fn with_budget<R>(&self, _: &Req, f: impl FnOnce(&RetryBudget<C>) -> R) -> Option<R> {
+        Some(f(self))
+    }
+}
+
+#[cfg(feature = "registry")]
+pub use keyed::KeyedBudget;
+
+#[cfg(feature = "registry")]
+mod keyed {
+    use super::*;
+    use crate::registry::Registry;
+    use std::borrow::Borrow;
+    use std::hash::Hash;
+
+    impl<C: Clock> RetryPolicy<C> {
+        /// A policy paid from the budget of each request's key, `key(&request)`, in `registry`
+        /// (feature `registry`): one tenant's or one host's retries cannot spend another's. The
+        /// defaults are [`new`](Self::new)'s. The key is looked up when a request's result
+        /// comes back (and, with a [`deadline`](Self::deadline), before its first attempt, for
+        /// the budget's clock); no handle is held between attempts, so an idle budget stays
+        /// evictable. A request whose key the registry refuses (it is full and nothing in it is
+        /// idle) deposits nothing and is not retried.
+        ///
+        /// ```
+        /// use resile::budget::RetryBudget;
+        /// use resile::registry::Registry;
+        /// use resile::tower::RetryPolicy;
+        /// use std::sync::Arc;
+        /// use std::time::Duration;
+        /// use tower::{Service, ServiceBuilder};
+        ///
+        /// let budgets = Arc::new(Registry::builder(RetryBudget::builder().max_retries(1)).build()?);
+        /// let policy = RetryPolicy::keyed(budgets.clone(), |req: &(&'static str, u32)| req.0)
+        ///     .timer(|_d: Duration| std::future::ready(()));
+        /// let mut svc = ServiceBuilder::new()
+        ///     .retry(policy)
+        ///     .service_fn(|_req: (&'static str, u32)| async { Err::<u32, _>("busy") });
+        /// let call = |svc: &mut _, req| futures::executor::block_on(Service::call(svc, req));
+        /// assert!(call(&mut svc, ("a", 1)).is_err()); // a's one retry spent...
+        /// assert!(call(&mut svc, ("b", 2)).is_err()); // ...and b's, from its own budget
+        /// assert_eq!(budgets.get(&"a").unwrap().metrics().retries_granted, 1);
+        /// assert_eq!(budgets.get(&"b").unwrap().metrics().retries_granted, 1);
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        pub fn keyed<Key, F>(
+            registry: Arc<Registry<Key, RetryBudget<C>>>,
+            key: F,
+        ) -> RetryPolicy<C, ErrIsFailure, KeyedBudget<Key, F, C>> {
+            RetryPolicy {
+                budget: KeyedBudget { registry, key },
+                backoff: Backoff::default(),
+                max_attempts: 3,
+                timer: SharedTimer::default(),
+                classify: ErrIsFailure,
+                deadline: None,
+                started: None,
+                attempts: 0,
+                previous: Duration::ZERO,
+                clock: PhantomData,
+            }
+        }
+    }
+
+    impl<C: Clock, K, Key, F> RetryPolicy<C, K, KeyedBudget<Key, F, C>> {
+        /// The registry of budgets retries are paid from.
+        pub fn registry(&self) -> &Arc<Registry<Key, RetryBudget<C>>> {
+            &self.budget.registry
+        }
+    }
+
+    /// A [`RetryPolicy`]'s budgets by key: the budget of `key(&request)` in a registry. Built by
+    /// [`RetryPolicy::keyed`].
+    ///
+    /// ```
+    /// use resile::budget::RetryBudget;
+    /// use resile::registry::Registry;
+    /// use resile::tower::{BudgetSource, KeyedBudget, RetryPolicy};
+    /// use std::sync::Arc;
+    ///
+    /// let budgets = Arc::new(Registry::builder(RetryBudget::builder()).build()?);
+    /// let policy = RetryPolicy::keyed(budgets.clone(), |tenant: &u32| *tenant);
+    /// let _: &Arc<Registry<u32, RetryBudget>> = policy.registry();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub struct KeyedBudget<Key, F, C: Clock = SystemClock> {
+        registry: Arc<Registry<Key, RetryBudget<C>>>,
+        key: F,
+    }
+
+    impl<Key, F: Clone, C: Clock> Clone for KeyedBudget<Key, F, C> {
+        fn clone(&self) -> Self {
+            Self {
+                registry: self.registry.clone(),
+                key: self.key.clone(),
+            }
+        }
+    }
+
+    impl<Key, F, C: Clock> fmt::Debug for KeyedBudget<Key, F, C> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("KeyedBudget")
+                .field("registry", &self.registry)
+                .finish_non_exhaustive()
+        }
+    }
+
+    impl<Key, F, C: Clock> sealed::Sealed for KeyedBudget<Key, F, C> {}
+
+    impl<Key, F, Q, C, Req> BudgetSource<C, Req> for KeyedBudget<Key, F, C>
+    where
+        Key: Borrow<Q> + Hash + Eq + Clone + Send + Sync + 'static,
+        F: Fn(&Req) -> Q,
+        Q: Hash + Eq + ToOwned<Owned = Key>,
+        C: Clock + Clone,
+    {
+        #[inline]
+        fn with_budget<R>(&self, req: &Req, f: impl FnOnce(&RetryBudget<C>) -> R) -> Option<R> {
+            let key = (self.key)(req);
+            self.registry.with_or_create(&key, |b| f(b)).ok()
+        }
     }
 }
 
@@ -316,5 +505,26 @@ mod tests {
         let other: super::super::BoxError = Box::new(Wrapped("connection reset".into()));
         assert!(retried(other));
         assert!(retried(std::io::Error::other("timeout")));
+    }
+
+    #[cfg(feature = "registry")]
+    #[test]
+    fn a_full_registry_is_a_refusal_and_a_config_error_is_not() {
+        use crate::registry::{Registry, RegistryError};
+        let r = Registry::builder(RetryBudget::builder())
+            .max_keys(1)
+            .per_key(|k: &u32, b| if *k == 9 { b.max_retries(0) } else { b })
+            .build()
+            .unwrap();
+        let held = r.get_or_create(&1).unwrap();
+        let full = r.get_or_create(&2).unwrap_err();
+        assert!(matches!(full, RegistryError::Full(_)));
+        assert!(!retried(full.clone()));
+        let boxed: super::super::BoxError = Box::new(Wrapped(Box::new(full)));
+        assert!(!retried(boxed));
+        drop(held);
+        let config = r.get_or_create(&9).unwrap_err();
+        assert!(matches!(config, RegistryError::Config(_)), "{config:?}");
+        assert!(retried(config));
     }
 }

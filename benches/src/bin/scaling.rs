@@ -115,6 +115,8 @@ fn role_label(r: Role) -> &'static str {
         Role::Resile => "resile",
         Role::StdMutex => "std Mutex",
         Role::ParkingLot => "parking_lot Mutex",
+        Role::StdRwLock => "std RwLock",
+        Role::ParkingLotRwLock => "parking_lot RwLock",
         Role::Peer => "peer",
         Role::Floor => "floor",
     }
@@ -201,7 +203,13 @@ fn main() {
             .filter(|&i| cases[i].role == Role::Resile)
             .collect();
         for &r in &resile {
-            for role in [Role::Peer, Role::ParkingLot, Role::StdMutex] {
+            for role in [
+                Role::Peer,
+                Role::ParkingLot,
+                Role::StdMutex,
+                Role::ParkingLotRwLock,
+                Role::StdRwLock,
+            ] {
                 let others: Vec<usize> = rows
                     .iter()
                     .copied()
