@@ -187,7 +187,6 @@ impl<C: Clock> Future for AcquireOwned<C> {
         this.wait.poll(b, cx).map_ok(|()| OwnedBulkheadPermit {
             core: b.core,
             start: b.core().permit_start(),
-            outcome: None,
             _owns: PhantomData,
         })
     }

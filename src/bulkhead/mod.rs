@@ -264,7 +264,6 @@ impl<C: Clock> Bulkhead<C> {
             Ok(()) => Ok(OwnedBulkheadPermit {
                 core: self.core,
                 start: self.core().permit_start(),
-                outcome: None,
                 _owns: PhantomData,
             }),
             Err(refusal) => Err(self.refuse(refusal)),

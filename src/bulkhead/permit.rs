@@ -133,9 +133,6 @@ pub struct OwnedBulkheadPermit<C: Clock = SystemClock> {
     pub(super) core: NonNull<Core<C>>,
     /// The clock reading when the slot was granted (adaptive bulkheads only; else 0).
     pub(super) start: u64,
-    /// What a release by `Drop` reports: `None` for the bulkhead's
-    /// [`Unreported`](super::adaptive::Unreported) rule, or what [`settle`](Self::settle) set.
-    pub(super) outcome: Option<Outcome>,
     pub(super) _owns: PhantomData<Core<C>>,
 }
 
@@ -180,19 +177,6 @@ impl<C: Clock> OwnedBulkheadPermit<C> {
         self.finish(Outcome::from(verdict));
     }
 
-    /// Sets what the slot reports when it is later dropped: for a guard that learns the
-    /// result (a response's head) before the work ends (its body).
-    #[cfg(feature = "tower")]
-    pub(crate) fn settle(&mut self, verdict: Verdict) {
-        self.outcome = Some(Outcome::from(verdict));
-    }
-
-    /// Whether [`settle`](Self::settle) has set the outcome.
-    #[cfg(feature = "tower")]
-    pub(crate) fn is_settled(&self) -> bool {
-        self.outcome.is_some()
-    }
-
     fn finish(self, outcome: Outcome) {
         let this = ManuallyDrop::new(self);
         // SAFETY: the permit owns one slot (kept alive until released) and does not touch the
@@ -210,7 +194,7 @@ impl<C: Clock> Drop for OwnedBulkheadPermit<C> {
         // SAFETY: the permit owns one slot, so the core is alive while it reports, and it does
         // not touch the core after `release_owned`.
         unsafe {
-            self.core.as_ref().report(self.start, self.outcome);
+            self.core.as_ref().report(self.start, None);
             Core::release_owned(self.core);
         }
     }

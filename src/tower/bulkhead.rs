@@ -2,6 +2,7 @@
 //! each request.
 
 use super::*;
+use crate::classify::Verdict;
 use std::marker::PhantomData;
 
 /// Holds a [`Bulkhead`] slot for each request: see [`BulkheadService`].
@@ -169,35 +170,50 @@ impl<S, C: Clock, H, K: Clone> Layer<S> for BulkheadLayer<C, H, K> {
 /// # Ok::<(), resile::error::ConfigError>(())
 /// ```
 pub struct BulkheadSlot<C: Clock = SystemClock, K = ErrIsFailure> {
-    permit: OwnedBulkheadPermit<C>,
+    /// The slot, until the drop releases it.
+    permit: Option<OwnedBulkheadPermit<C>>,
+    /// The request's result, classified, once the response is ready.
+    verdict: Option<Verdict>,
     classify: K,
 }
 
 impl<C: Clock, K> BulkheadSlot<C, K> {
     /// The slot of `permit`, classifying its request's result with `classify`.
     pub(crate) fn new(permit: OwnedBulkheadPermit<C>, classify: K) -> Self {
-        Self { permit, classify }
+        Self {
+            permit: Some(permit),
+            verdict: None,
+            classify,
+        }
     }
 
     /// The name of the bulkhead the slot belongs to.
     pub fn bulkhead_name(&self) -> &str {
-        self.permit.bulkhead_name()
+        self.permit
+            .as_ref()
+            .map_or("", OwnedBulkheadPermit::bulkhead_name)
     }
 }
 
 impl<C: Clock, K: Classify<T, E>, T, E> Settle<T, E> for BulkheadSlot<C, K> {
     #[inline]
     fn settle(&mut self, result: Result<&T, &E>) {
-        self.permit.settle(self.classify.verdict(result));
+        self.verdict = Some(self.classify.verdict(result));
     }
 }
 
 impl<C: Clock, K> Drop for BulkheadSlot<C, K> {
+    #[inline]
     fn drop(&mut self) {
+        let Some(permit) = self.permit.take() else {
+            return;
+        };
         // Dropped before its result came: cut at a deadline (the dependency did not answer in
         // time, a drop), or given up by the caller (the bulkhead's `Unreported` rule).
-        if !self.permit.is_settled() && super::timeout::is_cutting() {
-            self.permit.settle(crate::classify::Verdict::Failure);
+        match self.verdict {
+            Some(verdict) => permit.record(verdict),
+            None if super::timeout::is_cutting() => permit.record(Verdict::Failure),
+            None => drop(permit),
         }
     }
 }
