@@ -10,7 +10,7 @@
 use crate::{Case, Pool, Role};
 use resile::breaker::CircuitBreaker;
 use resile::clock::SystemClock;
-use resile::registry::Registry;
+use resile::registry::{KeyHash, Registry};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,9 +72,10 @@ fn timed<const N: u64, S: Send + Sync + 'static>(
 // ---------------------------------------------------------------------------------------------
 // resile
 
-fn resile_registry<const N: u64>() -> Registry<u64, CircuitBreaker> {
+fn resile_registry<const N: u64>(key_hash: KeyHash) -> Registry<u64, CircuitBreaker> {
     let r = Registry::builder(template())
         .max_keys(N as usize)
+        .key_hash(key_hash)
         .build()
         .expect("valid config");
     for k in 0..N {
@@ -106,12 +107,17 @@ fn resile_check<const N: u64>(r: &Registry<u64, CircuitBreaker>) {
 }
 
 fn resile_handle<const N: u64>(pool: &Pool, threads: usize, iters: u64) -> Duration {
-    let r = Arc::new(resile_registry::<N>());
+    let r = Arc::new(resile_registry::<N>(KeyHash::SipHash));
     timed::<N, _>(pool, threads, iters, r, resile_handle_op, resile_check::<N>)
 }
 
 fn resile_with<const N: u64>(pool: &Pool, threads: usize, iters: u64) -> Duration {
-    let r = Arc::new(resile_registry::<N>());
+    let r = Arc::new(resile_registry::<N>(KeyHash::SipHash));
+    timed::<N, _>(pool, threads, iters, r, resile_with_op, resile_check::<N>)
+}
+
+fn resile_with_foldhash<const N: u64>(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    let r = Arc::new(resile_registry::<N>(KeyHash::FoldHash));
     timed::<N, _>(pool, threads, iters, r, resile_with_op, resile_check::<N>)
 }
 
@@ -171,6 +177,27 @@ fn pl_rwlock<const N: u64>(pool: &Pool, threads: usize, iters: u64) -> Duration 
     timed::<N, _>(pool, threads, iters, m, pl_op, pl_check::<N>)
 }
 
+/// The `RwLock` registry hashing with foldhash, as the registry's `KeyHash::FoldHash` does.
+type FoldBreakers = HashMap<u64, Arc<CircuitBreaker>, foldhash::quality::RandomState>;
+
+#[inline]
+fn pl_fold_op(m: &parking_lot::RwLock<FoldBreakers>, k: u64) {
+    let b = m.read().get(&k).cloned().expect("a hit");
+    call(&b);
+}
+
+fn pl_fold_check<const N: u64>(m: &parking_lot::RwLock<FoldBreakers>) {
+    let map = m.read();
+    assert_eq!(map.len() as u64, N);
+    assert!(map.values().all(|b| b.metrics().refused == 0));
+}
+
+fn pl_rwlock_foldhash<const N: u64>(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    let map: FoldBreakers = breakers::<N>().into_iter().collect();
+    let m = Arc::new(parking_lot::RwLock::new(map));
+    timed::<N, _>(pool, threads, iters, m, pl_fold_op, pl_fold_check::<N>)
+}
+
 // ---------------------------------------------------------------------------------------------
 // The floor: the same call, with no lookup, each thread on its own key's breaker.
 
@@ -207,6 +234,12 @@ fn group<const N: u64>(group: &'static str) -> Vec<Case> {
         },
         Case {
             group,
+            name: "resile Registry::with_or_create, KeyHash::FoldHash",
+            role: Role::Resile,
+            run: resile_with_foldhash::<N>,
+        },
+        Case {
+            group,
             name: "resile Registry::get_or_create (a Handle)",
             role: Role::Resile,
             run: resile_handle::<N>,
@@ -222,6 +255,12 @@ fn group<const N: u64>(group: &'static str) -> Vec<Case> {
             name: "parking_lot RwLock<HashMap>",
             role: Role::ParkingLotRwLock,
             run: pl_rwlock::<N>,
+        },
+        Case {
+            group,
+            name: "parking_lot RwLock<HashMap>, foldhash",
+            role: Role::ParkingLotRwLock,
+            run: pl_rwlock_foldhash::<N>,
         },
         Case {
             group,
