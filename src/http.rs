@@ -111,6 +111,27 @@ pub fn refusal_response<B: Default>(
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    retry_after_at(headers, || now)
+}
+
+/// [`retry_after`] with the wall clock read lazily: `now` is called only when the header is an
+/// HTTP-date, so a delta-seconds hint (or an absent or malformed header) costs no clock read.
+///
+/// ```
+/// use http::HeaderMap;
+/// use resile::http::retry_after_at;
+/// use std::time::{Duration, SystemTime};
+///
+/// let mut h = HeaderMap::new();
+/// h.insert("retry-after", "120".parse()?);
+/// let never = || -> SystemTime { unreachable!("delta-seconds need no clock") };
+/// assert_eq!(retry_after_at(&h, never), Some(Duration::from_secs(120)));
+/// h.insert("retry-after", "Wed, 21 Oct 2026 07:28:10 GMT".parse()?);
+/// let now = || httpdate::parse_http_date("Wed, 21 Oct 2026 07:28:00 GMT").unwrap();
+/// assert_eq!(retry_after_at(&h, now), Some(Duration::from_secs(10)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn retry_after_at(headers: &HeaderMap, now: impl FnOnce() -> SystemTime) -> Option<Duration> {
     let mut values = headers.get_all(header::RETRY_AFTER).iter();
     let value = values.next()?;
     if values.next().is_some() {
@@ -121,7 +142,7 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
         return text.parse::<u64>().ok().map(Duration::from_secs);
     }
     let at = httpdate::parse_http_date(text).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    Some(at.duration_since(now()).unwrap_or(Duration::ZERO))
 }
 
 /// Classifies HTTP responses: a `5xx` is a failure (and retried), any other status a success
@@ -147,7 +168,8 @@ pub struct StatusClassify {
 }
 
 impl StatusClassify {
-    /// The classifier, reading HTTP-dates against the system's wall clock.
+    /// The classifier, reading HTTP-dates against the system's wall clock (read only for a
+    /// `Retry-After` that is an HTTP-date: a delta-seconds hint needs no clock).
     pub fn new() -> Self {
         Self {
             now: SystemTime::now,
@@ -195,7 +217,7 @@ impl<B, E> Classify<Response<B>, E> for StatusClassify {
                 if r.status() == StatusCode::TOO_MANY_REQUESTS
                     || r.status() == StatusCode::SERVICE_UNAVAILABLE =>
             {
-                retry_after(r.headers(), (self.now)())
+                retry_after_at(r.headers(), self.now)
             }
             _ => None,
         }
@@ -500,6 +522,13 @@ mod tests {
             "only 429 and 503 carry a hint"
         );
         assert_eq!(hint(&r(503, Some("garbage"))), None);
+        // Only an HTTP-date reads the wall clock: delta-seconds, garbage and a missing header
+        // never call it.
+        let no_clock = StatusClassify::with_wall_clock(|| panic!("the wall clock was read"));
+        let hint = |x: &Response<()>| Classify::<_, ()>::retry_after(&no_clock, Ok(x));
+        assert_eq!(hint(&r(503, Some("3"))), Some(Duration::from_secs(3)));
+        assert_eq!(hint(&r(429, Some("garbage"))), None);
+        assert_eq!(hint(&r(503, None)), None);
         assert_eq!(
             Classify::<Response<()>, &str>::verdict(&c, Err(&"reset")),
             Verdict::Failure

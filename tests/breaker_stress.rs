@@ -11,12 +11,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 const THREADS: usize = 4;
-/// Calls per thread (a fraction of a second in a debug build on 2 cores).
-const CALLS: u64 = if cfg!(debug_assertions) {
+/// Calls per thread (a fraction of a second in a debug build on 2 cores; under miri, which
+/// interprets every call, sixteen spells).
+const CALLS: u64 = if cfg!(miri) {
+    16 * SPELL
+} else if cfg!(debug_assertions) {
     250_000
 } else {
     2_500_000
 };
+/// The length of a spell: each thread fails one spell in four, and the clock moves on every half
+/// spell.
+const SPELL: u64 = if cfg!(miri) { 64 } else { 1024 };
 
 fn index(s: State) -> usize {
     match s {
@@ -64,14 +70,14 @@ fn attempts_refusals_and_transitions_balance_exactly() {
             let (breaker, clock, let_through, refused) = (&breaker, &clock, &let_through, &refused);
             s.spawn(move || {
                 for i in 0..CALLS {
-                    if t == 0 && i % 512 == 0 {
+                    if t == 0 && i % (SPELL / 2) == 0 {
                         clock.advance(Duration::from_millis(300));
                     }
                     match breaker.try_acquire() {
                         Ok(permit) => {
                             let_through.fetch_add(1, Ordering::Relaxed);
-                            // Bursts: a spell of failures every 4096 calls of each thread.
-                            if (i / 1024) % 4 == 1 {
+                            // Bursts: a spell of failures every four spells of each thread.
+                            if (i / SPELL) % 4 == 1 {
                                 permit.failure();
                             } else {
                                 permit.success();

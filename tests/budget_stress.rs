@@ -10,8 +10,10 @@ use std::time::Duration;
 
 const THREADS: u64 = 4;
 /// Deposit + withdraw pairs per thread and configuration (fewer in a debug build, so the test
-/// takes a few seconds there too).
-const PAIRS: u64 = if cfg!(debug_assertions) {
+/// takes a few seconds there too, and fewer still under miri, which interprets every call).
+const PAIRS: u64 = if cfg!(miri) {
+    300
+} else if cfg!(debug_assertions) {
     100_000
 } else {
     500_000
@@ -101,10 +103,10 @@ fn a_floor_of_100_never_refuses_a_held_retry() {
 
 #[test]
 fn four_threads_draining_a_prefilled_budget_take_exactly_what_it_holds() {
-    // The clock stands still: 200 000 requests earn 200 000 retries (no floor), far more than any
-    // thread takes before the others have started. Each thread withdraws until its first
-    // refusal; together they take every retry, and not one more.
-    const PREFILL: u64 = 200_000;
+    // The clock stands still: the requests earn as many retries (no floor), more than a thread
+    // takes in one slice of its scheduler's time (200 000, or 1 000 under miri). Each thread
+    // withdraws until its first refusal; together they take every retry, and not one more.
+    const PREFILL: u64 = if cfg!(miri) { 1_000 } else { 200_000 };
     let clock = ManualClock::new();
     let b = budget(&clock, 10_000_000_000, 10, 0);
     for _ in 0..PREFILL {

@@ -11,11 +11,14 @@ static GLOBAL: common::CountingAlloc = common::CountingAlloc;
 
 use common::allocations;
 
+/// Rounds of each path (fewer under miri, which interprets every call).
+const ROUNDS: usize = if cfg!(miri) { 200 } else { 10_000 };
+
 #[test]
 fn hot_path_allocates_nothing() {
     let d = Arc::new(Drainer::new());
     let n = allocations(|| {
-        for _ in 0..10_000 {
+        for _ in 0..ROUNDS {
             let g = d.enter().unwrap();
             let c = g.clone();
             assert!(d.is_ready());
@@ -29,7 +32,7 @@ fn hot_path_allocates_nothing() {
     let live = d.enter().unwrap();
     d.start_draining();
     let n = allocations(|| {
-        for _ in 0..10_000 {
+        for _ in 0..ROUNDS {
             assert!(d.enter().is_err());
             drop(live.clone());
         }

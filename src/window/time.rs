@@ -926,12 +926,18 @@ mod tests {
             (u64::MAX / 10) * 10 - 1,
             1 << 63,
         ];
+        // Shorter runs under miri, which interprets every step.
+        let (steps, long_steps) = if cfg!(miri) {
+            (25, 200)
+        } else {
+            (3_000, 20_000)
+        };
         for (k, &(span, buckets)) in configs.iter().enumerate() {
             for (s, &start) in starts.iter().enumerate() {
-                run_against_model(span, buckets, start, (k * 31 + s) as u64 + 1, 3_000);
+                run_against_model(span, buckets, start, (k * 31 + s) as u64 + 1, steps);
             }
         }
-        run_against_model(1_024_000, 1024, 0, 99, 20_000);
+        run_against_model(1_024_000, 1024, 0, 99, long_steps);
     }
 
     #[test]
@@ -1050,12 +1056,13 @@ mod tests {
     #[test]
     fn fast_calls_count_with_the_rest_and_age_out() {
         use std::sync::Arc;
+        const N: u32 = if cfg!(miri) { 200 } else { 10_000 }; // calls per thread, even
         let w = Arc::new(TimeWindow::with_fast_calls(Duration::from_millis(10), 5).unwrap());
         let hs: Vec<_> = (0..4)
             .map(|t| {
                 let w = w.clone();
                 std::thread::spawn(move || {
-                    for k in 0..10_000u32 {
+                    for k in 0..N {
                         if t % 2 == 0 {
                             w.add_fast(1_000);
                         } else {
@@ -1068,12 +1075,8 @@ mod tests {
         for h in hs {
             h.join().unwrap();
         }
-        assert_eq!(w.totals(1_000), [40_000, 10_000, 0]);
-        assert_eq!(
-            w.totals(9_999_999),
-            [40_000, 10_000, 0],
-            "bucket 0 still live"
-        );
+        assert_eq!(w.totals(1_000), [4 * N, N, 0]);
+        assert_eq!(w.totals(9_999_999), [4 * N, N, 0], "bucket 0 still live");
         assert_eq!(w.totals(10_000_000), [0, 0, 0], "aged out");
         w.add_fast(10_000_000);
         w.reset();
@@ -1111,37 +1114,41 @@ mod tests {
         let ms = 1_000_000;
         // Thread t's k-th call lands in bucket (t + 6k) % 40 (all of them live at 39 ms).
         let bucket = |t: u64, k: u64| (t + 6 * k) % 40;
+        const K: u64 = if cfg!(miri) { 200 } else { 4_000 }; // calls per thread
         std::thread::scope(|s| {
             for t in 0..6u64 {
                 let w = &w;
                 s.spawn(move || {
-                    for k in 0..4_000u64 {
+                    for k in 0..K {
                         w.add_fast(bucket(t, k) * ms);
                     }
                 });
             }
         });
-        assert_eq!(w.totals(39 * ms)[0], 24_000);
+        assert_eq!(w.totals(39 * ms)[0], 6 * K as u32);
         // At 40 ms bucket 0 dies: exactly the calls that landed in it leave.
         let in_bucket_0 = (0..6u64)
-            .flat_map(|t| (0..4_000u64).map(move |k| bucket(t, k)))
+            .flat_map(|t| (0..K).map(move |k| bucket(t, k)))
             .filter(|&b| b == 0)
             .count() as u32;
         assert!(in_bucket_0 > 0);
-        assert_eq!(w.totals(40 * ms)[0], 24_000 - in_bucket_0);
+        assert_eq!(w.totals(40 * ms)[0], 6 * K as u32 - in_bucket_0);
         assert_eq!(w.totals(79 * ms)[0], 0);
     }
 
     #[test]
     fn concurrent_adds_are_exact_after_join() {
         use std::sync::Arc;
+        // Adds per thread (fewer under miri, which interprets each).
+        const N: u32 = if cfg!(miri) { 300 } else { 10_000 };
+        const M: u64 = if cfg!(miri) { 600 } else { 20_000 };
         // A still clock: every add counts.
         let w = Arc::new(TimeWindow::new(Duration::from_millis(10), 5).unwrap());
         let hs: Vec<_> = (0..4)
             .map(|_| {
                 let w = w.clone();
                 std::thread::spawn(move || {
-                    for k in 0..10_000u32 {
+                    for k in 0..N {
                         w.add(1_000, [1, k % 2, k % 3 / 2]);
                     }
                 })
@@ -1150,7 +1157,8 @@ mod tests {
         for h in hs {
             h.join().unwrap();
         }
-        assert_eq!(w.totals(1_000), [40_000, 20_000, 4 * 3_333]);
+        // Lane 2 takes one add for every k with k % 3 == 2: N / 3 of them.
+        assert_eq!(w.totals(1_000), [4 * N, 4 * (N / 2), 4 * (N / 3)]);
 
         // A moving clock: after join the totals equal the live words, and they all age out.
         let w = Arc::new(TimeWindow::new(Duration::from_micros(8), 4).unwrap());
@@ -1159,7 +1167,7 @@ mod tests {
             .map(|t| {
                 let (w, clock) = (w.clone(), clock.clone());
                 std::thread::spawn(move || {
-                    for k in 0..20_000u64 {
+                    for k in 0..M {
                         if t == 0 && k % 8 == 0 {
                             clock.advance(Duration::from_nanos(700 + k % 5_000));
                         }
