@@ -147,6 +147,14 @@ impl<C: Clock> RetryPolicy<C> {
     /// [timer](crate::timer::ThreadTimer), 3 attempts, every `Err` retried but this crate's
     /// refusals.
     pub fn new(budget: Arc<RetryBudget<C>>) -> Self {
+        Self::paid_from(budget)
+    }
+}
+
+impl<C: Clock, B> RetryPolicy<C, ErrIsFailure, B> {
+    /// The defaults (three attempts, the default backoff and timer, no deadline), retries paid
+    /// from `budget`.
+    fn paid_from(budget: B) -> Self {
         Self {
             budget,
             backoff: Backoff::default(),
@@ -404,18 +412,7 @@ mod keyed {
             registry: Arc<Registry<Key, RetryBudget<C>>>,
             key: F,
         ) -> RetryPolicy<C, ErrIsFailure, KeyedBudget<Key, F, C>> {
-            RetryPolicy {
-                budget: KeyedBudget { registry, key },
-                backoff: Backoff::default(),
-                max_attempts: 3,
-                timer: SharedTimer::default(),
-                classify: ErrIsFailure,
-                deadline: None,
-                started: None,
-                attempts: 0,
-                previous: Duration::ZERO,
-                clock: PhantomData,
-            }
+            RetryPolicy::paid_from(KeyedBudget { registry, key })
         }
     }
 
