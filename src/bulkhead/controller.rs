@@ -67,6 +67,7 @@
 //! - Metric stores and loads (no-load RTT, drops, windows): `Relaxed`: snapshots.
 
 use super::adaptive::{LimitAlgorithm, LimitChange, Unreported, WindowSummary};
+use crate::classify::Verdict;
 use crate::counter::StripedCounters;
 use crate::sync::{AtomicU64, Mutex, Ordering, lock};
 use std::fmt;
@@ -90,8 +91,8 @@ const SUM_MAX: u64 = u64::MAX >> COUNT_BITS;
 /// `(count, rtt sum)` to spill to the wide lanes: the word's old fields when either would
 /// overflow (the word then holds this report alone), else nothing.
 #[inline]
-pub(crate) const fn pack_sample(word: u64, rtt: u64) -> (u64, Option<(u64, u64)>) {
-    let (count, sum) = (word & COUNT_MASK, word >> COUNT_BITS);
+const fn pack_sample(word: u64, rtt: u64) -> (u64, Option<(u64, u64)>) {
+    let (count, sum) = unpack_samples(word);
     if count < COUNT_MASK && sum <= SUM_MAX - rtt {
         (((sum + rtt) << COUNT_BITS) | (count + 1), None)
     } else {
@@ -151,12 +152,13 @@ pub(crate) enum Outcome {
     Ignored,
 }
 
-impl From<crate::classify::Verdict> for Outcome {
-    fn from(v: crate::classify::Verdict) -> Self {
+/// A classified result as a report: a failure, for a concurrency limit, is a drop.
+impl From<Verdict> for Outcome {
+    fn from(v: Verdict) -> Self {
         match v {
-            crate::classify::Verdict::Success => Outcome::Success,
-            crate::classify::Verdict::Failure => Outcome::Dropped,
-            crate::classify::Verdict::Ignore => Outcome::Ignored,
+            Verdict::Success => Outcome::Success,
+            Verdict::Failure => Outcome::Dropped,
+            Verdict::Ignore => Outcome::Ignored,
         }
     }
 }
