@@ -11,7 +11,7 @@ use crate::tower_layers::{Echo, request};
 use crate::{Case, Pool, Role};
 use resile::bulkhead::Bulkhead;
 use resile::bulkhead::adaptive::Aimd;
-use resile::clock::{Clock, CoarseClock, RecentClock};
+use resile::clock::{Clock, CoarseClock, RecentClock, SystemClock};
 use resile::tower::BulkheadLayer;
 use std::hint::black_box;
 use std::sync::Arc;
@@ -163,6 +163,12 @@ fn resile_layer(pool: &Pool, threads: usize, iters: u64) -> Duration {
     run_clones(pool, threads, iters, BulkheadLayer::new(b).layer(Echo))
 }
 
+/// The same clock as the peers: they read `std::time::Instant` at both ends of each request.
+fn resile_layer_system(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    let b = Arc::new(adaptive(SystemClock::new()));
+    run_clones(pool, threads, iters, BulkheadLayer::new(b).layer(Echo))
+}
+
 fn tower_acc(pool: &Pool, threads: usize, iters: u64) -> Duration {
     let algorithm = tower_acc::Aimd::builder()
         .initial_limit(LIMIT as usize)
@@ -235,6 +241,12 @@ pub fn cases() -> Vec<Case> {
             "resile BulkheadLayer, adaptive (AIMD) + RecentClock",
             Role::Resile,
             resile_layer as _,
+        ),
+        c(
+            layer,
+            "resile BulkheadLayer, adaptive (AIMD) + SystemClock (the peers' clock)",
+            Role::Resile,
+            resile_layer_system as _,
         ),
         c(
             layer,
