@@ -2,14 +2,20 @@
 //!
 //! # Implementation details
 //!
-//! A ring of `size` one-byte slots, a claim cursor and one packed totals word, each hot word on
-//! its own cache line:
+//! A ring of `size` one-byte slots, a claim cursor and one packed totals word; the cursor and
+//! the totals share one padded cache line:
 //!
 //! ```text
-//! cursor: CachePadded<AtomicU64>    claims; slot = cursor % size
-//! totals: CachePadded<AtomicU64>    biased counts of the ring's contents (layout below)
-//! slots:  Box<[AtomicU8]>           EMPTY or an outcome code
+//! hot.totals: AtomicU64    biased counts of the ring's contents (layout below)
+//! hot.cursor: AtomicU64    claims; slot = cursor % size
+//! slots:  Box<[AtomicU8]>  EMPTY or an outcome code
 //! ```
+//!
+//! A record that changes the ring writes both counters, one right after the other: on one line,
+//! the second finds the line the first just took, so contended records move one line between
+//! cores where two separately padded words moved two (figures in BENCHMARKS.md). The slots stay
+//! apart: packed into the same line as 3-bit codes, every record contended on that one line and
+//! a slot's write became a CAS loop, which cost more at 1 and 2 threads.
 //!
 //! `record(o)`:
 //! 1. (fast path) if `o` is a plain success and the totals say "full of plain successes", the
@@ -145,6 +151,14 @@ const fn full_of_successes(size: u32) -> u64 {
     TOTALS_BIAS + ((size as u64) << CALLS_SHIFT)
 }
 
+/// The two counters every record that claims a slot writes, on one cache line.
+struct Hot {
+    /// The packed totals (see [`FIELD_BITS`]); read on every record, written on most.
+    totals: AtomicU64,
+    /// The claim cursor; never wraps in practice (2^64 claims).
+    cursor: AtomicU64,
+}
+
 /// The outcomes of the last `size` calls, with running totals.
 ///
 /// Lock-free: [`record`](Self::record) is at most one `fetch_add` on a cursor, one `swap` of a
@@ -165,10 +179,8 @@ const fn full_of_successes(size: u32) -> u64 {
 /// assert_eq!((t.calls, t.failures), (2, 0));
 /// ```
 pub struct CountWindow {
-    /// The packed totals (see [`FIELD_BITS`]); read on every record, written on most.
-    totals: CachePadded<AtomicU64>,
-    /// The claim cursor; never wraps in practice (2^64 claims).
-    cursor: CachePadded<AtomicU64>,
+    /// The totals and the cursor, on one cache line.
+    hot: CachePadded<Hot>,
     slots: Box<[AtomicU8]>,
     size: u32,
     /// `claim % size` without a `div` instruction.
@@ -195,8 +207,10 @@ impl CountWindow {
             ));
         }
         Ok(Self {
-            totals: CachePadded::new(AtomicU64::new(TOTALS_BIAS)),
-            cursor: CachePadded::new(AtomicU64::new(0)),
+            hot: CachePadded::new(Hot {
+                totals: AtomicU64::new(TOTALS_BIAS),
+                cursor: AtomicU64::new(0),
+            }),
             slots: (0..size).map(|_| AtomicU8::new(EMPTY)).collect(),
             size,
             per_lap: Divisor::new(size as u64),
@@ -214,7 +228,7 @@ impl CountWindow {
     pub fn record(&self, outcome: Outcome) -> Tally {
         if let Outcome::Success = outcome {
             // Relaxed: see the totals' ordering note.
-            if self.totals.load(Ordering::Relaxed) == full_of_successes(self.size) {
+            if self.hot.totals.load(Ordering::Relaxed) == full_of_successes(self.size) {
                 // The ring holds only plain successes: replacing the oldest by a plain success
                 // changes neither the counts nor (as a multiset) the contents.
                 return Tally {
@@ -232,7 +246,7 @@ impl CountWindow {
         let new = code(outcome);
         // Relaxed: the cursor only spreads claims over the slots; correctness of the counts rests
         // on each slot's swap, not on the cursor.
-        let claim = self.cursor.fetch_add(1, Ordering::Relaxed);
+        let claim = self.hot.cursor.fetch_add(1, Ordering::Relaxed);
         let i = self.per_lap.div_rem(claim).1 as usize;
         let Some(slot) = self.slots.get(i) else {
             return self.snapshot(); // unreachable: i < size == slots.len()
@@ -251,20 +265,20 @@ impl CountWindow {
             // A racing recorder wrote the same outcome between the load and the swap.
             return self.snapshot();
         }
-        let before = self.totals.fetch_add(d, Ordering::Relaxed);
+        let before = self.hot.totals.fetch_add(d, Ordering::Relaxed);
         decode(before.wrapping_add(d), self.size)
     }
 
     /// The current totals.
     #[inline]
     pub fn snapshot(&self) -> Tally {
-        decode(self.totals.load(Ordering::Relaxed), self.size)
+        decode(self.hot.totals.load(Ordering::Relaxed), self.size)
     }
 
     /// The ring's contents, oldest first as far as the cursor tells (for tests and debugging; it
     /// reads every slot, so it is not atomic with concurrent records).
     pub fn outcomes(&self) -> Vec<Outcome> {
-        let start = self.cursor.load(Ordering::Relaxed) % u64::from(self.size);
+        let start = self.hot.cursor.load(Ordering::Relaxed) % u64::from(self.size);
         let n = self.slots.len();
         (0..n)
             .filter_map(|k| {
@@ -282,7 +296,7 @@ impl CountWindow {
             let old = slot.swap(EMPTY, Ordering::Relaxed);
             removed = removed.wrapping_add(ENC[(old & 7) as usize]);
         }
-        self.totals.fetch_sub(removed, Ordering::Relaxed);
+        self.hot.totals.fetch_sub(removed, Ordering::Relaxed);
     }
 }
 
@@ -417,8 +431,8 @@ mod tests {
         for _ in 0..4 {
             w.record(Outcome::Success);
         }
-        let cursor = w.cursor.load(Ordering::Relaxed);
-        let totals = w.totals.load(Ordering::Relaxed);
+        let cursor = w.hot.cursor.load(Ordering::Relaxed);
+        let totals = w.hot.totals.load(Ordering::Relaxed);
         for _ in 0..10 {
             assert_eq!(
                 w.record(Outcome::Success),
@@ -429,8 +443,8 @@ mod tests {
                 }
             );
         }
-        assert_eq!(w.cursor.load(Ordering::Relaxed), cursor);
-        assert_eq!(w.totals.load(Ordering::Relaxed), totals);
+        assert_eq!(w.hot.cursor.load(Ordering::Relaxed), cursor);
+        assert_eq!(w.hot.totals.load(Ordering::Relaxed), totals);
         // A failure still lands and then ages out after `size` successes.
         assert_eq!(w.record(Outcome::Failure).failures, 1);
         for _ in 0..3 {
@@ -504,7 +518,7 @@ mod tests {
             }
             assert_eq!(w.snapshot(), expect);
             // The raw word carries no transient residue once quiescent.
-            let raw = w.totals.load(Ordering::Relaxed);
+            let raw = w.hot.totals.load(Ordering::Relaxed);
             let unbiased = raw.wrapping_sub(TOTALS_BIAS);
             assert_eq!(unbiased & FIELD_MASK, u64::from(expect.calls));
         }
