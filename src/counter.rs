@@ -1,13 +1,17 @@
-//! Striped statistics counters: for counts that only feed `metrics()` but are written on a hot
-//! path by many threads at once (a breaker refusing while open, a full bulkhead failing fast, a
-//! retry budget's lifetime counts).
+//! Counters written on a hot path by many threads at once, read rarely.
 //!
 //! One shared `AtomicU64` written by every thread is one cache line bouncing between cores: each
 //! `fetch_add` waits for the line, so a path that is otherwise read-only stops scaling. Here each
 //! thread adds to its own stripe (picked by [`thread_stripe`]), so threads on different stripes
-//! never contend, and a read sums the stripes.
+//! never contend, and a read sums the stripes. Two kinds:
 //!
-//! # Layout
+//! - [`StatCounters`]: counts that only grow and feed `metrics()` (a breaker refusing while open,
+//!   a full bulkhead failing fast, a retry budget's and a drainer's lifetime counts). The first
+//!   threads own a cell each and add with a plain load and store; see its docs.
+//! - [`StripedCounters`] (below): counts a reader takes and zeroes (the adaptive limit's samples),
+//!   every add a `fetch_add` on the caller's stripe.
+//!
+//! # Layout of [`StripedCounters`]
 //!
 //! ```text
 //! cells: Box<[CachePadded<[AtomicU64; LANES]>]>   stripes = stripe_count(): a power of two
@@ -35,7 +39,7 @@
 //!   (joined, or otherwise synchronised with the reader). Each stripe only grows, so successive
 //!   sums by one reader never go down.
 //!
-//! # Cost
+//! # Cost of [`StripedCounters`]
 //!
 //! Memory: `stripes × size_of::<CachePadded<..>>()` (128 bytes on x86_64 and aarch64), so 512 B
 //! on 2 CPUs and 4 KiB at the 32-stripe cap, allocated once when the owning primitive is built;
@@ -51,6 +55,7 @@ pub(crate) struct StripedCounters<const LANES: usize> {
 }
 
 /// One striped counter.
+#[cfg(test)]
 pub(crate) type StripedCounter = StripedCounters<1>;
 
 impl<const LANES: usize> StripedCounters<LANES> {
@@ -73,6 +78,7 @@ impl<const LANES: usize> StripedCounters<LANES> {
     }
 
     /// Adds `n` to `lane`: one `Relaxed` `fetch_add` on this thread's stripe.
+    #[cfg(test)]
     #[inline]
     pub(crate) fn add_to(&self, lane: usize, n: u64) {
         self.mine()[lane].fetch_add(n, Ordering::Relaxed);
@@ -126,6 +132,7 @@ impl<const LANES: usize> StripedCounters<LANES> {
     }
 }
 
+#[cfg(test)]
 impl StripedCounter {
     /// Adds `n`: one `Relaxed` `fetch_add` on this thread's stripe.
     #[inline]
@@ -136,6 +143,111 @@ impl StripedCounter {
     /// The total over all stripes (`Relaxed` loads; exact once adders are quiescent).
     pub(crate) fn sum(&self) -> u64 {
         self.sum_of(0)
+    }
+}
+
+/// `LANES` statistics counters that only grow, whose adds are usually plain stores: the first
+/// threads to ask for a stripe number each own a cell, so their add is a load and a store on a
+/// line no other thread writes (no locked instruction); later threads share striped cells with
+/// `fetch_add`, as [`StripedCounters`] do. A read sums all cells.
+///
+/// For counts that feed `metrics()` (refusals, lifetime counts). Counts that a reader takes and
+/// zeroes need [`StripedCounters`]: a take racing an owner's plain store could lose the add.
+///
+/// ```text
+/// cells: Box<[CachePadded<[AtomicU64; LANES]>]>   owned + shared cells
+///   cells[t]                    thread t's own, for t = thread_stripe() < owned
+///   cells[owned + (t % shared)] every later thread's, by fetch_add
+/// ```
+///
+/// `owned` is [`stripe_count`] (twice the cores, as a power of two: the threads a server starts
+/// first, its runtime's workers among them); `shared` is half of it, at least one.
+///
+/// Orderings:
+///
+/// - an owner's add: a `Relaxed` load and a `Relaxed` store of its own cell. [`thread_stripe`]
+///   hands each number below `owned` to one thread only, ever, so no other thread writes that
+///   cell: the load reads the owner's own last store and no add is lost.
+/// - a later thread's add: `fetch_add(Relaxed)` on its shared cell; an RMW, so none is lost.
+/// - `sum_of`: a `Relaxed` load per cell, as for [`StripedCounters::sum_of`]: exact once the
+///   adders are quiescent, never lower than a sum the same reader took before.
+///
+/// Memory: `1.5 × stripe_count()` padded cells (128 bytes each on x86_64 and aarch64), allocated
+/// once when the owning primitive is built; nothing allocates after.
+pub(crate) struct StatCounters<const LANES: usize> {
+    cells: Box<[CachePadded<[AtomicU64; LANES]>]>,
+    /// How many cells are owned, one thread each (a power of two; the shared ones follow).
+    owned: usize,
+}
+
+/// One statistics counter.
+pub(crate) type StatCounter = StatCounters<1>;
+
+impl<const LANES: usize> StatCounters<LANES> {
+    /// All lanes zero (allocated here, once).
+    pub(crate) fn new() -> Self {
+        let owned = stripe_count();
+        let shared = (owned / 2).max(1);
+        Self {
+            cells: (0..owned + shared)
+                .map(|_| CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))))
+                .collect(),
+            owned,
+        }
+    }
+
+    /// Adds `n` to `lane`: a load and a store of this thread's own cell, or a `fetch_add` on a
+    /// shared one (see the orderings above).
+    #[inline]
+    pub(crate) fn add_to(&self, lane: usize, n: u64) {
+        let t = thread_stripe();
+        if let Some(own) = self.cells.get(t).filter(|_| t < self.owned) {
+            let cell = &own[lane];
+            cell.store(
+                cell.load(Ordering::Relaxed).wrapping_add(n),
+                Ordering::Relaxed,
+            );
+        } else {
+            let shared = self.cells.len() - self.owned;
+            self.cells[self.owned + t % shared][lane].fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// The total of `lane` over all cells (`Relaxed` loads; exact once adders are quiescent).
+    pub(crate) fn sum_of(&self, lane: usize) -> u64 {
+        self.cells
+            .iter()
+            .map(|c| c[lane].load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
+    }
+}
+
+impl StatCounter {
+    /// Adds `n` to this thread's cell.
+    #[inline]
+    pub(crate) fn add(&self, n: u64) {
+        self.add_to(0, n);
+    }
+
+    /// The total over all cells (`Relaxed` loads; exact once adders are quiescent).
+    pub(crate) fn sum(&self) -> u64 {
+        self.sum_of(0)
+    }
+}
+
+impl<const LANES: usize> Default for StatCounters<LANES> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const LANES: usize> std::fmt::Debug for StatCounters<LANES> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sums: [u64; LANES] = std::array::from_fn(|lane| self.sum_of(lane));
+        f.debug_struct("StatCounters")
+            .field("sums", &sums)
+            .field("owned", &self.owned)
+            .finish()
     }
 }
 
@@ -209,6 +321,63 @@ mod tests {
         assert_eq!(c.sum_of(0), THREADS * ADDS);
         assert_eq!(c.sum_of(1), 0);
         assert_eq!(c.sum_of(2), ADDS * (0..THREADS).sum::<u64>());
+    }
+
+    #[test]
+    fn stat_counters_are_exact_after_owners_and_sharers_join() {
+        // More threads than owned cells, so some add to their own cell and the rest share.
+        const THREADS: u64 = if cfg!(miri) { 8 } else { 64 };
+        const ADDS: u64 = if cfg!(miri) { 200 } else { 10_000 };
+        let c = StatCounters::<3>::new();
+        assert_eq!(c.cells.len(), c.owned + (c.owned / 2).max(1));
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let c = &c;
+                s.spawn(move || {
+                    for _ in 0..ADDS {
+                        c.add_to(0, 1);
+                        c.add_to(2, t);
+                    }
+                });
+            }
+        });
+        assert_eq!(c.sum_of(0), THREADS * ADDS);
+        assert_eq!(c.sum_of(1), 0);
+        assert_eq!(c.sum_of(2), ADDS * (0..THREADS).sum::<u64>());
+        // The counting threads have exited; this one adds on top of what they left.
+        let one = StatCounter::new();
+        one.add(5);
+        one.add(1);
+        assert_eq!(one.sum(), 6);
+    }
+
+    #[test]
+    fn stat_sums_read_while_adding_never_go_down() {
+        const ADDS: u64 = if cfg!(miri) { 500 } else { 50_000 };
+        let c = StatCounter::new();
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..ADDS {
+                        c.add(1);
+                    }
+                });
+            }
+            s.spawn(|| {
+                let mut last = 0;
+                while !done.load(Ordering::Relaxed) {
+                    let now = c.sum();
+                    assert!(now >= last, "{now} < {last}");
+                    last = now;
+                }
+            });
+            while c.sum() < 4 * ADDS {
+                std::thread::yield_now();
+            }
+            done.store(true, Ordering::Relaxed);
+        });
+        assert_eq!(c.sum(), 4 * ADDS);
     }
 
     #[test]

@@ -390,3 +390,23 @@ fn owned_release_handing_off_races_the_last_waiters_drop() {
         assert_eq!(drop_count(&drops), 1);
     });
 }
+
+/// Refusals from three threads while a fourth reads the metrics: under loom the counter has two
+/// owned cells (threads 0 and 1 add with a plain load and store) and one shared cell (thread 2
+/// adds with `fetch_add`). No refusal is lost, and the concurrent read is between 0 and 3.
+#[test]
+fn refusals_by_cell_owners_and_a_sharer_all_count() {
+    model(|| {
+        let b = bulkhead(1);
+        let _held = b.try_acquire().unwrap();
+        let refuse = |b: Arc<Bulkhead<ManualClock>>| move || assert!(b.try_acquire().is_err());
+        let one = thread::spawn(refuse(b.clone()));
+        let two = thread::spawn(refuse(b.clone()));
+        assert!(b.try_acquire().is_err());
+        let seen = b.metrics().refused;
+        assert!(seen <= 3, "{seen}");
+        one.join().unwrap();
+        two.join().unwrap();
+        assert_eq!(b.metrics().refused, 3);
+    });
+}

@@ -147,7 +147,7 @@ pub use state::{State, TripReason};
 
 use crate::classify::{Classify, ErrIsFailure, Verdict};
 use crate::clock::{Clock, SystemClock};
-use crate::counter::StripedCounter;
+use crate::counter::StatCounter;
 use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering};
 use crate::window::Outcome;
 use config::{BreachHook, Hook, Settings, Window};
@@ -262,7 +262,7 @@ pub struct ProbeMetrics {
 pub struct CircuitBreaker<C: Clock = SystemClock> {
     word: CachePadded<AtomicU64>,
     /// Refusals, striped: the open breaker's refusal path is otherwise read-only.
-    refused: StripedCounter,
+    refused: StatCounter,
     /// The transition stamp: the `now` of the latest transition (raised before its CAS, so a
     /// lower bound on the age of any state a thread has loaded since), for
     /// [`BreakerMetrics::since_last_transition`] and for reading deadlines older than their tick field.
@@ -315,7 +315,7 @@ impl<C: Clock> CircuitBreaker<C> {
         let now = clock.now();
         Self {
             word: CachePadded::new(AtomicU64::new(state::CLOSED)),
-            refused: StripedCounter::new(),
+            refused: StatCounter::new(),
             changed_at: AtomicU64::new(now),
             window,
             timed: AtomicBool::new(params.slow_nanos != NOT_SLOW),

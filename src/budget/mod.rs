@@ -47,7 +47,7 @@
 //! ```
 
 use crate::clock::{Clock, SystemClock, duration_to_nanos};
-use crate::counter::StripedCounters;
+use crate::counter::StatCounters;
 use crate::error::ConfigError;
 use crate::window::TimeWindow;
 use ledger::{Ledger, REQUESTS, RETRIES};
@@ -137,7 +137,7 @@ pub struct BudgetMetrics {
     pub balance: u64,
 }
 
-/// The lifetime counters' lanes in one [`StripedCounters`]. Statistics only: no decision reads
+/// The lifetime counters' lanes in one [`StatCounters`]. Statistics only: no decision reads
 /// them, so every access is `Relaxed`; each thread adds to its own stripe (its own cache line),
 /// so counting does not serialise deposits and withdraws that the window lets run in parallel.
 mod lane {
@@ -206,7 +206,7 @@ pub struct RetryBudget<C: Clock = SystemClock> {
     window: Ledger,
     mode: Mode,
     clock: C,
-    counters: StripedCounters<3>,
+    counters: StatCounters<3>,
 }
 
 impl RetryBudget {
@@ -499,7 +499,7 @@ impl<C: Clock> BudgetBuilder<C> {
             window,
             mode,
             clock: self.clock,
-            counters: StripedCounters::new(),
+            counters: StatCounters::new(),
         })
     }
 }

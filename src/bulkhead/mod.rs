@@ -47,7 +47,7 @@
 //! until releases bring them under the new limit, as the word's resize always has.
 
 use crate::clock::{Clock, SystemClock, duration_to_nanos};
-use crate::counter::StripedCounter;
+use crate::counter::StatCounter;
 use crate::error::ConfigError;
 use crate::sync::{AtomicU64, AtomicUsize, Lifetime, Mutex, Ordering, fence, lock, park_timeout};
 use crate::timer::SharedTimer;
@@ -130,7 +130,7 @@ unsafe impl<C: Clock> Sync for Bulkhead<C> {}
 struct Core<C: Clock> {
     hot: CachePadded<Hot>,
     /// Refusals, striped: a full bulkhead's fail-fast path is otherwise read-only.
-    refused: StripedCounter,
+    refused: StatCounter,
     /// The queue's length, readable without the lock (written under it).
     waiting: AtomicUsize,
     queue: Mutex<Queue>,
@@ -197,7 +197,7 @@ impl<C: Clock> Bulkhead<C> {
                 word: AtomicU64::new(word::new(limit)),
                 peak: AtomicU64::new(0),
             }),
-            refused: StripedCounter::new(),
+            refused: StatCounter::new(),
             waiting: AtomicUsize::new(0),
             queue: Mutex::new(Queue::new()),
             name,

@@ -58,7 +58,7 @@ pub use word::MAX_IN_FLIGHT;
 use word::*;
 
 use crate::clock::{Clock, SystemClock, duration_to_nanos};
-use crate::counter::StripedCounters;
+use crate::counter::StatCounters;
 use crate::sync::{
     AtomicU64, Lifetime, Mutex, Ordering, StdArc as Arc, StdWeak as Weak, fence, lock, park_timeout,
 };
@@ -218,7 +218,7 @@ struct Core<C: Clock> {
     entry_wraps: AtomicU64,
     /// Refused `enter` calls, striped: lane [`EARLY`] for those refused by `refusing` (never
     /// counted in the word), lane [`LATE`] for those the word refused (their entry is counted).
-    refused: StripedCounters<2>,
+    refused: StatCounters<2>,
     /// Clock reading when draining started, or UNSET.
     started_at: AtomicU64,
     /// Clock reading when the drain completed, or UNSET.
@@ -293,7 +293,7 @@ impl<C: Clock> Drainer<C> {
             word: CachePadded::new(AtomicU64::new(0)),
             refusing: CachePadded::new(AtomicU64::new(0)),
             entry_wraps: AtomicU64::new(0),
-            refused: StripedCounters::new(),
+            refused: StatCounters::new(),
             started_at: AtomicU64::new(UNSET),
             drained_at: AtomicU64::new(UNSET),
             drained: Notify::new(),
