@@ -261,7 +261,7 @@ pub struct ProbeMetrics {
 /// ```
 pub struct CircuitBreaker<C: Clock = SystemClock> {
     word: CachePadded<AtomicU64>,
-    /// Refusals, striped: the open breaker's refusal path is otherwise read-only.
+    /// Refusals, one cell per thread: the open breaker's refusal path is otherwise read-only.
     refused: StatCounter,
     /// The transition stamp: the `now` of the latest transition (raised before its CAS, so a
     /// lower bound on the age of any state a thread has loaded since), for

@@ -138,7 +138,7 @@ pub struct BudgetMetrics {
 }
 
 /// The lifetime counters' lanes in one [`StatCounters`]. Statistics only: no decision reads
-/// them, so every access is `Relaxed`; each thread adds to its own stripe (its own cache line),
+/// them, so every access is `Relaxed`; each thread adds to its own cell (its own cache line),
 /// so counting does not serialise deposits and withdraws that the window lets run in parallel.
 mod lane {
     pub(super) const DEPOSITS: usize = 0;
@@ -161,7 +161,7 @@ mod lane {
 /// | newest bucket's `requests` word | [`deposit`](Self::deposit), ratio mode only | one CAS: count + 1 |
 /// | newest bucket's `retries` word | [`try_withdraw`](Self::try_withdraw) | one CAS, after checking `allowance(requests) > retries` against the sealed sums and the words it read: the CAS succeeds only if the retries it checked are still the retries, so the check and the debit are one atomic step |
 /// | sealed sums, head epoch | the first operation in a new bucket period | seals the previous bucket, sums the sealed ones, one CAS each |
-/// | counters `deposits`, `granted`, `refused` | deposit, try_withdraw | `add_to(lane, 1)`: one `fetch_add(Relaxed)` on this thread's stripe |
+/// | counters `deposits`, `granted`, `refused` | deposit, try_withdraw | `add_to(lane, 1)`: a `Relaxed` load and store of this thread's own cell (a `fetch_add` on a shared cell for threads past the owned ones; see `counter.rs`) |
 ///
 /// Orderings (each access of the ledger is listed in `budget/ledger.rs`):
 ///

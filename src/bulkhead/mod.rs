@@ -129,7 +129,7 @@ unsafe impl<C: Clock> Sync for Bulkhead<C> {}
 /// word, so no release hands a slot on in a freed core.
 struct Core<C: Clock> {
     hot: CachePadded<Hot>,
-    /// Refusals, striped: a full bulkhead's fail-fast path is otherwise read-only.
+    /// Refusals, one cell per thread: a full bulkhead's fail-fast path is otherwise read-only.
     refused: StatCounter,
     /// The queue's length, readable without the lock (written under it).
     waiting: AtomicUsize,

@@ -216,7 +216,7 @@ struct Core<C: Clock> {
     refusing: CachePadded<AtomicU64>,
     /// How many times the entries field wrapped (bumped by the carrying `enter`).
     entry_wraps: AtomicU64,
-    /// Refused `enter` calls, striped: lane [`EARLY`] for those refused by `refusing` (never
+    /// Refused `enter` calls, per thread: lane [`EARLY`] for those refused by `refusing` (never
     /// counted in the word), lane [`LATE`] for those the word refused (their entry is counted).
     refused: StatCounters<2>,
     /// Clock reading when draining started, or UNSET.
