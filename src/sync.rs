@@ -69,7 +69,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     }
 }
 
-/// The most stripes a [`StripedCounter`](crate::counter::StripedCounter) uses.
+/// The most stripes a [`StripedCounters`](crate::counter::StripedCounters) uses.
 pub(crate) const MAX_STRIPES: usize = 32;
 
 /// How many stripes a striped counter gets: twice the available parallelism rounded up to a
@@ -96,12 +96,15 @@ pub(crate) fn stripe_count() -> usize {
 }
 
 /// A small number for the calling thread, for picking a counter stripe: threads get 0, 1, 2, ...
-/// in the order they first ask, so up to `stripes` threads spread over distinct stripes.
+/// in the order they first ask, so up to `stripes` threads spread over distinct stripes. No two
+/// threads ever get the same number (it would take 2^64 threads for the counter to wrap), which
+/// [`StatCounters`](crate::counter::StatCounters) relies on: the thread numbered `i` alone writes
+/// its cell `i`.
 ///
 /// A `const`-initialised thread-local `Cell` (no destructor, so it never registers one and never
 /// allocates), filled on first use from a process-wide **std** `AtomicUsize`. That static is std's
-/// even under loom (loom atomics cannot be `static`): it is only a hash for spreading threads over
-/// stripes, no value is published through it, and any number it hands out is correct.
+/// even under loom (loom atomics cannot be `static`): no value is published through it, and its
+/// `fetch_add` alone makes the numbers distinct.
 #[cfg(not(resile_loom))]
 #[inline]
 pub(crate) fn thread_stripe() -> usize {
@@ -126,7 +129,8 @@ pub(crate) fn thread_stripe() -> usize {
 /// Under loom every model thread runs on the test's OS thread, so a std thread-local would put
 /// them all on one stripe; instead the stripe is loom's per-execution thread index (0 for the
 /// model's main thread, then 1, 2, ... in spawn order), which is the same in every execution, so
-/// each explored interleaving touches the same atomics. Read from `ThreadId`'s `Debug` output
+/// each explored interleaving touches the same atomics, and distinct between the threads of one
+/// execution, as the std numbers are. Read from `ThreadId`'s `Debug` output
 /// ("ThreadId(N)"), loom's only public view of the index.
 #[cfg(resile_loom)]
 pub(crate) fn thread_stripe() -> usize {
