@@ -300,113 +300,107 @@ mod tests {
         assert_ne!(a, b);
     }
 
-    #[test]
-    fn sums_are_exact_after_many_threads_join() {
-        // More threads than stripes: several share each stripe (miri reports one core, so two
-        // stripes, and interprets every add: fewer of both there).
+    /// The two kinds' adds and sums, for tests that run on both.
+    trait Counts: Sync {
+        fn add(&self, lane: usize, n: u64);
+        fn sum(&self, lane: usize) -> u64;
+    }
+
+    impl<const LANES: usize> Counts for StripedCounters<LANES> {
+        fn add(&self, lane: usize, n: u64) {
+            self.add_to(lane, n);
+        }
+        fn sum(&self, lane: usize) -> u64 {
+            self.sum_of(lane)
+        }
+    }
+
+    impl<const LANES: usize> Counts for StatCounters<LANES> {
+        fn add(&self, lane: usize, n: u64) {
+            self.add_to(lane, n);
+        }
+        fn sum(&self, lane: usize) -> u64 {
+            self.sum_of(lane)
+        }
+    }
+
+    /// More threads than stripes (or owned cells) add to lanes 0 and 2 of `c`: the sums are
+    /// exact once they have joined (miri reports one core, so two stripes, and interprets every
+    /// add: fewer of both there).
+    fn exact_after_many_threads_join(c: &impl Counts) {
         const THREADS: u64 = if cfg!(miri) { 8 } else { 64 };
         const ADDS: u64 = if cfg!(miri) { 200 } else { 10_000 };
-        let c = StripedCounters::<3>::new();
         std::thread::scope(|s| {
             for t in 0..THREADS {
-                let c = &c;
                 s.spawn(move || {
                     for _ in 0..ADDS {
-                        c.add_to(0, 1);
-                        c.add_to(2, t);
+                        c.add(0, 1);
+                        c.add(2, t);
                     }
                 });
             }
         });
-        assert_eq!(c.sum_of(0), THREADS * ADDS);
-        assert_eq!(c.sum_of(1), 0);
-        assert_eq!(c.sum_of(2), ADDS * (0..THREADS).sum::<u64>());
+        assert_eq!(c.sum(0), THREADS * ADDS);
+        assert_eq!(c.sum(1), 0);
+        assert_eq!(c.sum(2), ADDS * (0..THREADS).sum::<u64>());
+    }
+
+    /// Four adders and a reader of lane 0: no sum the reader takes is below the one before.
+    fn sums_never_go_down_while_adding(c: &impl Counts) {
+        const ADDS: u64 = if cfg!(miri) { 500 } else { 50_000 };
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..ADDS {
+                        c.add(0, 1);
+                    }
+                });
+            }
+            s.spawn(|| {
+                let mut last = 0;
+                while !done.load(Ordering::Relaxed) {
+                    let now = c.sum(0);
+                    assert!(now >= last, "{now} < {last}");
+                    last = now;
+                }
+            });
+            // Stop the reader once every add is in (the scope then joins the adders).
+            while c.sum(0) < 4 * ADDS {
+                std::thread::yield_now();
+            }
+            done.store(true, Ordering::Relaxed);
+        });
+        assert_eq!(c.sum(0), 4 * ADDS);
+    }
+
+    #[test]
+    fn sums_are_exact_after_many_threads_join() {
+        exact_after_many_threads_join(&StripedCounters::<3>::new());
+    }
+
+    #[test]
+    fn sums_read_while_adding_never_go_down() {
+        sums_never_go_down_while_adding(&StripedCounter::new());
     }
 
     #[test]
     fn stat_counters_are_exact_after_owners_and_sharers_join() {
         // More threads than owned cells, so some add to their own cell and the rest share.
-        const THREADS: u64 = if cfg!(miri) { 8 } else { 64 };
-        const ADDS: u64 = if cfg!(miri) { 200 } else { 10_000 };
         let c = StatCounters::<3>::new();
         assert_eq!(c.cells.len(), c.owned + (c.owned / 2).max(1));
-        std::thread::scope(|s| {
-            for t in 0..THREADS {
-                let c = &c;
-                s.spawn(move || {
-                    for _ in 0..ADDS {
-                        c.add_to(0, 1);
-                        c.add_to(2, t);
-                    }
-                });
-            }
-        });
-        assert_eq!(c.sum_of(0), THREADS * ADDS);
-        assert_eq!(c.sum_of(1), 0);
-        assert_eq!(c.sum_of(2), ADDS * (0..THREADS).sum::<u64>());
+        exact_after_many_threads_join(&c);
         // The counting threads have exited; this one adds on top of what they left.
+        c.add_to(1, 5);
+        c.add_to(1, 1);
+        assert_eq!(c.sum_of(1), 6);
         let one = StatCounter::new();
         one.add(5);
-        one.add(1);
-        assert_eq!(one.sum(), 6);
+        assert_eq!(one.sum(), 5);
     }
 
     #[test]
     fn stat_sums_read_while_adding_never_go_down() {
-        const ADDS: u64 = if cfg!(miri) { 500 } else { 50_000 };
-        let c = StatCounter::new();
-        let done = AtomicBool::new(false);
-        std::thread::scope(|s| {
-            for _ in 0..4 {
-                s.spawn(|| {
-                    for _ in 0..ADDS {
-                        c.add(1);
-                    }
-                });
-            }
-            s.spawn(|| {
-                let mut last = 0;
-                while !done.load(Ordering::Relaxed) {
-                    let now = c.sum();
-                    assert!(now >= last, "{now} < {last}");
-                    last = now;
-                }
-            });
-            while c.sum() < 4 * ADDS {
-                std::thread::yield_now();
-            }
-            done.store(true, Ordering::Relaxed);
-        });
-        assert_eq!(c.sum(), 4 * ADDS);
-    }
-
-    #[test]
-    fn sums_read_while_adding_never_go_down() {
-        const ADDS: u64 = if cfg!(miri) { 500 } else { 50_000 };
-        let c = StripedCounter::new();
-        let done = AtomicBool::new(false);
-        std::thread::scope(|s| {
-            for _ in 0..4 {
-                s.spawn(|| {
-                    for _ in 0..ADDS {
-                        c.add(1);
-                    }
-                });
-            }
-            s.spawn(|| {
-                let mut last = 0;
-                while !done.load(Ordering::Relaxed) {
-                    let now = c.sum();
-                    assert!(now >= last, "{now} < {last}");
-                    last = now;
-                }
-            });
-            // The adders are joined by the scope; stop the reader after them.
-            while c.sum() < 4 * ADDS {
-                std::thread::yield_now();
-            }
-            done.store(true, Ordering::Relaxed);
-        });
-        assert_eq!(c.sum(), 4 * ADDS);
+        sums_never_go_down_while_adding(&StatCounters::<1>::new());
     }
 }

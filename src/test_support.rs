@@ -30,15 +30,18 @@ pub(crate) fn counting_waker() -> (Arc<WakeCount>, Waker) {
 }
 
 /// An error with another as its source, as tower's `Buffer` wraps its inner error.
+#[cfg(any(feature = "http", feature = "tower-retry"))]
 #[derive(Debug)]
 pub(crate) struct Wrapped(pub(crate) Box<dyn std::error::Error + Send + Sync>);
 
+#[cfg(any(feature = "http", feature = "tower-retry"))]
 impl std::fmt::Display for Wrapped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "wrapped: {}", self.0)
     }
 }
 
+#[cfg(any(feature = "http", feature = "tower-retry"))]
 impl std::error::Error for Wrapped {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(self.0.as_ref())
