@@ -236,6 +236,8 @@ impl Reference {
 struct Held {
     permit: resile::bulkhead::OwnedBulkheadPermit<ManualClock>,
     start: u64,
+    /// The calls in flight when it was granted, itself counted.
+    in_flight: u32,
 }
 
 fuzz_target!(|input: Input| {
@@ -379,6 +381,7 @@ fuzz_target!(|input: Input| {
                     held.push(Held {
                         permit: got.expect("the model admits"),
                         start: now,
+                        in_flight: held.len() as u32 + 1,
                     });
                 } else {
                     refused += 1;
@@ -390,7 +393,8 @@ fuzz_target!(|input: Input| {
                     continue;
                 }
                 let h = held.remove(usize::from(i) % held.len());
-                let in_flight = held.len() as u32 + 1;
+                // The calls in flight when this one was granted, itself counted.
+                let in_flight = h.in_flight;
                 let outcome = match kind % 4 {
                     0 => {
                         h.permit.success();

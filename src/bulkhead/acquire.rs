@@ -27,18 +27,19 @@ pub(super) enum WaitState {
 }
 
 impl WaitState {
-    /// Polls for a slot; `Ready(Ok)` means the caller now owns one.
+    /// Polls for a slot; `Ready(Ok)` means the caller now owns one, with `Some(the calls in
+    /// flight with it)` when it took a free slot itself, `None` when a release handed it over.
     fn poll<C: Clock>(
         &mut self,
         b: &Bulkhead<C>,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<(), BulkheadError>> {
+    ) -> Poll<Result<Option<u32>, BulkheadError>> {
         loop {
             match self {
                 WaitState::Start => match b.try_admit() {
-                    Ok(()) => {
+                    Ok(in_flight) => {
                         *self = WaitState::Done;
-                        return Poll::Ready(Ok(()));
+                        return Poll::Ready(Ok(Some(in_flight)));
                     }
                     Err(Refusal::Full(_)) => {
                         match b.register(Waiter::Task(cx.waker().clone())) {
@@ -69,7 +70,7 @@ impl WaitState {
                     match slot.state() {
                         SlotState::Granted => {
                             *self = WaitState::Done;
-                            return Poll::Ready(Ok(()));
+                            return Poll::Ready(Ok(None));
                         }
                         SlotState::Closed => {
                             *self = WaitState::Done;
@@ -137,9 +138,9 @@ impl<'a, C: Clock> Future for Acquire<'a, C> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let b = this.bulkhead;
-        this.wait.poll(b, cx).map_ok(|()| BulkheadPermit {
+        this.wait.poll(b, cx).map_ok(|admitted| BulkheadPermit {
             bulkhead: b,
-            start: b.core().permit_start(),
+            stamp: b.core().stamp_granted(admitted),
         })
     }
 }
@@ -184,11 +185,13 @@ impl<C: Clock> Future for AcquireOwned<C> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let b = &this.bulkhead;
-        this.wait.poll(b, cx).map_ok(|()| OwnedBulkheadPermit {
-            core: b.core,
-            start: b.core().permit_start(),
-            _owns: PhantomData,
-        })
+        this.wait
+            .poll(b, cx)
+            .map_ok(|admitted| OwnedBulkheadPermit {
+                core: b.core,
+                stamp: b.core().stamp_granted(admitted),
+                _owns: PhantomData,
+            })
     }
 }
 

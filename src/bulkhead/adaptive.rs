@@ -86,7 +86,8 @@ pub struct WindowSummary {
     pub rtt_min: u64,
     /// Of those, the calls reported dropped (timed out, refused downstream, overloaded).
     pub drops: u64,
-    /// The most calls in flight when any of the window's reports was taken.
+    /// The most calls in flight when any of the window's reported calls was granted its slot,
+    /// that call counted (the in-flight count Netflix's limiters take at acquire).
     pub max_in_flight: u32,
 }
 

@@ -41,7 +41,8 @@
 //! An adaptive bulkhead keeps that admission: the controller (the `controller` module in the
 //! source) only moves the word's limit field, by the same CAS as [`Bulkhead::set_limit`]. A
 //! permit's report, taken before its slot is given back, is a few `Relaxed` RMWs on the calling
-//! thread's stripe of the window's accumulators and one load of the window word; the report
+//! thread's stripe of the window's accumulators and one load of the window word (the calls in
+//! flight it reports were counted when the granting CAS wrote the word); the report
 //! that finds the window due CASes it closed, and that winner alone sums and zeroes the stripes,
 //! runs the algorithm and stores the limit. A shrink below the calls in flight admits nothing
 //! until releases bring them under the new limit, as the word's resize always has.
@@ -144,6 +145,16 @@ struct Core<C: Clock> {
     lifetime: Lifetime,
 }
 
+/// What a permit keeps of its grant for an adaptive bulkhead's report: the clock reading its
+/// RTT starts from, and the calls in flight when it was granted, itself counted (as Netflix's
+/// limiters take the in-flight count at acquire). Zero on a static bulkhead, which reports
+/// nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Stamp {
+    start: u64,
+    in_flight: u32,
+}
+
 /// A snapshot of a bulkhead's counters.
 ///
 /// ```
@@ -237,9 +248,9 @@ impl<C: Clock> Bulkhead<C> {
     #[inline]
     pub fn try_acquire(&self) -> Result<BulkheadPermit<'_, C>, BulkheadError> {
         match self.try_admit() {
-            Ok(()) => Ok(BulkheadPermit {
+            Ok(in_flight) => Ok(BulkheadPermit {
                 bulkhead: self,
-                start: self.core().permit_start(),
+                stamp: self.core().stamp(in_flight),
             }),
             Err(refusal) => Err(self.refuse(refusal)),
         }
@@ -261,9 +272,9 @@ impl<C: Clock> Bulkhead<C> {
     #[inline]
     pub fn try_acquire_owned(self: &StdArc<Self>) -> Result<OwnedBulkheadPermit<C>, BulkheadError> {
         match self.try_admit() {
-            Ok(()) => Ok(OwnedBulkheadPermit {
+            Ok(in_flight) => Ok(OwnedBulkheadPermit {
                 core: self.core,
-                start: self.core().permit_start(),
+                stamp: self.core().stamp(in_flight),
                 _owns: PhantomData,
             }),
             Err(refusal) => Err(self.refuse(refusal)),
@@ -292,10 +303,10 @@ impl<C: Clock> Bulkhead<C> {
         &self,
         timeout: Duration,
     ) -> Result<BulkheadPermit<'_, C>, BulkheadError> {
-        self.wait_blocking(timeout)?;
+        let admitted = self.wait_blocking(timeout)?;
         Ok(BulkheadPermit {
             bulkhead: self,
-            start: self.core().permit_start(),
+            stamp: self.core().stamp_granted(admitted),
         })
     }
 
@@ -552,7 +563,8 @@ impl<C: Clock> Bulkhead<C> {
 
     /// The fail-fast admission CAS loop around [`word::admit`].
     #[inline]
-    fn try_admit(&self) -> Result<(), Refusal> {
+    /// Takes a slot with one CAS; `Ok(the calls in flight with it)`.
+    fn try_admit(&self) -> Result<u32, Refusal> {
         let w = &self.core().hot.word;
         let mut cur = w.load(Ordering::Relaxed);
         loop {
@@ -561,7 +573,7 @@ impl<C: Clock> Bulkhead<C> {
                     match w.compare_exchange_weak(cur, next, Ordering::Acquire, Ordering::Relaxed) {
                         Ok(_) => {
                             self.core().note_peak(next);
-                            return Ok(());
+                            return Ok(word::in_flight(next));
                         }
                         Err(seen) => cur = seen,
                     }
@@ -638,10 +650,11 @@ impl<C: Clock> Bulkhead<C> {
     }
 
     /// The blocking wait behind [`blocking_acquire_timeout`](Self::blocking_acquire_timeout): on `Ok` the caller
-    /// owns a slot.
-    fn wait_blocking(&self, timeout: Duration) -> Result<(), BulkheadError> {
+    /// owns a slot, with `Some(the calls in flight with it)` when it took a free slot itself,
+    /// `None` when a release handed it over.
+    fn wait_blocking(&self, timeout: Duration) -> Result<Option<u32>, BulkheadError> {
         match self.try_admit() {
-            Ok(()) => return Ok(()),
+            Ok(in_flight) => return Ok(Some(in_flight)),
             Err(Refusal::Full(limit)) if timeout.is_zero() => {
                 return Err(self.refuse(Refusal::Full(limit)));
             }
@@ -655,7 +668,7 @@ impl<C: Clock> Bulkhead<C> {
             .map_err(|r| self.refuse(r))?;
         loop {
             match slot.state() {
-                SlotState::Granted => return Ok(()),
+                SlotState::Granted => return Ok(None),
                 SlotState::Closed => return Err(self.refuse(Refusal::Closed)),
                 SlotState::Waiting => {}
             }
@@ -663,7 +676,7 @@ impl<C: Clock> Bulkhead<C> {
             if now >= deadline {
                 return match self.cancel(ticket, &slot) {
                     // Handed over as the deadline passed: it came in time.
-                    SlotState::Granted => Ok(()),
+                    SlotState::Granted => Ok(None),
                     SlotState::Closed => Err(self.refuse(Refusal::Closed)),
                     SlotState::Waiting => Err(self.refuse(Refusal::TimedOut(start))),
                 };
@@ -736,13 +749,31 @@ impl<C: Clock> Drop for Bulkhead<C> {
 }
 
 impl<C: Clock> Core<C> {
-    /// The clock reading a permit's RTT starts from: read only by adaptive bulkheads.
+    /// A granted permit's stamp: the clock reading its RTT starts from and the calls in flight
+    /// with it, `in_flight` (the word the granting CAS wrote). Only adaptive bulkheads read the
+    /// clock.
     #[inline]
-    fn permit_start(&self) -> u64 {
+    fn stamp(&self, in_flight: u32) -> Stamp {
         if self.adaptive.is_some() {
-            self.clock.now()
+            Stamp {
+                start: self.clock.now(),
+                in_flight,
+            }
         } else {
-            0
+            Stamp::default()
+        }
+    }
+
+    /// [`stamp`](Self::stamp) after a wait: `admitted` is the in-flight count when the caller
+    /// took a free slot itself; a slot handed over by a release wrote no word for this caller,
+    /// so the count is loaded (adaptive bulkheads only).
+    fn stamp_granted(&self, admitted: Option<u32>) -> Stamp {
+        match admitted {
+            Some(in_flight) => self.stamp(in_flight),
+            None if self.adaptive.is_some() => {
+                self.stamp(word::in_flight(self.hot.word.load(Ordering::Relaxed)))
+            }
+            None => Stamp::default(),
         }
     }
 
@@ -750,7 +781,7 @@ impl<C: Clock> Core<C> {
     /// outcome (`None`: the configured [`Unreported`](adaptive::Unreported) rule) and, if the
     /// window is due, tries to close it. Nothing on a static bulkhead.
     #[inline]
-    fn report(&self, start: u64, outcome: Option<Outcome>) {
+    fn report(&self, stamp: Stamp, outcome: Option<Outcome>) {
         let Some(ctl) = &self.adaptive else {
             return;
         };
@@ -759,10 +790,9 @@ impl<C: Clock> Core<C> {
             return;
         }
         let now = self.clock.now();
-        let in_flight = word::in_flight(self.hot.word.load(Ordering::Relaxed));
         ctl.record(
-            now.saturating_sub(start),
-            in_flight,
+            now.saturating_sub(stamp.start),
+            stamp.in_flight,
             outcome == Outcome::Dropped,
         );
         if ctl.due(now) {
@@ -1179,6 +1209,34 @@ mod tests {
             (m.windows, m.no_load_rtt),
             (1, Some(Duration::from_nanos(1)))
         );
+    }
+
+    #[test]
+    fn a_report_carries_the_calls_in_flight_when_its_slot_was_granted() {
+        let seen = StdArc::new(std::sync::Mutex::new(Vec::new()));
+        let clock = ManualClock::new();
+        let b = Bulkhead::builder()
+            .adaptive(adaptive::Aimd::default())
+            .adaptive_window(Duration::from_secs(1))
+            .adaptive_min_samples(1)
+            .on_limit_change({
+                let seen = seen.clone();
+                move |c| seen.lock().unwrap().push(c)
+            })
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let first = b.try_acquire().unwrap(); // granted with 1 in flight
+        let later = (b.try_acquire().unwrap(), b.try_acquire().unwrap()); // 2, then 3
+        clock.advance(Duration::from_secs(1));
+        first.success(); // the window's only report, taken with 3 in flight
+        assert_eq!(seen.lock().unwrap()[0].window.max_in_flight, 1);
+        clock.advance(Duration::from_secs(1));
+        later.1.success(); // granted with 3
+        later.0.success(); // granted with 2, reported with 1 in flight
+        let windows = seen.lock().unwrap();
+        assert_eq!(windows.len(), 2, "the second window closed on its first report");
+        assert_eq!(windows[1].window.max_in_flight, 3);
     }
 
     #[test]

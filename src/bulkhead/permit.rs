@@ -1,7 +1,7 @@
 //! The bulkhead's permits: RAII guards of one slot, borrowed or owned.
 
 use super::controller::Outcome;
-use super::{Bulkhead, Core};
+use super::{Bulkhead, Core, Stamp};
 use crate::classify::Verdict;
 use crate::clock::{Clock, SystemClock};
 use std::fmt;
@@ -23,8 +23,8 @@ use std::ptr::NonNull;
 #[must_use = "the slot is released as soon as the permit is dropped"]
 pub struct BulkheadPermit<'a, C: Clock = SystemClock> {
     pub(super) bulkhead: &'a Bulkhead<C>,
-    /// The clock reading when the slot was granted (adaptive bulkheads only; else 0).
-    pub(super) start: u64,
+    /// When the slot was granted and with how many calls in flight (adaptive bulkheads only).
+    pub(super) stamp: Stamp,
 }
 
 impl<C: Clock> BulkheadPermit<'_, C> {
@@ -88,7 +88,7 @@ impl<C: Clock> BulkheadPermit<'_, C> {
 
     fn finish(self, outcome: Outcome) {
         let this = ManuallyDrop::new(self);
-        this.bulkhead.core().report(this.start, Some(outcome));
+        this.bulkhead.core().report(this.stamp, Some(outcome));
         this.bulkhead.release();
     }
 }
@@ -96,7 +96,7 @@ impl<C: Clock> BulkheadPermit<'_, C> {
 impl<C: Clock> Drop for BulkheadPermit<'_, C> {
     #[inline]
     fn drop(&mut self) {
-        self.bulkhead.core().report(self.start, None);
+        self.bulkhead.core().report(self.stamp, None);
         self.bulkhead.release();
     }
 }
@@ -131,8 +131,8 @@ impl<C: Clock> fmt::Debug for BulkheadPermit<'_, C> {
 pub struct OwnedBulkheadPermit<C: Clock = SystemClock> {
     /// Kept alive by this permit's slot in the word (see `Core`).
     pub(super) core: NonNull<Core<C>>,
-    /// The clock reading when the slot was granted (adaptive bulkheads only; else 0).
-    pub(super) start: u64,
+    /// When the slot was granted and with how many calls in flight (adaptive bulkheads only).
+    pub(super) stamp: Stamp,
     pub(super) _owns: PhantomData<Core<C>>,
 }
 
@@ -182,7 +182,7 @@ impl<C: Clock> OwnedBulkheadPermit<C> {
         // SAFETY: the permit owns one slot (kept alive until released) and does not touch the
         // core after `release_owned`; `ManuallyDrop` keeps `Drop` from releasing it again.
         unsafe {
-            this.core.as_ref().report(this.start, Some(outcome));
+            this.core.as_ref().report(this.stamp, Some(outcome));
             Core::release_owned(this.core);
         }
     }
@@ -194,7 +194,7 @@ impl<C: Clock> Drop for OwnedBulkheadPermit<C> {
         // SAFETY: the permit owns one slot, so the core is alive while it reports, and it does
         // not touch the core after `release_owned`.
         unsafe {
-            self.core.as_ref().report(self.start, None);
+            self.core.as_ref().report(self.stamp, None);
             Core::release_owned(self.core);
         }
     }
