@@ -561,9 +561,9 @@ impl<C: Clock> Bulkhead<C> {
 
     // ----- internals -----------------------------------------------------------------------
 
-    /// The fail-fast admission CAS loop around [`word::admit`].
+    /// The fail-fast admission CAS loop around [`word::admit`]: takes a slot with one CAS;
+    /// `Ok(the calls in flight with it)`.
     #[inline]
-    /// Takes a slot with one CAS; `Ok(the calls in flight with it)`.
     fn try_admit(&self) -> Result<u32, Refusal> {
         let w = &self.core().hot.word;
         let mut cur = w.load(Ordering::Relaxed);
@@ -1235,7 +1235,11 @@ mod tests {
         later.1.success(); // granted with 3
         later.0.success(); // granted with 2, reported with 1 in flight
         let windows = seen.lock().unwrap();
-        assert_eq!(windows.len(), 2, "the second window closed on its first report");
+        assert_eq!(
+            windows.len(),
+            2,
+            "the second window closed on its first report"
+        );
         assert_eq!(windows[1].window.max_in_flight, 3);
     }
 
