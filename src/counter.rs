@@ -49,6 +49,21 @@
 use crate::sync::{AtomicU64, Ordering, stripe_count, thread_stripe};
 use crossbeam_utils::CachePadded;
 
+/// Padded cells of `LANES` lanes, all zero (one allocation), for either kind of counter.
+fn zeroed<const LANES: usize>(n: usize) -> Box<[CachePadded<[AtomicU64; LANES]>]> {
+    (0..n)
+        .map(|_| CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))))
+        .collect()
+}
+
+/// The total of `lane` over `cells`: a `Relaxed` load each (exact once adders are quiescent).
+fn lane_sum<const LANES: usize>(cells: &[CachePadded<[AtomicU64; LANES]>], lane: usize) -> u64 {
+    cells
+        .iter()
+        .map(|c| c[lane].load(Ordering::Relaxed))
+        .fold(0, u64::wrapping_add)
+}
+
 /// `LANES` striped `u64` counters sharing their stripes. See the [module docs](self).
 pub(crate) struct StripedCounters<const LANES: usize> {
     cells: Box<[CachePadded<[AtomicU64; LANES]>]>,
@@ -64,9 +79,7 @@ impl<const LANES: usize> StripedCounters<LANES> {
         let stripes = stripe_count();
         debug_assert!(stripes.is_power_of_two());
         Self {
-            cells: (0..stripes)
-                .map(|_| CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))))
-                .collect(),
+            cells: zeroed(stripes),
         }
     }
 
@@ -86,10 +99,7 @@ impl<const LANES: usize> StripedCounters<LANES> {
 
     /// The total of `lane` over all stripes (`Relaxed` loads; exact once adders are quiescent).
     pub(crate) fn sum_of(&self, lane: usize) -> u64 {
-        self.cells
-            .iter()
-            .map(|c| c[lane].load(Ordering::Relaxed))
-            .fold(0, u64::wrapping_add)
+        lane_sum(&self.cells, lane)
     }
 
     /// Each stripe's value of `lane` (`Relaxed` loads), for a lane that packs several fields.
@@ -189,9 +199,7 @@ impl<const LANES: usize> StatCounters<LANES> {
         let owned = stripe_count();
         let shared = (owned / 2).max(1);
         Self {
-            cells: (0..owned + shared)
-                .map(|_| CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))))
-                .collect(),
+            cells: zeroed(owned + shared),
             owned,
         }
     }
@@ -201,8 +209,8 @@ impl<const LANES: usize> StatCounters<LANES> {
     #[inline]
     pub(crate) fn add_to(&self, lane: usize, n: u64) {
         let t = thread_stripe();
-        if let Some(own) = self.cells.get(t).filter(|_| t < self.owned) {
-            let cell = &own[lane];
+        if t < self.owned {
+            let cell = &self.cells[t][lane];
             cell.store(
                 cell.load(Ordering::Relaxed).wrapping_add(n),
                 Ordering::Relaxed,
@@ -215,10 +223,7 @@ impl<const LANES: usize> StatCounters<LANES> {
 
     /// The total of `lane` over all cells (`Relaxed` loads; exact once adders are quiescent).
     pub(crate) fn sum_of(&self, lane: usize) -> u64 {
-        self.cells
-            .iter()
-            .map(|c| c[lane].load(Ordering::Relaxed))
-            .fold(0, u64::wrapping_add)
+        lane_sum(&self.cells, lane)
     }
 }
 
