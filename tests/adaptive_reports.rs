@@ -171,6 +171,63 @@ fn a_request_whose_caller_goes_away_follows_the_unreported_rule() {
     }
 }
 
+/// A dependency whose readiness the test sets.
+#[derive(Clone)]
+struct Toggle {
+    ready: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Service<()> for Toggle {
+    type Response = u16;
+    type Error = std::io::Error;
+    type Future = std::future::Ready<Result<u16, std::io::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), std::io::Error>> {
+        if self.ready.load(std::sync::atomic::Ordering::SeqCst) {
+            std::task::Poll::Ready(Ok(()))
+        } else {
+            std::task::Poll::Pending
+        }
+    }
+
+    fn call(&mut self, (): ()) -> Self::Future {
+        std::future::ready(Ok(200))
+    }
+}
+
+#[test]
+fn a_slot_taken_for_a_call_that_never_comes_reports_nothing() {
+    let clock = ManualClock::new();
+    let b = adaptive(&clock, Unreported::Dropped);
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut svc = BulkheadLayer::new(b.clone()).layer(Toggle {
+        ready: ready.clone(),
+    });
+    let waker = futures::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+
+    // Ready, then the inner service turns unready: the slot goes back unreported.
+    assert!(svc.poll_ready(&mut cx).is_ready());
+    assert_eq!(b.metrics().in_flight, 1);
+    ready.store(false, std::sync::atomic::Ordering::SeqCst);
+    clock.advance(Duration::from_secs(1));
+    assert!(svc.poll_ready(&mut cx).is_pending());
+    assert_eq!(b.metrics().in_flight, 0);
+
+    // Ready, then the service is dropped: the same.
+    ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(svc.poll_ready(&mut cx).is_ready());
+    assert_eq!(b.metrics().in_flight, 1);
+    clock.advance(Duration::from_secs(1));
+    drop(svc);
+    assert_eq!(b.metrics().in_flight, 0);
+    assert_eq!(windows(&b), (0, 0), "no request ran on either slot");
+    assert_eq!(b.limit(), 20);
+}
+
 #[cfg(feature = "http")]
 #[test]
 fn a_streamed_response_reports_its_status_when_its_body_ends() {

@@ -13,14 +13,14 @@ const WIDE: u32 = 64;
 fn resile_try(pool: &Pool, threads: usize, iters: u64) -> Duration {
     let b = Bulkhead::builder().limit(WIDE).build().unwrap();
     pool.run_op(threads, iters, b, |b| {
-        drop(black_box(b.try_acquire().expect("a free slot")));
+        drop(b.try_acquire().expect("a free slot"));
     })
 }
 
 fn resile_try_owned(pool: &Pool, threads: usize, iters: u64) -> Duration {
     let b = std::sync::Arc::new(Bulkhead::builder().limit(WIDE).build().unwrap());
     pool.run_op(threads, iters, b, |b| {
-        drop(black_box(b.try_acquire_owned().expect("a free slot")));
+        drop(b.try_acquire_owned().expect("a free slot"));
     })
 }
 
@@ -71,7 +71,7 @@ fn parking_lot_try(pool: &Pool, threads: usize, iters: u64) -> Duration {
 fn tokio_try(pool: &Pool, threads: usize, iters: u64) -> Duration {
     let s = tokio::sync::Semaphore::new(WIDE as usize);
     pool.run_op(threads, iters, s, |s| {
-        drop(black_box(s.try_acquire().expect("a free permit")));
+        drop(s.try_acquire().expect("a free permit"));
     })
 }
 

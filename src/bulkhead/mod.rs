@@ -779,12 +779,18 @@ impl<C: Clock> Core<C> {
 
     /// A permit's report, before its slot is given back (so the core is alive): records the
     /// outcome (`None`: the configured [`Unreported`](adaptive::Unreported) rule) and, if the
-    /// window is due, tries to close it. Nothing on a static bulkhead.
-    #[inline]
+    /// window is due, tries to close it. Nothing on a static bulkhead: the check is inlined into
+    /// every release, the adaptive work is not.
+    #[inline(always)]
     fn report(&self, stamp: Stamp, outcome: Option<Outcome>) {
-        let Some(ctl) = &self.adaptive else {
-            return;
-        };
+        if let Some(ctl) = &self.adaptive {
+            self.report_adaptive(ctl, stamp, outcome);
+        }
+    }
+
+    /// [`report`](Self::report) on an adaptive bulkhead.
+    #[inline(never)]
+    fn report_adaptive(&self, ctl: &Controller, stamp: Stamp, outcome: Option<Outcome>) {
         let outcome = outcome.unwrap_or(ctl.unreported);
         if outcome == Outcome::Ignored {
             return;

@@ -296,6 +296,12 @@ impl<S: Clone, C: Clock, H, K: Clone> Clone for BulkheadService<S, C, H, K> {
     }
 }
 
+impl<S, C: Clock, H, K> Drop for BulkheadService<S, C, H, K> {
+    fn drop(&mut self) {
+        self.give_back();
+    }
+}
+
 impl<S: fmt::Debug, C: Clock, H, K> fmt::Debug for BulkheadService<S, C, H, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let admission = match &self.admission {
@@ -313,6 +319,15 @@ impl<S: fmt::Debug, C: Clock, H, K> fmt::Debug for BulkheadService<S, C, H, K> {
 }
 
 impl<S, C: Clock, H, K> BulkheadService<S, C, H, K> {
+    /// Gives back a slot taken for a `call` that will not come (the inner service turned unready
+    /// or failed, or the service is dropped) and leaves any queue: no request ran on it, so it
+    /// reports nothing to an adaptive limit.
+    fn give_back(&mut self) {
+        if let Admission::Ready(p) = std::mem::replace(&mut self.admission, Admission::Idle) {
+            p.ignore();
+        }
+    }
+
     /// Takes a slot, or queues for one, or records the refusal; `Pending` only while queued.
     fn poll_admission(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
@@ -381,7 +396,7 @@ where
         match self.inner.poll_ready(cx) {
             Poll::Ready(Ok(())) => {}
             Poll::Ready(Err(e)) => {
-                self.admission = Admission::Idle;
+                self.give_back();
                 self.wait = None;
                 return Poll::Ready(Err(e.into()));
             }
@@ -389,7 +404,7 @@ where
                 // Never hold a slot (or a place in the queue) across an unready inner service;
                 // the request's max-wait timer (`wait`) runs on.
                 if !matches!(self.admission, Admission::Refused(_)) {
-                    self.admission = Admission::Idle;
+                    self.give_back();
                 }
                 return Poll::Pending;
             }
