@@ -338,13 +338,7 @@ impl Controller {
             window: &self.window,
             to: w,
         };
-        let packed = self
-            .lanes
-            .each(SAMPLES)
-            .map(|w| unpack_samples(w).0)
-            .fold(0, u64::saturating_add);
-        let seen = packed.saturating_add(self.lanes.sum_of(COUNT_WIDE));
-        if seen < self.min_samples {
+        if self.reports() < self.min_samples {
             return None; // reopens the same window: the reports stay for the next try
         }
         let summary = self.take();
@@ -368,6 +362,17 @@ impl Controller {
             to,
             no_load_rtt,
         })
+    }
+
+    /// The reports in the open window (each lane read on its own: exact once no report is being
+    /// recorded).
+    pub(crate) fn reports(&self) -> u64 {
+        let packed = self
+            .lanes
+            .each(SAMPLES)
+            .map(|w| unpack_samples(w).0)
+            .fold(0, u64::saturating_add);
+        packed.saturating_add(self.lanes.sum_of(COUNT_WIDE))
     }
 
     /// Takes and zeroes the lanes (the closer only).

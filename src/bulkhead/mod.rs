@@ -137,6 +137,8 @@ struct Core<C: Clock> {
     queue: Mutex<Queue>,
     name: Cow<'static, str>,
     max_wait: Duration,
+    /// The limit the builder set (an adaptive one's initial limit).
+    built_limit: u32,
     clock: C,
     timer: SharedTimer,
     /// The adaptive limit's controller, if the builder was given an algorithm.
@@ -213,6 +215,7 @@ impl<C: Clock> Bulkhead<C> {
             queue: Mutex::new(Queue::new()),
             name,
             max_wait,
+            built_limit: limit,
             clock,
             timer,
             adaptive,
@@ -557,6 +560,20 @@ impl<C: Clock> Bulkhead<C> {
                 windows: c.windows(),
             }),
         }
+    }
+
+    /// Whether a bulkhead fresh from the builder would decide every call as this one does:
+    /// open, nothing in flight or queued, the limit the builder set, and no report waiting in an
+    /// adaptive limit's window (an adaptive algorithm's estimates, such as a no-load RTT, are
+    /// not compared).
+    pub(crate) fn is_at_rest(&self) -> bool {
+        let core = self.core();
+        let w = core.hot.word.load(Ordering::Relaxed);
+        word::in_flight(w) == 0
+            && !word::is_closed(w)
+            && word::limit(w) == core.built_limit
+            && core.waiting.load(Ordering::Relaxed) == 0
+            && core.adaptive.as_ref().is_none_or(|c| c.reports() == 0)
     }
 
     // ----- internals -----------------------------------------------------------------------

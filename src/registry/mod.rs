@@ -40,10 +40,11 @@
 //! eviction and a lookup about to take a permit is decided on the entry's word alone (the
 //! `slot` module's docs give its layout and protocol), and is loom-checked.
 //!
-//! State changed through a handle that the template does not have (a breaker's
-//! [`reconfigure`](crate::breaker::CircuitBreaker::reconfigure), a bulkhead's
-//! [`set_limit`](crate::bulkhead::Bulkhead::set_limit)) is lost when the idle entry is evicted;
-//! the key's next primitive is built from the template again.
+//! A bulkhead whose limit differs from its template's (set by
+//! [`set_limit`](crate::bulkhead::Bulkhead::set_limit), or learned by an adaptive algorithm) is
+//! not idle, so a flood of new keys cannot reset it. A breaker's
+//! [`reconfigure`](crate::breaker::CircuitBreaker::reconfigure) is not evidence: it is lost
+//! when the idle entry is evicted, and the key's next breaker is built from the template again.
 //!
 //! ```
 //! use resile::breaker::{CircuitBreaker, State};
@@ -169,11 +170,12 @@ impl<C: Clock> Keyed for CircuitBreaker<C> {
     }
 }
 
-/// Idle: nothing in flight, nobody waiting, not closed.
+/// Idle: nothing in flight, nobody waiting, not closed, the limit the builder set (one moved by
+/// [`set_limit`](Bulkhead::set_limit) or learned by an adaptive algorithm keeps the entry), and
+/// no report waiting in an adaptive limit's window.
 impl<C: Clock> Keyed for Bulkhead<C> {
     fn is_idle(&self) -> bool {
-        let m = self.metrics();
-        m.in_flight == 0 && m.waiting == 0 && !self.is_closed()
+        self.is_at_rest()
     }
 }
 
@@ -651,9 +653,12 @@ where
             }
         }
         let slot = StdArc::new(Slot::pinned(built));
-        self.map.insert(key.clone(), slot.clone());
-        // A copy for the event only when there is a hook (it runs after the lock is released).
+        // The key's copies are made before the map holds it, so a panicking `clone` leaves the
+        // map and the ring agreeing. A copy for the event only when there is a hook (it runs
+        // after the lock is released).
+        let map_key = key.clone();
         let created = self.on_event.is_some().then(|| key.clone());
+        self.map.insert(map_key, slot.clone());
         let seen = slot::epoch(slot.load());
         inner.ring.push_back(Resident {
             key,
@@ -679,7 +684,9 @@ where
     fn evict_one(&self, inner: &mut Inner<K, P>) -> Option<K> {
         let budget = self.scan.min(inner.ring.len().saturating_mul(2));
         for _ in 0..budget {
-            let mut r = inner.ring.pop_front()?;
+            // The entry stays in the ring while it is examined, so a panic in its idle check
+            // (user code for a primitive of the user's) loses no entry.
+            let r = inner.ring.front_mut()?;
             let w = r.slot.load();
             let epoch = slot::epoch(w);
             // Not looked up since the scan last saw it, no handle, idle, and still the word the
@@ -689,12 +696,13 @@ where
                 && r.slot.primitive().is_idle()
                 && r.slot.evict(w)
             {
-                self.map.remove(&r.key);
+                let r = inner.ring.pop_front()?;
                 inner.evicted += 1;
+                self.map.remove(&r.key);
                 return Some(r.key);
             }
             r.seen = epoch;
-            inner.ring.push_back(r);
+            inner.ring.rotate_left(1);
         }
         None
     }
@@ -769,7 +777,11 @@ where
 
     /// Calls `f` on at most `limit` of the keys and their primitives (in the map's order), for
     /// exporters that cap the cardinality of per-key metrics; returns how many it visited. Takes
-    /// no lock; keys created or evicted meanwhile may or may not be visited.
+    /// no lock; keys created or evicted meanwhile may or may not be visited. It is a view for
+    /// reading: it neither pins an entry nor counts as a use of it (an exporter's sweep leaves
+    /// every entry's place in the eviction order as it was), so what `f` changes in a primitive
+    /// may be lost to an eviction running at the same time; act on a key through
+    /// [`with`](Self::with) or a [`Handle`].
     ///
     /// ```
     /// use resile::bulkhead::Bulkhead;

@@ -145,6 +145,47 @@ fn a_budget_is_idle_once_its_retries_age_out() {
 }
 
 #[test]
+fn a_bulkhead_keeps_its_entry_while_its_limit_is_not_the_templates() {
+    let r = Registry::builder(Bulkhead::builder().limit(4))
+        .max_keys(1)
+        .build()
+        .unwrap();
+    r.get_or_create(&1).unwrap().set_limit(2).unwrap();
+    assert!(r.get_or_create(&2).is_err(), "a set limit is evidence");
+    r.get(&1).unwrap().set_limit(4).unwrap();
+    assert!(r.get_or_create(&2).is_ok());
+    assert!(r.get(&1).is_none());
+}
+
+#[test]
+fn an_adaptive_bulkhead_keeps_what_it_learned_and_what_it_heard() {
+    use crate::bulkhead::adaptive::Aimd;
+    let clock = ManualClock::new();
+    let template = Bulkhead::builder()
+        .adaptive(Aimd::default().initial_limit(10).min_limit(2))
+        .adaptive_window(Duration::from_secs(1))
+        .adaptive_min_samples(2)
+        .clock(clock.clone());
+    let r = Registry::builder(template).max_keys(1).build().unwrap();
+
+    // A report in the open window (one of the two the window needs) is evidence.
+    r.get_or_create(&1)
+        .unwrap()
+        .try_acquire()
+        .unwrap()
+        .dropped();
+    assert!(r.get_or_create(&2).is_err(), "a report waits in the window");
+
+    // The window closes on the second report: the limit backs off, and the entry stays.
+    clock.advance(Duration::from_secs(1));
+    r.get(&1).unwrap().try_acquire().unwrap().dropped();
+    let learned = r.get(&1).unwrap().limit();
+    assert!(learned < 10, "AIMD backs off on drops: {learned}");
+    assert!(r.get_or_create(&2).is_err(), "a learned limit is evidence");
+    assert_eq!(r.get(&1).unwrap().limit(), learned);
+}
+
+#[test]
 fn overflow_is_shared_and_never_evicted() {
     let r = Registry::builder(Bulkhead::builder().limit(1))
         .max_keys(1)
@@ -326,4 +367,49 @@ fn a_panic_in_with_unpins_the_entry() {
     assert!(caught.is_err());
     drop(r.get_or_create(&2).unwrap()); // 1 was unpinned: evicted
     assert!(r.get(&1).is_none());
+}
+
+/// A primitive of the user's whose idle check panics while `panics` is set.
+struct Touchy {
+    panics: StdArc<std::sync::atomic::AtomicBool>,
+}
+
+impl Keyed for Touchy {
+    fn is_idle(&self) -> bool {
+        assert!(
+            !self.panics.load(std::sync::atomic::Ordering::Relaxed),
+            "idle check failed"
+        );
+        true
+    }
+}
+
+#[derive(Clone)]
+struct TouchyTemplate(StdArc<std::sync::atomic::AtomicBool>);
+
+impl Template for TouchyTemplate {
+    type Primitive = Touchy;
+
+    fn build_keyed(self) -> Result<Touchy, ConfigError> {
+        Ok(Touchy { panics: self.0 })
+    }
+}
+
+#[test]
+fn a_panicking_idle_check_loses_no_entry() {
+    let panics = StdArc::new(std::sync::atomic::AtomicBool::new(true));
+    let r = Registry::builder(TouchyTemplate(panics.clone()))
+        .max_keys(1)
+        .build()
+        .unwrap();
+    drop(r.get_or_create(&1).unwrap());
+    let create = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        drop(r.get_or_create(&2));
+    }));
+    assert!(create.is_err(), "the idle check's panic reaches the caller");
+    assert_eq!(r.len(), 1, "the entry examined is still in the ring");
+    panics.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert!(r.get_or_create(&2).is_ok(), "and it is evicted once idle");
+    assert!(r.get(&1).is_none());
+    assert_eq!((r.len(), r.metrics().evicted), (1, 1));
 }
