@@ -27,19 +27,18 @@ pub(super) enum WaitState {
 }
 
 impl WaitState {
-    /// Polls for a slot; `Ready(Ok)` means the caller now owns one, with `Some(the calls in
-    /// flight with it)` when it took a free slot itself, `None` when a release handed it over.
+    /// Polls for a slot; `Ready(Ok)` means the caller now owns one.
     fn poll<C: Clock>(
         &mut self,
         b: &Bulkhead<C>,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<Option<u32>, BulkheadError>> {
+    ) -> Poll<Result<(), BulkheadError>> {
         loop {
             match self {
                 WaitState::Start => match b.try_admit() {
-                    Ok(in_flight) => {
+                    Ok(()) => {
                         *self = WaitState::Done;
-                        return Poll::Ready(Ok(Some(in_flight)));
+                        return Poll::Ready(Ok(()));
                     }
                     Err(Refusal::Full(_)) => {
                         match b.register(Waiter::Task(cx.waker().clone())) {
@@ -70,7 +69,7 @@ impl WaitState {
                     match slot.state() {
                         SlotState::Granted => {
                             *self = WaitState::Done;
-                            return Poll::Ready(Ok(None));
+                            return Poll::Ready(Ok(()));
                         }
                         SlotState::Closed => {
                             *self = WaitState::Done;
@@ -138,9 +137,9 @@ impl<'a, C: Clock> Future for Acquire<'a, C> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let b = this.bulkhead;
-        this.wait.poll(b, cx).map_ok(|admitted| BulkheadPermit {
+        this.wait.poll(b, cx).map_ok(|()| BulkheadPermit {
             bulkhead: b,
-            stamp: b.core().stamp_granted(admitted),
+            stamp: b.core().stamp(),
         })
     }
 }
@@ -185,13 +184,11 @@ impl<C: Clock> Future for AcquireOwned<C> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let b = &this.bulkhead;
-        this.wait
-            .poll(b, cx)
-            .map_ok(|admitted| OwnedBulkheadPermit {
-                core: b.core,
-                stamp: b.core().stamp_granted(admitted),
-                _owns: PhantomData,
-            })
+        this.wait.poll(b, cx).map_ok(|()| OwnedBulkheadPermit {
+            core: b.core,
+            stamp: b.core().stamp(),
+            _owns: PhantomData,
+        })
     }
 }
 

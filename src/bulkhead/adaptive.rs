@@ -86,8 +86,9 @@ pub struct WindowSummary {
     pub rtt_min: u64,
     /// Of those, the calls reported dropped (timed out, refused downstream, overloaded).
     pub drops: u64,
-    /// The most calls in flight when any of the window's reported calls was granted its slot,
-    /// that call counted (the in-flight count Netflix's limiters take at acquire).
+    /// The most calls in flight as any of the window's reported calls ended, that call counted.
+    /// Every peak of concurrency is ended by a release that sees it, so this is the peak that
+    /// Netflix's limiters take at acquire, seen from the other end.
     pub max_in_flight: u32,
 }
 

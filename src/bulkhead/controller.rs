@@ -277,9 +277,10 @@ impl Controller {
         }
     }
 
-    /// Records a call of `rtt` nanoseconds that was granted its slot with `in_flight` calls in
-    /// flight (itself counted): a success, or a drop when `dropped` (a drop's RTT is a sample too, as Netflix's windowed
-    /// limits count it: a call given up after its timeout shows the latency that made it fail).
+    /// Records a call of `rtt` nanoseconds that ended with `in_flight` calls in flight (itself
+    /// counted): a success, or a drop when `dropped` (a drop's RTT is a sample too, as Netflix's
+    /// windowed limits count it: a call given up after its timeout shows the latency that made
+    /// it fail).
     #[inline]
     pub(crate) fn record(&self, rtt: u64, in_flight: u32, dropped: bool) {
         let lanes = self.lanes.mine();

@@ -148,13 +148,11 @@ struct Core<C: Clock> {
 }
 
 /// What a permit keeps of its grant for an adaptive bulkhead's report: the clock reading its
-/// RTT starts from, and the calls in flight when it was granted, itself counted (as Netflix's
-/// limiters take the in-flight count at acquire). Zero on a static bulkhead, which reports
-/// nothing.
+/// RTT starts from. Zero on a static bulkhead, which reports nothing. One word, so that a
+/// permit is two and moves through a tower service's states in registers.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Stamp {
     start: u64,
-    in_flight: u32,
 }
 
 /// A snapshot of a bulkhead's counters.
@@ -251,9 +249,9 @@ impl<C: Clock> Bulkhead<C> {
     #[inline]
     pub fn try_acquire(&self) -> Result<BulkheadPermit<'_, C>, BulkheadError> {
         match self.try_admit() {
-            Ok(in_flight) => Ok(BulkheadPermit {
+            Ok(()) => Ok(BulkheadPermit {
                 bulkhead: self,
-                stamp: self.core().stamp(in_flight),
+                stamp: self.core().stamp(),
             }),
             Err(refusal) => Err(self.refuse(refusal)),
         }
@@ -275,9 +273,9 @@ impl<C: Clock> Bulkhead<C> {
     #[inline]
     pub fn try_acquire_owned(self: &StdArc<Self>) -> Result<OwnedBulkheadPermit<C>, BulkheadError> {
         match self.try_admit() {
-            Ok(in_flight) => Ok(OwnedBulkheadPermit {
+            Ok(()) => Ok(OwnedBulkheadPermit {
                 core: self.core,
-                stamp: self.core().stamp(in_flight),
+                stamp: self.core().stamp(),
                 _owns: PhantomData,
             }),
             Err(refusal) => Err(self.refuse(refusal)),
@@ -306,10 +304,10 @@ impl<C: Clock> Bulkhead<C> {
         &self,
         timeout: Duration,
     ) -> Result<BulkheadPermit<'_, C>, BulkheadError> {
-        let admitted = self.wait_blocking(timeout)?;
+        self.wait_blocking(timeout)?;
         Ok(BulkheadPermit {
             bulkhead: self,
-            stamp: self.core().stamp_granted(admitted),
+            stamp: self.core().stamp(),
         })
     }
 
@@ -578,10 +576,9 @@ impl<C: Clock> Bulkhead<C> {
 
     // ----- internals -----------------------------------------------------------------------
 
-    /// The fail-fast admission CAS loop around [`word::admit`]: takes a slot with one CAS;
-    /// `Ok(the calls in flight with it)`.
+    /// The fail-fast admission CAS loop around [`word::admit`]: takes a slot with one CAS.
     #[inline]
-    fn try_admit(&self) -> Result<u32, Refusal> {
+    fn try_admit(&self) -> Result<(), Refusal> {
         let w = &self.core().hot.word;
         let mut cur = w.load(Ordering::Relaxed);
         loop {
@@ -590,7 +587,7 @@ impl<C: Clock> Bulkhead<C> {
                     match w.compare_exchange_weak(cur, next, Ordering::Acquire, Ordering::Relaxed) {
                         Ok(_) => {
                             self.core().note_peak(next);
-                            return Ok(word::in_flight(next));
+                            return Ok(());
                         }
                         Err(seen) => cur = seen,
                     }
@@ -666,12 +663,11 @@ impl<C: Clock> Bulkhead<C> {
         SlotState::Waiting
     }
 
-    /// The blocking wait behind [`blocking_acquire_timeout`](Self::blocking_acquire_timeout): on `Ok` the caller
-    /// owns a slot, with `Some(the calls in flight with it)` when it took a free slot itself,
-    /// `None` when a release handed it over.
-    fn wait_blocking(&self, timeout: Duration) -> Result<Option<u32>, BulkheadError> {
+    /// The blocking wait behind [`blocking_acquire_timeout`](Self::blocking_acquire_timeout): on
+    /// `Ok` the caller owns a slot, taken free or handed over by a release.
+    fn wait_blocking(&self, timeout: Duration) -> Result<(), BulkheadError> {
         match self.try_admit() {
-            Ok(in_flight) => return Ok(Some(in_flight)),
+            Ok(()) => return Ok(()),
             Err(Refusal::Full(limit)) if timeout.is_zero() => {
                 return Err(self.refuse(Refusal::Full(limit)));
             }
@@ -685,7 +681,7 @@ impl<C: Clock> Bulkhead<C> {
             .map_err(|r| self.refuse(r))?;
         loop {
             match slot.state() {
-                SlotState::Granted => return Ok(None),
+                SlotState::Granted => return Ok(()),
                 SlotState::Closed => return Err(self.refuse(Refusal::Closed)),
                 SlotState::Waiting => {}
             }
@@ -693,7 +689,7 @@ impl<C: Clock> Bulkhead<C> {
             if now >= deadline {
                 return match self.cancel(ticket, &slot) {
                     // Handed over as the deadline passed: it came in time.
-                    SlotState::Granted => Ok(None),
+                    SlotState::Granted => Ok(()),
                     SlotState::Closed => Err(self.refuse(Refusal::Closed)),
                     SlotState::Waiting => Err(self.refuse(Refusal::TimedOut(start))),
                 };
@@ -766,31 +762,16 @@ impl<C: Clock> Drop for Bulkhead<C> {
 }
 
 impl<C: Clock> Core<C> {
-    /// A granted permit's stamp: the clock reading its RTT starts from and the calls in flight
-    /// with it, `in_flight` (the word the granting CAS wrote). Only adaptive bulkheads read the
-    /// clock.
+    /// A granted permit's stamp: the clock reading its RTT starts from. Only adaptive bulkheads
+    /// read the clock.
     #[inline]
-    fn stamp(&self, in_flight: u32) -> Stamp {
+    fn stamp(&self) -> Stamp {
         if self.adaptive.is_some() {
             Stamp {
                 start: self.clock.now(),
-                in_flight,
             }
         } else {
             Stamp::default()
-        }
-    }
-
-    /// [`stamp`](Self::stamp) after a wait: `admitted` is the in-flight count when the caller
-    /// took a free slot itself; a slot handed over by a release wrote no word for this caller,
-    /// so the count is loaded (adaptive bulkheads only).
-    fn stamp_granted(&self, admitted: Option<u32>) -> Stamp {
-        match admitted {
-            Some(in_flight) => self.stamp(in_flight),
-            None if self.adaptive.is_some() => {
-                self.stamp(word::in_flight(self.hot.word.load(Ordering::Relaxed)))
-            }
-            None => Stamp::default(),
         }
     }
 
@@ -813,9 +794,13 @@ impl<C: Clock> Core<C> {
             return;
         }
         let now = self.clock.now();
+        // The calls in flight as this one ends, itself counted: the line the release is about
+        // to write anyway. Every peak of concurrency is ended by a release that sees it, so the
+        // window's peak is the same as at grants.
+        let in_flight = word::in_flight(self.hot.word.load(Ordering::Relaxed));
         ctl.record(
             now.saturating_sub(stamp.start),
-            stamp.in_flight,
+            in_flight,
             outcome == Outcome::Dropped,
         );
         if ctl.due(now) {
@@ -1235,7 +1220,7 @@ mod tests {
     }
 
     #[test]
-    fn a_report_carries_the_calls_in_flight_when_its_slot_was_granted() {
+    fn a_report_carries_the_calls_in_flight_as_it_ends() {
         let seen = StdArc::new(std::sync::Mutex::new(Vec::new()));
         let clock = ManualClock::new();
         let b = Bulkhead::builder()
@@ -1252,18 +1237,18 @@ mod tests {
         let first = b.try_acquire().unwrap(); // granted with 1 in flight
         let later = (b.try_acquire().unwrap(), b.try_acquire().unwrap()); // 2, then 3
         clock.advance(Duration::from_secs(1));
-        first.success(); // the window's only report, taken with 3 in flight
-        assert_eq!(seen.lock().unwrap()[0].window.max_in_flight, 1);
+        first.success(); // the window's only report, ending with 3 in flight
+        assert_eq!(seen.lock().unwrap()[0].window.max_in_flight, 3);
         clock.advance(Duration::from_secs(1));
-        later.1.success(); // granted with 3
-        later.0.success(); // granted with 2, reported with 1 in flight
+        later.1.success(); // ends with 2 in flight: the next window's first report
+        later.0.success(); // ends with 1, in the window after
         let windows = seen.lock().unwrap();
         assert_eq!(
             windows.len(),
             2,
             "the second window closed on its first report"
         );
-        assert_eq!(windows[1].window.max_in_flight, 3);
+        assert_eq!(windows[1].window.max_in_flight, 2);
     }
 
     #[test]

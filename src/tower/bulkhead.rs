@@ -139,6 +139,7 @@ impl<S, C: Clock, H, K: Clone> Layer<S> for BulkheadLayer<C, H, K> {
             inner,
             bulkhead: self.bulkhead.clone(),
             classify: self.classify.clone(),
+            ready: None,
             admission: Admission::Idle,
             wait: None,
             hold: PhantomData,
@@ -226,14 +227,12 @@ impl<C: Clock, K> fmt::Debug for BulkheadSlot<C, K> {
     }
 }
 
-/// Where a [`BulkheadService`] is in taking its next slot.
+/// Where a [`BulkheadService`] without a slot is in taking its next one.
 enum Admission<C: Clock> {
-    /// Nothing taken or asked for.
+    /// Nothing asked for.
     Idle,
     /// Queued for a slot, racing the service's `wait` timer.
     Waiting(AcquireOwned<C>),
-    /// A slot, taken after the inner service said it was ready, for the next `call`.
-    Ready(OwnedBulkheadPermit<C>),
     /// Refused: the next `call` answers with this.
     Refused(BulkheadError),
 }
@@ -273,6 +272,9 @@ pub struct BulkheadService<S, C: Clock = SystemClock, H = UntilResponse, K = Err
     inner: S,
     bulkhead: Arc<Bulkhead<C>>,
     classify: K,
+    /// A slot, taken after the inner service said it was ready, for the next `call`. Kept apart
+    /// from `admission` so that the way from `poll_ready` to `call` moves the permit alone.
+    ready: Option<OwnedBulkheadPermit<C>>,
     admission: Admission<C>,
     /// The max-wait timer of the request being admitted and the clock reading it started at,
     /// once it had to queue. Kept when the inner service turns unready (which gives up the slot
@@ -289,6 +291,7 @@ impl<S: Clone, C: Clock, H, K: Clone> Clone for BulkheadService<S, C, H, K> {
             inner: self.inner.clone(),
             bulkhead: self.bulkhead.clone(),
             classify: self.classify.clone(),
+            ready: None,
             admission: Admission::Idle,
             wait: None,
             hold: PhantomData,
@@ -305,9 +308,9 @@ impl<S, C: Clock, H, K> Drop for BulkheadService<S, C, H, K> {
 impl<S: fmt::Debug, C: Clock, H, K> fmt::Debug for BulkheadService<S, C, H, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let admission = match &self.admission {
+            _ if self.ready.is_some() => "ready",
             Admission::Idle => "idle",
             Admission::Waiting(_) => "waiting",
-            Admission::Ready(_) => "ready",
             Admission::Refused(_) => "refused",
         };
         f.debug_struct("BulkheadService")
@@ -323,8 +326,11 @@ impl<S, C: Clock, H, K> BulkheadService<S, C, H, K> {
     /// or failed, or the service is dropped) and leaves any queue: no request ran on it, so it
     /// reports nothing to an adaptive limit.
     fn give_back(&mut self) {
-        if let Admission::Ready(p) = std::mem::replace(&mut self.admission, Admission::Idle) {
+        if let Some(p) = self.ready.take() {
             p.ignore();
+        }
+        if matches!(self.admission, Admission::Waiting(_)) {
+            self.admission = Admission::Idle;
         }
     }
 
@@ -332,7 +338,8 @@ impl<S, C: Clock, H, K> BulkheadService<S, C, H, K> {
     fn poll_admission(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             match &mut self.admission {
-                Admission::Ready(_) | Admission::Refused(_) => return Poll::Ready(()),
+                _ if self.ready.is_some() => return Poll::Ready(()),
+                Admission::Refused(_) => return Poll::Ready(()),
                 Admission::Idle if !self.bulkhead.max_wait().is_zero() => {
                     // A timer left from an earlier readiness that has run its whole max wait
                     // (the caller may have given that readiness up) is not held against this
@@ -346,14 +353,18 @@ impl<S, C: Clock, H, K> BulkheadService<S, C, H, K> {
                     self.admission = Admission::Waiting(self.bulkhead.acquire_owned());
                 }
                 Admission::Idle => {
-                    self.admission = match self.bulkhead.try_acquire_owned() {
-                        Ok(p) => Admission::Ready(p),
-                        Err(e) => Admission::Refused(e),
-                    };
+                    match self.bulkhead.try_acquire_owned() {
+                        Ok(p) => self.ready = Some(p),
+                        Err(e) => self.admission = Admission::Refused(e),
+                    }
+                    return Poll::Ready(());
                 }
                 Admission::Waiting(acquire) => {
                     let next = match Pin::new(acquire).poll(cx) {
-                        Poll::Ready(Ok(p)) => Admission::Ready(p),
+                        Poll::Ready(Ok(p)) => {
+                            self.ready = Some(p);
+                            Admission::Idle
+                        }
                         Poll::Ready(Err(e)) => Admission::Refused(e),
                         Poll::Pending => {
                             // Queued: only now start the timer (the uncontended path allocates
@@ -397,15 +408,14 @@ where
             Poll::Ready(Ok(())) => {}
             Poll::Ready(Err(e)) => {
                 self.give_back();
+                self.admission = Admission::Idle;
                 self.wait = None;
                 return Poll::Ready(Err(e.into()));
             }
             Poll::Pending => {
                 // Never hold a slot (or a place in the queue) across an unready inner service;
                 // the request's max-wait timer (`wait`) runs on.
-                if !matches!(self.admission, Admission::Refused(_)) {
-                    self.give_back();
-                }
+                self.give_back();
                 return Poll::Pending;
             }
         }
@@ -414,13 +424,17 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let admission = match std::mem::replace(&mut self.admission, Admission::Idle) {
-            Admission::Ready(p) => Ok(p),
-            Admission::Refused(e) => Err(e),
-            // Called without `poll_ready`: try once, failing fast.
-            Admission::Idle | Admission::Waiting(_) => self.bulkhead.try_acquire_owned(),
+        let admission = match self.ready.take() {
+            Some(p) => Ok(p),
+            None => {
+                self.wait = None;
+                match std::mem::replace(&mut self.admission, Admission::Idle) {
+                    Admission::Refused(e) => Err(e),
+                    // Called without `poll_ready`: try once, failing fast.
+                    Admission::Idle | Admission::Waiting(_) => self.bulkhead.try_acquire_owned(),
+                }
+            }
         };
-        self.wait = None;
         match admission {
             Ok(permit) => {
                 let slot = BulkheadSlot::new(permit, self.classify.clone());
