@@ -335,7 +335,26 @@ impl<S, C: Clock, H, K> BulkheadService<S, C, H, K> {
     }
 
     /// Takes a slot, or queues for one, or records the refusal; `Pending` only while queued.
+    /// A fail-fast bulkhead's try is inlined into `poll_ready`; queueing is not.
+    #[inline]
     fn poll_admission(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.ready.is_none()
+            && matches!(self.admission, Admission::Idle)
+            && self.bulkhead.max_wait().is_zero()
+        {
+            match self.bulkhead.try_acquire_owned() {
+                Ok(p) => self.ready = Some(p),
+                Err(e) => self.admission = Admission::Refused(e),
+            }
+            return Poll::Ready(());
+        }
+        self.poll_queued(cx)
+    }
+
+    /// [`poll_admission`](Self::poll_admission) holding a slot or a refusal already, or with a
+    /// max wait to queue for.
+    #[inline(never)]
+    fn poll_queued(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             match &mut self.admission {
                 _ if self.ready.is_some() => return Poll::Ready(()),

@@ -23,6 +23,13 @@ pub trait Hold<T, G> {
 
     /// The answer for `response`, which the request's `guard` has guarded so far.
     fn hold(response: T, guard: G) -> Self::Response;
+
+    /// [`hold`](Self::hold) with the guard where the response future keeps it (`Some`): taken
+    /// out by default; a hold that only drops the guard drops it in place, without a move.
+    #[inline]
+    fn hold_in(response: T, guard: &mut Option<G>) -> Option<Self::Response> {
+        guard.take().map(|g| Self::hold(response, g))
+    }
 }
 
 /// The guard is released when the inner service's response future completes (or is dropped):
@@ -47,6 +54,14 @@ impl<T, G> Hold<T, G> for UntilResponse {
     fn hold(response: T, guard: G) -> T {
         drop(guard);
         response
+    }
+
+    #[inline]
+    fn hold_in(response: T, guard: &mut Option<G>) -> Option<T> {
+        guard.is_some().then(|| {
+            *guard = None;
+            response
+        })
     }
 }
 
@@ -157,14 +172,16 @@ where
                 // The inner future is done: from here the guard is the hold's (dropped now, not
                 // when the caller drops the finished future, or moved into the body); an error
                 // ends the work, so it is released at once.
-                let mut guard = this.guard.take();
-                if let Some(g) = &mut guard {
+                if let Some(g) = this.guard.as_mut() {
                     g.settle(out.as_ref());
                 }
-                Poll::Ready(match (out, guard) {
-                    (Ok(response), Some(guard)) => Ok(H::hold(response, guard)),
-                    (Ok(_), None) => Err(Box::new(PolledAfterCompletion)),
-                    (Err(e), _) => Err(e.into()),
+                Poll::Ready(match out {
+                    Ok(response) => H::hold_in(response, this.guard)
+                        .ok_or_else(|| Box::new(PolledAfterCompletion) as BoxError),
+                    Err(e) => {
+                        *this.guard = None;
+                        Err(e.into())
+                    }
                 })
             }
             None => Poll::Ready(Err(this
