@@ -261,9 +261,33 @@ impl RefusalLayer {
 
     /// Answers a full bulkhead (or a wait for a slot that timed out) with `status` instead of
     /// `503`: `429 Too Many Requests`, say.
-    pub fn bulkhead_status(mut self, status: StatusCode) -> Self {
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use resile::http::RefusalLayer;
+    /// let layer = RefusalLayer::new().bulkhead_status(StatusCode::TOO_MANY_REQUESTS)?;
+    /// let e = RefusalLayer::new().bulkhead_status(StatusCode::OK).unwrap_err();
+    /// assert_eq!(e.field(), "bulkhead_status");
+    /// # let _ = layer;
+    /// # Ok::<(), resile::error::ConfigError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// A [`ConfigError`](crate::error::ConfigError) for a status that is not a client or server
+    /// error (`400..=599`): a refusal is never a success or a redirect.
+    pub fn bulkhead_status(
+        mut self,
+        status: StatusCode,
+    ) -> Result<Self, crate::error::ConfigError> {
+        if !(status.is_client_error() || status.is_server_error()) {
+            return Err(crate::error::ConfigError::new(
+                "bulkhead_status",
+                status.as_u16(),
+                "400..=599",
+            ));
+        }
         self.bulkhead_status = status;
-        self
+        Ok(self)
     }
 }
 

@@ -132,7 +132,11 @@ fn the_refusal_layer_answers_a_full_registry_503_and_a_config_error_500() {
     let registry = breakers(1);
     let held = registry.get_or_create(&key("a.internal")).unwrap();
     let mut svc = ServiceBuilder::new()
-        .layer(RefusalLayer::new().bulkhead_status(http::StatusCode::TOO_MANY_REQUESTS))
+        .layer(
+            RefusalLayer::new()
+                .bulkhead_status(http::StatusCode::TOO_MANY_REQUESTS)
+                .unwrap(),
+        )
         .layer(BreakerLayer::keyed(registry.clone(), authority))
         .service_fn(backend);
     let r = block_on(async { svc.ready().await?.call(get("http://b.internal/")).await }).unwrap();
