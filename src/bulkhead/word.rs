@@ -59,9 +59,10 @@
 //!   is not worth a subtler argument. A hand-off reaches its waiter through the slot's
 //!   `Release`/`Acquire` (see [`crate::wait::queue`]).
 //! - Metric loads are `Relaxed`: a snapshot, not a synchronisation.
-//! - The in-flight load that stamps an adaptive permit handed over to a waiter: `Relaxed`, a
-//!   count for the algorithm (as a metric), not a synchronisation; a permit that took its slot
-//!   itself reads the count from the word its admission CAS wrote.
+//! - The in-flight load of an adaptive permit's report, just before its release: `Relaxed`, a
+//!   count for the algorithm (as a metric), not a synchronisation.
+//! - The idle check of a registry's eviction (in flight, limit, closed): `Relaxed`; the
+//!   registry's entry word, not this one, decides the race with a lookup.
 
 /// Bits of `in_flight`.
 pub(crate) const COUNT_BITS: u32 = 31;
