@@ -371,21 +371,18 @@ fn a_panic_in_with_unpins_the_entry() {
 
 /// A primitive of the user's whose idle check panics while `panics` is set.
 struct Touchy {
-    panics: StdArc<std::sync::atomic::AtomicBool>,
+    panics: StdArc<StdMutex<bool>>,
 }
 
 impl Keyed for Touchy {
     fn is_idle(&self) -> bool {
-        assert!(
-            !self.panics.load(std::sync::atomic::Ordering::Relaxed),
-            "idle check failed"
-        );
+        assert!(!*self.panics.lock().unwrap(), "idle check failed");
         true
     }
 }
 
 #[derive(Clone)]
-struct TouchyTemplate(StdArc<std::sync::atomic::AtomicBool>);
+struct TouchyTemplate(StdArc<StdMutex<bool>>);
 
 impl Template for TouchyTemplate {
     type Primitive = Touchy;
@@ -397,7 +394,7 @@ impl Template for TouchyTemplate {
 
 #[test]
 fn a_panicking_idle_check_loses_no_entry() {
-    let panics = StdArc::new(std::sync::atomic::AtomicBool::new(true));
+    let panics = StdArc::new(StdMutex::new(true));
     let r = Registry::builder(TouchyTemplate(panics.clone()))
         .max_keys(1)
         .build()
@@ -408,7 +405,7 @@ fn a_panicking_idle_check_loses_no_entry() {
     }));
     assert!(create.is_err(), "the idle check's panic reaches the caller");
     assert_eq!(r.len(), 1, "the entry examined is still in the ring");
-    panics.store(false, std::sync::atomic::Ordering::Relaxed);
+    *panics.lock().unwrap() = false;
     assert!(r.get_or_create(&2).is_ok(), "and it is evicted once idle");
     assert!(r.get(&1).is_none());
     assert_eq!((r.len(), r.metrics().evicted), (1, 1));
