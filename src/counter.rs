@@ -126,6 +126,22 @@ impl<const LANES: usize> StripedCounters<LANES> {
             .fold(0, u64::saturating_add)
     }
 
+    /// Takes the total of `lane` and zeroes the stripes that held some: a `Relaxed` load of
+    /// each stripe, and a `swap(0)` of each that was not zero, so a reader that finds nothing
+    /// writes nothing. Every add lands in exactly one take, as with
+    /// [`take_sum_of`](Self::take_sum_of); an add that happens before the load is taken by
+    /// this take or an earlier one (coherence).
+    #[inline]
+    pub(crate) fn take_nonzero_sum_of(&self, lane: usize) -> u64 {
+        let mut sum = 0u64;
+        for c in self.cells.iter() {
+            if c[lane].load(Ordering::Relaxed) != 0 {
+                sum = sum.saturating_add(c[lane].swap(0, Ordering::Relaxed));
+            }
+        }
+        sum
+    }
+
     /// Takes the largest value of `lane` (raised by `fetch_max` on [`mine`](Self::mine)) and
     /// zeroes it, one `swap(0)` per stripe.
     pub(crate) fn take_max_of(&self, lane: usize) -> u64 {

@@ -4,7 +4,10 @@
 //! - `count window success (full of successes)`: the closed breaker's healthy path, recording a
 //!   plain success into a window of 100 plain successes.
 //! - `count window mixed (1 in 8 failures)`: a window of 100 that always holds failures; about a
-//!   quarter of the records change the ring.
+//!   quarter of the records change the ring. Every row takes a breaker's decision on the totals
+//!   each record returns (a failure rate of 50 %); resile's first row records successes as the
+//!   breaker does, deferred while the totals as they stand breach nothing, its second row with
+//!   the exact totals after every record.
 //! - `count window mixed (1 in 100 failures)`: the same with a failure every 100th call, so the
 //!   window holds about one per thread and most records replace a success by a success.
 //! - `time window record (CoarseClock)`: 10 s in 10 buckets, `now` read from a coarse clock by
@@ -73,12 +76,21 @@ where
     F: Fn(&S, Outcome) -> Tally + Send + Sync + 'static,
 {
     let (time, failures) = run_max(pool, threads, iters, state, move |s, i| {
-        record(s, black_box(mixed(i, every))).failures
+        let t = record(s, black_box(mixed(i, every)));
+        // The decision a breaker takes on every record, alike in every row: at 1 in 8 failures
+        // or fewer it never trips.
+        assert!(!breach(&t), "the mixed row breached: {t:?}");
+        t.failures
     });
     if iters >= 8 * every {
         assert!(failures > 0, "the mixed row recorded no failure");
     }
     time
+}
+
+/// A breaker's trip decision on a window of [`SIZE`]: a failure rate of 50 % or more.
+fn breach(t: &Tally) -> bool {
+    t.calls == SIZE && 2 * t.failures >= t.calls
 }
 
 /// The count window's logic, for the mutex baselines.
@@ -153,7 +165,17 @@ fn count_success_pl(pool: &Pool, threads: usize, iters: u64) -> Duration {
     })
 }
 
+/// resile as a breaker records: a plain success through `record_success_lazily`, deferred
+/// unless the totals as they stand could breach.
 fn count_mixed_resile(pool: &Pool, threads: usize, iters: u64, every: u64) -> Duration {
+    run_mixed(pool, threads, iters, every, full_resile(), |w, o| match o {
+        Outcome::Success => w.record_success_lazily(breach),
+        o => w.record(o),
+    })
+}
+
+/// resile with the exact totals after every record (`record` for every outcome).
+fn count_mixed_exact(pool: &Pool, threads: usize, iters: u64, every: u64) -> Duration {
     run_mixed(pool, threads, iters, every, full_resile(), |w, o| {
         w.record(o)
     })
@@ -175,6 +197,10 @@ fn mixed8_resile(pool: &Pool, threads: usize, iters: u64) -> Duration {
     count_mixed_resile(pool, threads, iters, 8)
 }
 
+fn mixed8_exact(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    count_mixed_exact(pool, threads, iters, 8)
+}
+
 fn mixed8_std(pool: &Pool, threads: usize, iters: u64) -> Duration {
     count_mixed_std(pool, threads, iters, 8)
 }
@@ -185,6 +211,10 @@ fn mixed8_pl(pool: &Pool, threads: usize, iters: u64) -> Duration {
 
 fn mixed100_resile(pool: &Pool, threads: usize, iters: u64) -> Duration {
     count_mixed_resile(pool, threads, iters, 100)
+}
+
+fn mixed100_exact(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    count_mixed_exact(pool, threads, iters, 100)
 }
 
 fn mixed100_std(pool: &Pool, threads: usize, iters: u64) -> Duration {
@@ -332,7 +362,18 @@ pub fn cases() -> Vec<Case> {
             Role::ParkingLot,
             count_success_pl,
         ),
-        case(mixed, "resile", Role::Resile, mixed8_resile),
+        case(
+            mixed,
+            "resile (the breaker's path: successes deferred)",
+            Role::Resile,
+            mixed8_resile,
+        ),
+        case(
+            mixed,
+            "resile (exact totals on every record)",
+            Role::Resile,
+            mixed8_exact,
+        ),
         case(mixed, "std Mutex<VecDeque>", Role::StdMutex, mixed8_std),
         case(
             mixed,
@@ -340,7 +381,18 @@ pub fn cases() -> Vec<Case> {
             Role::ParkingLot,
             mixed8_pl,
         ),
-        case(mixed100, "resile", Role::Resile, mixed100_resile),
+        case(
+            mixed100,
+            "resile (the breaker's path: successes deferred)",
+            Role::Resile,
+            mixed100_resile,
+        ),
+        case(
+            mixed100,
+            "resile (exact totals on every record)",
+            Role::Resile,
+            mixed100_exact,
+        ),
         case(
             mixed100,
             "std Mutex<VecDeque>",

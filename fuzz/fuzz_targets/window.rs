@@ -22,6 +22,9 @@ enum Op {
     Record { failed: bool, slow: bool },
     /// Many plain successes (the count window's write-free path).
     Successes(u8),
+    /// Plain successes recorded as a breaker does, deferred while the totals as they stand hold
+    /// fewer than `limit` failures (or `slow_limit` slow calls).
+    LazySuccesses { n: u8, limit: u8, slow_limit: u8 },
     /// A few fast calls (lane 0, outside the totals) into the window that has them, and the
     /// same into the plain window (where they are plain adds).
     FastCalls(u8),
@@ -236,6 +239,33 @@ fuzz_target!(|input: Input| {
             Op::Successes(k) => {
                 for _ in 0..k % 100 {
                     assert_eq!(cw.record(Outcome::Success), cm.record(Outcome::Success));
+                }
+            }
+            Op::LazySuccesses {
+                n,
+                limit,
+                slow_limit,
+            } => {
+                let matters =
+                    |t: &Tally| t.failures >= u32::from(limit) || t.slow >= u32::from(slow_limit);
+                for _ in 0..n % 100 {
+                    let mut asked = None;
+                    let got = cw.record_success_lazily(|t| {
+                        asked = Some(*t);
+                        matters(t)
+                    });
+                    let want = cm.record(Outcome::Success);
+                    match asked {
+                        // Deferred (unless its stripe filled, which claims them all, exactly):
+                        // the totals as they stood, which bound the model's above.
+                        Some(t) if !matters(&t) && got != want => {
+                            assert_eq!(got, t);
+                            assert_eq!(got.calls, want.calls);
+                            assert!(got.failures >= want.failures && got.slow >= want.slow);
+                        }
+                        // Claimed at once (or with its stripe's batch): exact.
+                        _ => assert_eq!(got, want),
+                    }
                 }
             }
             Op::Add(d) => {

@@ -142,6 +142,116 @@ fn count_success_fast_path_races_a_failure() {
     });
 }
 
+/// Never matters: every lazy success into a full window is deferred.
+fn never(_: &Tally) -> bool {
+    false
+}
+
+#[test]
+fn count_deferred_success_is_counted_by_a_later_record_while_another_defers() {
+    // A success deferred before a failure's record began lands before it, exactly, while a
+    // thread on another stripe defers a success of its own; once all return and a snapshot
+    // claims what is left, the totals are the ring's and nothing is lost or invented.
+    model(|| {
+        let w = Arc::new(CountWindow::new(2).unwrap());
+        w.record(Outcome::Failure);
+        w.record(Outcome::Failure);
+        assert_eq!(w.record_success_lazily(never).failures, 2); // deferred, stripe 0
+        let w3 = w.clone();
+        let c = thread::spawn(move || {
+            w3.record_success_lazily(never); // stripe 1: deferred, below its batch of 2
+        });
+        let w2 = w.clone();
+        let b = thread::spawn(move || w2.record(Outcome::Failure));
+        // The main thread's success, then B's failure: one of each, whenever C's lands.
+        assert_eq!(b.join().unwrap().failures, 1);
+        c.join().unwrap();
+        check_count(
+            &w,
+            &[
+                Outcome::Failure,
+                Outcome::Failure,
+                Outcome::Success,
+                Outcome::Failure,
+                Outcome::Success,
+            ],
+        );
+    });
+}
+
+#[test]
+fn count_record_races_a_take_of_deferred_successes_in_flight() {
+    // C's success fills stripe 0 (the main thread's, batch 2), so C takes both and claims
+    // them, racing B's failure. B may miss the main thread's success while C has it in flight
+    // (B then counts the failure it would evict: the bound the module docs state); once all
+    // return, every success is claimed exactly once and the totals are the ring's.
+    model(|| {
+        let w = Arc::new(CountWindow::new(2).unwrap());
+        w.record(Outcome::Failure);
+        w.record(Outcome::Failure);
+        w.record_success_lazily(never); // deferred, stripe 0
+        let w2 = w.clone();
+        let b = thread::spawn(move || {
+            w2.record(Outcome::Failure); // stripe 1
+        });
+        let w3 = w.clone();
+        let c = thread::spawn(move || {
+            w3.record_success_lazily(never); // stripe 0: its second, a take
+        });
+        b.join().unwrap();
+        c.join().unwrap();
+        check_count(
+            &w,
+            &[
+                Outcome::Failure,
+                Outcome::Failure,
+                Outcome::Success,
+                Outcome::Failure,
+                Outcome::Success,
+            ],
+        );
+    });
+}
+
+#[test]
+fn count_two_records_race_to_take_deferred_successes() {
+    // Two failures' records each take what the stripes hold: every deferred success is claimed
+    // once, by one of them, and the quiescent totals equal the ring's contents.
+    model(|| {
+        let w = Arc::new(CountWindow::new(3).unwrap());
+        for o in [Outcome::Failure, Outcome::Success, Outcome::Success] {
+            w.record(o);
+        }
+        w.record_success_lazily(never);
+        w.record_success_lazily(never);
+        let hs: Vec<_> = [Outcome::Failure, Outcome::SlowFailure]
+            .into_iter()
+            .map(|o| {
+                let w = w.clone();
+                thread::spawn(move || {
+                    let t = w.record(o);
+                    assert!(t.calls == 3 && t.failures <= 3);
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        check_count(
+            &w,
+            &[
+                Outcome::Failure,
+                Outcome::Success,
+                Outcome::Success,
+                Outcome::Success,
+                Outcome::Success,
+                Outcome::Failure,
+                Outcome::SlowFailure,
+            ],
+        );
+    });
+}
+
 #[test]
 fn count_reset_races_a_record() {
     model(|| {

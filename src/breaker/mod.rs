@@ -947,6 +947,13 @@ impl<C: Clock> CircuitBreaker<C> {
             return;
         }
         let (tally, full_size) = match &self.window {
+            // A plain success cannot raise a count window's failures or slow calls: unless the
+            // totals as they stand breach, it is deferred (its thread's stripe, no shared line)
+            // and the decision below is the same as on the exact totals.
+            Window::Count(c) if outcome == Outcome::Success => (
+                c.record_success_lazily(|t| state::closed_breach(*t, &p)),
+                Some(c.size()),
+            ),
             Window::Count(c) => (c.record(outcome), Some(c.size())),
             Window::Time(t) => {
                 let now = now.unwrap_or(0);

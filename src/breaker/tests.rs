@@ -1309,3 +1309,31 @@ fn a_slow_call_rule_set_at_run_time_never_counts_earlier_permits_as_slow() {
     slow.success();
     assert_eq!(b.state(), Open);
 }
+
+#[test]
+fn successes_deferred_in_a_full_count_window_land_before_the_next_failure() {
+    let (b, _clock, log) = breaker(4, 4);
+    // SSSS F: one failure in four. Each success after it is deferred (25 % breaches nothing);
+    // the next failure claims them first, so the window is S S S F (25 %), not S S F F.
+    outcomes(&b, "SSSSF");
+    outcomes(&b, "SSS");
+    outcomes(&b, "F");
+    assert_eq!(b.state(), Closed);
+    assert_eq!((b.metrics().calls, b.metrics().failures), (4, 1));
+    // One more failure: S S F F, 50 %, trips on this very call.
+    outcomes(&b, "F");
+    assert_eq!(b.state(), Open);
+    assert_eq!(log.take(), vec![(Closed, Open)]);
+}
+
+#[test]
+fn a_count_window_whose_failures_age_out_through_deferred_successes_is_clean_again() {
+    let (b, _clock, _log) = breaker(8, 8);
+    outcomes(&b, "SSSSSSSF");
+    // Eight successes evict the failure; deferred, they are claimed by the one that fills the
+    // stripe (a window of 8 defers at most 8 per stripe), which finds the window clean.
+    outcomes(&b, "SSSSSSSS");
+    let w = b.word.load(Ordering::Acquire);
+    assert!(state::is_clean(w, state::generation(w)));
+    assert_eq!((b.metrics().calls, b.metrics().failures), (8, 0));
+}

@@ -138,6 +138,7 @@ struct Core<C: Clock> {
     name: Cow<'static, str>,
     max_wait: Duration,
     /// The limit the builder set (an adaptive one's initial limit).
+    #[cfg(feature = "registry")]
     built_limit: u32,
     clock: C,
     timer: SharedTimer,
@@ -213,6 +214,7 @@ impl<C: Clock> Bulkhead<C> {
             queue: Mutex::new(Queue::new()),
             name,
             max_wait,
+            #[cfg(feature = "registry")]
             built_limit: limit,
             clock,
             timer,
@@ -564,6 +566,7 @@ impl<C: Clock> Bulkhead<C> {
     /// open, nothing in flight or queued, the limit the builder set, and no report waiting in an
     /// adaptive limit's window (an adaptive algorithm's estimates, such as a no-load RTT, are
     /// not compared).
+    #[cfg(feature = "registry")]
     pub(crate) fn is_at_rest(&self) -> bool {
         let core = self.core();
         let w = core.hot.word.load(Ordering::Relaxed);

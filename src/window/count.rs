@@ -3,12 +3,14 @@
 //! # Implementation details
 //!
 //! A ring of `size` one-byte slots, a claim cursor and one packed totals word; the cursor and
-//! the totals share one padded cache line:
+//! the totals share one padded cache line. Beside them, per thread stripe, a count of deferred
+//! plain successes:
 //!
 //! ```text
 //! hot.totals: AtomicU64    biased counts of the ring's contents (layout below)
 //! hot.cursor: AtomicU64    claims; slot = cursor % size
 //! slots:  Box<[AtomicU8]>  EMPTY or an outcome code
+//! deferred: StripedCounters<1>  plain successes recorded but not yet claimed, per stripe
 //! ```
 //!
 //! A record that changes the ring writes both counters, one right after the other: on one line,
@@ -21,11 +23,15 @@
 //! 1. (fast path) if `o` is a plain success and the totals say "full of plain successes", the
 //!    new outcome would replace a plain success with a plain success: nothing changes, so return
 //!    the totals having written nothing (a healthy breaker writes no shared cache line);
-//! 2. `i = cursor.fetch_add(1) % size`; if `slots[i]` already holds `code(o)`, return the totals
-//!    having written nothing more (the record takes effect at that load, as a swap of `code(o)`
-//!    for itself would); else `old = slots[i].swap(code(o))`;
-//! 3. `totals.fetch_add(enc(o) - enc(old))` (wrapping, field by field; see [`TOTALS_BIAS`]),
-//!    skipped when the slot held the same outcome after all (the delta is zero).
+//! 2. take the deferred successes, `k` of them (a load of each stripe, a `swap(0)` of each that
+//!    is not zero), and claim `k + 1` slots at once: `c = cursor.fetch_add(k + 1)`; claims
+//!    `c..c + k` are plain successes, claim `c + k` is `o` (of claims that lap the ring only the
+//!    last `size` are written: the earlier ones would be overwritten by the later);
+//! 3. for each claim, slot `i = claim % size`: if `slots[i]` already holds the claim's code,
+//!    leave it (the claim takes effect at that load, as a swap of the code for itself would);
+//!    else `old = slots[i].swap(code)` and add `enc(code) - enc(old)` to a delta;
+//! 4. `totals.fetch_add(delta)` (wrapping, field by field; see [`TOTALS_BIAS`]), skipped when
+//!    the delta is zero.
 //!
 //! Every change to a slot is a `swap` whose caller applies exactly `enc(new) - enc(old)` to the
 //! totals, so for each slot the deltas telescope to `enc(final contents)`: once every recorder
@@ -35,12 +41,42 @@
 //! under such a race the ring may keep the second-newest of two outcomes for one lap. Nothing is
 //! invented and the counts always describe the ring's actual contents.
 //!
-//! [`reset`](CountWindow::reset) swaps every slot to `EMPTY` and subtracts what it removed, so it
-//! keeps the same telescoping invariant while racing recorders.
+//! # Deferred successes
+//!
+//! In a full window a plain success never raises a count: it replaces the oldest outcome, so
+//! the failures and slow calls stay or fall and `calls` stays at `size`. A caller that only acts
+//! when the totals could cross a threshold (the breaker) records it with
+//! [`record_success_lazily`](CountWindow::record_success_lazily): when the totals as they stand
+//! (an upper bound on the failures and slow calls the success would leave) cannot cross it, the
+//! success adds one to its thread's stripe of `deferred` (one `fetch_add` on a line that thread
+//! alone writes, usually) and claims no slot. The next `record`, `snapshot` or `reset`, or the
+//! lazy success that fills its stripe to `batch` (`min(size, 64)`), takes every stripe's count
+//! and claims those successes before its own outcome.
+//!
+//! A deferred success takes effect when a take claims it, so every decision is exact over the
+//! claims before it. A record counts each success deferred before it began (in the
+//! happens-before sense) by its own take, by the coherence of that success's stripe, and claims
+//! it first; the one exception is a success that a racing take holds and has not yet claimed:
+//! the record then counts, in that success's place, the older outcome it will evict (at most
+//! one per success that take carries, each stripe holding fewer than `batch`), just as a record
+//! misses the outcome of any recorder still in flight. A single thread's records are exact in
+//! every case: its decisions are those of the sequential model, which the fuzz targets check.
+//! Successes and records that overlap in time may land in either order, as with an immediate
+//! claim; all plain successes are alike, so their order among themselves is no matter. What
+//! else a reader can see is stale failures that deferred successes will evict: a lazy
+//! success's own totals (which its caller only compares with its threshold) and the ring
+//! between takes. The next `record`, `snapshot` or `reset`, or a stripe reaching `batch`,
+//! claims them; at most `stripes x (batch - 1)` deferred successes wait at once (plus one per
+//! thread beyond the stripes sharing one).
+//!
+//! [`reset`](CountWindow::reset) discards the deferred successes, swaps every slot to `EMPTY`
+//! and subtracts what it removed, so it keeps the same telescoping invariant while racing
+//! recorders.
 
 use super::{Divisor, Outcome, Tally};
+use crate::counter::StripedCounters;
 use crate::error::ConfigError;
-use crate::sync::{AtomicU8, AtomicU64, Ordering};
+use crate::sync::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use crossbeam_utils::CachePadded;
 use std::fmt;
 
@@ -66,18 +102,34 @@ use std::fmt;
 ///   update is lost.
 /// - the totals' loads: `Relaxed`; a reader that needs "the counts after these calls" gets it
 ///   from whatever synchronised it with those calls (a join, the breaker's own state word).
+/// - `deferring`: `Relaxed` load, and `Relaxed` store of `true` before a success's first
+///   deferral; a take that the deferral happens before reads `true` (coherence), so it reads the
+///   stripes, and a take that reads `false` has nothing it must count.
+/// - a stripe of `deferred`: `fetch_add(1)` by a lazy success, `load` then `swap(0)` by a take,
+///   all `Relaxed`. The RMWs on one stripe are totally ordered, so each deferred success is
+///   taken by exactly one take; a take's load that a success's add happens before reads that
+///   add or a later value (coherence), so a take misses no success that returned before it
+///   began unless another take already has it.
 const FIELD_BITS: u32 = 21;
 const FIELD_MASK: u64 = (1 << FIELD_BITS) - 1;
 const CALLS_SHIFT: u32 = 0;
 const FAILURES_SHIFT: u32 = FIELD_BITS;
 const SLOW_SHIFT: u32 = 2 * FIELD_BITS;
 
-/// Each field holds `count + BIAS`. Between a recorder's `swap` and its `fetch_add` the totals may
-/// lag the ring, so a field can dip below its true count by up to one per recorder in flight (and
-/// rise above by as much). The bias keeps such a dip from borrowing from the field above: it
-/// allows 2^20 concurrent recorders, and `MAX_SIZE + 2^20 < 2^21` allows them above. Readers
+/// Each field holds `count + BIAS`. Between a recorder's `swap`s and its `fetch_add` the totals
+/// may lag the ring, so a field can dip below its true count by up to [`DELTA_SPAN`] per recorder
+/// in flight (and rise above by as much). The bias keeps such a dip from borrowing from the field
+/// above: it allows 2^20 / 64 = 16,384 concurrent recorders each in the middle of its longest
+/// span, and `MAX_SIZE + 2^20 < 2^21` allows them above. Readers
 /// subtract the bias and clamp to `0..=size` (failures and slow to `0..=calls`).
 const BIAS: u64 = 1 << (FIELD_BITS - 1);
+/// The most slot changes a recorder makes before adding their delta to the totals: a claim of a
+/// batch of deferred successes adds its delta every `DELTA_SPAN` changed slots, so the totals
+/// never lag one recorder by more (see [`BIAS`]).
+const DELTA_SPAN: u32 = 64;
+/// The most deferred successes a stripe holds before the lazy success that reaches it claims
+/// them all (fewer in a smaller window: `min(size, DEFER_BATCH)`).
+const DEFER_BATCH: u32 = 64;
 /// The totals word of an empty window.
 pub(crate) const TOTALS_BIAS: u64 =
     (BIAS << CALLS_SHIFT) | (BIAS << FAILURES_SHIFT) | (BIAS << SLOW_SHIFT);
@@ -157,18 +209,24 @@ struct Hot {
     totals: AtomicU64,
     /// The claim cursor; never wraps in practice (2^64 claims).
     cursor: AtomicU64,
+    /// Set by the first deferred success, never cleared: until then no record looks at the
+    /// deferred stripes.
+    deferring: AtomicBool,
 }
 
 /// The outcomes of the last `size` calls, with running totals.
 ///
-/// Lock-free: [`record`](Self::record) is at most one `fetch_add` on a cursor, one `swap` of a
-/// byte and one `fetch_add` on the totals; when the evicted outcome equals the new one it is the
-/// `fetch_add` on the cursor and a load of the slot, and only a load when it records a plain
-/// success into a window already full of plain successes. Nothing allocates after [`new`](Self::new).
+/// Lock-free: [`record`](Self::record) is a load of each thread stripe's deferred successes
+/// (see the module docs), then at most one `fetch_add` on a cursor, one `swap` of a byte per
+/// claimed slot whose outcome changes and one `fetch_add` on the totals; when the evicted
+/// outcome equals the new one it is the `fetch_add` on the cursor and a load of the slot, and
+/// only a load when it records a plain success into a window already full of plain successes.
+/// Nothing allocates after [`new`](Self::new).
 ///
-/// Under concurrent recording the totals are exact at every quiescent point (every call to
-/// `record` has returned): they equal the ring's contents. While records are in flight a reader
-/// may see a total off by at most one per in-flight recorder; reads clamp to `0..=size`.
+/// Under concurrent recording the totals are exact at every quiescent point (every call has
+/// returned, and a `snapshot` taken): they equal the ring's contents. While records are in
+/// flight a reader may see a total off by the slots in-flight recorders are changing; reads
+/// clamp to `0..=size`.
 ///
 /// ```
 /// use resile::window::{CountWindow, Outcome};
@@ -182,7 +240,11 @@ pub struct CountWindow {
     /// The totals and the cursor, on one cache line.
     hot: CachePadded<Hot>,
     slots: Box<[AtomicU8]>,
+    /// Plain successes recorded into the full window and not yet claimed, per thread stripe.
+    deferred: StripedCounters<1>,
     size: u32,
+    /// A stripe's deferred successes that make a lazy success claim them all.
+    batch: u64,
     /// `claim % size` without a `div` instruction.
     per_lap: Divisor,
 }
@@ -210,9 +272,12 @@ impl CountWindow {
             hot: CachePadded::new(Hot {
                 totals: AtomicU64::new(TOTALS_BIAS),
                 cursor: AtomicU64::new(0),
+                deferring: AtomicBool::new(false),
             }),
             slots: (0..size).map(|_| AtomicU8::new(EMPTY)).collect(),
+            deferred: StripedCounters::new(),
             size,
+            batch: u64::from(size.min(DEFER_BATCH)),
             per_lap: Divisor::new(size as u64),
         })
     }
@@ -238,46 +303,167 @@ impl CountWindow {
                 };
             }
         }
-        self.record_slow(outcome)
+        self.claim(self.take_deferred(), Some(code(outcome)))
     }
 
+    internal! {
+        /// Records a plain success for a caller that acts on the totals only when `matters` says
+        /// they could cross its threshold, as a breaker does; returns totals that are exact when
+        /// `matters` held for the totals as they stood, and otherwise those totals.
+        ///
+        /// In a full window a plain success never raises a count, so the totals before it bound
+        /// the totals after it from above: when they do not matter, the success is deferred (one
+        /// `fetch_add` on this thread's stripe, no shared line written) and claimed by the next
+        /// record, [`snapshot`](Self::snapshot) or [`reset`](Self::reset), or by the lazy success
+        /// that fills its stripe (see the module docs).
+        #[inline]
+        pub fn record_success_lazily(&self, matters: impl FnOnce(&Tally) -> bool) -> Tally {
+            // Relaxed: see the totals' ordering note.
+            let word = self.hot.totals.load(Ordering::Relaxed);
+            if word == full_of_successes(self.size) {
+                return Tally {
+                    calls: self.size,
+                    failures: 0,
+                    slow: 0,
+                };
+            }
+            let now = decode(word, self.size);
+            if now.calls == self.size && !matters(&now) {
+                // Relaxed: see the deferred stripes' ordering note.
+                if !self.hot.deferring.load(Ordering::Relaxed) {
+                    self.hot.deferring.store(true, Ordering::Relaxed);
+                }
+                let mine = &self.deferred.mine()[0];
+                if mine.fetch_add(1, Ordering::Relaxed) + 1 < self.batch {
+                    return now;
+                }
+                // This stripe is full: claim every stripe's successes, this one's among them.
+                return self.claim(self.take_deferred(), None);
+            }
+            self.claim(self.take_deferred(), Some(PRESENT))
+        }
+    }
+
+    /// Takes every stripe's deferred successes (a load of each, a `swap(0)` of each that is not
+    /// zero); the caller claims them. Nothing to take, and no stripe read, while no success was
+    /// ever deferred.
     #[inline]
-    fn record_slow(&self, outcome: Outcome) -> Tally {
-        let new = code(outcome);
+    fn take_deferred(&self) -> u64 {
+        if !self.hot.deferring.load(Ordering::Relaxed) {
+            return 0;
+        }
+        self.take_stripes()
+    }
+
+    #[inline(never)]
+    fn take_stripes(&self) -> u64 {
+        self.deferred.take_nonzero_sum_of(0)
+    }
+
+    /// Claims `successes` plain successes, then `last` (if any), as consecutive claims, and
+    /// returns the totals after them.
+    #[inline]
+    fn claim(&self, successes: u64, last: Option<u8>) -> Tally {
+        match (successes, last) {
+            (0, None) => self.totals(),
+            (0, Some(code)) => self.claim_one(code),
+            (k, last) => self.claim_batch(k, last),
+        }
+    }
+
+    /// Claims one slot for `code`: the common case, with no batch bookkeeping.
+    #[inline]
+    fn claim_one(&self, code: u8) -> Tally {
         // Relaxed: the cursor only spreads claims over the slots; correctness of the counts rests
         // on each slot's swap, not on the cursor.
         let claim = self.hot.cursor.fetch_add(1, Ordering::Relaxed);
         let i = self.per_lap.div_rem(claim).1 as usize;
         let Some(slot) = self.slots.get(i) else {
-            return self.snapshot(); // unreachable: i < size == slots.len()
+            return self.totals(); // unreachable: i < size == slots.len()
         };
-        // Relaxed, load and swap: each slot's modification order is all the telescoping
-        // argument needs. A slot that already holds the new outcome is left unwritten: the
-        // record then takes effect at the load, as a swap of `new` for `new` would (its delta is
-        // zero), so a shared line is only read, not written, on most records of a window whose
-        // contents change rarely.
-        if slot.load(Ordering::Relaxed) == new {
-            return self.snapshot();
+        let d = Self::put(slot, code);
+        self.add_delta(d)
+    }
+
+    /// [`claim`](Self::claim) of `successes > 0` deferred successes, then `last`.
+    #[inline(never)]
+    fn claim_batch(&self, successes: u64, last: Option<u8>) -> Tally {
+        let n = successes + u64::from(last.is_some());
+        // Relaxed, as in `claim_one`.
+        let first = self.hot.cursor.fetch_add(n, Ordering::Relaxed);
+        // Of claims that lap the ring only the last `size` are written: each earlier one's slot
+        // is claimed again later in this batch, whose swap would evict it.
+        let skip = n.saturating_sub(u64::from(self.size));
+        let mut i = self.per_lap.div_rem(first + skip).1 as usize;
+        let mut d = 0u64;
+        let mut changed = 0u32;
+        for claim in skip..n {
+            let code = match last {
+                Some(c) if claim == n - 1 => c,
+                _ => PRESENT,
+            };
+            let Some(slot) = self.slots.get(i) else {
+                break; // unreachable: i < size == slots.len()
+            };
+            let step = Self::put(slot, code);
+            if step != 0 {
+                d = d.wrapping_add(step);
+                changed += 1;
+                if changed == DELTA_SPAN {
+                    // Keep the totals' lag behind this recorder within the bias (see `BIAS`).
+                    self.hot.totals.fetch_add(d, Ordering::Relaxed);
+                    (d, changed) = (0, 0);
+                }
+            }
+            i += 1;
+            if i == self.slots.len() {
+                i = 0;
+            }
         }
-        let old = slot.swap(new, Ordering::Relaxed);
-        let d = delta(old, new);
+        self.add_delta(d)
+    }
+
+    /// Puts `code` in `slot`; returns the change to the totals. Relaxed, load and swap: each
+    /// slot's modification order is all the telescoping argument needs. A slot that already
+    /// holds the code is left unwritten: the claim then takes effect at the load, as a swap of
+    /// the code for itself would (its delta is zero), so a shared line is only read, not
+    /// written, on most records of a window whose contents change rarely.
+    #[inline]
+    fn put(slot: &AtomicU8, code: u8) -> u64 {
+        if slot.load(Ordering::Relaxed) == code {
+            return 0;
+        }
+        // Zero when a racing recorder wrote the same code between the load and the swap.
+        delta(slot.swap(code, Ordering::Relaxed), code)
+    }
+
+    /// Adds `d` to the totals (nothing when zero) and returns the totals after.
+    #[inline]
+    fn add_delta(&self, d: u64) -> Tally {
         if d == 0 {
-            // A racing recorder wrote the same outcome between the load and the swap.
-            return self.snapshot();
+            return self.totals();
         }
         let before = self.hot.totals.fetch_add(d, Ordering::Relaxed);
         decode(before.wrapping_add(d), self.size)
     }
 
-    /// The current totals.
+    /// The totals word as it stands, deferred successes not claimed.
     #[inline]
-    pub fn snapshot(&self) -> Tally {
+    fn totals(&self) -> Tally {
         decode(self.hot.totals.load(Ordering::Relaxed), self.size)
     }
 
+    /// The current totals, deferred successes claimed first.
+    #[inline]
+    pub fn snapshot(&self) -> Tally {
+        self.claim(self.take_deferred(), None)
+    }
+
     /// The ring's contents, oldest first as far as the cursor tells (for tests and debugging; it
-    /// reads every slot, so it is not atomic with concurrent records).
+    /// reads every slot, so it is not atomic with concurrent records). Deferred successes are
+    /// claimed first.
     pub fn outcomes(&self) -> Vec<Outcome> {
+        self.snapshot();
         let start = self.hot.cursor.load(Ordering::Relaxed) % u64::from(self.size);
         let n = self.slots.len();
         (0..n)
@@ -288,9 +474,10 @@ impl CountWindow {
             .collect()
     }
 
-    /// Empties the window. Outcomes recorded concurrently with a reset may survive it; the
-    /// totals still equal the ring's contents once both have returned.
+    /// Empties the window, deferred successes included. Outcomes recorded concurrently with a
+    /// reset may survive it; the totals still equal the ring's contents once both have returned.
     pub fn reset(&self) {
+        self.take_deferred();
         let mut removed = 0u64;
         for slot in self.slots.iter() {
             let old = slot.swap(EMPTY, Ordering::Relaxed);
@@ -402,6 +589,102 @@ mod tests {
     }
 
     #[test]
+    fn lazy_successes_match_the_model_where_they_matter_and_bound_it_elsewhere() {
+        let (large, steps) = if cfg!(miri) { (100, 120) } else { (1000, 5000) };
+        for size in [1, 2, 3, 7, 64, 65, large] {
+            let w = CountWindow::new(size).unwrap();
+            let mut m = Model::new(size);
+            let mut next = rng(u64::from(size) + 5);
+            for step in 0..steps {
+                let r = next();
+                if r % 211 == 0 {
+                    w.reset();
+                    m.ring.clear();
+                } else if r % 3 == 0 {
+                    let o = ALL[(r >> 8) as usize % 4];
+                    assert_eq!(w.record(o), m.record(o), "size {size} step {step}");
+                } else {
+                    // A threshold on the failures, as a breaker's would be.
+                    let limit = (r >> 16) as u32 % (size + 1);
+                    let mut asked = None;
+                    let got = w.record_success_lazily(|t| {
+                        asked = Some(*t);
+                        t.failures >= limit
+                    });
+                    let want = m.record(Outcome::Success);
+                    match asked {
+                        // Asked and it mattered: exact.
+                        Some(t) if t.failures >= limit => assert_eq!(got, want, "step {step}"),
+                        // Asked and it did not: the totals as they stood, an upper bound.
+                        Some(t) => {
+                            assert_eq!(t.calls, size);
+                            assert_eq!(got.calls, want.calls);
+                            assert!(got.failures >= want.failures && got.slow >= want.slow);
+                            assert!(got.failures < limit, "a deferred success breached");
+                        }
+                        // Not asked: the window was not full (claimed at once) or full of
+                        // plain successes.
+                        None => assert_eq!(got, want, "size {size} step {step}"),
+                    }
+                }
+                if r % 5 == 0 {
+                    assert_eq!(w.snapshot(), m.tally(), "size {size} step {step}");
+                    assert_eq!(
+                        sorted(w.outcomes()),
+                        sorted(m.ring.iter().copied().collect())
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_deferred_success_writes_no_shared_line_until_its_stripe_fills() {
+        let w = CountWindow::new(100).unwrap();
+        w.record(Outcome::Failure);
+        for _ in 0..99 {
+            w.record(Outcome::Success);
+        }
+        let cursor = w.hot.cursor.load(Ordering::Relaxed);
+        let totals = w.hot.totals.load(Ordering::Relaxed);
+        let never = |_: &Tally| false;
+        for _ in 0..w.batch - 1 {
+            assert_eq!(w.record_success_lazily(never).failures, 1);
+        }
+        assert_eq!(w.hot.cursor.load(Ordering::Relaxed), cursor);
+        assert_eq!(w.hot.totals.load(Ordering::Relaxed), totals);
+        // The stripe fills: every deferred success is claimed, and the failure falls out.
+        let t = w.record_success_lazily(never);
+        assert_eq!((t.calls, t.failures), (100, 0));
+        assert_eq!(w.hot.cursor.load(Ordering::Relaxed), cursor + w.batch);
+        assert_eq!(w.take_deferred(), 0);
+    }
+
+    #[test]
+    fn a_record_claims_the_deferred_successes_before_its_own_outcome() {
+        let w = CountWindow::new(4).unwrap();
+        for o in [
+            Outcome::Failure,
+            Outcome::Success,
+            Outcome::Success,
+            Outcome::Success,
+        ] {
+            w.record(o);
+        }
+        let never = |_: &Tally| false;
+        assert_eq!(w.record_success_lazily(never).failures, 1);
+        assert_eq!(w.record_success_lazily(never).failures, 1);
+        // Three claims: the two successes, then the failure; the oldest failure is gone.
+        let t = w.record(Outcome::SlowFailure);
+        assert_eq!((t.calls, t.failures, t.slow), (4, 1, 1));
+        // A reset drops what is deferred.
+        w.record_success_lazily(never);
+        w.reset();
+        assert_eq!(w.snapshot(), Tally::default());
+        assert_eq!(w.outcomes(), Vec::new());
+    }
+
+    #[test]
     fn evicts_the_oldest_outcome() {
         let w = CountWindow::new(3).unwrap();
         let mut m = Model::new(3);
@@ -495,12 +778,14 @@ mod tests {
                         let mut next = rng(t + 11);
                         for _ in 0..records {
                             let r = next();
-                            let o = if r % 4 == 0 {
-                                ALL[(r >> 8) as usize % 4]
+                            if r % 4 == 0 {
+                                w.record(ALL[(r >> 8) as usize % 4]);
+                            } else if r % 4 == 1 {
+                                w.record(Outcome::Success);
                             } else {
-                                Outcome::Success
-                            };
-                            w.record(o);
+                                // Deferred unless a quarter of the window failed.
+                                w.record_success_lazily(|t| 4 * t.failures >= t.calls);
+                            }
                         }
                     })
                 })
@@ -509,6 +794,7 @@ mod tests {
                 h.join().unwrap();
             }
             let contents = w.outcomes();
+            assert_eq!(w.take_deferred(), 0, "outcomes() claims what is deferred");
             assert_eq!(contents.len(), size as usize);
             let mut expect = Tally::default();
             for o in &contents {
