@@ -1,5 +1,5 @@
-//! Circuit breaker: the closed success path and the open refusal, for resile, mutex baselines of
-//! the same logic, and the peers failsafe 1.3 and recloser 1.4 (configured as in
+//! Circuit breaker: the closed success path, a closed call with 1 in 8 failures, and the open
+//! refusal, for resile, mutex baselines of the same logic, and the peers failsafe 1.3 and recloser 1.4 (configured as in
 //! research/peer-bench.md).
 
 use crate::{Case, Pool, Role};
@@ -235,6 +235,50 @@ fn pl_open_recent(pool: &Pool, threads: usize, iters: u64) -> Duration {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Closed calls with failures present: every thread's 8th call fails, so the window of 100 holds
+// about 12 failures and never trips (each row asserts every call was let through).
+
+/// Runs `op(state, failed)` for each thread's calls, the `i`-th failing when `i % 8 == 7`.
+fn run_mixed<S: Send + Sync + 'static>(
+    pool: &Pool,
+    threads: usize,
+    iters: u64,
+    state: S,
+    op: fn(&S, bool),
+) -> Duration {
+    let state = std::sync::Arc::new(state);
+    pool.run(threads, move |_| {
+        for i in 0..iters {
+            op(&state, black_box(i % 8 == 7));
+        }
+    })
+}
+
+fn resile_mixed_count(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    let b = warm(resile_count(SystemClock::new()));
+    run_mixed(pool, threads, iters, b, |b, failed| {
+        let p = b.try_acquire().expect("closed: let through");
+        if failed { p.failure() } else { p.success() }
+    })
+}
+
+fn mutex_mixed<C: Clock, M: Locked<C>>(m: &M, failed: bool) {
+    assert!(m.with(Inner::permit), "closed: let through");
+    black_box(());
+    m.with(|i| i.record(failed));
+}
+
+fn std_mixed(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    let m = std::sync::Mutex::new(Inner::new(SystemClock::new()));
+    run_mixed(pool, threads, iters, m, mutex_mixed)
+}
+
+fn pl_mixed(pool: &Pool, threads: usize, iters: u64) -> Duration {
+    let m = parking_lot::Mutex::new(Inner::new(SystemClock::new()));
+    run_mixed(pool, threads, iters, m, mutex_mixed)
+}
+
+// ---------------------------------------------------------------------------------------------
 // Peers
 
 fn failsafe_breaker() -> impl failsafe::CircuitBreaker + Send + Sync + 'static {
@@ -290,6 +334,7 @@ fn recloser_open(pool: &Pool, threads: usize, iters: u64) -> Duration {
 pub fn cases() -> Vec<Case> {
     let closed = "breaker closed success";
     let open = "breaker open refusal";
+    let mixed = "breaker closed call, 1 in 8 failures";
     vec![
         Case {
             group: closed,
@@ -332,6 +377,24 @@ pub fn cases() -> Vec<Case> {
             name: "recloser 1.4",
             role: Role::Peer,
             run: recloser_closed,
+        },
+        Case {
+            group: mixed,
+            name: "resile count window",
+            role: Role::Resile,
+            run: resile_mixed_count,
+        },
+        Case {
+            group: mixed,
+            name: "std::Mutex breaker",
+            role: Role::StdMutex,
+            run: std_mixed,
+        },
+        Case {
+            group: mixed,
+            name: "parking_lot::Mutex breaker",
+            role: Role::ParkingLot,
+            run: pl_mixed,
         },
         Case {
             group: open,

@@ -937,7 +937,7 @@ impl<C: Clock> CircuitBreaker<C> {
         // One configuration, whole, for this result's class and its decision.
         let p = self.params.load();
         let timed = p.slow_nanos != NOT_SLOW || matches!(self.window, Window::Time(_));
-        let mut now = if timed { Some(self.clock.now()) } else { None };
+        let now = if timed { Some(self.clock.now()) } else { None };
         let outcome = Outcome::new(failed, now.is_some_and(|n| p.is_slow(start, n)));
         if outcome == Outcome::Success && w0 & state::CLEAN != 0 {
             // `record`'s healthy path, reached here when slow calls are detected.
@@ -975,7 +975,13 @@ impl<C: Clock> CircuitBreaker<C> {
         let breach = state::closed_breach(tally, &p);
         let dirty = outcome != Outcome::Success;
         if breach || dirty {
-            let now = *now.get_or_insert_with(|| self.clock.now());
+            // Only a trip reads the time (its open deadline, the transition's stamp): a failure
+            // or slow call that breaches nothing only bumps `SEQ`, without a clock read.
+            let now = match (breach, now) {
+                (_, Some(n)) => n,
+                (true, None) => self.clock.now(),
+                (false, None) => 0,
+            };
             let mut w = self.word.load(Ordering::Acquire);
             while let Some(step) = state::closed_after(w, generation, breach, dirty, now, &p) {
                 match self.install(w, &step, now) {
