@@ -142,6 +142,15 @@ fn count_success_fast_path_races_a_failure() {
     });
 }
 
+/// What the two models of a deferred success racing a failure record, in all.
+const TWO_FAILURES_THEN_S_F_S: [Outcome; 5] = [
+    Outcome::Failure,
+    Outcome::Failure,
+    Outcome::Success,
+    Outcome::Failure,
+    Outcome::Success,
+];
+
 /// Never matters: every lazy success into a full window is deferred.
 fn never(_: &Tally) -> bool {
     false
@@ -166,16 +175,7 @@ fn count_deferred_success_is_counted_by_a_later_record_while_another_defers() {
         // The main thread's success, then B's failure: one of each, whenever C's lands.
         assert_eq!(b.join().unwrap().failures, 1);
         c.join().unwrap();
-        check_count(
-            &w,
-            &[
-                Outcome::Failure,
-                Outcome::Failure,
-                Outcome::Success,
-                Outcome::Failure,
-                Outcome::Success,
-            ],
-        );
+        check_count(&w, &TWO_FAILURES_THEN_S_F_S);
     });
 }
 
@@ -200,16 +200,7 @@ fn count_record_races_a_take_of_deferred_successes_in_flight() {
         });
         b.join().unwrap();
         c.join().unwrap();
-        check_count(
-            &w,
-            &[
-                Outcome::Failure,
-                Outcome::Failure,
-                Outcome::Success,
-                Outcome::Failure,
-                Outcome::Success,
-            ],
-        );
+        check_count(&w, &TWO_FAILURES_THEN_S_F_S);
     });
 }
 

@@ -127,7 +127,11 @@
 //!
 //! A closed breaker with a count window reads no clock. Once its window is full of successes, a
 //! successful call is two loads of one shared word and no write at all: nothing needs recording
-//! when a success replaces a success. With a time window, while the window holds no failure and
+//! when a success replaces a success. While failures sit in a full count window, a successful
+//! call that cannot trip the breaker adds one to a counter of the calling thread's stripe; the
+//! next failure puts those successes in the window before itself, so every decision is taken on
+//! the same counts as with a slot claimed per call (the window's docs say how). With a time
+//! window, while the window holds no failure and
 //! no slow call, a successful call is one clock reading and one compare-and-swap on its bucket's
 //! word for the calling thread's stripe, with no decision to make. A refusal reads the clock
 //! once ([`CoarseClock`](crate::clock::CoarseClock) and [`RecentClock`](crate::clock::RecentClock)
