@@ -216,12 +216,16 @@ struct Hot {
 
 /// The outcomes of the last `size` calls, with running totals.
 ///
-/// Lock-free: [`record`](Self::record) is a load of each thread stripe's deferred successes
-/// (see the module docs), then at most one `fetch_add` on a cursor, one `swap` of a byte per
-/// claimed slot whose outcome changes and one `fetch_add` on the totals; when the evicted
-/// outcome equals the new one it is the `fetch_add` on the cursor and a load of the slot, and
-/// only a load when it records a plain success into a window already full of plain successes.
-/// Nothing allocates after [`new`](Self::new).
+/// Lock-free: [`record`](Self::record) is (once a success was ever deferred, see the module
+/// docs) a load of each thread stripe's deferred successes, then at most one `fetch_add` on a
+/// cursor, one `swap` of a byte per claimed slot whose outcome changes and one `fetch_add` on
+/// the totals; when the evicted outcome equals the new one it is the `fetch_add` on the cursor
+/// and a load of the slot, and only a load when it records a plain success into a window
+/// already full of plain successes.
+///
+/// Memory: a byte per slot, the padded line of the cursor and totals, and a padded line per
+/// thread stripe for deferred successes (twice the CPUs as a power of two, at most 32: 512 B
+/// on 2 CPUs, 4 KiB at the cap), all allocated by [`new`](Self::new); nothing allocates after.
 ///
 /// Under concurrent recording the totals are exact at every quiescent point (every call has
 /// returned, and a `snapshot` taken): they equal the ring's contents. While records are in
