@@ -131,11 +131,12 @@
 //! call that cannot trip the breaker adds one to a counter of the calling thread's stripe; the
 //! next failure puts those successes in the window before itself, so every decision is taken on
 //! the same counts as with a slot claimed per call (the window's docs say how). With a time
-//! window, while the window holds no failure and
-//! no slow call, a successful call is one clock reading and one compare-and-swap on its bucket's
-//! word for the calling thread's stripe, with no decision to make. A refusal reads the clock
-//! once ([`CoarseClock`](crate::clock::CoarseClock) and [`RecentClock`](crate::clock::RecentClock)
-//! are the cheap ones; `BENCHMARKS.md` has the figures). No call path allocates.
+//! window, while the window holds no failure and no slow call, a successful call is one clock
+//! reading and one compare-and-swap on its bucket's word for the calling thread's stripe, with
+//! no decision to make. A refusal reads the clock once
+//! ([`CoarseClock`](crate::clock::CoarseClock) and [`RecentClock`](crate::clock::RecentClock)
+//! are the cheap ones; `BENCHMARKS.md` has the figures). No call path allocates, but for the
+//! first success a count window defers (its stripes, once in the breaker's life).
 //! The packed word and its orderings are documented in the source of `breaker/state.rs`.
 
 mod config;

@@ -10,7 +10,8 @@
 //! hot.totals: AtomicU64    biased counts of the ring's contents (layout below)
 //! hot.cursor: AtomicU64    claims; slot = cursor % size
 //! slots:  Box<[AtomicU8]>  EMPTY or an outcome code
-//! deferred: StripedCounters<1>  plain successes recorded but not yet claimed, per stripe
+//! hot.deferred: OnceLock<StripedCounters<1>>  plain successes recorded but not yet claimed,
+//!               per stripe; allocated by the first deferral
 //! ```
 //!
 //! A record that changes the ring writes both counters, one right after the other: on one line,
@@ -76,9 +77,10 @@
 use super::{Divisor, Outcome, Tally};
 use crate::counter::StripedCounters;
 use crate::error::ConfigError;
-use crate::sync::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use crate::sync::{AtomicU8, AtomicU64, Ordering};
 use crossbeam_utils::CachePadded;
 use std::fmt;
+use std::sync::OnceLock;
 
 /// Bits per field of the totals word.
 ///
@@ -102,9 +104,9 @@ use std::fmt;
 ///   update is lost.
 /// - the totals' loads: `Relaxed`; a reader that needs "the counts after these calls" gets it
 ///   from whatever synchronised it with those calls (a join, the breaker's own state word).
-/// - `deferring`: `Relaxed` load, and `Relaxed` store of `true` before a success's first
-///   deferral; a take that the deferral happens before reads `true` (coherence), so it reads the
-///   stripes, and a take that reads `false` has nothing it must count.
+/// - `deferred` itself: std's `OnceLock` (its `get` an acquire load, its first
+///   `get_or_init` a release of the stripes it allocated); a take that a deferral happens
+///   before finds the stripes, and a take that finds none has nothing it must count.
 /// - a stripe of `deferred`: `fetch_add(1)` by a lazy success, `load` then `swap(0)` by a take,
 ///   all `Relaxed`. The RMWs on one stripe are totally ordered, so each deferred success is
 ///   taken by exactly one take; a take's load that a success's add happens before reads that
@@ -209,9 +211,10 @@ struct Hot {
     totals: AtomicU64,
     /// The claim cursor; never wraps in practice (2^64 claims).
     cursor: AtomicU64,
-    /// Set by the first deferred success, never cleared: until then no record looks at the
-    /// deferred stripes.
-    deferring: AtomicBool,
+    /// Plain successes recorded into the full window and not yet claimed, per thread stripe;
+    /// allocated by the first deferred success (a window that never defers, such as an idle
+    /// breaker's, keeps no stripes), never freed before the window.
+    deferred: OnceLock<StripedCounters<1>>,
 }
 
 /// The outcomes of the last `size` calls, with running totals.
@@ -223,9 +226,10 @@ struct Hot {
 /// and a load of the slot, and only a load when it records a plain success into a window
 /// already full of plain successes.
 ///
-/// Memory: a byte per slot, the padded line of the cursor and totals, and a padded line per
-/// thread stripe for deferred successes (twice the CPUs as a power of two, at most 32: 512 B
-/// on 2 CPUs, 4 KiB at the cap), all allocated by [`new`](Self::new); nothing allocates after.
+/// Memory: a byte per slot and the padded line of the cursor and totals, allocated by
+/// [`new`](Self::new); the first deferred success allocates a padded line per thread stripe
+/// (twice the CPUs as a power of two, at most 32: 512 B on 2 CPUs, 4 KiB at the cap), and
+/// nothing allocates after.
 ///
 /// Under concurrent recording the totals are exact at every quiescent point (every call has
 /// returned, and a `snapshot` taken): they equal the ring's contents. While records are in
@@ -244,8 +248,6 @@ pub struct CountWindow {
     /// The totals and the cursor, on one cache line.
     hot: CachePadded<Hot>,
     slots: Box<[AtomicU8]>,
-    /// Plain successes recorded into the full window and not yet claimed, per thread stripe.
-    deferred: StripedCounters<1>,
     size: u32,
     /// A stripe's deferred successes that make a lazy success claim them all.
     batch: u64,
@@ -276,10 +278,9 @@ impl CountWindow {
             hot: CachePadded::new(Hot {
                 totals: AtomicU64::new(TOTALS_BIAS),
                 cursor: AtomicU64::new(0),
-                deferring: AtomicBool::new(false),
+                deferred: OnceLock::new(),
             }),
             slots: (0..size).map(|_| AtomicU8::new(EMPTY)).collect(),
-            deferred: StripedCounters::new(),
             size,
             batch: u64::from(size.min(DEFER_BATCH)),
             per_lap: Divisor::new(size as u64),
@@ -334,10 +335,7 @@ impl CountWindow {
             let now = decode(word, self.size);
             if now.calls == self.size && !matters(&now) {
                 // Relaxed: see the deferred stripes' ordering note.
-                if !self.hot.deferring.load(Ordering::Relaxed) {
-                    self.hot.deferring.store(true, Ordering::Relaxed);
-                }
-                let mine = &self.deferred.mine()[0];
+                let mine = &self.hot.deferred.get_or_init(StripedCounters::new).mine()[0];
                 if mine.fetch_add(1, Ordering::Relaxed) + 1 < self.batch {
                     return now;
                 }
@@ -353,15 +351,15 @@ impl CountWindow {
     /// ever deferred.
     #[inline]
     fn take_deferred(&self) -> u64 {
-        if !self.hot.deferring.load(Ordering::Relaxed) {
-            return 0;
+        match self.hot.deferred.get() {
+            None => 0,
+            Some(stripes) => Self::take_stripes(stripes),
         }
-        self.take_stripes()
     }
 
     #[inline(never)]
-    fn take_stripes(&self) -> u64 {
-        self.deferred.take_nonzero_sum_of(0)
+    fn take_stripes(stripes: &StripedCounters<1>) -> u64 {
+        stripes.take_nonzero_sum_of(0)
     }
 
     /// Claims `successes` plain successes, then `last` (if any), as consecutive claims, and
