@@ -301,11 +301,7 @@ impl CountWindow {
             if self.hot.totals.load(Ordering::Relaxed) == full_of_successes(self.size) {
                 // The ring holds only plain successes: replacing the oldest by a plain success
                 // changes neither the counts nor (as a multiset) the contents.
-                return Tally {
-                    calls: self.size,
-                    failures: 0,
-                    slow: 0,
-                };
+                return self.full_of_successes_tally();
             }
         }
         self.claim(self.take_deferred(), Some(code(outcome)))
@@ -326,11 +322,7 @@ impl CountWindow {
             // Relaxed: see the totals' ordering note.
             let word = self.hot.totals.load(Ordering::Relaxed);
             if word == full_of_successes(self.size) {
-                return Tally {
-                    calls: self.size,
-                    failures: 0,
-                    slow: 0,
-                };
+                return self.full_of_successes_tally();
             }
             let now = decode(word, self.size);
             if now.calls == self.size && !matters(&now) {
@@ -343,6 +335,16 @@ impl CountWindow {
                 return self.claim(self.take_deferred(), None);
             }
             self.claim(self.take_deferred(), Some(PRESENT))
+        }
+    }
+
+    /// The totals of a window full of plain successes.
+    #[inline]
+    fn full_of_successes_tally(&self) -> Tally {
+        Tally {
+            calls: self.size,
+            failures: 0,
+            slow: 0,
         }
     }
 
