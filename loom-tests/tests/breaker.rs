@@ -392,6 +392,78 @@ fn concurrent_failures_in_a_clean_time_window_trip_exactly_once() {
     });
 }
 
+/// The success that marks a window clean races a failure: the success's tally (taken before
+/// the failure lands) is clean, so it sets `CLEAN`; the failure's record never writes the word
+/// unless it finds the flag set. The fence pair must leave the flag clear over the failure, or
+/// the next success would take the healthy path and skip the decision it has to make.
+#[test]
+fn a_success_marking_a_time_window_clean_races_a_failure_and_the_flag_never_hides_it() {
+    resile_loom_tests::model(|| {
+        let clock = ManualClock::new();
+        let b = Arc::new(
+            CircuitBreaker::builder()
+                .clock(clock.clone())
+                .time_window(Duration::from_secs(2), 2)
+                .minimum_calls(3)
+                .failure_rate_threshold(0.3)
+                .open_for(OPEN_FOR)
+                .build()
+                .unwrap(),
+        );
+        // A failure that ages out (a read moves the window on): the window is empty but not
+        // marked clean.
+        b.try_acquire().unwrap().failure();
+        clock.advance(Duration::from_secs(2));
+        assert_eq!(b.metrics().calls, 0);
+        let (ba, bb) = (b.clone(), b.clone());
+        let s = thread::spawn(move || ba.try_acquire().unwrap().success());
+        let f = thread::spawn(move || bb.try_acquire().unwrap().failure());
+        s.join().unwrap();
+        f.join().unwrap();
+        assert_eq!(b.state(), State::Closed, "2 calls: below the minimum");
+        // 3 calls, 1 failure: 33 % trips, which only a recorded decision sees.
+        b.try_acquire().unwrap().success();
+        assert_eq!(b.state(), State::Open);
+    });
+}
+
+/// The same race over a count window. The window is full of successes but not marked clean
+/// (its last failure was evicted by a deferred success, claimed by a read), so the next success
+/// marks it while another thread's failure lands. Wrongly left set, the flag would keep that
+/// failure in the window for good (a clean window's successes write nothing).
+#[test]
+fn a_success_marking_a_count_window_clean_races_a_failure_and_the_flag_never_hides_it() {
+    resile_loom_tests::model(|| {
+        let b = Arc::new(
+            CircuitBreaker::builder()
+                .clock(ManualClock::new())
+                .count_window(2)
+                .minimum_calls(2)
+                .failure_rate_threshold(1.0)
+                .open_for(OPEN_FOR)
+                .build()
+                .unwrap(),
+        );
+        b.try_acquire().unwrap().failure();
+        b.try_acquire().unwrap().success();
+        // Deferred (1 failure in 2 breaches nothing), which allocates the deferred stripes on
+        // this thread (std's `OnceLock` that publishes them is not modelled); the read claims it.
+        b.try_acquire().unwrap().success();
+        assert_eq!(b.metrics().failures, 0);
+        let (ba, bb) = (b.clone(), b.clone());
+        let s = thread::spawn(move || ba.try_acquire().unwrap().success());
+        let f = thread::spawn(move || bb.try_acquire().unwrap().failure());
+        s.join().unwrap();
+        f.join().unwrap();
+        assert_eq!(b.state(), State::Closed, "never 2 failures in 2");
+        // Two successes evict whatever the race left.
+        b.try_acquire().unwrap().success();
+        b.try_acquire().unwrap().success();
+        let m = b.metrics();
+        assert_eq!((m.calls, m.failures), (2, 0));
+    });
+}
+
 #[test]
 fn an_acquire_racing_a_trip_hours_after_the_last_transition_sees_a_fresh_open_state() {
     // The deadline's tick field wraps, so an open state older than 2^24 ticks (about 4.9 hours)

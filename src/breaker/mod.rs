@@ -153,7 +153,7 @@ pub use state::{State, TripReason};
 use crate::classify::{Classify, ErrIsFailure, Verdict};
 use crate::clock::{Clock, SystemClock};
 use crate::counter::StatCounter;
-use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering, fence};
 use crate::window::Outcome;
 use config::{BreachHook, Hook, Settings, Window};
 use crossbeam_utils::CachePadded;
@@ -981,12 +981,17 @@ impl<C: Clock> CircuitBreaker<C> {
         let dirty = outcome != Outcome::Success;
         if breach || dirty {
             // Only a trip reads the time (its open deadline, the transition's stamp): a failure
-            // or slow call that breaches nothing only bumps `SEQ`, without a clock read.
+            // or slow call that breaches nothing at most clears `CLEAN`, without a clock read.
             let now = match (breach, now) {
                 (_, Some(n)) => n,
                 (true, None) => self.clock.now(),
                 (false, None) => 0,
             };
+            if dirty {
+                // The recorder's half of the `CLEAN` fence pair ("Orderings" in `state.rs`):
+                // the window write above, this fence, then the word's load below.
+                fence(Ordering::SeqCst);
+            }
             let mut w = self.word.load(Ordering::Acquire);
             while let Some(step) = state::closed_after(w, generation, breach, dirty, now, &p) {
                 match self.install(w, &step, now) {
@@ -1001,8 +1006,8 @@ impl<C: Clock> CircuitBreaker<C> {
             if dirty {
                 // The period this result was admitted in ended (a reset, or a trip by another
                 // thread) while it was being recorded: it may have landed in a newer closed
-                // period's window. Keep that period's `CLEAN` and `SEQ` truthful (no decision:
-                // see "Orderings" in `state.rs`).
+                // period's window. Keep that period's `CLEAN` (and `SEQ`) truthful (no
+                // decision: see "Orderings" in `state.rs`).
                 while let Some(step) =
                     state::closed_after(w, state::generation(w), false, true, now, &p)
                 {
@@ -1015,13 +1020,37 @@ impl<C: Clock> CircuitBreaker<C> {
         } else {
             // A fast success that breaches nothing ends a reported breach, and when the window
             // holds no failure and no slow call (and a count window is full) marks it clean;
-            // only over the very word seen before recording, so a failure recorded since (which
-            // bumps SEQ) or a breach reported since wins.
+            // only over the very word seen before recording, so a breach reported since (or in
+            // metrics-only mode a failure recorded since, which bumps `SEQ`) wins.
             let clean = tally.failures == 0
                 && tally.slow == 0
                 && full_size.is_none_or(|size| size == tally.calls);
             if let Some(next) = state::settled(w0, clean) {
-                let _ = self.cas(w0, next);
+                if self.cas(w0, next).is_ok() && next & !w0 & state::CLEAN != 0 {
+                    self.confirm_clean(next, &p);
+                }
+            }
+        }
+    }
+
+    /// The setter's half of the `CLEAN` fence pair ("Orderings" in `state.rs`): after this
+    /// thread's CAS set `CLEAN` (installing `w`), a fence, then the window's totals read again;
+    /// if a failure or slow call has landed since the tally that looked clean, `CLEAN` is
+    /// cleared, as that record may have loaded the word before the flag was set.
+    #[cold]
+    fn confirm_clean(&self, mut w: u64, p: &Params) {
+        fence(Ordering::SeqCst);
+        let clean = match &self.window {
+            Window::Count(c) => c.is_full_of_successes(),
+            Window::Time(t) => !t.counts_failures_or_slow(),
+        };
+        if clean {
+            return;
+        }
+        while let Some(step) = state::closed_after(w, state::generation(w), false, true, 0, p) {
+            match self.cas(w, step.next) {
+                Ok(_) => return,
+                Err(seen) => w = seen,
             }
         }
     }

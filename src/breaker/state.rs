@@ -29,9 +29,10 @@
 //!   - half-open: four 5-bit counters: `ADM` probes admitted and not given back, `RES` probe
 //!     results, `FAIL` failed probe results, `SLOW` slow probe results (`SLOW, FAIL <= RES <= ADM
 //!     <= probes <= 31`).
-//!   - closed: `SEQ`, a 20-bit wrapping sequence bumped by every failed or slow record, so a
-//!     thread that saw a clean window cannot set `CLEAN` over a failure that landed after its
-//!     look (see `closed_after`).
+//!   - closed: `SEQ`, a 20-bit wrapping sequence bumped by every failed or slow record in
+//!     metrics-only mode, so that a success that saw a tally breaching nothing cannot clear
+//!     `BREACHED` over a failure that landed after its look (see `settled`). An enforcing
+//!     breaker's failures leave it alone: they write the word only to trip or to clear `CLEAN`.
 //!   - open: `FINE` (bits 9-18), the deadline's low 10 bits, and `CAUSE` (bits 19-22), the
 //!     [`TripReason`] code of a [trip](super::CircuitBreaker::trip_for) (0: the breaker's own
 //!     decision); bits 23-28 zero.
@@ -79,22 +80,37 @@
 //! - The transition stamp's `fetch_max`, before each transition's CAS: `Relaxed`; a thread that
 //!   loads the new word with `Acquire` then reads a stamp at least that new with a `Relaxed`
 //!   load (see "Time and wrap-around").
-//! - The window's own accesses: its own orderings (it is linearizable). The `CLEAN`/`SEQ`
-//!   argument needs only the word's single modification order plus program order (a failure's
-//!   window record precedes its `SEQ` bump; a `CLEAN` setter's load precedes its window record),
-//!   which `AcqRel` read-modify-writes on one location give.
+//! - The window's own accesses: its own orderings (it is linearizable). The `SEQ` argument
+//!   (metrics-only `BREACHED`) needs only the word's single modification order plus program
+//!   order (a failure's window record precedes its `SEQ` bump; a `settled` caller's load
+//!   precedes its window record), which `AcqRel` read-modify-writes on one location give.
+//! - `CLEAN` is a store-buffering pair, two `SeqCst` fences. A failed or slow record writes the
+//!   window (a read-modify-write of its running totals that adds the failure), then a fence,
+//!   then loads the word, and clears `CLEAN` if it finds it set. A success that sets `CLEAN`
+//!   (its CAS), then a fence, then reads the window's totals, and clears the flag again if they
+//!   hold a failure or a slow call (or, in a count window, fewer calls than its size). Whichever
+//!   fence comes first in the fences' single total order, the other thread's read sees the
+//!   first thread's write (C++20 [atomics.fences]): the recorder sees `CLEAN` and clears it, or
+//!   the setter sees the failure and clears it. So once both have returned, `CLEAN` is set only
+//!   over a window that holds no failure and no slow call. A failure that leaves the totals
+//!   alone (its slot already held one, in a count window) adds nothing to clear: the recorder
+//!   that put that failure there added it and runs the pair. Clearing `CLEAN` is always safe (a
+//!   success then only takes the recording path), so a setter that finds a stale failure which
+//!   deferred successes will evict, or clears a flag another setter has just set, costs one
+//!   slower record, never a wrong decision. This keeps the enforcing breaker's failures off the
+//!   word (one fence and one load, no write), so admissions on other cores keep its line.
 //!
 //! A recorder checks the generation and `HOLD` before it writes to the window, so a result
 //! admitted in an earlier period is dropped, except in one race: a recorder preempted between
 //! that check and its window write, while another thread resets the breaker (or closes it from
 //! half-open), writes into the new closed period's window. There it counts, as resilience4j
 //! counts every late result in the current state's window; it makes no decision itself (the
-//! decision's CAS carries the old generation), but a failed or slow one then bumps the new
-//! period's `SEQ` and clears its `CLEAN`, so the flag never claims a window that holds it is
-//! clean. Dropping it outright would need the window's own writes to carry the generation.
+//! decision's CAS carries the old generation), but a failed or slow one then clears the new
+//! period's `CLEAN` (and in metrics-only mode bumps its `SEQ`), so the flag never claims a
+//! window that holds it is clean. Dropping it outright would need the window's own writes to carry the generation.
 //!
 //! The race the flag itself leaves: a success that read `CLEAN` just before a concurrent failure
-//! bumped `SEQ` is taken as landing before that failure, so it makes no decision itself (into a
+//! cleared it is taken as landing before that failure, so it makes no decision itself (into a
 //! count window it writes nothing; into a time window it is counted). Where the failure's own
 //! decision did not trip, a trip that this success would have completed (the minimum number of
 //! calls reached over the failure) comes with the next result recorded instead.
@@ -764,10 +780,11 @@ pub(crate) fn release(w: u64, generation_: u32) -> Option<u64> {
 }
 
 /// After a closed result of `generation` went into the window: on `breach`, trip (or, in
-/// metrics-only mode, set `BREACHED` if it is clear: the breach's one report); and bump `SEQ`
-/// (clearing `CLEAN`) when the record was `dirty` (failed or slow). `None` when the word no
-/// longer is that closed period, or nothing needs writing. (`BREACHED` is cleared by
-/// [`settled`].)
+/// metrics-only mode, set `BREACHED` if it is clear: the breach's one report); and when the
+/// record was `dirty` (failed or slow), clear `CLEAN` and, in metrics-only mode, bump `SEQ`.
+/// `None` when the word no longer is that closed period, or nothing needs writing: an enforcing
+/// breaker's failure that breaches nothing, over a word without `CLEAN`. (`BREACHED` is cleared
+/// by [`settled`].)
 pub(crate) fn closed_after(
     w: u64,
     generation_: u32,
@@ -794,8 +811,11 @@ pub(crate) fn closed_after(
         why = Why::Breach;
     }
     if dirty {
-        let seq = (((w >> SEQ_SHIFT) & SEQ_MASK) + 1) & SEQ_MASK;
-        next = (next & !(SEQ_MASK << SEQ_SHIFT) & !CLEAN) | (seq << SEQ_SHIFT);
+        next &= !CLEAN;
+        if !p.enforce {
+            let seq = (((w >> SEQ_SHIFT) & SEQ_MASK) + 1) & SEQ_MASK;
+            next = (next & !(SEQ_MASK << SEQ_SHIFT)) | (seq << SEQ_SHIFT);
+        }
     }
     (next != w).then_some(Step {
         next,
@@ -808,8 +828,10 @@ pub(crate) fn closed_after(
 /// After a fast success went into the window over `w0` (the word loaded before the record) and
 /// its tally breached nothing: `w0` with `BREACHED` cleared (the breach is over; the next one
 /// will be reported) and, when the window is `clean`, `CLEAN` set. `None` when that changes
-/// nothing. The caller installs it only over `w0` itself, so a failed or slow record since (it
-/// bumps `SEQ`) or a breach reported since (it sets `BREACHED`) wins over this older look.
+/// nothing. The caller installs it only over `w0` itself, so a breach reported since (it sets
+/// `BREACHED`) or, in metrics-only mode, a failed or slow record since (it bumps `SEQ`) wins
+/// over this older look; a caller that sets `CLEAN` then checks the window again (the fence
+/// pair in "Orderings").
 #[inline]
 pub(crate) fn settled(w0: u64, clean: bool) -> Option<u64> {
     let next = (w0 & !BREACHED) | if clean { CLEAN } else { 0 };
@@ -1162,13 +1184,30 @@ mod tests {
     }
 
     #[test]
-    fn seq_bump_clears_clean_and_wraps_inside_its_field() {
+    fn a_dirty_record_clears_clean_and_writes_nothing_else_when_enforcing() {
         let p = params();
+        let w = CLEAN | (3 << SEQ_SHIFT) | (5 << GEN_SHIFT);
+        let s = closed_after(w, 5, false, true, 0, &p).unwrap();
+        assert_eq!(s.next, (3 << SEQ_SHIFT) | (5 << GEN_SHIFT));
+        assert!(
+            closed_after(s.next, 5, false, true, 0, &p).is_none(),
+            "no CLEAN to clear: the word is not written"
+        );
+        assert!(closed_after(w | HOLD, 5, true, true, 0, &p).is_none());
+        assert!(closed_after(w, 5, false, false, 0, &p).is_none());
+    }
+
+    #[test]
+    fn a_metrics_only_seq_bump_clears_clean_and_wraps_inside_its_field() {
+        let p = Params {
+            enforce: false,
+            ..params()
+        };
         let w = CLEAN | (SEQ_MASK << SEQ_SHIFT) | (5 << GEN_SHIFT);
         let s = closed_after(w, 5, false, true, 0, &p).unwrap();
         assert_eq!(s.next, 5 << GEN_SHIFT);
-        assert!(closed_after(w | HOLD, 5, true, true, 0, &p).is_none());
-        assert!(closed_after(w, 5, false, false, 0, &p).is_none());
+        let again = closed_after(s.next, 5, false, true, 0, &p).unwrap();
+        assert_eq!(again.next, (1 << SEQ_SHIFT) | (5 << GEN_SHIFT));
     }
 
     #[test]

@@ -457,6 +457,14 @@ impl CountWindow {
         decode(self.hot.totals.load(Ordering::Relaxed), self.size)
     }
 
+    /// Whether the totals word as it stands is that of a full ring of plain successes (a
+    /// `Relaxed` load: the breaker's fence orders it); deferred successes not claimed, so a
+    /// stale failure they will evict still counts.
+    #[inline]
+    pub(crate) fn is_full_of_successes(&self) -> bool {
+        self.hot.totals.load(Ordering::Relaxed) == full_of_successes(self.size)
+    }
+
     /// The current totals, deferred successes claimed first.
     #[inline]
     pub fn snapshot(&self) -> Tally {

@@ -722,6 +722,15 @@ impl TimeWindow {
         }
     }
 
+    /// Whether the running totals as they stand count a failure or a slow call (a `Relaxed`
+    /// load: the breaker's fence orders it); the head is not advanced, so a count that has just
+    /// aged out may still show.
+    #[inline]
+    pub(crate) fn counts_failures_or_slow(&self) -> bool {
+        let [_, failures, slow] = unpack(self.hot.totals.load(Ordering::Relaxed));
+        failures != 0 || slow != 0
+    }
+
     /// The totals over the span ending at `now`, as a breaker reads them.
     #[inline]
     pub fn tally(&self, now: u64) -> Tally {
