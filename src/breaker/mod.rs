@@ -154,7 +154,7 @@ use crate::classify::{Classify, ErrIsFailure, Verdict};
 use crate::clock::{Clock, SystemClock};
 use crate::counter::StatCounter;
 use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering, fence};
-use crate::window::Outcome;
+use crate::window::{CountWindow, Outcome, Tally};
 use config::{BreachHook, Hook, Settings, Window};
 use crossbeam_utils::CachePadded;
 use params::ParamsCell;
@@ -937,8 +937,42 @@ impl<C: Clock> CircuitBreaker<C> {
         }
     }
 
+    /// A plain success into a closed count window, over `w0` (the word loaded before recording):
+    /// the decision reads only the thresholds, and unless they breach nothing else of the
+    /// configuration.
+    #[inline]
+    fn record_plain_success(&self, c: &CountWindow, w0: u64, generation: u32) {
+        let th = self.params.load_thresholds();
+        let tally = c.record_success_lazily(|t| th.closed_breach(*t));
+        if !th.closed_breach(tally) {
+            self.settle(w0, tally, Some(c.size()));
+            return;
+        }
+        // It breached on these thresholds: decide on one whole configuration (a reconfigure
+        // since may have moved them).
+        self.decide_breaching_success(w0, generation, tally, c.size());
+    }
+
+    #[cold]
+    fn decide_breaching_success(&self, w0: u64, generation: u32, tally: Tally, size: u32) {
+        let p = self.params.load();
+        self.decide_closed(
+            w0,
+            generation,
+            tally,
+            Some(size),
+            Outcome::Success,
+            None,
+            &p,
+        );
+    }
+
     #[inline(never)]
     fn record_closed(&self, w0: u64, generation: u32, start: u64, failed: bool) {
+        if let (false, NOT_SLOW, Window::Count(c)) = (failed, start, &self.window) {
+            // A plain success: its permit read no clock, so it is never slow.
+            return self.record_plain_success(c, w0, generation);
+        }
         // One configuration, whole, for this result's class and its decision.
         let p = self.params.load();
         let timed = p.slow_nanos != NOT_SLOW || matches!(self.window, Window::Time(_));
@@ -977,7 +1011,25 @@ impl<C: Clock> CircuitBreaker<C> {
                 (if could_breach { t.tally(now) } else { counted }, None)
             }
         };
-        let breach = state::closed_breach(tally, &p);
+        self.decide_closed(w0, generation, tally, full_size, outcome, now, &p);
+    }
+
+    /// The decision after a closed result went into the window, over `w0` (the word loaded
+    /// before recording): `tally` is the window's totals just after (`full_size`: a count
+    /// window's size), `now` the time if the record read it.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn decide_closed(
+        &self,
+        w0: u64,
+        generation: u32,
+        tally: Tally,
+        full_size: Option<u32>,
+        outcome: Outcome,
+        now: Option<u64>,
+        p: &Params,
+    ) {
+        let breach = state::closed_breach(tally, p);
         let dirty = outcome != Outcome::Success;
         if breach || dirty {
             // Only a trip reads the time (its open deadline, the transition's stamp): a failure
@@ -993,10 +1045,10 @@ impl<C: Clock> CircuitBreaker<C> {
                 fence(Ordering::SeqCst);
             }
             let mut w = self.word.load(Ordering::Acquire);
-            while let Some(step) = state::closed_after(w, generation, breach, dirty, now, &p) {
+            while let Some(step) = state::closed_after(w, generation, breach, dirty, now, p) {
                 match self.install(w, &step, now) {
                     Ok(_) => {
-                        let counts = breach.then(|| Breach::of(tally, p.failure_count, &p));
+                        let counts = breach.then(|| Breach::of(tally, p.failure_count, p));
                         self.transitioned(&step, counts);
                         return;
                     }
@@ -1009,7 +1061,7 @@ impl<C: Clock> CircuitBreaker<C> {
                 // period's window. Keep that period's `CLEAN` (and `SEQ`) truthful (no
                 // decision: see "Orderings" in `state.rs`).
                 while let Some(step) =
-                    state::closed_after(w, state::generation(w), false, true, now, &p)
+                    state::closed_after(w, state::generation(w), false, true, now, p)
                 {
                     match self.cas(w, step.next) {
                         Ok(_) => return,
@@ -1018,17 +1070,23 @@ impl<C: Clock> CircuitBreaker<C> {
                 }
             }
         } else {
-            // A fast success that breaches nothing ends a reported breach, and when the window
-            // holds no failure and no slow call (and a count window is full) marks it clean;
-            // only over the very word seen before recording, so a breach reported since (or in
-            // metrics-only mode a failure recorded since, which bumps `SEQ`) wins.
-            let clean = tally.failures == 0
-                && tally.slow == 0
-                && full_size.is_none_or(|size| size == tally.calls);
-            if let Some(next) = state::settled(w0, clean) {
-                if self.cas(w0, next).is_ok() && next & !w0 & state::CLEAN != 0 {
-                    self.confirm_clean(next, &p);
-                }
+            self.settle(w0, tally, full_size);
+        }
+    }
+
+    /// After a fast success whose `tally` breaches nothing, over `w0` (the word loaded before
+    /// recording; `full_size`: a count window's size): ends a reported breach, and when the
+    /// window holds no failure and no slow call (and a count window is full) marks it clean;
+    /// only over `w0` itself, so a breach reported since (or in metrics-only mode a failure
+    /// recorded since, which bumps `SEQ`) wins.
+    #[inline]
+    fn settle(&self, w0: u64, tally: Tally, full_size: Option<u32>) {
+        let clean = tally.failures == 0
+            && tally.slow == 0
+            && full_size.is_none_or(|size| size == tally.calls);
+        if let Some(next) = state::settled(w0, clean) {
+            if self.cas(w0, next).is_ok() && next & !w0 & state::CLEAN != 0 {
+                self.confirm_clean(next);
             }
         }
     }
@@ -1038,7 +1096,7 @@ impl<C: Clock> CircuitBreaker<C> {
     /// if a failure or slow call has landed since the tally that looked clean, `CLEAN` is
     /// cleared, as that record may have loaded the word before the flag was set.
     #[cold]
-    fn confirm_clean(&self, mut w: u64, p: &Params) {
+    fn confirm_clean(&self, mut w: u64) {
         fence(Ordering::SeqCst);
         let clean = match &self.window {
             Window::Count(c) => c.is_full_of_successes(),
@@ -1047,7 +1105,8 @@ impl<C: Clock> CircuitBreaker<C> {
         if clean {
             return;
         }
-        while let Some(step) = state::closed_after(w, state::generation(w), false, true, 0, p) {
+        let p = self.params.load();
+        while let Some(step) = state::closed_after(w, state::generation(w), false, true, 0, &p) {
             match self.cas(w, step.next) {
                 Ok(_) => return,
                 Err(seen) => w = seen,

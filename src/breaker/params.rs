@@ -37,7 +37,7 @@
 //! - The writer's odd `version` store: `Relaxed` (ordered by its fence); the even one and
 //!   `active`'s: `Release`.
 
-use super::state::Params;
+use super::state::{Params, Thresholds};
 use crate::sync::{AtomicU64, AtomicUsize, Ordering, fence, spin_loop};
 
 /// How many `u64`s a [`Params`] packs into.
@@ -63,14 +63,26 @@ fn encode(p: &Params) -> [u64; WORDS] {
     ]
 }
 
+const RATE: u64 = (1 << 20) - 1;
+
+/// The [`Thresholds`] in the first two words.
+fn decode_thresholds(w0: u64, w1: u64) -> Thresholds {
+    Thresholds {
+        min_calls: w0 as u32,
+        failure_count: (w0 >> 32) as u32,
+        failure_rate_ppm: (w1 & RATE) as u32,
+        slow_rate_ppm: ((w1 >> 20) & RATE) as u32,
+    }
+}
+
 fn decode(w: [u64; WORDS]) -> Params {
-    const RATE: u64 = (1 << 20) - 1;
     const SMALL: u64 = (1 << 6) - 1;
+    let t = decode_thresholds(w[0], w[1]);
     Params {
-        min_calls: w[0] as u32,
-        failure_count: (w[0] >> 32) as u32,
-        failure_rate_ppm: (w[1] & RATE) as u32,
-        slow_rate_ppm: ((w[1] >> 20) & RATE) as u32,
+        min_calls: t.min_calls,
+        failure_count: t.failure_count,
+        failure_rate_ppm: t.failure_rate_ppm,
+        slow_rate_ppm: t.slow_rate_ppm,
         probes: ((w[1] >> 40) & SMALL) as u32,
         needed: ((w[1] >> 46) & SMALL) as u32,
         enforce: (w[1] >> 52) & 1 == 1,
@@ -113,15 +125,28 @@ impl ParamsCell {
     /// The configuration now, whole.
     #[inline]
     pub(crate) fn load(&self) -> Params {
+        decode(self.read::<WORDS>())
+    }
+
+    /// The closed window's thresholds now, of one configuration (two words read).
+    #[inline]
+    pub(crate) fn load_thresholds(&self) -> Thresholds {
+        let [w0, w1] = self.read::<2>();
+        decode_thresholds(w0, w1)
+    }
+
+    /// The first `N` words of one configuration (`N <= WORDS`).
+    #[inline]
+    fn read<const N: usize>(&self) -> [u64; N] {
         loop {
             let slot = &self.slots[self.active.load(Ordering::Acquire) & 1];
             let v = slot.version.load(Ordering::Acquire);
             if v & 1 == 0 {
-                let words: [u64; WORDS] =
+                let words: [u64; N] =
                     std::array::from_fn(|i| slot.words[i].load(Ordering::Relaxed));
                 fence(Ordering::Acquire);
                 if slot.version.load(Ordering::Relaxed) == v {
-                    return decode(words);
+                    return words;
                 }
             }
             // A reconfigure completed while this read ran (and another is refilling the slot):
@@ -186,6 +211,7 @@ mod tests {
     fn a_store_is_what_the_next_load_sees() {
         let cell = ParamsCell::new(sample());
         assert_eq!(cell.load(), sample());
+        assert_eq!(cell.load_thresholds(), sample().thresholds());
         for k in 1..5 {
             let p = Params {
                 failure_count: k,
@@ -193,6 +219,7 @@ mod tests {
             };
             cell.store(p);
             assert_eq!(cell.load(), p);
+            assert_eq!(cell.load_thresholds(), p.thresholds());
         }
     }
 }

@@ -375,6 +375,17 @@ pub(crate) struct Params {
 pub(crate) const NOT_SLOW: u64 = u64::MAX;
 
 impl Params {
+    /// The closed window's thresholds.
+    #[inline]
+    pub(crate) fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            min_calls: self.min_calls,
+            failure_rate_ppm: self.failure_rate_ppm,
+            slow_rate_ppm: self.slow_rate_ppm,
+            failure_count: self.failure_count,
+        }
+    }
+
     /// The open period in ns for `ATTEMPTS = attempts` (clamped to `1..=MAX_ATTEMPTS`): the first
     /// one, grown by the multiplier once per further attempt, each step rounded down to a
     /// nanosecond and capped.
@@ -582,24 +593,55 @@ pub(crate) fn remaining(w: u64, t: Now) -> Option<u64> {
     }
 }
 
+/// A closed window's thresholds: all that the decision on a closed window's totals reads (the
+/// first two words of the live configuration, so a plain success loads no more).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Thresholds {
+    /// [`Params::min_calls`].
+    pub(crate) min_calls: u32,
+    /// [`Params::failure_rate_ppm`].
+    pub(crate) failure_rate_ppm: u32,
+    /// [`Params::slow_rate_ppm`].
+    pub(crate) slow_rate_ppm: u32,
+    /// [`Params::failure_count`].
+    pub(crate) failure_count: u32,
+}
+
+impl Thresholds {
+    /// Whether counts `(calls, failures, slow)` breach a threshold. Rates compare in millionths
+    /// with `>=`; the failure count (0 = off) with `>=`.
+    #[inline]
+    pub(crate) fn breaches(&self, calls: u32, failures: u32, slow: u32) -> bool {
+        let calls = u64::from(calls);
+        (self.failure_rate_ppm != 0
+            && u64::from(failures) * 1_000_000 >= u64::from(self.failure_rate_ppm) * calls)
+            || (self.slow_rate_ppm != 0
+                && u64::from(slow) * 1_000_000 >= u64::from(self.slow_rate_ppm) * calls)
+            || (self.failure_count != 0 && failures >= self.failure_count)
+    }
+
+    /// Whether a closed window's totals trip the breaker.
+    #[inline]
+    pub(crate) fn closed_breach(&self, t: Tally) -> bool {
+        t.calls >= self.min_calls && t.calls > 0 && self.breaches(t.calls, t.failures, t.slow)
+    }
+}
+
 /// Whether counts `(calls, failures, slow)` breach a threshold, with `count_limit` as the
 /// absolute failure count (0 = off). Rates compare in millionths with `>=`.
 #[inline]
 pub(crate) fn breached(calls: u32, failures: u32, slow: u32, count_limit: u32, p: &Params) -> bool {
-    let calls = u64::from(calls);
-    (p.failure_rate_ppm != 0
-        && u64::from(failures) * 1_000_000 >= u64::from(p.failure_rate_ppm) * calls)
-        || (p.slow_rate_ppm != 0
-            && u64::from(slow) * 1_000_000 >= u64::from(p.slow_rate_ppm) * calls)
-        || (count_limit != 0 && failures >= count_limit)
+    Thresholds {
+        failure_count: count_limit,
+        ..p.thresholds()
+    }
+    .breaches(calls, failures, slow)
 }
 
 /// Whether a closed window's totals trip the breaker.
 #[inline]
 pub(crate) fn closed_breach(t: Tally, p: &Params) -> bool {
-    t.calls >= p.min_calls
-        && t.calls > 0
-        && breached(t.calls, t.failures, t.slow, p.failure_count, p)
+    p.thresholds().closed_breach(t)
 }
 
 fn open_word(w: u64, now: u64, attempts: u64, p: &Params) -> u64 {
