@@ -130,8 +130,10 @@
 //! when a success replaces a success. While failures sit in a full count window, a successful
 //! call that cannot trip the breaker adds one to a counter of the calling thread's stripe; the
 //! next failure puts those successes in the window before itself, so every decision is taken on
-//! the same counts as with a slot claimed per call (the window's docs say how). With a time
-//! window, while the window holds no failure and no slow call, a successful call is one clock
+//! the same counts as with a slot claimed per call (the window's docs say how). A failure that
+//! trips nothing writes the window and, unless the window was marked clean, not the breaker's
+//! shared word, so calls admitted on other cores keep reading it from their own caches. With a
+//! time window, while the window holds no failure and no slow call, a successful call is one clock
 //! reading and one compare-and-swap on its bucket's word for the calling thread's stripe, with
 //! no decision to make. A refusal reads the clock once
 //! ([`CoarseClock`](crate::clock::CoarseClock) and [`RecentClock`](crate::clock::RecentClock)
