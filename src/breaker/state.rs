@@ -107,7 +107,8 @@
 //! counts every late result in the current state's window; it makes no decision itself (the
 //! decision's CAS carries the old generation), but a failed or slow one then clears the new
 //! period's `CLEAN` (and in metrics-only mode bumps its `SEQ`), so the flag never claims a
-//! window that holds it is clean. Dropping it outright would need the window's own writes to carry the generation.
+//! window that holds it is clean. Dropping it outright would need the window's own writes to
+//! carry the generation.
 //!
 //! The race the flag itself leaves: a success that read `CLEAN` just before a concurrent failure
 //! cleared it is taken as landing before that failure, so it makes no decision itself (into a
