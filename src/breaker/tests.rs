@@ -1337,3 +1337,51 @@ fn a_count_window_whose_failures_age_out_through_deferred_successes_is_clean_aga
     assert!(state::is_clean(w, state::generation(w)));
     assert_eq!((b.metrics().calls, b.metrics().failures), (8, 0));
 }
+
+#[test]
+fn a_failure_that_trips_nothing_writes_the_shared_word_only_to_clear_clean() {
+    let (b, _, _) = breaker(4, 4);
+    outcomes(&b, "SSSS");
+    let clean = b.word.load(Ordering::Acquire);
+    assert_ne!(
+        clean & state::CLEAN,
+        0,
+        "a full window of successes is marked clean"
+    );
+    outcomes(&b, "F");
+    let dirty = b.word.load(Ordering::Acquire);
+    assert_eq!(
+        dirty,
+        clean & !state::CLEAN,
+        "the failure clears CLEAN and nothing else"
+    );
+    // Failures and successes below the threshold (1 failure in 4) leave the word as it is, so
+    // admissions on other cores keep reading it from their caches.
+    outcomes(&b, "SSSFSS");
+    assert_eq!(b.word.load(Ordering::Acquire), dirty);
+    assert_eq!(b.state(), Closed);
+    // Once the last failure is evicted, a success marks the window clean again.
+    outcomes(&b, "SS");
+    assert_eq!(b.word.load(Ordering::Acquire), clean);
+}
+
+#[test]
+fn a_metrics_only_failure_still_bumps_seq() {
+    let b = CircuitBreaker::builder()
+        .clock(ManualClock::new())
+        .count_window(4)
+        .minimum_calls(4)
+        .failure_rate_threshold(0.9)
+        .metrics_only(true)
+        .build()
+        .unwrap();
+    outcomes(&b, "SSSF");
+    let before = b.word.load(Ordering::Acquire);
+    outcomes(&b, "F");
+    let after = b.word.load(Ordering::Acquire);
+    // 2 failures in 4 breach nothing: only SEQ moved, which keeps a success that looked before
+    // this failure from clearing a later `BREACHED`.
+    assert_ne!(after, before);
+    assert_eq!(after & state::STATE_MASK, state::CLOSED);
+    assert_eq!(b.metrics().breaches, 0);
+}
