@@ -3,13 +3,16 @@
 //! One shared `AtomicU64` written by every thread is one cache line bouncing between cores: each
 //! `fetch_add` waits for the line, so a path that is otherwise read-only stops scaling. Here each
 //! thread adds to its own stripe (picked by [`thread_stripe`]), so threads on different stripes
-//! never contend, and a read sums the stripes. Two kinds:
+//! never contend, and a read sums the stripes. Three kinds:
 //!
 //! - [`StatCounters`]: counts that only grow and feed `metrics()` (a breaker refusing while open,
 //!   a full bulkhead failing fast, a retry budget's and a drainer's lifetime counts). The first
 //!   threads own a cell each and add with a plain load and store; see its docs.
 //! - [`StripedCounters`] (below): counts a reader takes and zeroes (the adaptive limit's samples),
 //!   every add a `fetch_add` on the caller's stripe.
+//! - [`TakeCounter`]: one count that adders raise by one and takers take (a count window's
+//!   deferred successes): the first threads own a cell and add with a plain load and store, as
+//!   for [`StatCounters`], and a take marks what it took instead of zeroing; see its docs.
 //!
 //! # Layout of [`StripedCounters`]
 //!
@@ -62,6 +65,45 @@ fn lane_sum<const LANES: usize>(cells: &[CachePadded<[AtomicU64; LANES]>], lane:
         .iter()
         .map(|c| c[lane].load(Ordering::Relaxed))
         .fold(0, u64::wrapping_add)
+}
+
+/// Cells for counters whose first threads own a cell each: [`stripe_count`] owned cells, then
+/// half as many shared ones (at least one); returns the cells and how many are owned.
+fn owned_and_shared<const LANES: usize>() -> (Box<[CachePadded<[AtomicU64; LANES]>]>, usize) {
+    let owned = stripe_count();
+    let shared = (owned / 2).max(1);
+    (zeroed(owned + shared), owned)
+}
+
+/// The calling thread's cell of `cells`, whose first `owned` cells belong to one thread each,
+/// and whether the caller owns it: thread `t = thread_stripe()` owns `cells[t]` for `t < owned`,
+/// and later threads share `cells[owned + t % shared]`.
+#[inline]
+fn owned_or_shared<const LANES: usize>(
+    cells: &[CachePadded<[AtomicU64; LANES]>],
+    owned: usize,
+) -> (&[AtomicU64; LANES], bool) {
+    let t = thread_stripe();
+    if let Some(cell) = cells.get(t).filter(|_| t < owned) {
+        return (cell, true);
+    }
+    let shared = cells.len() - owned;
+    // `shared >= 1`, so the index is below `cells.len()`.
+    (&cells[owned + t % shared], false)
+}
+
+/// Adds `n` to `cell` and returns its new value: a `Relaxed` load and store when the caller
+/// owns it (no other thread writes it, so the load reads the owner's own last store), else a
+/// `Relaxed` `fetch_add`.
+#[inline]
+fn add_as(cell: &AtomicU64, n: u64, owner: bool) -> u64 {
+    if owner {
+        let v = cell.load(Ordering::Relaxed).wrapping_add(n);
+        cell.store(v, Ordering::Relaxed);
+        v
+    } else {
+        cell.fetch_add(n, Ordering::Relaxed).wrapping_add(n)
+    }
 }
 
 /// `LANES` striped `u64` counters sharing their stripes. See the [module docs](self).
@@ -126,22 +168,6 @@ impl<const LANES: usize> StripedCounters<LANES> {
             .fold(0, u64::saturating_add)
     }
 
-    /// Takes the total of `lane` and zeroes the stripes that held some: a `Relaxed` load of
-    /// each stripe, and a `swap(0)` of each that was not zero, so a reader that finds nothing
-    /// writes nothing. Every add lands in exactly one take, as with
-    /// [`take_sum_of`](Self::take_sum_of); an add that happens before the load is taken by
-    /// this take or an earlier one (coherence).
-    #[inline]
-    pub(crate) fn take_nonzero_sum_of(&self, lane: usize) -> u64 {
-        let mut sum = 0u64;
-        for c in self.cells.iter() {
-            if c[lane].load(Ordering::Relaxed) != 0 {
-                sum = sum.saturating_add(c[lane].swap(0, Ordering::Relaxed));
-            }
-        }
-        sum
-    }
-
     /// Takes the largest value of `lane` (raised by `fetch_max` on [`mine`](Self::mine)) and
     /// zeroes it, one `swap(0)` per stripe.
     pub(crate) fn take_max_of(&self, lane: usize) -> u64 {
@@ -178,7 +204,8 @@ impl StripedCounter {
 /// `fetch_add`, as [`StripedCounters`] do. A read sums all cells.
 ///
 /// For counts that feed `metrics()` (refusals, lifetime counts). Counts that a reader takes and
-/// zeroes need [`StripedCounters`]: a take racing an owner's plain store could lose the add.
+/// zeroes need [`StripedCounters`] (a zeroing take racing an owner's plain store could lose the
+/// add), or [`TakeCounter`], whose takes mark what they took and never write an adder's cell.
 ///
 /// ```text
 /// cells: Box<[CachePadded<[AtomicU64; LANES]>]>   owned + shared cells
@@ -212,29 +239,16 @@ pub(crate) type StatCounter = StatCounters<1>;
 impl<const LANES: usize> StatCounters<LANES> {
     /// All lanes zero (allocated here, once).
     pub(crate) fn new() -> Self {
-        let owned = stripe_count();
-        let shared = (owned / 2).max(1);
-        Self {
-            cells: zeroed(owned + shared),
-            owned,
-        }
+        let (cells, owned) = owned_and_shared();
+        Self { cells, owned }
     }
 
     /// Adds `n` to `lane`: a load and a store of this thread's own cell, or a `fetch_add` on a
     /// shared one (see the orderings above).
     #[inline]
     pub(crate) fn add_to(&self, lane: usize, n: u64) {
-        let t = thread_stripe();
-        if t < self.owned {
-            let cell = &self.cells[t][lane];
-            cell.store(
-                cell.load(Ordering::Relaxed).wrapping_add(n),
-                Ordering::Relaxed,
-            );
-        } else {
-            let shared = self.cells.len() - self.owned;
-            self.cells[self.owned + t % shared][lane].fetch_add(n, Ordering::Relaxed);
-        }
+        let (cell, owner) = owned_or_shared(&self.cells, self.owned);
+        add_as(&cell[lane], n, owner);
     }
 
     /// The total of `lane` over all cells (`Relaxed` loads; exact once adders are quiescent).
@@ -253,6 +267,124 @@ impl StatCounter {
     /// The total over all cells (`Relaxed` loads; exact once adders are quiescent).
     pub(crate) fn sum(&self) -> u64 {
         self.sum_of(0)
+    }
+}
+
+/// One count that threads raise by one and takers take, whose adds are usually plain stores:
+/// as for [`StatCounters`], the first threads to ask for a stripe number own a cell each and
+/// the rest share cells with `fetch_add`. A take never writes an adder's count: each cell keeps
+/// the count its adders reached and the part of it already taken.
+///
+/// ```text
+/// cells: Box<[CachePadded<[AtomicU64; 2]>]>   owned + shared cells, as for StatCounters
+///   cells[i][ADDED]  adds to cell i, ever (only grows; the owner's plain store or fetch_add)
+///   cells[i][TAKEN]  the part of ADDED that takes have taken (only grows; a taker's CAS)
+/// ```
+///
+/// | cell state            | moved by                      | to                            |
+/// |-----------------------|-------------------------------|-------------------------------|
+/// | `TAKEN == ADDED`      | an add                        | `ADDED + 1`, `TAKEN` kept     |
+/// | `TAKEN < ADDED`       | an add                        | `ADDED + 1`                   |
+/// | `TAKEN < ADDED`       | a take (CAS of `TAKEN`)       | `TAKEN = ADDED` as it read it |
+///
+/// Orderings:
+///
+/// - an owner's add: a `Relaxed` load and store of `ADDED`, as in [`StatCounters`]; a sharer's:
+///   `fetch_add(Relaxed)`. Either way each add is one step of `ADDED`'s modification order.
+/// - an adder's read of `TAKEN` (how many of its cell's adds wait): `Relaxed`; a stale value is
+///   lower (`TAKEN` only grows), so the wait it reports is an upper bound.
+/// - a take: `TAKEN`'s load `Acquire`, then `ADDED`'s load `Relaxed`, then
+///   `compare_exchange(taken, added, AcqRel, Acquire)`. The value `taken` was written by an
+///   earlier take's CAS right after its own load of `ADDED` read `taken`: acquiring that CAS
+///   orders that load before this take's, so (read-read coherence) this take reads `ADDED` at
+///   `taken` or later, and `added - taken` never goes below zero. The CASes on `TAKEN` are
+///   totally ordered, and each claims the adds between the value it replaced and the value it
+///   wrote, so each add is taken by exactly one take once `ADDED` holds it. An add that happens
+///   before a take's load of `ADDED` is read by it (coherence): the take claims it unless an
+///   earlier take already did.
+///
+/// Memory: `1.5 × stripe_count()` padded cells, as for [`StatCounters`], allocated once.
+pub(crate) struct TakeCounter {
+    cells: Box<[CachePadded<[AtomicU64; 2]>]>,
+    /// How many cells are owned, one thread each (the shared ones follow).
+    owned: usize,
+}
+
+/// [`TakeCounter`]'s lane of adds ever made.
+const ADDED: usize = 0;
+/// [`TakeCounter`]'s lane of adds taken.
+const TAKEN: usize = 1;
+
+impl TakeCounter {
+    /// Nothing added (allocated here, once).
+    pub(crate) fn new() -> Self {
+        let (cells, owned) = owned_and_shared();
+        Self { cells, owned }
+    }
+
+    /// Adds one on this thread's cell; returns how many of that cell's adds up to this one no
+    /// take has taken, as far as this thread sees: never fewer than wait untaken (a stale
+    /// `TAKEN` is lower), so the adder that brings a cell to `n` untaken adds sees at least `n`.
+    /// On a shared cell, adds that other threads make after this one are not in its count.
+    #[inline]
+    pub(crate) fn add_one(&self) -> u64 {
+        let (cell, owner) = owned_or_shared(&self.cells, self.owned);
+        let added = add_as(&cell[ADDED], 1, owner);
+        // Relaxed: a stale value is lower, so the count returned is not below the truth.
+        added.saturating_sub(cell[TAKEN].load(Ordering::Relaxed))
+    }
+
+    /// Takes every add no take has taken yet, and returns how many; a cell with nothing to
+    /// take is only read.
+    #[inline]
+    pub(crate) fn take(&self) -> u64 {
+        let mut sum = 0u64;
+        for cell in self.cells.iter() {
+            // Acquire, then Relaxed, then AcqRel: see the orderings above.
+            let mut taken = cell[TAKEN].load(Ordering::Acquire);
+            loop {
+                let added = cell[ADDED].load(Ordering::Relaxed);
+                if added == taken {
+                    break;
+                }
+                match cell[TAKEN].compare_exchange(
+                    taken,
+                    added,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        sum = sum.saturating_add(added.wrapping_sub(taken));
+                        break;
+                    }
+                    Err(now) => taken = now,
+                }
+            }
+        }
+        sum
+    }
+}
+
+impl Default for TakeCounter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for TakeCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let waiting: u64 = self
+            .cells
+            .iter()
+            .map(|c| {
+                let taken = c[TAKEN].load(Ordering::Relaxed);
+                c[ADDED].load(Ordering::Relaxed).saturating_sub(taken)
+            })
+            .fold(0, u64::saturating_add);
+        f.debug_struct("TakeCounter")
+            .field("waiting", &waiting)
+            .field("owned", &self.owned)
+            .finish()
     }
 }
 
@@ -418,6 +550,49 @@ mod tests {
         let one = StatCounter::new();
         one.add(5);
         assert_eq!(one.sum(), 5);
+    }
+
+    #[test]
+    fn a_take_claims_every_add_since_the_last_take_once() {
+        let c = TakeCounter::new();
+        assert_eq!(c.take(), 0);
+        assert_eq!((c.add_one(), c.add_one(), c.add_one()), (1, 2, 3));
+        assert_eq!(c.take(), 3);
+        assert_eq!(c.take(), 0);
+        assert_eq!(c.add_one(), 1);
+        assert_eq!(c.take(), 1);
+    }
+
+    #[test]
+    fn takes_racing_owners_and_sharers_claim_each_add_exactly_once() {
+        // More adders than owned cells, and two takers taking while they add: the takes, plus
+        // one after all have joined, add up to every add, none twice.
+        const ADDERS: u64 = if cfg!(miri) { 6 } else { 48 };
+        const ADDS: u64 = if cfg!(miri) { 100 } else { 5_000 };
+        let c = TakeCounter::new();
+        let taken: u64 = std::thread::scope(|s| {
+            let takers: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut got = 0u64;
+                        for _ in 0..ADDS {
+                            got += c.take();
+                        }
+                        got
+                    })
+                })
+                .collect();
+            for _ in 0..ADDERS {
+                s.spawn(|| {
+                    for _ in 0..ADDS {
+                        c.add_one();
+                    }
+                });
+            }
+            takers.into_iter().map(|t| t.join().unwrap()).sum()
+        });
+        assert_eq!(taken + c.take(), ADDERS * ADDS);
+        assert_eq!(c.take(), 0);
     }
 
     #[test]

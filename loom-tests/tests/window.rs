@@ -159,54 +159,71 @@ fn never(_: &Tally) -> bool {
 #[test]
 fn count_deferred_success_is_counted_by_a_later_record_while_another_defers() {
     // A success deferred before a failure's record began lands before it, exactly, while a
-    // thread on another stripe defers a success of its own; once all return and a snapshot
-    // claims what is left, the totals are the ring's and nothing is lost or invented.
+    // thread on a shared cell defers a success of its own (a `fetch_add`); once all return and
+    // a snapshot claims what is left, the totals are the ring's and nothing is lost or invented.
     model(|| {
         let w = Arc::new(CountWindow::new(2).unwrap());
         w.record(Outcome::Failure);
         w.record(Outcome::Failure);
-        assert_eq!(w.record_success_lazily(never).failures, 2); // deferred, stripe 0
+        assert_eq!(w.record_success_lazily(never).failures, 2); // deferred: cell 0, owned
+        let w2 = w.clone();
+        let b = thread::spawn(move || w2.record(Outcome::Failure)); // thread 1
         let w3 = w.clone();
         let c = thread::spawn(move || {
-            w3.record_success_lazily(never); // stripe 1: deferred, below its batch of 2
+            // Thread 2: past the two owned cells, so it shares a cell; deferred, below its
+            // batch of 2.
+            w3.record_success_lazily(never);
         });
-        let w2 = w.clone();
-        let b = thread::spawn(move || w2.record(Outcome::Failure));
         // The main thread's success, then B's failure: one of each, whenever C's lands.
         assert_eq!(b.join().unwrap().failures, 1);
         c.join().unwrap();
         check_count(&w, &TWO_FAILURES_THEN_S_F_S);
+        assert_eq!(w.claims(), 5, "a success lost or claimed twice");
     });
 }
 
 #[test]
 fn count_record_races_a_take_of_deferred_successes_in_flight() {
-    // C's success fills stripe 0 (the main thread's, batch 2), so C takes both and claims
-    // them, racing B's failure. B may miss the main thread's success while C has it in flight
-    // (B then counts the failure it would evict: the bound the module docs state); once all
-    // return, every success is claimed exactly once and the totals are the ring's.
+    // C's second success fills its own cell (batch 2), so C takes every cell's successes (the
+    // main thread's and its own) and claims them, racing B's failure, whose take may come
+    // between C's plain stores. B may miss successes while C has them in flight (B then counts
+    // the failures they will evict: the bound the module docs state); once all return, every
+    // success is claimed exactly once and the totals are the ring's.
     model(|| {
         let w = Arc::new(CountWindow::new(2).unwrap());
         w.record(Outcome::Failure);
         w.record(Outcome::Failure);
-        w.record_success_lazily(never); // deferred, stripe 0
-        let w2 = w.clone();
-        let b = thread::spawn(move || {
-            w2.record(Outcome::Failure); // stripe 1
-        });
+        w.record_success_lazily(never); // deferred: cell 0
         let w3 = w.clone();
         let c = thread::spawn(move || {
-            w3.record_success_lazily(never); // stripe 0: its second, a take
+            // Thread 1, owner of cell 1: deferred, then its cell fills and it takes.
+            w3.record_success_lazily(never);
+            w3.record_success_lazily(never);
+        });
+        let w2 = w.clone();
+        let b = thread::spawn(move || {
+            w2.record(Outcome::Failure); // thread 2
         });
         b.join().unwrap();
         c.join().unwrap();
-        check_count(&w, &TWO_FAILURES_THEN_S_F_S);
+        check_count(
+            &w,
+            &[
+                Outcome::Failure,
+                Outcome::Failure,
+                Outcome::Success,
+                Outcome::Success,
+                Outcome::Success,
+                Outcome::Failure,
+            ],
+        );
+        assert_eq!(w.claims(), 6, "a success lost or claimed twice");
     });
 }
 
 #[test]
 fn count_two_records_race_to_take_deferred_successes() {
-    // Two failures' records each take what the stripes hold: every deferred success is claimed
+    // Two failures' records each take what the cells hold: every deferred success is claimed
     // once, by one of them, and the quiescent totals equal the ring's contents.
     model(|| {
         let w = Arc::new(CountWindow::new(3).unwrap());
@@ -240,6 +257,7 @@ fn count_two_records_race_to_take_deferred_successes() {
                 Outcome::SlowFailure,
             ],
         );
+        assert_eq!(w.claims(), 7, "a success lost or claimed twice");
     });
 }
 

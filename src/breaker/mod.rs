@@ -128,9 +128,10 @@
 //! A closed breaker with a count window reads no clock. Once its window is full of successes, a
 //! successful call is two loads of one shared word and no write at all: nothing needs recording
 //! when a success replaces a success. While failures sit in a full count window, a successful
-//! call that cannot trip the breaker adds one to a counter of the calling thread's stripe; the
-//! next failure puts those successes in the window before itself, so every decision is taken on
-//! the same counts as with a slot claimed per call (the window's docs say how). A failure that
+//! call that cannot trip the breaker adds one to a counter the calling thread owns (a plain
+//! store; threads beyond the first few share cells and `fetch_add`); the next failure puts
+//! those successes in the window before itself, so every decision is taken on the same counts
+//! as with a slot claimed per call (the window's docs say how). A failure that
 //! trips nothing writes the window and, unless the window was marked clean, not the breaker's
 //! shared word, so calls admitted on other cores keep reading it from their own caches. With a
 //! time window, while the window holds no failure and no slow call, a successful call is one clock
@@ -138,7 +139,7 @@
 //! no decision to make. A refusal reads the clock once
 //! ([`CoarseClock`](crate::clock::CoarseClock) and [`RecentClock`](crate::clock::RecentClock)
 //! are the cheap ones; `BENCHMARKS.md` has the figures). No call path allocates, but for the
-//! first success a count window defers (its stripes, once in the breaker's life).
+//! first success a count window defers (its thread cells, once in the breaker's life).
 //! The packed word and its orderings are documented in the source of `breaker/state.rs`.
 
 mod config;
@@ -945,8 +946,9 @@ impl<C: Clock> CircuitBreaker<C> {
     #[inline]
     fn record_plain_success(&self, c: &CountWindow, w0: u64, generation: u32) {
         let th = self.params.load_thresholds();
-        let tally = c.record_success_lazily(|t| th.closed_breach(*t));
-        if !th.closed_breach(tally) {
+        let (tally, deferred) = c.record_success_deferring(|t| th.closed_breach(*t));
+        // A deferred success was asked `closed_breach` of these totals already.
+        if deferred || !th.closed_breach(tally) {
             self.settle(w0, tally, Some(c.size()));
             return;
         }
@@ -989,7 +991,7 @@ impl<C: Clock> CircuitBreaker<C> {
         }
         let (tally, full_size) = match &self.window {
             // A plain success cannot raise a count window's failures or slow calls: unless the
-            // totals as they stand breach, it is deferred (its thread's stripe, no shared line)
+            // totals as they stand breach, it is deferred (its thread's cell, no shared line)
             // and the decision below is the same as on the exact totals.
             Window::Count(c) if outcome == Outcome::Success => (
                 c.record_success_lazily(|t| state::closed_breach(*t, &p)),

@@ -1331,7 +1331,7 @@ fn a_count_window_whose_failures_age_out_through_deferred_successes_is_clean_aga
     let (b, _clock, _log) = breaker(8, 8);
     outcomes(&b, "SSSSSSSF");
     // Eight successes evict the failure; deferred, they are claimed by the one that fills the
-    // stripe (a window of 8 defers at most 8 per stripe), which finds the window clean.
+    // thread's cell (a window of 8 defers at most 8 per cell), which finds the window clean.
     outcomes(&b, "SSSSSSSS");
     let w = b.word.load(Ordering::Acquire);
     assert!(state::is_clean(w, state::generation(w)));

@@ -3,15 +3,15 @@
 //! # Implementation details
 //!
 //! A ring of `size` one-byte slots, a claim cursor and one packed totals word; the cursor and
-//! the totals share one padded cache line. Beside them, per thread stripe, a count of deferred
+//! the totals share one padded cache line. Beside them, per thread cell, a count of deferred
 //! plain successes:
 //!
 //! ```text
 //! hot.totals: AtomicU64    biased counts of the ring's contents (layout below)
 //! hot.cursor: AtomicU64    claims; slot = cursor % size
 //! slots:  Box<[AtomicU8]>  EMPTY or an outcome code
-//! hot.deferred: OnceLock<StripedCounters<1>>  plain successes recorded but not yet claimed,
-//!               per stripe; allocated by the first deferral
+//! hot.deferred: OnceLock<TakeCounter>  plain successes recorded but not yet claimed, per
+//!               thread cell; allocated by the first deferral
 //! ```
 //!
 //! A record that changes the ring writes both counters, one right after the other: on one line,
@@ -24,10 +24,11 @@
 //! 1. (fast path) if `o` is a plain success and the totals say "full of plain successes", the
 //!    new outcome would replace a plain success with a plain success: nothing changes, so return
 //!    the totals having written nothing (a healthy breaker writes no shared cache line);
-//! 2. take the deferred successes, `k` of them (a load of each stripe, a `swap(0)` of each that
-//!    is not zero), and claim `k + 1` slots at once: `c = cursor.fetch_add(k + 1)`; claims
-//!    `c..c + k` are plain successes, claim `c + k` is `o` (of claims that lap the ring only the
-//!    last `size` are written: the earlier ones would be overwritten by the later);
+//! 2. take the deferred successes, `k` of them (a load of each thread cell, and a
+//!    compare-and-swap of the taken mark of each that holds some), and claim `k + 1` slots at
+//!    once: `c = cursor.fetch_add(k + 1)`; claims `c..c + k` are plain successes, claim `c + k`
+//!    is `o` (of claims that lap the ring only the last `size` are written: the earlier ones
+//!    would be overwritten by the later);
 //! 3. for each claim, slot `i = claim % size`: if `slots[i]` already holds the claim's code,
 //!    leave it (the claim takes effect at that load, as a swap of the code for itself would);
 //!    else `old = slots[i].swap(code)` and add `enc(code) - enc(old)` to a delta;
@@ -49,33 +50,34 @@
 //! when the totals could cross a threshold (the breaker) records it with
 //! [`record_success_lazily`](CountWindow::record_success_lazily): when the totals as they stand
 //! (an upper bound on the failures and slow calls the success would leave) cannot cross it, the
-//! success adds one to its thread's stripe of `deferred` (one `fetch_add` on a line that thread
-//! alone writes, usually) and claims no slot. The next `record`, `snapshot` or `reset`, or the
-//! lazy success that fills its stripe to `batch` (`min(size, 64)`), takes every stripe's count
-//! and claims those successes before its own outcome.
+//! success adds one to its thread's cell of `deferred` (a plain load and store on a line that
+//! thread alone writes, for the first threads; a `fetch_add` on a shared cell for the rest; see
+//! [`TakeCounter`]) and claims no slot. The next `record`, `snapshot` or `reset`, or the lazy
+//! success that fills its cell to `batch` (`min(size, 64)`), takes every cell's count and claims
+//! those successes before its own outcome.
 //!
 //! A deferred success takes effect when a take claims it, so every decision is exact over the
 //! claims before it. A record counts each success deferred before it began (in the
-//! happens-before sense) by its own take, by the coherence of that success's stripe, and claims
+//! happens-before sense) by its own take, by the coherence of that success's cell, and claims
 //! it first; the one exception is a success that a racing take holds and has not yet claimed:
 //! the record then counts, in that success's place, the older outcome it will evict (at most
-//! one per success that take carries, each stripe holding fewer than `batch`), just as a record
+//! one per success that take carries, each cell holding fewer than `batch`), just as a record
 //! misses the outcome of any recorder still in flight. A single thread's records are exact in
 //! every case: its decisions are those of the sequential model, which the fuzz targets check.
 //! Successes and records that overlap in time may land in either order, as with an immediate
 //! claim; all plain successes are alike, so their order among themselves is no matter. What
 //! else a reader can see is stale failures that deferred successes will evict: a lazy
 //! success's own totals (which its caller only compares with its threshold) and the ring
-//! between takes. The next `record`, `snapshot` or `reset`, or a stripe reaching `batch`,
-//! claims them; at most `stripes x (batch - 1)` deferred successes wait at once (plus one per
-//! thread beyond the stripes sharing one).
+//! between takes. The next `record`, `snapshot` or `reset`, or a cell reaching `batch`, claims
+//! them; at most `cells x (batch - 1)` deferred successes wait at once (plus one per thread
+//! beyond the first sharing a cell).
 //!
 //! [`reset`](CountWindow::reset) discards the deferred successes, swaps every slot to `EMPTY`
 //! and subtracts what it removed, so it keeps the same telescoping invariant while racing
 //! recorders.
 
 use super::{Divisor, Outcome, Tally};
-use crate::counter::StripedCounters;
+use crate::counter::TakeCounter;
 use crate::error::ConfigError;
 use crate::sync::{AtomicU8, AtomicU64, Ordering};
 use crossbeam_utils::CachePadded;
@@ -105,13 +107,11 @@ use std::sync::OnceLock;
 /// - the totals' loads: `Relaxed`; a reader that needs "the counts after these calls" gets it
 ///   from whatever synchronised it with those calls (a join, the breaker's own state word).
 /// - `deferred` itself: std's `OnceLock` (its `get` an acquire load, its first
-///   `get_or_init` a release of the stripes it allocated); a take that a deferral happens
-///   before finds the stripes, and a take that finds none has nothing it must count.
-/// - a stripe of `deferred`: `fetch_add(1)` by a lazy success, `load` then `swap(0)` by a take,
-///   all `Relaxed`. The RMWs on one stripe are totally ordered, so each deferred success is
-///   taken by exactly one take; a take's load that a success's add happens before reads that
-///   add or a later value (coherence), so a take misses no success that returned before it
-///   began unless another take already has it.
+///   `get_or_init` a release of the cells it allocated); a take that a deferral happens
+///   before finds the cells, and a take that finds none has nothing it must count.
+/// - a cell of `deferred`: [`TakeCounter`]'s orderings. Each deferred success is taken by
+///   exactly one take, and a take misses no success that returned before it began unless
+///   another take already has it.
 const FIELD_BITS: u32 = 21;
 const FIELD_MASK: u64 = (1 << FIELD_BITS) - 1;
 const CALLS_SHIFT: u32 = 0;
@@ -129,7 +129,7 @@ const BIAS: u64 = 1 << (FIELD_BITS - 1);
 /// batch of deferred successes adds its delta every `DELTA_SPAN` changed slots, so the totals
 /// never lag one recorder by more (see [`BIAS`]).
 const DELTA_SPAN: u32 = 64;
-/// The most deferred successes a stripe holds before the lazy success that reaches it claims
+/// The most deferred successes a thread cell holds before the lazy success that reaches it claims
 /// them all (fewer in a smaller window: `min(size, DEFER_BATCH)`).
 const DEFER_BATCH: u32 = 64;
 /// The totals word of an empty window.
@@ -211,25 +211,25 @@ struct Hot {
     totals: AtomicU64,
     /// The claim cursor; never wraps in practice (2^64 claims).
     cursor: AtomicU64,
-    /// Plain successes recorded into the full window and not yet claimed, per thread stripe;
+    /// Plain successes recorded into the full window and not yet claimed, per thread cell;
     /// allocated by the first deferred success (a window that never defers, such as an idle
-    /// breaker's, keeps no stripes), never freed before the window.
-    deferred: OnceLock<StripedCounters<1>>,
+    /// breaker's, keeps no cells), never freed before the window.
+    deferred: OnceLock<TakeCounter>,
 }
 
 /// The outcomes of the last `size` calls, with running totals.
 ///
 /// Lock-free: [`record`](Self::record) is (once a success was ever deferred, see the module
-/// docs) a load of each thread stripe's deferred successes, then at most one `fetch_add` on a
+/// docs) a load of each thread cell's deferred successes, then at most one `fetch_add` on a
 /// cursor, one `swap` of a byte per claimed slot whose outcome changes and one `fetch_add` on
 /// the totals; when the evicted outcome equals the new one it is the `fetch_add` on the cursor
 /// and a load of the slot, and only a load when it records a plain success into a window
 /// already full of plain successes.
 ///
 /// Memory: a byte per slot and the padded line of the cursor and totals, allocated by
-/// [`new`](Self::new); the first deferred success allocates a padded line per thread stripe
-/// (twice the CPUs as a power of two, at most 32: 512 B on 2 CPUs, 4 KiB at the cap), and
-/// nothing allocates after.
+/// [`new`](Self::new); the first deferred success allocates a padded line per thread cell
+/// (one and a half times twice the CPUs rounded up to a power of two, at most 48: 768 B on
+/// 2 CPUs, 6 KiB at the cap), and nothing allocates after.
 ///
 /// Under concurrent recording the totals are exact at every quiescent point (every call has
 /// returned, and a `snapshot` taken): they equal the ring's contents. While records are in
@@ -249,7 +249,7 @@ pub struct CountWindow {
     hot: CachePadded<Hot>,
     slots: Box<[AtomicU8]>,
     size: u32,
-    /// A stripe's deferred successes that make a lazy success claim them all.
+    /// A thread cell's deferred successes that make a lazy success claim them all.
     batch: u64,
     /// `claim % size` without a `div` instruction.
     per_lap: Divisor,
@@ -313,28 +313,49 @@ impl CountWindow {
         /// `matters` held for the totals as they stood, and otherwise those totals.
         ///
         /// In a full window a plain success never raises a count, so the totals before it bound
-        /// the totals after it from above: when they do not matter, the success is deferred (one
-        /// `fetch_add` on this thread's stripe, no shared line written) and claimed by the next
-        /// record, [`snapshot`](Self::snapshot) or [`reset`](Self::reset), or by the lazy success
-        /// that fills its stripe (see the module docs).
+        /// the totals after it from above: when they do not matter, the success is deferred (a
+        /// plain store on this thread's cell, usually; no shared line written) and claimed by the
+        /// next record, [`snapshot`](Self::snapshot) or [`reset`](Self::reset), or by the lazy
+        /// success that fills its cell (see the module docs).
         #[inline]
         pub fn record_success_lazily(&self, matters: impl FnOnce(&Tally) -> bool) -> Tally {
-            // Relaxed: see the totals' ordering note.
-            let word = self.hot.totals.load(Ordering::Relaxed);
-            if word == full_of_successes(self.size) {
-                return self.full_of_successes_tally();
+            self.record_success_deferring(matters).0
+        }
+    }
+
+    /// [`record_success_lazily`](Self::record_success_lazily), and whether the success was
+    /// deferred: then `matters` returned `false` for the totals returned, and the caller need
+    /// not ask it again.
+    #[inline]
+    pub(crate) fn record_success_deferring(
+        &self,
+        matters: impl FnOnce(&Tally) -> bool,
+    ) -> (Tally, bool) {
+        // Relaxed: see the totals' ordering note.
+        let word = self.hot.totals.load(Ordering::Relaxed);
+        if word == full_of_successes(self.size) {
+            return (self.full_of_successes_tally(), false);
+        }
+        let now = decode(word, self.size);
+        if now.calls == self.size && !matters(&now) {
+            // See the deferred cells' ordering note.
+            if self.hot.deferred.get_or_init(TakeCounter::new).add_one() < self.batch {
+                return (now, true);
             }
-            let now = decode(word, self.size);
-            if now.calls == self.size && !matters(&now) {
-                // Relaxed: see the deferred stripes' ordering note.
-                let mine = &self.hot.deferred.get_or_init(StripedCounters::new).mine()[0];
-                if mine.fetch_add(1, Ordering::Relaxed) + 1 < self.batch {
-                    return now;
-                }
-                // This stripe is full: claim every stripe's successes, this one's among them.
-                return self.claim(self.take_deferred(), None);
-            }
-            self.claim(self.take_deferred(), Some(PRESENT))
+            // This cell is full: claim every cell's successes, this one's among them.
+            return (self.claim(self.take_deferred(), None), false);
+        }
+        (self.claim(self.take_deferred(), Some(PRESENT)), false)
+    }
+
+    internal! {
+        /// How many slots have been claimed, ever: one per recorded outcome, deferred
+        /// successes once a take claims them, none for a plain success into a window full of
+        /// plain successes (which writes nothing). For models that check no outcome is lost or
+        /// claimed twice.
+        pub fn claims(&self) -> u64 {
+            // Relaxed: exact once the recorders are quiescent, like the totals.
+            self.hot.cursor.load(Ordering::Relaxed)
         }
     }
 
@@ -348,20 +369,20 @@ impl CountWindow {
         }
     }
 
-    /// Takes every stripe's deferred successes (a load of each, a `swap(0)` of each that is not
-    /// zero); the caller claims them. Nothing to take, and no stripe read, while no success was
-    /// ever deferred.
+    /// Takes every thread cell's deferred successes (a load of each, and a compare-and-swap of
+    /// the taken mark of each that holds some); the caller claims them. Nothing to take, and no
+    /// cell read, while no success was ever deferred.
     #[inline]
     fn take_deferred(&self) -> u64 {
         match self.hot.deferred.get() {
             None => 0,
-            Some(stripes) => Self::take_stripes(stripes),
+            Some(cells) => Self::take_cells(cells),
         }
     }
 
     #[inline(never)]
-    fn take_stripes(stripes: &StripedCounters<1>) -> u64 {
-        stripes.take_nonzero_sum_of(0)
+    fn take_cells(cells: &TakeCounter) -> u64 {
+        cells.take()
     }
 
     /// Claims `successes` plain successes, then `last` (if any), as consecutive claims, and
@@ -651,7 +672,7 @@ mod tests {
     }
 
     #[test]
-    fn a_deferred_success_writes_no_shared_line_until_its_stripe_fills() {
+    fn a_deferred_success_writes_no_shared_line_until_its_cell_fills() {
         let w = CountWindow::new(100).unwrap();
         w.record(Outcome::Failure);
         for _ in 0..99 {
@@ -665,7 +686,7 @@ mod tests {
         }
         assert_eq!(w.hot.cursor.load(Ordering::Relaxed), cursor);
         assert_eq!(w.hot.totals.load(Ordering::Relaxed), totals);
-        // The stripe fills: every deferred success is claimed, and the failure falls out.
+        // The cell fills: every deferred success is claimed, and the failure falls out.
         let t = w.record_success_lazily(never);
         assert_eq!((t.calls, t.failures), (100, 0));
         assert_eq!(w.hot.cursor.load(Ordering::Relaxed), cursor + w.batch);
