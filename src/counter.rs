@@ -292,7 +292,8 @@ impl StatCounter {
 /// - an owner's add: a `Relaxed` load and store of `ADDED`, as in [`StatCounters`]; a sharer's:
 ///   `fetch_add(Relaxed)`. Either way each add is one step of `ADDED`'s modification order.
 /// - an adder's read of `TAKEN` (how many of its cell's adds wait): `Relaxed`; a stale value is
-///   lower (`TAKEN` only grows), so the wait it reports is an upper bound.
+///   lower (`TAKEN` only grows), so the count it reports is never below the untaken adds up to
+///   its own.
 /// - a take: `TAKEN`'s load `Acquire`, then `ADDED`'s load `Relaxed`, then
 ///   `compare_exchange(taken, added, AcqRel, Acquire)`. The value `taken` was written by an
 ///   earlier take's CAS right after its own load of `ADDED` read `taken`: acquiring that CAS

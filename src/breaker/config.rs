@@ -1,7 +1,7 @@
 //! The builder: every setting, its default, and the validation that keeps every limit inside
 //! the packed word.
 
-use super::state::{MAX_PROBES, MAX_TICKS, NOT_SLOW, Params, TICK_NANOS};
+use super::state::{MAX_PROBES, MAX_TICKS, NOT_SLOW, Params, TICK_NANOS, Thresholds};
 use super::{Breach, CircuitBreaker, StateChange};
 use crate::clock::{Clock, SystemClock, duration_to_nanos};
 use crate::error::ConfigError;
@@ -435,10 +435,12 @@ impl Settings {
             ));
         }
         Ok(Params {
-            min_calls,
-            failure_rate_ppm,
-            slow_rate_ppm,
-            failure_count,
+            thresholds: Thresholds {
+                min_calls,
+                failure_rate_ppm,
+                slow_rate_ppm,
+                failure_count,
+            },
             probes: self.probes,
             needed: self.minimum_calls.min(self.probes),
             open_nanos,

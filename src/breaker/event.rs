@@ -133,8 +133,8 @@ impl Breach {
             slow_calls: t.slow,
             failure_rate: t.failure_rate(),
             slow_call_rate: t.slow_rate(),
-            failure_rate_exceeded: over(t.failures, p.failure_rate_ppm),
-            slow_call_rate_exceeded: over(t.slow, p.slow_rate_ppm),
+            failure_rate_exceeded: over(t.failures, p.thresholds.failure_rate_ppm),
+            slow_call_rate_exceeded: over(t.slow, p.thresholds.slow_rate_ppm),
             failure_count_exceeded: count_limit != 0 && t.failures >= count_limit,
             enforced: p.enforce,
         }

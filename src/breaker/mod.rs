@@ -721,7 +721,7 @@ impl<C: Clock> CircuitBreaker<C> {
             Window::Time(tw) => tw.tally(now),
         };
         let state = State::of(w);
-        let decides = t.calls > 0 && t.calls >= self.params.load().min_calls;
+        let decides = t.calls > 0 && t.calls >= self.params.load().thresholds.min_calls;
         let refused = self.refused.sum();
         BreakerMetrics {
             state,
@@ -1010,7 +1010,7 @@ impl<C: Clock> CircuitBreaker<C> {
                     counted.calls,
                     counted.failures,
                     counted.slow,
-                    p.failure_count,
+                    p.thresholds.failure_count,
                     &p,
                 );
                 (if could_breach { t.tally(now) } else { counted }, None)
@@ -1053,7 +1053,8 @@ impl<C: Clock> CircuitBreaker<C> {
             while let Some(step) = state::closed_after(w, generation, breach, dirty, now, p) {
                 match self.install(w, &step, now) {
                     Ok(_) => {
-                        let counts = breach.then(|| Breach::of(tally, p.failure_count, p));
+                        let counts =
+                            breach.then(|| Breach::of(tally, p.thresholds.failure_count, p));
                         self.transitioned(&step, counts);
                         return;
                     }
@@ -1135,10 +1136,10 @@ impl<C: Clock> CircuitBreaker<C> {
                             failures: failures + u32::from(outcome.is_failure()),
                             slow: slow + u32::from(outcome.is_slow()),
                         };
-                        let limit = if p.failure_count == 0 {
+                        let limit = if p.thresholds.failure_count == 0 {
                             0
                         } else {
-                            p.failure_count.min(p.needed)
+                            p.thresholds.failure_count.min(p.needed)
                         };
                         Breach::of(t, limit, &p)
                     });

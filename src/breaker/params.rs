@@ -49,9 +49,9 @@ const WORDS: usize = 7;
 /// `half_open_nanos`, `slow_nanos`.
 fn encode(p: &Params) -> [u64; WORDS] {
     [
-        u64::from(p.min_calls) | u64::from(p.failure_count) << 32,
-        u64::from(p.failure_rate_ppm)
-            | u64::from(p.slow_rate_ppm) << 20
+        u64::from(p.thresholds.min_calls) | u64::from(p.thresholds.failure_count) << 32,
+        u64::from(p.thresholds.failure_rate_ppm)
+            | u64::from(p.thresholds.slow_rate_ppm) << 20
             | u64::from(p.probes) << 40
             | u64::from(p.needed) << 46
             | u64::from(p.enforce) << 52,
@@ -77,12 +77,8 @@ fn decode_thresholds(w0: u64, w1: u64) -> Thresholds {
 
 fn decode(w: [u64; WORDS]) -> Params {
     const SMALL: u64 = (1 << 6) - 1;
-    let t = decode_thresholds(w[0], w[1]);
     Params {
-        min_calls: t.min_calls,
-        failure_count: t.failure_count,
-        failure_rate_ppm: t.failure_rate_ppm,
-        slow_rate_ppm: t.slow_rate_ppm,
+        thresholds: decode_thresholds(w[0], w[1]),
         probes: ((w[1] >> 40) & SMALL) as u32,
         needed: ((w[1] >> 46) & SMALL) as u32,
         enforce: (w[1] >> 52) & 1 == 1,
@@ -176,10 +172,12 @@ mod tests {
 
     fn sample() -> Params {
         Params {
-            min_calls: super::super::MAX_COUNT,
-            failure_rate_ppm: 1_000_000,
-            slow_rate_ppm: 999_999,
-            failure_count: 7,
+            thresholds: Thresholds {
+                min_calls: super::super::MAX_COUNT,
+                failure_rate_ppm: 1_000_000,
+                slow_rate_ppm: 999_999,
+                failure_count: 7,
+            },
             probes: 31,
             needed: 31,
             open_nanos: 5,
@@ -197,9 +195,12 @@ mod tests {
         assert_eq!(decode(encode(&p)), p);
         let q = Params {
             enforce: false,
-            min_calls: 1,
-            failure_count: 0,
-            failure_rate_ppm: 0,
+            thresholds: Thresholds {
+                min_calls: 1,
+                failure_count: 0,
+                failure_rate_ppm: 0,
+                ..p.thresholds
+            },
             probes: 1,
             needed: 1,
             ..p
@@ -211,15 +212,19 @@ mod tests {
     fn a_store_is_what_the_next_load_sees() {
         let cell = ParamsCell::new(sample());
         assert_eq!(cell.load(), sample());
-        assert_eq!(cell.load_thresholds(), sample().thresholds());
+        assert_eq!(cell.load_thresholds(), sample().thresholds);
         for k in 1..5 {
+            let s = sample();
             let p = Params {
-                failure_count: k,
-                ..sample()
+                thresholds: Thresholds {
+                    failure_count: k,
+                    ..s.thresholds
+                },
+                ..s
             };
             cell.store(p);
             assert_eq!(cell.load(), p);
-            assert_eq!(cell.load_thresholds(), p.thresholds());
+            assert_eq!(cell.load_thresholds(), p.thresholds);
         }
     }
 }

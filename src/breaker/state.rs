@@ -346,14 +346,8 @@ impl std::fmt::Display for TripReason {
 /// reconfigure), held in a [`ParamsCell`](super::params::ParamsCell).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Params {
-    /// Closed: no decision below this many calls (already capped at a count window's size).
-    pub(crate) min_calls: u32,
-    /// Failure-rate threshold in millionths; 0 = off.
-    pub(crate) failure_rate_ppm: u32,
-    /// Slow-call-rate threshold in millionths; 0 = off.
-    pub(crate) slow_rate_ppm: u32,
-    /// Absolute failure count that trips; 0 = off.
-    pub(crate) failure_count: u32,
+    /// What a closed window's totals are compared with.
+    pub(crate) thresholds: Thresholds,
     /// Half-open probe limit, `1..=MAX_PROBES`.
     pub(crate) probes: u32,
     /// Half-open decides after this many results: `min(minimum_calls, probes)`.
@@ -376,17 +370,6 @@ pub(crate) struct Params {
 pub(crate) const NOT_SLOW: u64 = u64::MAX;
 
 impl Params {
-    /// The closed window's thresholds.
-    #[inline]
-    pub(crate) fn thresholds(&self) -> Thresholds {
-        Thresholds {
-            min_calls: self.min_calls,
-            failure_rate_ppm: self.failure_rate_ppm,
-            slow_rate_ppm: self.slow_rate_ppm,
-            failure_count: self.failure_count,
-        }
-    }
-
     /// The open period in ns for `ATTEMPTS = attempts` (clamped to `1..=MAX_ATTEMPTS`): the first
     /// one, grown by the multiplier once per further attempt, each step rounded down to a
     /// nanosecond and capped.
@@ -598,13 +581,13 @@ pub(crate) fn remaining(w: u64, t: Now) -> Option<u64> {
 /// first two words of the live configuration, so a plain success loads no more).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Thresholds {
-    /// [`Params::min_calls`].
+    /// Closed: no decision below this many calls (already capped at a count window's size).
     pub(crate) min_calls: u32,
-    /// [`Params::failure_rate_ppm`].
+    /// Failure-rate threshold in millionths; 0 = off.
     pub(crate) failure_rate_ppm: u32,
-    /// [`Params::slow_rate_ppm`].
+    /// Slow-call-rate threshold in millionths; 0 = off.
     pub(crate) slow_rate_ppm: u32,
-    /// [`Params::failure_count`].
+    /// Absolute failure count that trips; 0 = off.
     pub(crate) failure_count: u32,
 }
 
@@ -634,7 +617,7 @@ impl Thresholds {
 pub(crate) fn breached(calls: u32, failures: u32, slow: u32, count_limit: u32, p: &Params) -> bool {
     Thresholds {
         failure_count: count_limit,
-        ..p.thresholds()
+        ..p.thresholds
     }
     .breaches(calls, failures, slow)
 }
@@ -642,7 +625,7 @@ pub(crate) fn breached(calls: u32, failures: u32, slow: u32, count_limit: u32, p
 /// Whether a closed window's totals trip the breaker.
 #[inline]
 pub(crate) fn closed_breach(t: Tally, p: &Params) -> bool {
-    p.thresholds().closed_breach(t)
+    p.thresholds.closed_breach(t)
 }
 
 fn open_word(w: u64, now: u64, attempts: u64, p: &Params) -> u64 {
@@ -790,10 +773,10 @@ pub(crate) fn probe_result(
             why: Why::Nothing,
         });
     }
-    let count_limit = if p.failure_count == 0 {
+    let count_limit = if p.thresholds.failure_count == 0 {
         0
     } else {
-        p.failure_count.min(p.needed)
+        p.thresholds.failure_count.min(p.needed)
     };
     let (next, to, why) = if breached(results, failures, slow, count_limit, p) {
         (
@@ -979,10 +962,12 @@ mod tests {
 
     fn params() -> Params {
         Params {
-            min_calls: 4,
-            failure_rate_ppm: 500_000,
-            slow_rate_ppm: 0,
-            failure_count: 0,
+            thresholds: Thresholds {
+                min_calls: 4,
+                failure_rate_ppm: 500_000,
+                slow_rate_ppm: 0,
+                failure_count: 0,
+            },
             probes: 3,
             needed: 2,
             open_nanos: 10 * T,
@@ -1280,8 +1265,8 @@ mod tests {
             },
             &p
         ));
-        p.failure_rate_ppm = 0;
-        p.slow_rate_ppm = 1_000_000;
+        p.thresholds.failure_rate_ppm = 0;
+        p.thresholds.slow_rate_ppm = 1_000_000;
         assert!(closed_breach(
             Tally {
                 calls: 4,
@@ -1298,8 +1283,8 @@ mod tests {
             },
             &p
         ));
-        p.slow_rate_ppm = 0;
-        p.failure_count = 3;
+        p.thresholds.slow_rate_ppm = 0;
+        p.thresholds.failure_count = 3;
         assert!(!closed_breach(
             Tally {
                 calls: 9,
