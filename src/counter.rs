@@ -366,12 +366,6 @@ impl TakeCounter {
     }
 }
 
-impl Default for TakeCounter {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl std::fmt::Debug for TakeCounter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let waiting: u64 = self
